@@ -1,0 +1,39 @@
+"""Mapperator engine: everything that knows osu! or the model.
+
+The public names below are imported lazily so that ``import engine`` stays cheap (the desktop
+app imports it at start-up; torch is only loaded when a model-facing function is first used).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import AudioError, BeatmapError, Cancelled, MapperatorError, ModelError, OptionError
+
+_LAZY = {
+    # beatmaps
+    "Beatmap": "engine.beatmap",
+    "read_beatmap": "engine.beatmap",
+    "write_beatmap": "engine.beatmap",
+    "parse_beatmap": "engine.beatmap",
+    "read_osz": "engine.beatmap",
+    "write_osz": "engine.beatmap",
+    # audio
+    "load_audio": "engine.audio",
+}
+
+__all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .audio import load_audio
+    from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz
