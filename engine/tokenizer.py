@@ -1,0 +1,392 @@
+"""The token vocabulary: events, context markers and conditioning values as integer ids.
+
+A checkpoint's ``tokenizer.json`` fixes the vocabulary. Ids 0/1/2 are PAD/SOS/EOS, then one SOS/EOS pair
+per context type, then the output event ranges (what the decoder predicts) and finally the input-only
+conditioning ranges (what a prompt may contain but the model never predicts). Every range is contiguous.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import ModelError
+
+PAD_ID, SOS_ID, EOS_ID = 0, 1, 2
+
+
+class EventType(str, Enum):
+    """Kinds of events. The string values are the names used in checkpoints' tokenizer.json."""
+
+    TIME_SHIFT = "t"
+    SNAPPING = "snap"
+    DISTANCE = "dist"
+    NEW_COMBO = "new_combo"
+    HITSOUND = "hitsound"
+    VOLUME = "volume"
+    CIRCLE = "circle"
+    SPINNER = "spinner"
+    SPINNER_END = "spinner_end"
+    SLIDER_HEAD = "slider_head"
+    BEZIER_ANCHOR = "bezier_anchor"
+    PERFECT_ANCHOR = "perfect_anchor"
+    CATMULL_ANCHOR = "catmull_anchor"
+    RED_ANCHOR = "red_anchor"
+    LAST_ANCHOR = "last_anchor"
+    SLIDER_END = "slider_end"
+    BEAT = "beat"
+    MEASURE = "measure"
+    TIMING_POINT = "timing_point"
+    GAMEMODE = "gamemode"
+    STYLE = "style"
+    DIFFICULTY = "difficulty"
+    MAPPER = "mapper"
+    CS = "cs"
+    YEAR = "year"
+    HITSOUNDED = "hitsounded"
+    SONG_LENGTH = "song_length"
+    SONG_POSITION = "song_position"
+    GLOBAL_SV = "global_sv"
+    MANIA_KEYCOUNT = "keycount"
+    HOLD_NOTE_RATIO = "hold_note_ratio"
+    SCROLL_SPEED_RATIO = "scroll_speed_ratio"
+    DESCRIPTOR = "descriptor"
+    POS_X = "pos_x"
+    POS_Y = "pos_y"
+    POS = "pos"
+    KIAI = "kiai"
+    MANIA_COLUMN = "column"
+    HOLD_NOTE = "hold_note"
+    HOLD_NOTE_END = "hold_note_end"
+    SCROLL_SPEED_CHANGE = "scroll_speed_change"
+    SCROLL_SPEED = "scroll_speed"
+    DRUMROLL = "drumroll"
+    DRUMROLL_END = "drumroll_end"
+    DENDEN = "denden"
+    DENDEN_END = "denden_end"
+    CONTROL = "control"
+    SLIDER_SUSTAIN = "slider_sustain"
+    SLIDER_REPEAT_SUSTAIN = "slider_repeat_sustain"
+    SPINNER_SUSTAIN = "spinner_sustain"
+    HOLD_NOTE_SUSTAIN = "hold_note_sustain"
+    DRUMROLL_SUSTAIN = "drumroll_sustain"
+    DENDEN_SUSTAIN = "denden_sustain"
+    POS_REFINE = "pos_refine"
+
+
+class ContextType(str, Enum):
+    """Kinds of token sequences a prompt can carry (each wrapped in its own SOS/EOS pair)."""
+
+    NONE = "none"
+    TIMING = "timing"
+    NO_HS = "no_hs"
+    GD = "gd"
+    MAP = "map"
+    KIAI = "kiai"
+    SV = "sv"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    value: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.type.value}{self.value}"
+
+    __repr__ = __str__
+
+
+@dataclass(frozen=True, slots=True)
+class EventRange:
+    type: EventType
+    min_value: int
+    max_value: int
+
+    @property
+    def size(self) -> int:
+        return self.max_value - self.min_value + 1
+
+
+class Tokenizer:
+    """Vocabulary of one checkpoint, loaded from its ``tokenizer.json``.
+
+    Beside the id layout it carries the conditioning tables the checkpoint was trained with
+    (mapper ids, descriptor names, difficulty/CS class counts).
+    """
+
+    pad_id = PAD_ID
+    sos_id = SOS_ID
+    eos_id = EOS_ID
+
+    def __init__(
+        self,
+        *,
+        offset: int,
+        context_sos: Mapping[ContextType, int],
+        context_eos: Mapping[ContextType, int],
+        event_ranges: Iterable[EventRange],
+        input_event_ranges: Iterable[EventRange],
+        num_classes: int = 0,
+        num_diff_classes: int = 0,
+        max_difficulty: float = 0,
+        num_cs_classes: int = 0,
+        beatmap_idx: Mapping[int, int] | None = None,
+        beatmap_mapper: Mapping[int, int] | None = None,
+        mapper_idx: Mapping[int, int] | None = None,
+        num_mapper_classes: int = 0,
+        beatmap_descriptors: Mapping[int, list[int]] | None = None,
+        descriptor_idx: Mapping[str, int] | None = None,
+        num_descriptor_classes: int = 0,
+    ):
+        self.offset = offset
+        self.context_sos = dict(context_sos)
+        self.context_eos = dict(context_eos)
+        self.event_ranges = list(event_ranges)
+        self.input_event_ranges = list(input_event_ranges)
+        self.num_classes = num_classes
+        self.num_diff_classes = num_diff_classes
+        self.max_difficulty = max_difficulty
+        self.num_cs_classes = num_cs_classes
+        self.beatmap_idx = dict(beatmap_idx or {})
+        self.beatmap_mapper = dict(beatmap_mapper or {})
+        self.mapper_idx = dict(mapper_idx or {})
+        self.num_mapper_classes = num_mapper_classes
+        self.beatmap_descriptors = {k: list(v) for k, v in (beatmap_descriptors or {}).items()}
+        self.descriptor_idx = dict(descriptor_idx or {})
+        self.num_descriptor_classes = num_descriptor_classes
+
+        self.range: dict[EventType, EventRange] = {}
+        self.start: dict[EventType, int] = {}
+        self.end: dict[EventType, int] = {}  # exclusive
+        next_id = offset
+        for er in self.event_ranges + self.input_event_ranges:
+            self.range[er.type] = er
+            self.start[er.type] = next_id
+            next_id += er.size
+            self.end[er.type] = next_id
+        self.vocab_size_out = offset + sum(er.size for er in self.event_ranges)
+        self.vocab_size_in = next_id
+
+        # id -> (range index, value) lookup tables make decoding a list index.
+        ranges = self.event_ranges + self.input_event_ranges
+        self._id_type = [None] * self.vocab_size_in
+        self._id_value = np.zeros(self.vocab_size_in, dtype=np.int64)
+        for er in ranges:
+            s = self.start[er.type]
+            for i in range(er.size):
+                self._id_type[s + i] = er.type
+                self._id_value[s + i] = er.min_value + i
+
+    # --- loading and saving -------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "Tokenizer":
+        try:
+            def ranges(items):
+                return [EventRange(EventType(r["type"]), int(r["min_value"]), int(r["max_value"])) for r in items]
+
+            tok = cls(
+                offset=int(state.get("offset", 3)),
+                context_sos={ContextType(k): int(v) for k, v in state.get("context_sos", {}).items()},
+                context_eos={ContextType(k): int(v) for k, v in state.get("context_eos", {}).items()},
+                event_ranges=ranges(state["event_ranges"]),
+                input_event_ranges=ranges(state.get("input_event_ranges", [])),
+                num_classes=int(state.get("num_classes", 0)),
+                num_diff_classes=int(state.get("num_diff_classes", 0)),
+                max_difficulty=state.get("max_difficulty", 0),
+                num_cs_classes=int(state.get("num_cs_classes", 0)),
+                beatmap_idx={int(k): int(v) for k, v in state.get("beatmap_idx", {}).items()},
+                beatmap_mapper={int(k): int(v) for k, v in state.get("beatmap_mapper", {}).items()},
+                mapper_idx={int(k): int(v) for k, v in state.get("mapper_idx", {}).items()},
+                num_mapper_classes=int(state.get("num_mapper_classes", 0)),
+                beatmap_descriptors={int(k): list(v) for k, v in state.get("beatmap_descriptors", {}).items()},
+                descriptor_idx=dict(state.get("descriptor_idx", {})),
+                num_descriptor_classes=int(state.get("num_descriptor_classes", 0)),
+            )
+        except KeyError as e:
+            raise ModelError(f"tokenizer.json lacks the field {e.args[0]!r}") from None
+        except ValueError as e:
+            raise ModelError(f"tokenizer.json has an unsupported value: {e}") from None
+        for key, expected in (("vocab_size_out", tok.vocab_size_out), ("vocab_size_in", tok.vocab_size_in)):
+            if key in state and int(state[key]) != expected:
+                raise ModelError(f"tokenizer.json field {key!r} is {state[key]} but its ranges give {expected}")
+        return tok
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Tokenizer":
+        path = Path(path)
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"{path} not found: the checkpoint has no tokenizer.json") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"{path} is not a readable tokenizer.json: {e}") from None
+        return cls.from_dict(state)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint format (what upstream's Tokenizer.save_pretrained writes)."""
+
+        def ranges(items):
+            return [{"type": r.type.value, "min_value": r.min_value, "max_value": r.max_value} for r in items]
+
+        all_ranges = self.event_ranges + self.input_event_ranges
+        return {
+            "offset": self.offset,
+            "context_sos": {k.value: v for k, v in self.context_sos.items()},
+            "context_eos": {k.value: v for k, v in self.context_eos.items()},
+            "event_ranges": ranges(self.event_ranges),
+            "input_event_ranges": ranges(self.input_event_ranges),
+            "num_classes": self.num_classes,
+            "num_diff_classes": self.num_diff_classes,
+            "max_difficulty": self.max_difficulty,
+            "event_range": {r.type.value: ranges([r])[0] for r in all_ranges},
+            "event_start": {r.type.value: self.start[r.type] for r in all_ranges},
+            "event_end": {r.type.value: self.end[r.type] for r in all_ranges},
+            "vocab_size_out": self.vocab_size_out,
+            "vocab_size_in": self.vocab_size_in,
+            "beatmap_idx": {str(k): v for k, v in self.beatmap_idx.items()},
+            "beatmap_mapper": {str(k): v for k, v in self.beatmap_mapper.items()},
+            "mapper_idx": {str(k): v for k, v in self.mapper_idx.items()},
+            "num_mapper_classes": self.num_mapper_classes,
+            "beatmap_descriptors": {str(k): v for k, v in self.beatmap_descriptors.items()},
+            "descriptor_idx": self.descriptor_idx,
+            "num_descriptor_classes": self.num_descriptor_classes,
+            "num_cs_classes": self.num_cs_classes,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+
+    # --- ids <-> events -----------------------------------------------------------------------
+
+    def has(self, event_type: EventType) -> bool:
+        return event_type in self.range
+
+    def encode(self, event: Event) -> int:
+        er = self.range.get(event.type)
+        if er is None:
+            raise ValueError(f"this checkpoint has no {event.type.value!r} tokens")
+        if not er.min_value <= event.value <= er.max_value:
+            raise ValueError(f"{event.type.value} value {event.value} outside [{er.min_value}, {er.max_value}]")
+        return self.start[event.type] + event.value - er.min_value
+
+    def encode_clipped(self, event_type: EventType, value: int) -> int:
+        """Encode after clipping ``value`` into the type's range."""
+        er = self.range[event_type]
+        return self.start[event_type] + int(min(max(value, er.min_value), er.max_value)) - er.min_value
+
+    def decode(self, token_id: int) -> Event:
+        """The event of an id; raises ValueError for PAD/SOS/EOS/context markers and ids out of range."""
+        if not 0 <= token_id < self.vocab_size_in or self._id_type[token_id] is None:
+            raise ValueError(f"id {token_id} is not an event")
+        return Event(self._id_type[token_id], int(self._id_value[token_id]))
+
+    def is_event(self, token_id: int) -> bool:
+        return 0 <= token_id < self.vocab_size_in and self._id_type[token_id] is not None
+
+    def id_range(self, event_type: EventType) -> range:
+        """Ids of one event type as a range (empty when the checkpoint lacks the type)."""
+        if event_type not in self.range:
+            return range(0)
+        return range(self.start[event_type], self.end[event_type])
+
+    def describe(self, token_id: int) -> str:
+        """Human-readable name of any id, for logs and goldens."""
+        if token_id == PAD_ID:
+            return "PAD"
+        if token_id == SOS_ID:
+            return "SOS"
+        if token_id == EOS_ID:
+            return "EOS"
+        for ct, i in self.context_sos.items():
+            if i == token_id:
+                return f"SOS_{ct.value}"
+        for ct, i in self.context_eos.items():
+            if i == token_id:
+                return f"EOS_{ct.value}"
+        return str(self.decode(token_id))
+
+    # --- conditioning values (each range's last value means "unknown") -------------------------
+
+    def unknown(self, event_type: EventType) -> int:
+        """Id of the "unknown" value of a conditioning range (its last value)."""
+        return self.start[event_type] + self.range[event_type].size - 1
+
+    def difficulty_token(self, stars: float | None) -> int:
+        if stars is None:
+            return self.unknown(EventType.DIFFICULTY)
+        value = int(stars * self.num_diff_classes / self.max_difficulty)
+        return self.encode(Event(EventType.DIFFICULTY, int(np.clip(value, 0, self.num_diff_classes - 1))))
+
+    def difficulty_of_token(self, token_id: int) -> float | None:
+        if token_id == self.unknown(EventType.DIFFICULTY):
+            return None
+        return self.decode(token_id).value * self.max_difficulty / self.num_diff_classes
+
+    def mapper_index(self, user_id: int | None) -> int:
+        """Row of a mapper (osu! user id) in the checkpoint's mapper table; the last row when unknown."""
+        return self.mapper_idx.get(user_id, self.num_mapper_classes) if user_id is not None else self.num_mapper_classes
+
+    def mapper_token(self, user_id: int | None) -> int:
+        return self.encode(Event(EventType.MAPPER, self.mapper_index(user_id)))
+
+    def mapper_of_beatmap(self, beatmap_id: int | None) -> int | None:
+        return self.beatmap_mapper.get(beatmap_id) if beatmap_id is not None else None
+
+    def cs_token(self, circle_size: float | None) -> int:
+        if circle_size is None:
+            return self.unknown(EventType.CS)
+        value = int(circle_size * (self.num_cs_classes - 1) / 10)
+        return self.encode(Event(EventType.CS, int(np.clip(value, 0, self.num_cs_classes - 1))))
+
+    def year_token(self, year: int | None) -> int:
+        if year is None:
+            return self.unknown(EventType.YEAR)
+        return self.encode(Event(EventType.YEAR, int(year)))
+
+    def descriptor_names(self) -> list[str]:
+        """Descriptor names this checkpoint knows, in index order."""
+        return [name for name, _ in sorted(self.descriptor_idx.items(), key=lambda kv: kv[1])]
+
+    def descriptor_token(self, name: str) -> int | None:
+        idx = self.descriptor_idx.get(name)
+        return None if idx is None else self.encode(Event(EventType.DESCRIPTOR, idx))
+
+    def descriptor_name(self, index: int) -> str | None:
+        for name, i in self.descriptor_idx.items():
+            if i == index:
+                return name
+        return None
+
+    @staticmethod
+    def ratio_value(ratio: float, resolution: int) -> int:
+        """A ratio on ``resolution`` steps; exactly 0 (or less) is -1 and 1 (or more) is resolution + 1."""
+        if ratio <= 0:
+            return -1
+        if ratio >= 1:
+            return resolution + 1
+        return int(np.clip(round(ratio * resolution), 0, resolution))
+
+    def hold_note_ratio_token(self, ratio: float | None) -> int:
+        if ratio is None:
+            return self.unknown(EventType.HOLD_NOTE_RATIO)
+        return self.encode(Event(EventType.HOLD_NOTE_RATIO, self.ratio_value(ratio, 10)))
+
+    def scroll_speed_ratio_token(self, ratio: float | None) -> int:
+        if ratio is None:
+            return self.unknown(EventType.SCROLL_SPEED_RATIO)
+        return self.encode(Event(EventType.SCROLL_SPEED_RATIO, self.ratio_value(ratio, 10)))
+
+    def song_length_token(self, song_length_ms: float) -> int:
+        return self.encode(Event(EventType.SONG_LENGTH, int(np.clip(song_length_ms // 10000, 0, 60))))
+
+    def song_position_event(self, position_ms: float, song_length_ms: float) -> Event:
+        return Event(EventType.SONG_POSITION, self.ratio_value(position_ms / song_length_ms, 100))
+
+    def global_sv_token(self, slider_multiplier: float) -> int:
+        return self.encode(Event(EventType.GLOBAL_SV, int(round(float(np.clip(slider_multiplier, 0.4, 3.6)) * 100))))
