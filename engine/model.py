@@ -1,0 +1,683 @@
+"""The Mapperatorinator network: mel front end, conditioning embedders and a Whisper-style
+encoder-decoder with rotary positions.
+
+Two backbones exist among the published checkpoints and differ only in how attention weights are
+stored and which positions rotate:
+
+* ``ropewhisper`` (v30, v31): separate ``q_proj/k_proj/v_proj/out_proj`` (no bias on k), cross attention
+  named ``encoder_attn``; rotary "dynamic" NTK positions in every self-attention.
+* ``varwhisper`` (v32, v32-mini): fused ``Wqkv`` (cross attention ``Wq`` + ``Wkv``) and ``Wo``; every
+  ``global_attn_every_n_layers``-th layer attends globally, the others within a local window with their
+  own rotary base.
+
+Module attribute names mirror the checkpoint keys (``transformer.model.encoder.layers.N.self_attn...``)
+so that published weights and LoRA adapters trained upstream load without renaming.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROPEWHISPER = "ropewhisper"
+VARWHISPER = "varwhisper"
+
+# Present in every published checkpoint but never read: decoder_embedder replaces the backbone's own embedding.
+UNUSED_CHECKPOINT_KEYS = ("transformer.model.decoder.embed_tokens.weight",)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    flavour: str  # ROPEWHISPER or VARWHISPER
+    d_model: int
+    encoder_layers: int
+    decoder_layers: int
+    encoder_heads: int
+    decoder_heads: int
+    encoder_ffn_dim: int
+    decoder_ffn_dim: int
+    num_mel_bins: int
+    max_source_positions: int
+    max_target_positions: int
+    vocab_size: int
+    activation: str = "gelu"
+    # ropewhisper
+    rope_type: str = "dynamic"
+    rope_encoder_scaling: float = 1.0
+    rope_decoder_scaling: float = 1.0
+    # varwhisper
+    attention_bias: bool = True
+    global_attn_every_n_layers: int = 1
+    local_attention: int = 128
+    global_rope_theta: float = 10000.0
+    local_rope_theta: float = 10000.0
+
+
+@dataclass(frozen=True)
+class SpectrogramConfig:
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    n_mels: int = 80
+    hop_length: int = 128
+    f_min: float = 20
+    f_max: float = 8000
+    pad_mode: str = "reflect"
+    log_scale: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone_name: str
+    backbone: BackboneConfig
+    spectrogram: SpectrogramConfig
+    vocab_size_in: int
+    vocab_size_out: int
+    do_style_embed: bool = False
+    do_difficulty_embed: bool = False
+    do_mapper_embed: bool = False
+    do_song_position_embed: bool = False
+    project_encoder_input: bool = False
+    num_classes: int = 0
+    num_mappers: int = 0
+    cond_dim: int = 128
+    cond_size: int = 0
+    rhythm_weight: float = 1.0
+    rhythm_token_start: int = 0
+    rhythm_token_end: int = 0
+    label_smoothing: float = 0.0
+    init_std: float = 0.02
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.spectrogram.hop_length
+
+
+# --- spectrogram ----------------------------------------------------------------------------------
+
+
+class _Buffers(nn.Module):
+    """A module that only holds named buffers (keeps checkpoint key paths like ``mel_scale.fb``)."""
+
+    def __init__(self, **buffers: torch.Tensor):
+        super().__init__()
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
+
+
+class MelSpectrogram(nn.Module):
+    """log(1 + power mel spectrogram) with the filterbank and window stored in the checkpoint.
+
+    Equivalent to upstream's torchaudio MelSpectrogram (center=True, power 2, HTK mel) + log1p, computed with
+    torch.stft so torchaudio is not needed at run time. Always runs in fp32.
+    """
+
+    def __init__(self, config: SpectrogramConfig):
+        super().__init__()
+        self.config = config
+        n_freqs = config.n_fft // 2 + 1
+        self.transform = nn.Module()
+        self.transform.mel_scale = _Buffers(fb=mel_filterbank(config, n_freqs))
+        self.transform.spectrogram = _Buffers(window=torch.hann_window(config.n_fft))
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) float waveform -> (batch, frames, n_mels) with frames = samples // hop + 1."""
+        c = self.config
+        window = self.transform.spectrogram.window
+        spec = torch.stft(
+            samples.float(), c.n_fft, c.hop_length, c.n_fft, window,
+            center=True, pad_mode=c.pad_mode, normalized=False, onesided=True, return_complex=True,
+        )
+        power = spec.abs().pow(2.0)  # (batch, freqs, frames)
+        mel = torch.matmul(power.transpose(-1, -2), self.transform.mel_scale.fb)  # (batch, frames, mels)
+        return torch.log1p(mel) if c.log_scale else mel
+
+
+def mel_filterbank(config: SpectrogramConfig, n_freqs: int) -> torch.Tensor:
+    """HTK triangular mel filterbank [n_freqs, n_mels] (only used when a checkpoint lacks its own)."""
+    def hz_to_mel(f):
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    all_freqs = torch.linspace(0, config.sample_rate // 2, n_freqs)
+    m_pts = torch.linspace(hz_to_mel(config.f_min), hz_to_mel(config.f_max), config.n_mels + 2)
+    f_pts = 700.0 * (10 ** (m_pts / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    return torch.clamp(torch.min(down, up), min=0.0)
+
+
+# --- conditioning embedders (v30/v31) ----------------------------------------------------------------
+
+
+class _RadialBasis(nn.Module):
+    """Gaussian bumps with learnable centres and widths over a value in [0, 1]."""
+
+    def __init__(self, num_basis: int):
+        super().__init__()
+        self.basis_centers = nn.Parameter(torch.linspace(0, 1, num_basis))
+        self.basis_widths = nn.Parameter(torch.full((num_basis,), 0.1))
+
+    def rbf(self, x: torch.Tensor) -> torch.Tensor:
+        d = x.unsqueeze(-1) - self.basis_centers.view(1, -1)
+        return torch.exp(-d.pow(2) / (2 * self.basis_widths.view(1, -1).pow(2)))
+
+
+def _projection(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    # Indices 0,1,4,5 carry weights in checkpoints (2 is ReLU, 3 dropout).
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(0.1),
+        nn.Linear(hidden, n_out), nn.LayerNorm(n_out),
+    )
+
+
+class DifficultyEmbedder(_RadialBasis):
+    def __init__(self, hidden_size: int, max_difficulty: float = 10.0, num_basis: int = 8):
+        super().__init__(num_basis)
+        self.max_difficulty = max_difficulty
+        self.difficulty_proj = _projection(num_basis, hidden_size, hidden_size)
+
+    def forward(self, stars: torch.Tensor) -> torch.Tensor:
+        return self.difficulty_proj(self.rbf(stars / self.max_difficulty))
+
+
+class SongPositionEmbedder(_RadialBasis):
+    def __init__(self, hidden_size: int, num_basis: int = 10):
+        super().__init__(num_basis)
+        self.position_proj = _projection(2 * num_basis, 2 * hidden_size, hidden_size)
+
+    def forward(self, span: torch.Tensor) -> torch.Tensor:
+        """span: [batch, 2] window start and end as fractions of the song."""
+        return self.position_proj(torch.cat([self.rbf(span[:, 0]), self.rbf(span[:, 1])], dim=1))
+
+
+class MapperEmbedder(nn.Module):
+    """One learned row per known mapper plus a last row for "unknown" (index -1)."""
+
+    def __init__(self, num_mappers: int, dim: int):
+        super().__init__()
+        self.num_mappers = num_mappers
+        self.embedding = nn.Embedding(num_mappers + 1, dim)
+        self.dropout = nn.Dropout(0.1)
+        self.layer_norm = nn.LayerNorm(dim)
+
+    def forward(self, mapper_idx: torch.Tensor) -> torch.Tensor:
+        idx = torch.where(mapper_idx < 0, torch.full_like(mapper_idx, self.num_mappers), mapper_idx)
+        idx = idx.clamp(0, self.num_mappers)
+        return self.layer_norm(self.dropout(self.embedding(idx)))
+
+
+class StyleEmbedder(nn.Module):
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.embedding_table = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, beatmap_idx: torch.Tensor) -> torch.Tensor:
+        return self.embedding_table(beatmap_idx)
+
+
+# --- rotary positions ---------------------------------------------------------------------------------
+
+
+class Rotary(nn.Module):
+    """Rotary position angles for one head size and base (HF "default"/"dynamic" NTK semantics)."""
+
+    def __init__(self, head_dim: int, base: float, max_positions: int, dynamic: bool = False, factor: float = 1.0):
+        super().__init__()
+        self.head_dim, self.base, self.max_positions = head_dim, base, max_positions
+        self.dynamic, self.factor = dynamic, factor
+        self.register_buffer("inv_freq", self._inv_freq(base), persistent=False)
+
+    def _inv_freq(self, base: float) -> torch.Tensor:
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64).to(torch.float) / self.head_dim
+        return 1.0 / (base ** exponents)
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions: [seq] int -> (cos, sin) of shape [seq, head_dim]."""
+        inv_freq = self.inv_freq
+        seq_len = int(positions.max()) + 1 if positions.numel() else 0
+        if self.dynamic and seq_len > self.max_positions:
+            scale = (self.factor * seq_len / self.max_positions) - (self.factor - 1)
+            inv_freq = self._inv_freq(self.base * scale ** (self.head_dim / (self.head_dim - 2))).to(positions.device)
+        freqs = positions.float()[:, None] * inv_freq.float()[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+# --- attention ------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head attention with the checkpoint's projection layout.
+
+    ``flavour`` decides parameter names; the maths is the same: softmax(QK^T/sqrt(d)) V with optional rotary
+    positions on Q and K, and an additive float mask.
+    """
+
+    def __init__(self, flavour: str, d_model: int, heads: int, cross: bool, bias: bool = True):
+        super().__init__()
+        self.flavour, self.heads, self.cross = flavour, heads, cross
+        self.head_dim = d_model // heads
+        if flavour == ROPEWHISPER:
+            self.q_proj = nn.Linear(d_model, d_model, bias=True)
+            self.k_proj = nn.Linear(d_model, d_model, bias=False)
+            self.v_proj = nn.Linear(d_model, d_model, bias=True)
+            self.out_proj = nn.Linear(d_model, d_model, bias=True)
+        elif cross:
+            self.Wq = nn.Linear(d_model, d_model, bias=bias)
+            self.Wkv = nn.Linear(d_model, 2 * d_model, bias=bias)
+            self.Wo = nn.Linear(d_model, d_model, bias=bias)
+        else:
+            self.Wqkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+            self.Wo = nn.Linear(d_model, d_model, bias=bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+    def project_q(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flavour == ROPEWHISPER:
+            return self._heads(self.q_proj(x))
+        if self.cross:
+            return self._heads(self.Wq(x))
+        return self._heads(self.Wqkv(x)[..., : x.shape[-1]])
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = x.shape[-1]
+        if self.flavour == ROPEWHISPER:
+            return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        if self.cross:
+            kv = self.Wkv(x)
+            return self._heads(kv[..., :d]), self._heads(kv[..., d:])
+        qkv = self.Wqkv(x)
+        return self._heads(qkv[..., d: 2 * d]), self._heads(qkv[..., 2 * d:])
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.flavour == VARWHISPER and not self.cross:
+            d = x.shape[-1]
+            qkv = self.Wqkv(x)
+            return self._heads(qkv[..., :d]), self._heads(qkv[..., d: 2 * d]), self._heads(qkv[..., 2 * d:])
+        return (self.project_q(x), *self.project_kv(x))
+
+    def output(self, attended: torch.Tensor) -> torch.Tensor:
+        b, h, t, d = attended.shape
+        merged = attended.transpose(1, 2).reshape(b, t, h * d)
+        return self.out_proj(merged) if self.flavour == ROPEWHISPER else self.Wo(merged)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+
+
+# --- layers ------------------------------------------------------------------------------------------------
+
+
+def _activation(name: str):
+    if name == "gelu":
+        return F.gelu
+    if name == "relu":
+        return F.relu
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.self_attn = Attention(cfg.flavour, d, cfg.encoder_heads, cross=False, bias=cfg.attention_bias)
+        self.self_attn_layer_norm = nn.RMSNorm(d)
+        self.fc1 = nn.Linear(d, cfg.encoder_ffn_dim)
+        self.fc2 = nn.Linear(cfg.encoder_ffn_dim, d)
+        self.final_layer_norm = nn.RMSNorm(d)
+        self.act = _activation(cfg.activation)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+        q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x))
+        cos, sin = rope
+        x = x + self.self_attn.output(attend(_rotate(q, cos, sin), _rotate(k, cos, sin), v, mask))
+        return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.self_attn = Attention(cfg.flavour, d, cfg.decoder_heads, cross=False, bias=cfg.attention_bias)
+        self.self_attn_layer_norm = nn.RMSNorm(d)
+        cross = Attention(cfg.flavour, d, cfg.decoder_heads, cross=True, bias=cfg.attention_bias)
+        norm = nn.RMSNorm(d)
+        # Same role, checkpoint-specific names.
+        if cfg.flavour == ROPEWHISPER:
+            self.encoder_attn, self.encoder_attn_layer_norm = cross, norm
+        else:
+            self.cross_attn, self.cross_attn_layer_norm = cross, norm
+        self.fc1 = nn.Linear(d, cfg.decoder_ffn_dim)
+        self.fc2 = nn.Linear(cfg.decoder_ffn_dim, d)
+        self.final_layer_norm = nn.RMSNorm(d)
+        self.act = _activation(cfg.activation)
+        self.flavour = cfg.flavour
+
+    @property
+    def cross(self) -> Attention:
+        return self.encoder_attn if self.flavour == ROPEWHISPER else self.cross_attn
+
+    @property
+    def cross_norm(self) -> nn.RMSNorm:
+        return self.encoder_attn_layer_norm if self.flavour == ROPEWHISPER else self.cross_attn_layer_norm
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        self_mask: torch.Tensor | None,
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        cache: "LayerCache | None" = None,
+        causal: bool = True,
+    ) -> torch.Tensor:
+        q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x))
+        cos, sin = rope
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        # Without a mask, a multi-token block starting at position 0 is causal through SDPA's flag.
+        x = x + self.self_attn.output(attend(q, k, v, self_mask, causal=causal and q.shape[2] > 1))
+        q = self.cross.project_q(self.cross_norm(x))
+        x = x + self.cross.output(attend(q, cross_kv[0], cross_kv[1], None))
+        return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+
+# --- key/value cache ------------------------------------------------------------------------------------------
+
+
+class LayerCache:
+    """Preallocated self-attention keys/values of one decoder layer."""
+
+    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype):
+        self.k = torch.empty(batch, heads, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.empty_like(self.k)
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = k.shape[2]
+        self.k[:, :, self.length: self.length + n] = k
+        self.v[:, :, self.length: self.length + n] = v
+        self.length += n
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some batch rows (finished sequences dropped from a batch)."""
+        self.k = self.k[rows]
+        self.v = self.v[rows]
+
+
+@dataclass
+class DecoderState:
+    """Everything the decoder needs between steps: cross-attention K/V per layer and the self-attention cache."""
+
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
+    caches: list[LayerCache]
+    key_padding: torch.Tensor  # [batch, max_len] bool, True where a position holds a real token
+
+    @property
+    def length(self) -> int:
+        return self.caches[0].length if self.caches else 0
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cross_kv = [(k[rows], v[rows]) for k, v in self.cross_kv]
+        for c in self.caches:
+            c.select(rows)
+        self.key_padding = self.key_padding[rows]
+
+
+# --- the backbone ------------------------------------------------------------------------------------------------
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.conv1 = nn.Conv1d(cfg.num_mel_bins, d, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.layer_norm = nn.RMSNorm(d)
+        self.positions = LayerPositions(cfg, cfg.encoder_heads, cfg.encoder_layers, cfg.max_source_positions,
+                                        cfg.rope_encoder_scaling)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features: (batch, channels, frames) -> (batch, frames // 2, d_model)."""
+        x = F.gelu(self.conv1(features))
+        x = F.gelu(self.conv2(x)).permute(0, 2, 1)
+        angles = self.positions.angles(torch.arange(x.shape[1], device=x.device), x.dtype)
+        for layer, rope, window in zip(self.layers, angles, self.positions.windows):
+            mask = _window_mask(x.shape[1], x.shape[1], window, causal=False, device=x.device, dtype=x.dtype)
+            x = layer(x, rope, mask)
+        return self.layer_norm(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.layer_norm = nn.RMSNorm(cfg.d_model)
+        self.positions = LayerPositions(cfg, cfg.decoder_heads, cfg.decoder_layers, cfg.max_target_positions,
+                                        cfg.rope_decoder_scaling)
+
+
+class LayerPositions(nn.Module):
+    """Which rotary positions (and local window, if any) each layer of a stack uses."""
+
+    def __init__(self, cfg: BackboneConfig, heads: int, n_layers: int, max_positions: int, scaling: float):
+        super().__init__()
+        head_dim = cfg.d_model // heads
+        if cfg.flavour == ROPEWHISPER:
+            self.rotary = nn.ModuleDict({"global": Rotary(head_dim, 10000.0, max_positions,
+                                                          dynamic="dynamic" in cfg.rope_type, factor=scaling)})
+            self.plan = [("global", None)] * n_layers
+        else:
+            self.rotary = nn.ModuleDict({
+                "global": Rotary(head_dim, cfg.global_rope_theta, max_positions),
+                "local": Rotary(head_dim, cfg.local_rope_theta, cfg.local_attention),
+            })
+            self.plan = [("global", None) if i % cfg.global_attn_every_n_layers == 0
+                         else ("local", cfg.local_attention // 2) for i in range(n_layers)]
+
+    @property
+    def windows(self) -> list[int | None]:
+        return [window for _, window in self.plan]
+
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) per layer, computed once per distinct rotary."""
+        computed = {name: rotary(positions, dtype) for name, rotary in self.rotary.items()
+                    if any(n == name for n, _ in self.plan)}
+        return [computed[name] for name, _ in self.plan]
+
+
+def _window_mask(q_len: int, k_len: int, half_window: int | None, causal: bool, device, dtype,
+                 q_offset: int = 0) -> torch.Tensor | None:
+    """Additive mask for local attention (|i - j| <= half_window) and/or causality; None when unrestricted."""
+    if half_window is None and not causal:
+        return None
+    qi = torch.arange(q_len, device=device)[:, None] + q_offset
+    kj = torch.arange(k_len, device=device)[None, :]
+    allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
+    if causal:
+        allowed &= kj <= qi
+    if half_window is not None:
+        allowed &= (qi - kj).abs() <= half_window
+    return torch.zeros(q_len, k_len, device=device, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class Backbone(nn.Module):
+    """``transformer`` in checkpoints: ``model.encoder``, ``model.decoder`` and the LM head ``proj_out``."""
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.encoder = Encoder(cfg)
+        self.model.decoder = Decoder(cfg)
+        self.proj_out = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+
+# --- the whole model -----------------------------------------------------------------------------------------------
+
+
+class Mapperatorinator(nn.Module):
+    """Audio window + decoder tokens -> next-token logits, with a cached incremental decoder for generation."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        b = config.backbone
+        self.spectrogram = MelSpectrogram(config.spectrogram)
+        self.transformer = Backbone(b)
+        self.decoder_embedder = nn.Embedding(config.vocab_size_in, b.d_model)
+        if config.do_style_embed:
+            self.style_embedder = StyleEmbedder(config.num_classes, b.d_model)
+        if config.do_difficulty_embed:
+            self.difficulty_embedder = DifficultyEmbedder(config.cond_dim, max_difficulty=10)
+        if config.do_mapper_embed:
+            self.mapper_embedder = MapperEmbedder(config.num_mappers, config.cond_dim)
+        if config.do_song_position_embed:
+            self.song_pos_embedder = SongPositionEmbedder(config.cond_dim)
+        if config.project_encoder_input:
+            self.encoder_embedder = nn.Linear(config.spectrogram.n_mels + config.cond_size, b.d_model)
+        weights = torch.ones(config.vocab_size_out)
+        weights[config.rhythm_token_start: config.rhythm_token_end] = config.rhythm_weight
+        self.loss_fn = _Buffers(weight=weights)
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder_embedder.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder_embedder.weight.dtype
+
+    # encoder side
+
+    def encoder_features(
+        self,
+        frames: torch.Tensor,
+        difficulty: torch.Tensor | None = None,
+        mapper_idx: torch.Tensor | None = None,
+        song_position: torch.Tensor | None = None,
+        beatmap_idx: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Waveform windows (batch, samples) -> encoder input (batch, channels, frames)."""
+        mel = self.spectrogram(frames).to(self.dtype)
+        batch, n_frames = mel.shape[0], mel.shape[1]
+        conds = []
+        if self.config.do_style_embed:
+            if beatmap_idx is None:
+                beatmap_idx = torch.full((batch,), self.config.num_classes, dtype=torch.long, device=mel.device)
+            conds.append(self.style_embedder(beatmap_idx))
+        if self.config.do_difficulty_embed:
+            conds.append(self.difficulty_embedder(_required(difficulty, "difficulty")))
+        if self.config.do_mapper_embed:
+            conds.append(self.mapper_embedder(_required(mapper_idx, "mapper_idx")))
+        if self.config.do_song_position_embed:
+            conds.append(self.song_pos_embedder(_required(song_position, "song_position")))
+        parts = [mel] + [c.to(mel.dtype).unsqueeze(1).expand(-1, n_frames, -1) for c in conds]
+        features = torch.cat(parts, dim=-1)
+        if self.config.project_encoder_input:
+            features = self.encoder_embedder(features)
+        return features.transpose(1, 2)
+
+    def encode(self, frames: torch.Tensor, **cond: torch.Tensor | None) -> torch.Tensor:
+        return self.transformer.model.encoder(self.encoder_features(frames, **cond))
+
+    # decoder side
+
+    def _decode_layers(self, ids: torch.Tensor, positions: torch.Tensor, cross_kv, masks, caches, causal: bool):
+        decoder = self.transformer.model.decoder
+        x = self.decoder_embedder(ids)
+        angles = decoder.positions.angles(positions, x.dtype)
+        for i, layer in enumerate(decoder.layers):
+            x = layer(x, angles[i], masks[i], cross_kv[i], caches[i] if caches is not None else None, causal=causal)
+        return self.transformer.proj_out(decoder.layer_norm(x))
+
+    def cross_kv(self, encoder_out: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [layer.cross.project_kv(encoder_out) for layer in self.transformer.model.decoder.layers]
+
+    def forward(
+        self,
+        frames: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_out: torch.Tensor | None = None,
+        causal: bool = True,
+        **cond: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits (batch, length, vocab_out) for a whole decoder sequence, no cache."""
+        if encoder_out is None:
+            encoder_out = self.encode(frames, **cond)
+        ids = decoder_input_ids
+        length = ids.shape[1]
+        masks = self._self_masks(length, length, 0, decoder_attention_mask, causal)
+        positions = torch.arange(length, device=ids.device)
+        return self._decode_layers(ids, positions, self.cross_kv(encoder_out), masks, None, causal)
+
+    def _self_masks(self, q_len: int, k_len: int, q_offset: int, key_padding: torch.Tensor | None, causal: bool):
+        """One additive self-attention mask per decoder layer.
+
+        None means no explicit mask is needed: either nothing is restricted, or the block starts at position 0
+        and SDPA's own causal path applies (see ``DecoderLayer.forward``).
+        """
+        decoder = self.transformer.model.decoder
+        dtype, device = self.dtype, self.device
+        padded = key_padding is not None and not bool(key_padding[:, :k_len].all())
+        offset_causal = causal and q_len > 1 and q_offset > 0
+        masks = []
+        for window in decoder.positions.windows:
+            if window is None and not padded and not offset_causal:
+                masks.append(None)
+                continue
+            mask = _window_mask(q_len, k_len, window, causal, device, dtype, q_offset)
+            if mask is None:
+                mask = torch.zeros(q_len, k_len, device=device, dtype=dtype)
+            mask = mask[None, None]
+            if padded:
+                mask = mask.masked_fill(~key_padding[:, None, None, :k_len], torch.finfo(dtype).min)
+            masks.append(mask)
+        return masks
+
+    # incremental decoding
+
+    def start_decoding(self, encoder_out: torch.Tensor, prompt_padding: torch.Tensor, max_len: int) -> DecoderState:
+        """Prepare a cache for ``max_len`` decoder positions; ``prompt_padding`` [batch, prompt_len] bool (True = token)."""
+        b = self.config.backbone
+        batch = encoder_out.shape[0]
+        head_dim = b.d_model // b.decoder_heads
+        caches = [LayerCache(batch, b.decoder_heads, max_len, head_dim, encoder_out.device, self.dtype)
+                  for _ in range(b.decoder_layers)]
+        key_padding = torch.ones(batch, max_len, dtype=torch.bool, device=encoder_out.device)
+        key_padding[:, : prompt_padding.shape[1]] = prompt_padding
+        return DecoderState(self.cross_kv(encoder_out), caches, key_padding)
+
+    def decode_step(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Feed ``ids`` (batch, n) after what ``state`` holds; returns the logits of the last position (batch, vocab)."""
+        start = state.length
+        n = ids.shape[1]
+        positions = torch.arange(start, start + n, device=ids.device)
+        masks = self._self_masks(n, start + n, start, state.key_padding, causal=True)
+        logits = self._decode_layers(ids, positions, state.cross_kv, masks, state.caches, causal=True)
+        return logits[:, -1]
+
+
+def _required(value, name: str):
+    if value is None:
+        raise ValueError(f"this checkpoint conditions its encoder on {name}, which was not given")
+    return value
