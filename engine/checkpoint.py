@@ -7,7 +7,6 @@ published repos keep one model at the root and per-mode models in ``gamemode=N/`
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,26 +110,19 @@ def download(
 
 
 def list_repo_checkpoint_files(repo_id: str, revision: str | None = None) -> list[str]:
-    """Files of a hub checkpoint, from the hub or, offline, from the local cache."""
-    from huggingface_hub import list_repo_files, scan_cache_dir
-    from huggingface_hub.errors import HfHubHTTPError
-    import requests  # noqa: F401  (transitive dependency of older hubs; harmless)
+    """Files of a hub checkpoint: from the hub when reachable, else from the cached snapshot."""
+    from huggingface_hub import list_repo_files, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    if not os.environ.get("HF_HUB_OFFLINE"):
-        try:
-            return list_repo_files(repo_id, revision=revision)
-        except (HfHubHTTPError, OSError, ValueError):
-            pass
-    # Offline: look at what the cache holds.
     try:
-        info = scan_cache_dir()
-    except Exception:
+        return list_repo_files(repo_id, revision=revision)
+    except (HfHubHTTPError, OSError, ValueError):
+        pass
+    try:
+        snapshot = snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
         return []
-    for repo in info.repos:
-        if repo.repo_id == repo_id and repo.repo_type == "model":
-            for rev in repo.revisions:
-                return [f.file_path.relative_to(rev.snapshot_path).as_posix() for f in rev.files]
-    return []
+    return _local_files(Path(snapshot))
 
 
 def locate(
