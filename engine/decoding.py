@@ -1,0 +1,340 @@
+"""Autoregressive decoding with a KV cache: logit rules, classifier-free guidance and sampling.
+
+One call decodes a batch of prompts against a batch of audio windows. Logit rules are small callables
+``rule(ids, scores) -> scores`` applied in upstream's order:
+
+    guidance -> monotonic time shifts -> time-shift bias -> temperature -> lookback bias -> top-k -> top-p
+
+then the next token is the argmax (greedy) or drawn with ``torch.multinomial`` from the softmax (sampling),
+which is what Hugging Face's ``generate`` does, so seeded runs draw the same tokens as upstream.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import Cancelled
+from .model import Mapperatorinator
+from .tokenizer import PAD_ID, EventType, Tokenizer
+
+TIMED_EVENT_TYPES = (
+    EventType.CIRCLE, EventType.SPINNER, EventType.SPINNER_END, EventType.SLIDER_HEAD, EventType.LAST_ANCHOR,
+    EventType.SLIDER_END, EventType.BEAT, EventType.MEASURE, EventType.TIMING_POINT, EventType.KIAI,
+    EventType.HOLD_NOTE, EventType.HOLD_NOTE_END, EventType.DRUMROLL, EventType.DRUMROLL_END, EventType.DENDEN,
+    EventType.DENDEN_END, EventType.SCROLL_SPEED_CHANGE,
+)
+MS_PER_STEP = 10
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    do_sample: bool = True
+    temperature: float = 1.0
+    timing_temperature: float = 0.1
+    mania_column_temperature: float = 0.8
+    taiko_hit_temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0
+    timeshift_bias: float = 0.0
+    cfg_scale: float = 1.0
+    max_length: int = 2048  # prompt + generated, as Hugging Face's max_length
+    types_first: bool = False
+
+
+Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# --- logit rules ----------------------------------------------------------------------------------------------
+
+
+def _ids_tensor(ids: Iterable[int], device) -> torch.Tensor:
+    return torch.tensor(sorted(set(ids)), dtype=torch.long, device=device)
+
+
+class MonotonicTime:
+    """Forbid a time shift earlier than the last one since the last SOS (events never go back in time)."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        r = tokenizer.id_range(EventType.TIME_SHIFT)
+        self.start, self.stop = r.start, r.stop
+        self.sos_ids = [tokenizer.sos_id, *tokenizer.context_sos.values()]
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        batch, length = ids.shape
+        positions = torch.arange(length, device=ids.device).expand(batch, -1)
+        is_time = (ids >= self.start) & (ids < self.stop)
+        is_sos = torch.isin(ids, torch.tensor(self.sos_ids, device=ids.device))
+        last_time = torch.where(is_time, positions, -1).max(dim=1).values
+        last_sos = torch.where(is_sos, positions, -1).max(dim=1).values
+        active = (last_time >= 0) & (last_time > last_sos)
+        if not bool(active.any()):
+            return scores
+        last_value = ids.gather(1, last_time.clamp(min=0)[:, None])[:, 0] - self.start
+        shift_values = torch.arange(self.stop - self.start, device=ids.device)
+        too_early = (shift_values[None, :] < last_value[:, None]) & active[:, None]
+        scores = scores.clone()
+        scores[:, self.start: self.stop] = scores[:, self.start: self.stop].masked_fill(too_early, -torch.inf)
+        return scores
+
+
+class TimeShiftBias:
+    """Add a constant to every time-shift logit (users' ``timeshift_bias``: >0 denser, <0 sparser maps)."""
+
+    def __init__(self, tokenizer: Tokenizer, bias: float):
+        r = tokenizer.id_range(EventType.TIME_SHIFT)
+        self.span, self.bias = slice(r.start, r.stop), bias
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        scores[:, self.span] += self.bias
+        return scores
+
+
+class Temperature:
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores / self.temperature
+
+
+class TypeTemperature:
+    """Per-event-type temperatures, for versions that emit an event's type before its time (v31).
+
+    The token after a beat/measure/timing point (its time) uses ``timing_temperature``; after a mania
+    note type, the column (two tokens on) uses ``mania_column_temperature``; after a scroll-speed change, the
+    next token uses ``taiko_hit_temperature``. Decided per batch row.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, opts: DecodingOptions):
+        def starts(*types):
+            return [tokenizer.start[t] for t in types if tokenizer.has(t)]
+
+        conditions = []
+        if opts.timing_temperature != opts.temperature:
+            conditions.append((opts.timing_temperature, starts(EventType.BEAT, EventType.MEASURE,
+                                                                EventType.TIMING_POINT), 1))
+        mania = starts(EventType.CIRCLE, EventType.HOLD_NOTE, EventType.HOLD_NOTE_END) \
+            if tokenizer.has(EventType.HOLD_NOTE_END) else []
+        if opts.mania_column_temperature != opts.temperature and mania:
+            conditions.append((opts.mania_column_temperature, mania, 3))
+        scroll = list(tokenizer.id_range(EventType.SCROLL_SPEED))
+        if opts.taiko_hit_temperature != opts.temperature and scroll:
+            conditions.append((opts.taiko_hit_temperature, scroll, 1))
+        self.default = opts.temperature
+        self.conditions = conditions
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        temps = torch.full((ids.shape[0], 1), self.default, dtype=scores.dtype, device=scores.device)
+        chosen = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        for temperature, tokens, back in self.conditions:
+            if ids.shape[1] < back:
+                continue
+            hit = torch.isin(ids[:, -back], torch.tensor(tokens, device=ids.device)) & ~chosen
+            temps[hit] = temperature
+            chosen |= hit
+        return scores / temps
+
+
+class LookbackBias:
+    """Keep the model from re-emitting events inside the lookback part of a window.
+
+    In the lookback region the prompt already holds the previous window's events, so a time shift there
+    would duplicate them. With time after type (v30, v32) such time shifts are simply forbidden. With the
+    type first (v31) the probability mass of forbidden time shifts is moved onto ending the window, at the
+    step right after a timed event, correcting the bias upstream measured.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, lookback_ms: float, types_first: bool):
+        r = tokenizer.id_range(EventType.TIME_SHIFT)
+        self.start = r.start
+        self.stop = tokenizer.start[EventType.TIME_SHIFT] + int(lookback_ms / MS_PER_STEP) - tokenizer.range[
+            EventType.TIME_SHIFT].min_value
+        self.types_first = types_first
+        self.eos_ids = [tokenizer.eos_id, *tokenizer.context_eos.values()]
+        self.timed = [i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)]
+        self.vocab = tokenizer.vocab_size_out
+        self.last_scores: torch.Tensor | None = None
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if not self.types_first:
+            scores = scores.clone()
+            scores[:, self.start: self.stop] = -torch.inf
+            return scores
+        out = scores
+        if ids.shape[1] and self.last_scores is not None:
+            after_timed = torch.isin(ids[:, -1], torch.tensor(self.timed, device=ids.device))
+            if bool(after_timed.any()):
+                lookback = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+                lookback[self.start: self.stop] = True
+                prev = F.softmax(self.last_scores, dim=-1)
+                probs = F.softmax(scores, dim=-1)
+                p_end = prev[:, self.eos_ids].sum(dim=-1)
+                p_event = 1 - p_end
+                s = 1 / (probs[:, ~lookback].sum(dim=-1) * p_event + p_end)
+                probs[:, lookback] = 0
+                probs[:, ~lookback] *= s[:, None]
+                probs[:, self.start] = torch.clip((s - 1) * p_end / p_event, 0, 1)
+                out = torch.where(after_timed[:, None], torch.log(probs), scores)
+        self.last_scores = scores
+        return out
+
+
+class TopK:
+    def __init__(self, k: int):
+        self.k = k
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        k = min(self.k, scores.shape[-1])
+        threshold = torch.topk(scores, k)[0][..., -1, None]
+        return scores.masked_fill(scores < threshold, -torch.inf)
+
+
+class TopP:
+    """Nucleus filtering with Hugging Face's exact tie and threshold behaviour."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        ascending, order = torch.sort(scores, descending=False)
+        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative <= (1 - self.p)
+        drop[..., -1:] = False
+        return scores.masked_fill(drop.scatter(1, order, drop), -torch.inf)
+
+
+def logit_rules(tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float = 0.0) -> list[Rule]:
+    """The rule chain for one generate call, in upstream's order (guidance is applied before these)."""
+    rules: list[Rule] = [MonotonicTime(tokenizer)]
+    if opts.timeshift_bias:
+        rules.append(TimeShiftBias(tokenizer, opts.timeshift_bias))
+    rules.append(TypeTemperature(tokenizer, opts) if opts.types_first else Temperature(opts.temperature))
+    if lookback_ms > 0:
+        rules.append(LookbackBias(tokenizer, lookback_ms, opts.types_first))
+    if opts.do_sample:
+        if opts.top_k > 0:
+            rules.append(TopK(opts.top_k))
+        if opts.top_p < 1.0:
+            rules.append(TopP(opts.top_p))
+    return rules
+
+
+def stop_ids(tokenizer: Tokenizer, context_eos: int | None, lookback_ms: float, lookahead_ms: float) -> list[int]:
+    """Ids that end a generate call: EOS, the context's EOS, and time shifts into the lookback/lookahead zones."""
+    ids = [tokenizer.eos_id]
+    if context_eos is not None:
+        ids.append(context_eos)
+    r = tokenizer.id_range(EventType.TIME_SHIFT)
+    if lookback_ms > 0:
+        ids.extend(range(r.start, r.start + int(lookback_ms / MS_PER_STEP)))
+    if lookahead_ms > 0:
+        ids.extend(range(r.stop - int(lookahead_ms / MS_PER_STEP), r.stop))
+    return ids
+
+
+# --- the loop ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecodeStats:
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def left_pad(rows: Sequence[Sequence[int]], length: int | None = None) -> torch.Tensor:
+    length = length or max(len(r) for r in rows)
+    out = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            out[i, length - len(row):] = torch.as_tensor(row, dtype=torch.long)
+    return out
+
+
+@torch.inference_mode()
+def decode(
+    model: Mapperatorinator,
+    tokenizer: Tokenizer,
+    frames: torch.Tensor,
+    prompts: Sequence[Sequence[int]],
+    opts: DecodingOptions,
+    stop: Iterable[int],
+    *,
+    negative_prompts: Sequence[Sequence[int]] | None = None,
+    cond: dict[str, torch.Tensor] | None = None,
+    lookback_ms: float = 0.0,
+    generator: torch.Generator | None = None,
+    cancel: threading.Event | None = None,
+    on_step: Callable[[int], None] | None = None,
+    stats: DecodeStats | None = None,
+) -> list[list[int]]:
+    """Generate after each prompt until a stop id or ``opts.max_length``; returns the new ids per row.
+
+    ``frames`` holds one audio window per prompt. With ``opts.cfg_scale > 1`` the negative prompts run in
+    the same batch and the logits are guided: neg + scale * (pos - neg). A set ``cancel`` event raises
+    :class:`Cancelled` between two steps.
+    """
+    started = time.perf_counter()
+    device = model.device
+    batch = len(prompts)
+    guided = opts.cfg_scale > 1 and negative_prompts is not None
+    width = max(len(p) for p in list(prompts) + (list(negative_prompts) if guided else []))
+    ids = left_pad(prompts, width).to(device)
+    rows_in = torch.cat([ids, left_pad(negative_prompts, width).to(device)]) if guided else ids
+    cond = {k: v.to(device) for k, v in (cond or {}).items()}
+
+    encoder_out = model.encode(frames.to(device), **cond)
+    if guided:
+        encoder_out = encoder_out.repeat(2, 1, 1)
+    max_len = max(opts.max_length, width + 1)
+    state = model.start_decoding(encoder_out, rows_in != PAD_ID, max_len)
+    logits = model.decode_step(rows_in, state).float()
+
+    rules = logit_rules(tokenizer, opts, lookback_ms)
+    stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    generated: list[torch.Tensor] = []
+    length = width
+    while length < opts.max_length:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("generation cancelled")
+        scores = logits[batch:] + opts.cfg_scale * (logits[:batch] - logits[batch:]) if guided else logits
+        for rule in rules:
+            scores = rule(ids, scores)
+        if opts.do_sample:
+            probs = F.softmax(scores, dim=-1)
+            token = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+        else:
+            token = scores.argmax(dim=-1)
+        token = torch.where(done, torch.full_like(token, PAD_ID), token)
+        generated.append(token)
+        ids = torch.cat([ids, token[:, None]], dim=1)
+        length += 1
+        done |= torch.isin(token, stop_tensor)
+        if on_step is not None:
+            on_step(length - width)
+        if bool(done.all()) or length >= opts.max_length:
+            break
+        step = torch.cat([token, token]) if guided else token
+        logits = model.decode_step(step[:, None], state).float()
+
+    out = torch.stack(generated, dim=1).cpu() if generated else torch.zeros(batch, 0, dtype=torch.long)
+    rows = []
+    for row in out.tolist():
+        # Finished rows were padded after their stop id, as in Hugging Face's output.
+        while row and row[-1] == PAD_ID:
+            row.pop()
+        rows.append(row)
+    if stats is not None:
+        stats.tokens += sum(len(r) for r in rows)
+        stats.seconds += time.perf_counter() - started
+    return rows
