@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import warnings
 
 import numpy as np
@@ -174,7 +175,7 @@ def test_block_reads_decode_like_one_read(song, tmp_path, monkeypatch):
     assert np.max(np.abs(blockwise - mono)) <= 1
 
 
-def test_pydub_sample_widths(clip_files):
+def test_pydub_sample_widths(clip_files, tmp_path):
     """The integer width each codec is held in before ratecv, as pydub gets it from ffmpeg."""
     expected = {
         "pcm16.wav": (2, audio._same_int16),
@@ -184,12 +185,16 @@ def test_pydub_sample_widths(clip_files):
         "float.wav": (4, audio._float_to_int32),
         "pcm16.flac": (2, audio._same_int16),
         "pcm24.flac": (4, audio._same_int32),
+        "s8.flac": (2, audio._same_int16),  # ffmpeg decodes 8-bit FLAC to (left-justified) s16
         "vorbis.ogg": (4, audio._float_to_int32),
         "opus.opus": (4, audio._float_to_int32),
         "lame.mp3": (2, audio._float_to_int16),
     }
+    paths = dict(clip_files, **{"s8.flac": tmp_path / "s8.flac"})
+    data, rate = sf.read(clip_files["pcm16.wav"], dtype="int16")
+    sf.write(paths["s8.flac"], data, rate, subtype="PCM_S8")
     for name, width in expected.items():
-        with sf.SoundFile(clip_files[name]) as f:
+        with sf.SoundFile(paths[name]) as f:
             assert audio._integer_width(f) == width, name
 
 
@@ -241,6 +246,41 @@ def test_normalize_false_keeps_integer_scale(clip_files):
     assert raw.dtype == np.float32
     assert 10000 < np.max(np.abs(raw)) <= 32768
     np.testing.assert_array_equal(raw / np.max(np.abs(raw)), load_audio(clip_files["pcm16.wav"], 16000))
+
+
+@pytest.mark.slow
+def test_matches_upstream_pydub_and_ffmpeg(clip_files, song, tmp_path):
+    """Cross-check with upstream's own loader where pydub and ffmpeg are installed (not in CI)."""
+    pydub = pytest.importorskip("pydub", reason="pydub is not installed (pip install pydub)")
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe are not installed")
+
+    def upstream_load(path):  # data_utils.load_audio_file: from_file, set_frame_rate, set_channels(1)
+        segment = pydub.AudioSegment.from_file(path).set_frame_rate(16000).set_channels(1)
+        ints = np.array(segment.get_array_of_samples()).astype(np.float32)
+        return ints / np.max(np.abs(ints))
+
+    data, rate = sf.read(clip_files["pcm16.wav"], dtype="int16")
+    extra = {"u8.aiff": "PCM_S8", "ulaw.wav": "ULAW", "pcm24.aiff": "PCM_24", "s8.flac": "PCM_S8"}
+    paths = dict(clip_files)
+    for name, subtype in extra.items():
+        paths[name] = tmp_path / name
+        sf.write(paths[name], data, rate, subtype=subtype)
+    exact = ["pcm16.wav", "pcm24.wav", "pcm32.wav", "u8.wav", "float.wav", "pcm16.flac", "pcm24.flac", *extra]
+    for name in exact:
+        ours, theirs = load_audio(paths[name], 16000), upstream_load(paths[name])
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+    # Lossy codecs: the same pipeline, different decoders (libvorbis, libopus, mpg123 vs ffmpeg's).
+    for path, max_error, rms_error in [
+        (paths["vorbis.ogg"], 1e-5, 1e-6),
+        (paths["opus.opus"], 0.02, 5e-4),
+        (paths["lame.mp3"], 0.02, 5e-4),
+        (song, 0.05, 5e-4),
+    ]:
+        ours, theirs = load_audio(path, 16000), upstream_load(path)
+        assert len(ours) == len(theirs), path.name
+        assert np.max(np.abs(ours - theirs)) < max_error, path.name
+        assert _rms(ours - theirs) < rms_error, path.name
 
 
 # --- bad input -------------------------------------------------------------------------------------
@@ -417,7 +457,9 @@ def test_vorbis_comment_tags(clip_files, tmp_path):
     tagged["TITLE"] = ["Café\tdel Mar "]
     tagged["ARTIST"] = ["Ｍｏｔｏｉ"]
     tagged.save()
-    assert read_tags(flac) == AudioTags(title=None, artist=None, title_unicode="Café del Mar", artist_unicode="Ｍｏｔｏｉ")
+    assert read_tags(flac) == AudioTags(
+        title=None, artist=None, title_unicode="Café del Mar", artist_unicode="Ｍｏｔｏｉ"
+    )
 
     opus = tmp_path / "tagged.opus"
     opus.write_bytes(clip_files["opus.opus"].read_bytes())
