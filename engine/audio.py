@@ -300,7 +300,8 @@ def _decoder(path: Path) -> Iterator[tuple[sf.SoundFile, int, bool]]:
         f = cleanup.enter_context(_open(path))
         expected = f.frames if 0 < f.frames < _UNKNOWN_FRAMES else 0
         exact = f.seekable()
-        if f.format == "MP3":
+        if f.format == "MP3" and os.name == "posix":
+            # On Windows libsndfile may use another C runtime, where our pipe's fd is not valid.
             streamed = _open_mp3_stream(path, cleanup)
             if streamed is not None:
                 f.close()

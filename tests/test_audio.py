@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import warnings
 
@@ -347,6 +348,7 @@ def test_truncated_headerless_mp3_keeps_what_decodes(song, tmp_path):
     np.testing.assert_array_equal(part, whole[: len(part)])
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the full-length mp3 read uses a pipe, POSIX only")
 def test_headerless_vbr_mp3_decodes_to_the_end(clip, tmp_path):
     """Without a Xing header libsndfile guesses an mp3's length from its first frame and stops there;
     ffmpeg (upstream) decodes the whole stream, and so must we."""
