@@ -12,6 +12,7 @@ import torch
 from engine.errors import OptionError
 from engine.presets import PRESETS
 from engine.prompt import (
+    Absorber,
     Conditions,
     ContextStream,
     Embeds,
@@ -21,6 +22,7 @@ from engine.prompt import (
     class_tokens,
     columns_to_positions,
     find_context,
+    finish_stream,
     left_pad,
     plan_contexts,
     rescale_positions,
@@ -173,6 +175,108 @@ def test_rescale_positions_and_columns():
     assert events == [Event(T.POS_X, 64), Event(T.POS_Y, 192), Event(T.POS_X, 448), Event(T.POS_Y, 192)]
 
 
+def test_absorb_trims_end_markers_and_the_stopping_time_shift():
+    tok = tokenizer_of(UPSTREAM / "v31" / "checkpoint")  # types first: the type token precedes its time shift
+    layout = WindowLayout.for_preset(PRESETS["v31"])
+    codec = WindowCodec(tok, types_first=True)
+    absorb = Absorber(codec, layout.lookback_ms, layout.lookahead_start_ms, layout.window_ms)
+    t = lambda v: tok.encode(Event(T.TIME_SHIFT, v))  # noqa: E731
+    circle = tok.encode(Event(T.CIRCLE))
+    start = 3275
+    first = int(layout.lookahead_start_ms // 10)  # first step of the lookahead region
+
+    stream = ContextStream(C.MAP)
+    absorb(stream, [circle, t(100), circle, t(first), tok.context_eos[C.MAP], tok.eos_id], start,
+           trim_lookback=True, trim_lookahead=True)
+    # the group that stopped generation (type + time shift in the lookahead) is dropped
+    assert stream.events == [Event(T.CIRCLE), Event(T.TIME_SHIFT, start + 1005)]
+    assert stream.times == [start + 1005] * 2
+
+    # without lookahead trimming (last window) the group stays; events past the lookahead start do too
+    last = ContextStream(C.MAP)
+    absorb(last, [circle, t(first)], start, trim_lookback=True, trim_lookahead=False)
+    assert last.times == [start + first * 10 + 5] * 2
+
+    # a time shift back into the lookback region stops a window too
+    back = ContextStream(C.MAP)
+    absorb(back, [circle, t(1700), circle, t(3)], start, trim_lookback=True, trim_lookahead=True)
+    assert back.events == [Event(T.CIRCLE), Event(T.TIME_SHIFT, start + 17005)]
+
+
+def test_absorb_trims_lookahead_events_after_decoding():
+    tok = tokenizer_of(UPSTREAM / "v32" / "checkpoint")  # time shift first
+    layout = WindowLayout.for_preset(PRESETS["v32"])
+    absorb = Absorber(WindowCodec(tok), layout.lookback_ms, layout.lookahead_start_ms, layout.window_ms)
+    t = lambda v: tok.encode(Event(T.TIME_SHIFT, v))  # noqa: E731
+    circle, head, anchor = (tok.encode(Event(x)) for x in (T.CIRCLE, T.SLIDER_HEAD, T.BEZIER_ANCHOR))
+    stream = ContextStream(C.MAP)
+    # step 982 (9825 ms) is still before the lookahead start (9825.6 ms) and is no stop id
+    absorb(stream, [t(10), circle, t(981), circle, t(982), circle], 0, trim_lookback=False, trim_lookahead=True)
+    assert stream.times == [105, 105, 9815, 9815, 9825, 9825]
+    assert t(982) not in stop_ids(tok, C.MAP, 0, layout.lookahead_ms)
+    assert t(983) in stop_ids(tok, C.MAP, 0, layout.lookahead_ms)
+    # a trailing anchor has no time shift of its own: it is spread towards the window end and lands
+    # in the lookahead, so it is dropped
+    stream = ContextStream(C.MAP)
+    absorb(stream, [t(500), head, anchor], 0, trim_lookback=False, trim_lookahead=True)
+    assert stream.events == [Event(T.TIME_SHIFT, 5005), Event(T.SLIDER_HEAD)]
+    kept = ContextStream(C.MAP)
+    absorb(kept, [t(500), head, anchor], 0, trim_lookback=False, trim_lookahead=False)
+    assert kept.times == [5005, 5005, int((16376 - 5005) / 2 + 5005)]
+
+
+def test_finish_stream_trims_rescales_and_merges_reference():
+    flags = PRESETS["v30"].data  # split axes, precision 4, time shift first
+    ev = lambda *pairs: [Event(T(k), v) for k, v in pairs]  # noqa: E731
+    generated = ContextStream(C.MAP, ev(("t", 3995), ("pos_x", 10), ("pos_y", 20), ("circle", 0),
+                                        ("t", 5005), ("pos_x", 11), ("pos_y", 21), ("circle", 0),
+                                        ("t", 6011), ("pos_x", 12), ("pos_y", 22), ("circle", 0)), [0] * 12)
+    reference = (ev(("t", 1000), ("pos_x", 100), ("circle", 0), ("t", 5000), ("circle", 0), ("t", 8000), ("pos_x", 300)),
+                 [1000, 1000, 1000, 5000, 5000, 8000, 8000])
+    events, times = finish_stream(generated, flags=flags, song_length_ms=20000.0, start_time=4000, end_time=6000,
+                                  reference=reference)
+    # generated events within [start - 10, end + 10] stay (positions x4), the reference fills the rest
+    assert times == [1000] * 3 + [3995] * 4 + [5005] * 4 + [8000] * 2
+    assert events[3:7] == ev(("t", 3995), ("pos_x", 40), ("pos_y", 80), ("circle", 0))
+    assert events[:3] == reference[0][:3] and events[-2:] == reference[0][-2:]
+
+
+def test_pre_tokens_and_center_padding():
+    tok = tokenizer_of(UPSTREAM / "v32" / "checkpoint")
+    base = PRESETS["v32"].data
+    flags = replace(base, add_pre_tokens=True, max_pre_token_len=2, center_pad_decoder=True, tgt_seq_len=40)
+    plan = plan_contexts(flags, requested=[C.TIMING])
+    timing = ContextStream(C.TIMING, [Event(T.TIME_SHIFT, 100), Event(T.BEAT), Event(T.TIME_SHIFT, 500), Event(T.BEAT),
+                                      Event(T.TIME_SHIFT, 2000), Event(T.MEASURE)], [100, 100, 500, 500, 2000, 2000])
+    builder = PromptBuilder(tok, flags, plan, window_ms=1000.0, song_length_ms=20000.0, class_tokens=[4097])
+    ids = builder.build(1000, [], [timing])
+    codec = WindowCodec(tok)
+    pre = codec.encode([Event(T.TIME_SHIFT, 500), Event(T.BEAT)], 1000)  # last 2 tokens before the window
+    prefix = [4097] + builder.out_special_ids([timing], 1000) + pre
+    assert ids == [0] * (20 - len(prefix)) + prefix + [tok.sos_id, tok.context_sos[C.TIMING]]
+    assert pre[0] == tok.encode(Event(T.TIME_SHIFT, 0))  # earlier than the window start: clipped to 0
+
+
+def test_prompt_halving_keeps_the_latest_events():
+    tok = tokenizer_of(UPSTREAM / "v32" / "checkpoint")
+    flags = replace(PRESETS["v32"].data, tgt_seq_len=64)
+    plan = plan_contexts(flags, requested=[C.MAP])
+    grid = ContextStream(C.TIMING, [Event(T.TIME_SHIFT, 10 * i) if i % 2 == 0 else Event(T.BEAT) for i in range(60)],
+                         [10 * (i - i % 2) for i in range(60)], given=True)
+    builder = PromptBuilder(tok, flags, plan, window_ms=16376.0, song_length_ms=20000.0, class_tokens=[4097])
+    full = builder.build(0, [], [grid, ContextStream(C.MAP)])
+    ids, neg = builder.prompts(0, [], [grid, ContextStream(C.MAP)])
+    assert len(full) >= 64 and neg is None
+    # 60 events + markers and class reach 64; the last 32 events fit
+    assert ids == builder.build(0, [], [grid, ContextStream(C.MAP)], max_len=32) != full
+    events = builder.context_ids(grid, 0, as_input=False)[1:-1]
+    assert ids[-34:-2] == events[-32:]
+    tiny = PromptBuilder(tok, replace(flags, tgt_seq_len=2), plan, window_ms=16376.0, song_length_ms=20000.0,
+                         class_tokens=[4097])
+    with pytest.raises(OptionError, match="does not fit"):
+        tiny.prompts(0, [], [grid, ContextStream(C.MAP)])
+
+
 def test_left_pad_and_find_context():
     padded, width = left_pad([[1, 2, 3], None, [4]])
     assert padded == [[1, 2, 3], None, [0, 0, 4]] and width == 3
@@ -222,6 +326,20 @@ def test_tokenization_windows(version, name):
         # the golden names the special tokens each context contributes (in and out forms alike)
         specials = builder.special_events(stream, start, has_class=w["form"] == "in_context" and cls is not None)
         assert builder.codec.encode(list(specials.values()), start) == w["extra_special_tokens"]
+
+
+@pytest.mark.parametrize("version", ["v31", "v32"])
+@pytest.mark.parametrize("name", ["kimi_no_bouken.osu", "visual_spacing_test12.osu"])
+def test_reference_map_class_tokens(version, name):
+    """A reference MAP in-context carries the class tokens measured from its beatmap."""
+    golden = json.loads(need(UPSTREAM / "tokenization" / f"{version}.json").read_text())[name]
+    tok = tokenizer_of(UPSTREAM / version / "checkpoint")
+    cond = conditions_from_beatmap(UPSTREAM / "tokenization" / name, tok)
+    if cond is None:
+        pytest.skip("the map's conditions need engine.beatmap_stats")
+    expected = {tuple(w["class_tokens"]) for w in golden["windows"] if w["class_tokens"] is not None}
+    assert len(expected) == 1
+    assert tuple(class_tokens(tok, PRESETS[version].data, cond, golden["song_length_ms"])) == expected.pop()
 
 
 # --- forward goldens: the first prompts --------------------------------------------------------------------
@@ -467,3 +585,53 @@ def test_timing_context_prompts_equal_forward_goldens(base, name, index, golden)
     _, built = replay(Recorded(base, name), timing_from_points)
     assert built[index].prompt == inputs["decoder_input_ids"]
     assert {k: v.tolist() for k, v in built[index].model_kwargs.items()} == inputs["cond"]
+
+
+# --- MaiMod: teacher-forced prompts of a whole map ------------------------------------------------------
+
+
+def conditions_from_beatmap(beatmap_path: Path, tok: Tokenizer):
+    """The conditions upstream measures from a reference beatmap (engine.beatmap_stats), or None."""
+    try:
+        from engine import beatmap_stats  # noqa: F401
+    except ImportError:
+        return None
+    return beatmap_stats.conditions_of(read_osu(beatmap_path), beatmap_path, tok)
+
+
+@pytest.mark.parametrize("version", ["v30", "v31", "v32"])
+def test_teacher_forced_prompt_equals_aimod_golden(version):
+    from engine.events import context_events
+
+    golden = json.loads(need(UPSTREAM / version / "forward" / "aimod_teacher_forced_inputs.json").read_text())
+    osu = UPSTREAM / "tokenization" / "kimi_no_bouken.osu"
+    ckpt = UPSTREAM / version / "checkpoint"
+    tok = tokenizer_of(ckpt)
+    preset = PRESETS[version]
+    flags = preset.data
+    segs = song_of(UPSTREAM / "audio" / "click150.wav", WindowLayout.for_preset(preset))
+    beatmap = read_osu(osu)
+    plan = plan_contexts(flags)
+    streams = {
+        c: ContextStream.of(c, context_events(c, beatmap, flags, song_length_ms=segs[2]))
+        for c in plan.in_contexts + plan.out_contexts
+    }
+    cond = conditions_from_beatmap(osu, tok)
+    if cond is None:
+        if flags.add_gamemode_token:  # the prompt starts with the map's class tokens
+            pytest.skip("the map's conditions need engine.beatmap_stats")
+        cond = Conditions()
+    _, prompts, kwargs = teacher_forced_prompts(
+        tok, flags, segs, cond, streams, Embeds.from_config(json.loads((ckpt / "config.json").read_text()))
+    )
+    assert len(prompts[0]) == golden["full_prompt_length"]
+    assert prompts[0][:128] == golden["decoder_input_ids"]
+    if conditions_from_beatmap(osu, tok) is not None:
+        assert {k: v.tolist() for k, v in kwargs[0].items()} == golden["cond"]
+    # the map context's span in the prompt holds exactly the map's events of the window
+    if flags.add_out_context_types:
+        start, end = find_context(prompts[0], tok.context_sos[C.MAP], tok.context_eos[C.MAP])
+    else:
+        start, end = find_context(prompts[0], tok.sos_id, tok.eos_id)
+    s, e = streams[C.MAP].window_range(0, segs[0].window_ms)
+    assert end - start == e - s
