@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import torch
 
 from engine.errors import OptionError
 from engine.presets import PRESETS
