@@ -6,9 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
+from engine.audio import load_audio
+from engine.beatmap import HitCircle, read_beatmap
 from engine.errors import OptionError
+from engine.events import context_events, timing_events
 from engine.presets import PRESETS
 from engine.prompt import (
     Absorber,
@@ -46,9 +48,9 @@ def stream_of(ctype: ContextType, triplets, **kw) -> ContextStream:
 
 
 def song_of(wav: Path, layout: WindowLayout):
-    info = sf.info(str(need(wav)))
-    n16k = info.frames * layout.sample_rate // info.samplerate
-    return layout, layout.window_starts_ms(layout.num_windows(n16k)), layout.song_length_ms(n16k)
+    """(layout, window starts, song length) of a song, as the generation runs get them."""
+    seg = layout.segment(load_audio(need(wav), layout.sample_rate))
+    return layout, list(seg.starts_ms), seg.song_length_ms
 
 
 # --- conditions -----------------------------------------------------------------------------------------
@@ -483,13 +485,6 @@ def replay(rec: Recorded, timing_from_points):
 
 
 def read_osu(osu: Path):
-    try:
-        from engine.beatmap import read_beatmap
-    except ImportError:
-        try:
-            from engine.beatmap.decoder import read_beatmap
-        except ImportError as e:
-            pytest.skip(f"reading .osu files needs engine.beatmap ({e})")
     return read_beatmap(need(osu))
 
 
@@ -498,8 +493,6 @@ def timing_from_points(rec: Recorded, flags, song_length: float) -> ContextStrea
     Those points are the uninherited ones of the .osu it wrote, unless the writer moved the first
     one back by whole measures (to before 0 ms), which only the post-processor's own timing
     reconstruction can undo."""
-    from engine.events import timing_events
-
     osu = rec.dir / "generated.osu"
     if not osu.exists():
         pytest.skip(f"{rec.dir.name} wrote no .osu, so its timing points are unknown")
@@ -511,8 +504,6 @@ def timing_from_points(rec: Recorded, flags, song_length: float) -> ContextStrea
 
 
 def timing_from_beatmap(rec: Recorded, flags, song_length: float) -> ContextStream:
-    from engine.events import timing_events
-
     return ContextStream.of(C.TIMING, timing_events(read_osu(rec.beatmap), flags, song_length_ms=song_length))
 
 
@@ -549,8 +540,6 @@ def test_replay_generate_calls(base, name):
         assert len(starts) == len(written)
         assert all(abs(t - o.time) <= 10 for t, o in zip(starts, written))
         if rec.conditions().gamemode != 1:  # taiko positions are the post-processor's
-            from engine.beatmap.model import HitCircle
-
             assert _circle_positions(events, PRESETS[rec.version].data.types_first) == [
                 o.position for o in written if isinstance(o, HitCircle)
             ]
@@ -600,8 +589,6 @@ def conditions_from_beatmap(beatmap_path: Path, tok: Tokenizer):
 
 @pytest.mark.parametrize("version", ["v30", "v31", "v32"])
 def test_teacher_forced_prompt_equals_aimod_golden(version):
-    from engine.events import context_events
-
     golden = json.loads(need(UPSTREAM / version / "forward" / "aimod_teacher_forced_inputs.json").read_text())
     osu = UPSTREAM / "tokenization" / "kimi_no_bouken.osu"
     ckpt = UPSTREAM / version / "checkpoint"
