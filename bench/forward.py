@@ -1,0 +1,116 @@
+"""Encoder time per audio window and decoder time per generated token.
+
+    python bench/forward.py [--device cpu|cuda] [--dtype fp32|bf16] [--tokens 256] [--threads N]
+
+Runs the tiny fixture checkpoints (when ../shared is present) and random weights at the published sizes:
+v32 = varwhisper-small dims (d 768, 12+12 layers, 12 heads), v32-mini = varwhisper-base dims (d 512, 6+6, 8),
+v30/v31 = ropewhisper-small dims with the 464-channel conditioned encoder input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.checkpoint import load_checkpoint, new_model  # noqa: E402
+from engine.model import ROPEWHISPER, VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig  # noqa: E402
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "upstream"
+
+
+def real_size(name: str) -> ModelConfig:
+    if name.startswith("v32"):
+        small = name == "v32"
+        d, layers, heads = (768, 12, 12) if small else (512, 6, 8)
+        backbone = BackboneConfig(VARWHISPER, d, layers, layers, heads, heads, 4 * d, 4 * d, 128, 1024, 2560, 4097)
+        return ModelConfig(f"OliBomby/varwhisper-{'small' if small else 'base'}", backbone,
+                           SpectrogramConfig(n_mels=128), vocab_size_in=6200, vocab_size_out=4097)
+    backbone = BackboneConfig(ROPEWHISPER, 768, 12, 12, 12, 12, 3072, 3072, 464, 2048, 8192 if name == "v31" else 5120,
+                              5650)
+    return ModelConfig("Tiger14n/ropewhisper-small", backbone, SpectrogramConfig(n_mels=80), vocab_size_in=7000,
+                       vocab_size_out=5650, do_difficulty_embed=True, do_mapper_embed=True,
+                       do_song_position_embed=True, num_mappers=4000, cond_size=384)
+
+
+def conditioning(config: ModelConfig, device) -> dict[str, torch.Tensor]:
+    cond = {}
+    if config.do_difficulty_embed:
+        cond["difficulty"] = torch.tensor([5.0], device=device)
+    if config.do_mapper_embed:
+        cond["mapper_idx"] = torch.tensor([-1], device=device)
+    if config.do_song_position_embed:
+        cond["song_position"] = torch.tensor([[0.0, 0.5]], device=device)
+    return cond
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: int = 32) -> str:
+    samples = (config.backbone.max_source_positions * 2 - 1) * config.spectrogram.hop_length
+    frames = torch.randn(1, samples, device=device)
+    cond = conditioning(config, device)
+    model.encode(frames, **cond)  # warm-up
+    sync(device)
+    t = time.perf_counter()
+    encoder_out = model.encode(frames, **cond)
+    sync(device)
+    encode_ms = (time.perf_counter() - t) * 1000
+
+    ids = torch.randint(3, config.vocab_size_out, (1, prompt), device=device)
+    state = model.start_decoding(encoder_out, torch.ones(1, prompt, dtype=torch.bool, device=device), prompt + tokens + 1)
+    model.decode_step(ids, state)
+    step = ids[:, -1:]
+    model.decode_step(step, state)  # warm-up
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(tokens):
+        model.decode_step(step, state)
+    sync(device)
+    per_token_ms = (time.perf_counter() - t) * 1000 / tokens
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return (f"{name:<22} {params:8.1f}M  encoder {encode_ms:9.1f} ms/window  decoder {per_token_ms:7.2f} ms/token"
+            f"  ({1000 / per_token_ms:7.1f} tok/s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--only", nargs="*", help="subset of: tiny-v30 tiny-v31 tiny-v32 v30 v31 v32 v32-mini")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    print(f"device {device}, dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    wanted = set(args.only or ["tiny-v30", "tiny-v31", "tiny-v32", "v30", "v31", "v32", "v32-mini"])
+    for version in ("v30", "v31", "v32"):
+        name = f"tiny-{version}"
+        if name in wanted and (SHARED / version / "checkpoint").is_dir():
+            ck = load_checkpoint(str(SHARED / version / "checkpoint"), device=device, dtype=dtype)
+            print(measure(name, ck.model, ck.config, device, args.tokens))
+    for version in ("v30", "v31", "v32", "v32-mini"):
+        if version in wanted:
+            config = real_size(version)
+            model = new_model(config, seed=0).to(device).eval()
+            if dtype != torch.float32:
+                spectrogram = model.spectrogram
+                model.to(dtype)
+                spectrogram.float()
+            print(measure(f"{version} (random)", model, config, device, args.tokens))
+
+
+if __name__ == "__main__":
+    main()
