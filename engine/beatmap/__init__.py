@@ -3,10 +3,24 @@
 Modelled on osu!lazer's decoder/encoder split: :mod:`.model` holds one typed beatmap,
 :mod:`.decoder` reads any .osu version as tolerantly as osu!, :mod:`.encoder` writes v14 the
 way osu!stable does, :mod:`.timing`, :mod:`.slider_path`, :mod:`.sliders` and :mod:`.gameplay`
-compute what osu! derives from it, and :mod:`.osz` handles beatmap archives.
+compute what osu! derives from it, and :mod:`.osz` handles archives and safe writes.
 """
 from .decoder import parse_beatmap, read_beatmap
 from .encoder import beatmap_bytes, encode_beatmap
+from .gameplay import ComboInfo, HitSound, hit_sounds, mania_column, mania_key_count
 from .model import (Background, Beatmap, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor,
                     Events, General, HitCircle, HitObject, HitSample, HoldNote, Metadata, ParseWarning,
                     Slider, Spinner, TimingPoint, Video)
+from .osz import OszArchive, OszEntry, read_osz, write_beatmap, write_osz
+from .slider_path import PathControlPoint, SliderPath, control_points, slider_path
+from .sliders import SliderEvent, SliderInfo, slider_info
+from .timing import ControlPoints, SampleState
+
+__all__ = [
+    "Background", "Beatmap", "Break", "ComboInfo", "Colour", "Colours", "ControlPoints", "CurvePoint",
+    "Difficulty", "EdgeSet", "Editor", "Events", "General", "HitCircle", "HitObject", "HitSample", "HitSound", "HoldNote",
+    "Metadata", "OszArchive", "OszEntry", "ParseWarning", "PathControlPoint", "SampleState", "Slider",
+    "SliderEvent", "SliderInfo", "SliderPath", "Spinner", "TimingPoint", "Video", "beatmap_bytes",
+    "control_points", "encode_beatmap", "hit_sounds", "mania_column", "mania_key_count", "parse_beatmap", "read_beatmap",
+    "read_osz", "slider_info", "slider_path", "write_beatmap", "write_osz",
+]

@@ -371,8 +371,8 @@ class _Decoder:
         parts = f[i].split(":")
         if len(parts) < 2:
             raise ValueError(f"hit sample {f[i][:30]!r} needs at least normalSet:additionSet")
-        numbers = [parse_int(p) for p in parts[:4]]
-        return HitSample(*numbers, ":".join(parts[4:]))
+        numbers = [parse_int(p) for p in parts[:4]] + [0] * (4 - min(len(parts), 4))
+        return HitSample(*numbers, filename=":".join(parts[4:]))
 
     def _slider(self, f: list[str], common: dict) -> Slider:
         curve_type, points = self._path(f[5])

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Beatmap, Spinner
+from .model import Beatmap, EdgeSet, HitObject, HitSample, Slider, Spinner
+
+# osu! looks hit samples up this much after the sound's time (rounding leniency).
+CONTROL_POINT_LENIENCY = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,59 @@ def combo_info(beatmap: Beatmap) -> list[ComboInfo]:
                               with_offsets % colours if colours else None)
         last = obj
     return result  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class HitSound:
+    """One sound osu! plays: when, which additions (hitsound bits), and the resolved banks
+    (1 normal, 2 soft, 3 drum), custom index, volume (0..100) and custom file."""
+
+    time: float
+    hitsound: int
+    normal_set: int
+    addition_set: int
+    index: int
+    volume: int
+    filename: str = ""
+
+
+def hit_sounds(beatmap: Beatmap, obj: HitObject) -> list[HitSound]:
+    """The sounds of ``obj`` with osu!'s fallbacks resolved: one per slider node (head,
+    repeats, tail), else one at the object's end (a spinner sounds when it ends).
+
+    Banks: the object's set if 1-3 (other numbers play Normal), else the timing point's; an
+    addition set of 0 follows the normal bank. Index and volume: the object's if positive, else
+    the timing point's, looked up 5 ms late. Slider nodes take ``edge_sounds``/``edge_sets``
+    where given and the slider's own hitsound and banks otherwise; their index and volume always
+    come from the timing point (osu! reads only the banks from a slider's hit sample).
+    """
+    if not isinstance(obj, Slider):
+        end = beatmap.end_time(obj)
+        return [_resolve(beatmap, end, obj.hitsound, obj.hit_sample)]
+    info = beatmap.slider_info(obj)
+    nodes = list(range(info.span_count + 1))
+    if info.span_count == 1 and max(obj.slides, 1) > 1:
+        nodes = [0, max(obj.slides, 1)]  # zero-length slider: osu! keeps the first and last node
+    banks = obj.hit_sample or HitSample()
+    sounds = []
+    for n, node in enumerate(nodes):
+        sound = obj.edge_sounds[node] if node < len(obj.edge_sounds) else obj.hitsound
+        edge = obj.edge_sets[node] if node < len(obj.edge_sets) else EdgeSet(banks.normal_set, banks.addition_set)
+        sample = HitSample(edge.normal_set, edge.addition_set)
+        sounds.append(_resolve(beatmap, obj.time + n * info.span_duration, sound, sample))
+    return sounds
+
+
+def _resolve(beatmap: Beatmap, time: float, hitsound: int, sample: HitSample | None) -> HitSound:
+    point = beatmap.control_points().sample_at(time + CONTROL_POINT_LENIENCY)
+    sample = sample or HitSample()
+    point_bank = point.sample_set if point.sample_set in (1, 2, 3) else 1
+    normal = sample.normal_set if sample.normal_set in (0, 1, 2, 3) else 1
+    normal = normal or point_bank
+    addition = sample.addition_set if sample.addition_set in (0, 1, 2, 3) else 1
+    return HitSound(time, hitsound, normal, addition or normal,
+                    sample.index if sample.index > 0 else point.index,
+                    sample.volume if sample.volume > 0 else point.volume, sample.filename)
 
 
 def mania_key_count(circle_size: float) -> int:

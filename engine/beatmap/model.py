@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .gameplay import ComboInfo
+    from .gameplay import ComboInfo, HitSound
     from .sliders import SliderInfo
     from .timing import ControlPoints
 
@@ -489,6 +489,12 @@ class Beatmap:
         from .gameplay import combo_info
 
         return combo_info(self)
+
+    def hit_sounds(self, hit_object: HitObject) -> "list[HitSound]":
+        """The sounds ``hit_object`` plays, banks and volumes resolved (see :mod:`.gameplay`)."""
+        from .gameplay import hit_sounds
+
+        return hit_sounds(self, hit_object)
 
     @property
     def mania_keys(self) -> int:
