@@ -70,7 +70,7 @@ class Groups:
         if new_combo and self.view.mode in (0, 2):
             self._put(Event(T.NEW_COMBO), ms)
         if scroll_speed is not None:
-            self._put(Event(T.SCROLL_SPEED, int(round(np.clip(scroll_speed, 0.01, 10) * 100))), ms)
+            self._put(Event(T.SCROLL_SPEED, int(round(clamp(scroll_speed, 0.01, 10) * 100))), ms)
         if self.flags.add_hitsounds:
             for ref_us, bits, sample in hitsounds:
                 index, volume = hitsound_value(self.view.timing_point_at(ref_us + 5 * _MS), bits, sample)
@@ -97,7 +97,7 @@ class Groups:
     def _position(self, pos: Pos, last_pos: Pos, ms: int) -> Pos:
         f = self.flags
         if f.add_distances:
-            distance = np.clip(np.linalg.norm(pos - last_pos), *DISTANCE_RANGE)
+            distance = clamp(np.linalg.norm(pos - last_pos), *DISTANCE_RANGE)
             self._put(Event(T.DISTANCE, int(distance)), ms)
         if f.add_positions:
             for event in position_events(pos, f):
@@ -110,16 +110,16 @@ def position_events(pos, flags: DataFlags) -> list[Event]:
     precision = flags.position_precision
     x_min, x_max, y_min, y_max = flags.position_range
     p = np.asarray(pos) / precision
-    x = int(np.clip(p[0], x_min / precision, x_max / precision))
-    y = int(np.clip(p[1], y_min / precision, y_max / precision))
+    x = int(clamp(p[0], x_min / precision, x_max / precision))
+    y = int(clamp(p[1], y_min / precision, y_max / precision))
     if flags.position_split_axes:
         return [Event(T.POS_X, x), Event(T.POS_Y, y)]
     width = (x_max - x_min) / precision + 1
     events = [Event(T.POS, int((x - x_min / precision) + (y - y_min / precision) * width))]
     if flags.position_refinement:
         steps = precision // flags.position_refinement
-        fine = np.clip((np.asarray(pos) % precision) // flags.position_refinement, 0, steps - 1)
-        events.append(Event(T.POS_REFINE, int(fine[0] + fine[1] * steps)))
+        fx, fy = (clamp(v, 0, steps - 1) for v in (np.asarray(pos) % precision) // flags.position_refinement)
+        events.append(Event(T.POS_REFINE, int(fx + fy * steps)))
     return events
 
 
@@ -149,7 +149,7 @@ def hitsound_value(tp: TimingPoint, bits: int, sample: Sample) -> tuple[int, int
     volume = sample.volume or tp.volume
     normal = normal if 0 < normal < 4 else 1
     addition = addition if 0 < addition < 4 else 1
-    return (bits & 14) // 2 + 8 * (normal - 1) + 24 * (addition - 1), int(np.clip(volume, 0, 100))
+    return (bits & 14) // 2 + 8 * (normal - 1) + 24 * (addition - 1), int(clamp(volume, 0, 100))
 
 
 def scroll_speed_at(view: BeatmapView, time_us: int) -> float:
@@ -157,11 +157,11 @@ def scroll_speed_at(view: BeatmapView, time_us: int) -> float:
     tp = view.timing_point_at(time_us)
     if tp.parent is None or not tp.beat_length < 0:
         return 1
-    return np.clip(-100 / tp.beat_length, 0.01, 10)
+    return clamp(-100 / tp.beat_length, 0.01, 10)
 
 
 def mania_column(x: float, keycount: int) -> int:
-    return int(np.clip(x / 512 * keycount, 0, keycount - 1))
+    return int(clamp(x / 512 * keycount, 0, keycount - 1))
 
 
 def flipped(pos: Pos, flip: tuple[bool, bool]) -> Pos:
@@ -173,3 +173,9 @@ def flipped(pos: Pos, flip: tuple[bool, bool]) -> Pos:
         if vertical:
             pos[1] = 384 - pos[1]
     return pos
+
+
+def clamp(x, low, high):
+    """``np.clip`` for one number (``min(max(x, low), high)``, NaN passes through), without numpy's overhead."""
+    x = low if x < low else x
+    return high if x > high else x

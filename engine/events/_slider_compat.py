@@ -93,19 +93,21 @@ def end_position(kind: str, points: Sequence[tuple[int, int]], pixel_length: flo
     slider step by step (numpy float64, same operation order) because positions are truncated to a
     grid afterwards and a last-bit difference can move a token.
     """
-    if len(points) == 1:
-        return float(points[0][0]), float(points[0][1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "C":
-            # Catmull: at t=1 the Hermite basis selects the last segment's end point; the length is ignored.
-            return float(points[-1][0]), float(points[-1][1])
+    last = float(points[-1][0]), float(points[-1][1])
+    if kind == "P":
+        kind = curve_kind("P", points)
+    if len(points) == 1 or kind == "C":
+        # Catmull: at t=1 the Hermite basis selects the last segment's end point; the length is ignored.
+        return last
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "P":
-            return _perfect_end(points, pixel_length)
-        if kind == "L":
-            segments = [list(pair) for pair in zip(points, points[1:])]
+            end = _perfect_end(points, pixel_length)
+        elif kind == "L":
+            end = _segmented_end([list(pair) for pair in zip(points, points[1:])], pixel_length)
         else:
-            segments = _split_at_duplicates(points)
-        return _segmented_end(segments, pixel_length)
+            end = _segmented_end(_split_at_duplicates(points), pixel_length)
+    # A zero-length path stretched to a length gives NaN in slider (and upstream then crashes).
+    return end if all(math.isfinite(v) for v in end) else last
 
 
 def _circle_center(points: Sequence[tuple[int, int]]) -> np.ndarray | None:

@@ -44,6 +44,9 @@ class TimingPoint:
         return self.beat_length > 0 and round(60000 / self.beat_length) != 0
 
 
+DEFAULT_TIMING_POINT = TimingPoint(0, 1000.0, 4, 0, 100, False, None)
+
+
 @dataclass(frozen=True, slots=True)
 class HitObject:
     kind: Kind
@@ -75,7 +78,12 @@ class BeatmapView:
         object.__setattr__(self, "_sorted", all(a <= b for a, b in zip(offsets, offsets[1:])))
 
     def timing_point_at(self, time_us: int) -> TimingPoint:
-        """The last point (in file order) at or before ``time_us``; the first point when none is."""
+        """The last point (in file order) at or before ``time_us``; the first point when none is.
+
+        A map without timing points gets osu!'s default (60 BPM from 0 ms, volume 100).
+        """
+        if not self.timing_points:
+            return DEFAULT_TIMING_POINT
         if self._sorted:
             i = bisect.bisect_right(self._offsets, time_us) - 1
             return self.timing_points[max(i, 0)]
@@ -100,10 +108,6 @@ def view_of(beatmap: "Beatmap") -> BeatmapView:
     file (hold notes, missing hit samples, lazer's multi-type sliders, zero slides) we read what
     osu! means instead.
     """
-    from ..errors import BeatmapError
-
-    if not beatmap.timing_points:
-        raise BeatmapError("the beatmap has no timing points, so it has no beat grid to tokenize", beatmap.path)
     shift = -24 if beatmap.format_version < 5 else 0  # undo the reader's osu!-style offset: slider has none
     timing = _timing_points(beatmap.timing_points, shift)
     probe = BeatmapView(beatmap.mode, beatmap.difficulty.circle_size, timing, ())
@@ -113,10 +117,6 @@ def view_of(beatmap: "Beatmap") -> BeatmapView:
 
 def timing_view(timing_points: "Sequence[BeatmapTimingPoint]") -> BeatmapView:
     """A view with timing points only (a timing given without a beatmap)."""
-    from ..errors import BeatmapError
-
-    if not timing_points:
-        raise BeatmapError("no timing points were given, so there is no beat grid to tokenize")
     return BeatmapView(0, 0.0, _timing_points(timing_points, 0), ())
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from ..errors import BeatmapError
 from ..presets import DataFlags
 from ..tokenizer import ContextType
 from ._view import BeatmapView, timing_view, view_of
@@ -69,6 +70,9 @@ def timing_events(
         view, from_objects = timing_view(source), False
     else:
         view, from_objects = view_of(source), True
+    if not view.timing_points:
+        raise BeatmapError("no timing points were given, so there is no beat grid to tokenize",
+                           getattr(source, "path", None))
     return _at_speed(grid_stream(view, flags, song_length_ms, from_hit_objects=from_objects), speed)
 
 
