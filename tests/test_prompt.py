@@ -9,6 +9,7 @@ import pytest
 
 from engine.audio import load_audio
 from engine.beatmap import HitCircle, read_beatmap
+from engine.beatmap_stats import conditions_from_beatmap
 from engine.errors import OptionError
 from engine.events import context_events, timing_events
 from engine.presets import PRESETS
@@ -335,9 +336,7 @@ def test_reference_map_class_tokens(version, name):
     """A reference MAP in-context carries the class tokens measured from its beatmap."""
     golden = json.loads(need(UPSTREAM / "tokenization" / f"{version}.json").read_text())[name]
     tok = tokenizer_of(UPSTREAM / version / "checkpoint")
-    cond = conditions_from_beatmap(UPSTREAM / "tokenization" / name, tok)
-    if cond is None:
-        pytest.skip("the map's conditions need engine.beatmap_stats")
+    cond = reference_conditions(UPSTREAM / "tokenization" / name, tok)
     expected = {tuple(w["class_tokens"]) for w in golden["windows"] if w["class_tokens"] is not None}
     assert len(expected) == 1
     assert tuple(class_tokens(tok, PRESETS[version].data, cond, golden["song_length_ms"])) == expected.pop()
@@ -578,13 +577,9 @@ def test_timing_context_prompts_equal_forward_goldens(base, name, index, golden)
 # --- MaiMod: teacher-forced prompts of a whole map ------------------------------------------------------
 
 
-def conditions_from_beatmap(beatmap_path: Path, tok: Tokenizer):
-    """The conditions upstream measures from a reference beatmap (engine.beatmap_stats), or None."""
-    try:
-        from engine import beatmap_stats  # noqa: F401
-    except ImportError:
-        return None
-    return beatmap_stats.conditions_of(read_osu(beatmap_path), beatmap_path, tok)
+def reference_conditions(beatmap_path: Path, tok: Tokenizer) -> Conditions:
+    """The conditions upstream measures from a reference beatmap."""
+    return conditions_from_beatmap(read_osu(beatmap_path), tok)
 
 
 @pytest.mark.parametrize("version", ["v30", "v31", "v32"])
@@ -602,18 +597,13 @@ def test_teacher_forced_prompt_equals_aimod_golden(version):
         c: ContextStream.of(c, context_events(c, beatmap, flags, song_length_ms=segs[2]))
         for c in plan.in_contexts + plan.out_contexts
     }
-    cond = conditions_from_beatmap(osu, tok)
-    if cond is None:
-        if flags.add_gamemode_token:  # the prompt starts with the map's class tokens
-            pytest.skip("the map's conditions need engine.beatmap_stats")
-        cond = Conditions()
+    cond = reference_conditions(osu, tok)
     _, prompts, kwargs = teacher_forced_prompts(
         tok, flags, segs, cond, streams, Embeds.from_config(json.loads((ckpt / "config.json").read_text()))
     )
     assert len(prompts[0]) == golden["full_prompt_length"]
     assert prompts[0][:128] == golden["decoder_input_ids"]
-    if conditions_from_beatmap(osu, tok) is not None:
-        assert {k: v.tolist() for k, v in kwargs[0].items()} == golden["cond"]
+    assert {k: v.tolist() for k, v in kwargs[0].items()} == golden["cond"]
     # the map context's span in the prompt holds exactly the map's events of the window
     if flags.add_out_context_types:
         start, end = find_context(prompts[0], tok.context_sos[C.MAP], tok.context_eos[C.MAP])
