@@ -293,3 +293,27 @@ def test_curve_end_positions():
     # Degenerate paths stretched to a length never give NaN (slider's NaN would crash the tokenizer).
     for kind in "LBP":
         assert all(math.isfinite(v) for v in end_position(kind, [(5, 5), (5, 5), (5, 5)], 10.0))
+
+
+def test_a_slider_without_pixel_length_ends_where_its_path_ends():
+    """slider cannot read such a line; osu! then uses the path's own length, and so do we."""
+    bm = read_beatmap(need(UPSTREAM / "tokenization" / "visual_spacing_test12.osu")).copy()
+    i = next(i for i, o in enumerate(bm.hit_objects) if isinstance(o, Slider))
+    bm.hit_objects[i] = replace(bm.hit_objects[i], length=None)
+    events = map_events(bm, PRESETS["v32"].data).events
+    last_anchor = events.index(Event(T.LAST_ANCHOR))
+    end = events.index(Event(T.SLIDER_END))
+    last_point_pos = events[last_anchor - 2]  # POS POS_REFINE LAST_ANCHOR
+    assert last_point_pos.type == T.POS and events[end - 4] == last_point_pos  # t snap POS REF HS VOL END
+
+
+def test_old_format_times_are_read_without_osus_24ms_offset():
+    """slider (and so the checkpoints' training data) reads v3/v4 times as written; our reader adds 24 ms."""
+    from engine.beatmap import parse_beatmap
+
+    body = "\n[TimingPoints]\n0,500,4,2,0,100,1,0\n\n[HitObjects]\n256,192,1000,1,0,0:0:0:0:\n256,192,1500,1,2,0:0:0:0:\n"
+    old, new = parse_beatmap("osu file format v4\n" + body), parse_beatmap("osu file format v14\n" + body)
+    assert old.hit_objects[0].time == 1024
+    flags = PRESETS["v32"].data
+    assert map_events(old, flags) == map_events(new, flags)
+    assert map_events(old, flags).times[0] == 1000

@@ -199,4 +199,4 @@ def _sample(sample) -> Sample:
 
 def _path_length(beatmap: "Beatmap", obj) -> float:
     """Pixel length of a slider written without one (slider cannot read those): osu!'s path length."""
-    return float(beatmap.slider_info(obj).path_length)
+    return float(beatmap.slider_info(obj).distance)
