@@ -11,7 +11,7 @@ from engine.audio import load_audio
 from engine.beatmap import HitCircle, read_beatmap
 from engine.beatmap_stats import conditions_from_beatmap
 from engine.errors import OptionError
-from engine.events import context_events, timing_events
+from engine.events import BEAT_TYPES, EventStream, context_events, events_of_type, timing_events
 from engine.presets import PRESETS
 from engine.prompt import (
     Absorber,
@@ -442,8 +442,8 @@ def _check_call(call, rec, tok, max_length, where):
 def replay(rec: Recorded, timing_from_points):
     """Rebuild every recorded call in upstream's order and feed it the recorded output.
 
-    ``timing_from_points(flags, song_length)`` gives the TIMING stream of the timing points upstream
-    wrote (the result of its timing pass), used as a given context in the following pass.
+    ``timing_from_points(rec, flags, song_length, timing_run)`` gives the TIMING stream of the timing
+    points upstream made from its timing pass, used as a given context in the following pass.
     """
     tok = tokenizer_of(rec.checkpoint)
     preset = PRESETS[rec.version]
@@ -472,9 +472,10 @@ def replay(rec: Recorded, timing_from_points):
     no_reference = not rec.in_context or C.NONE in rec.in_context
     makes_timing = any(C.TIMING in t.outputs for t in flags.context_templates)
     if no_reference and makes_timing and any(c in output_type for c in (C.TIMING, C.MAP)):
-        if not play(GenerationRun(tok, flags, segs, cond, requested=[C.TIMING], embeds=embeds)) or not pending:
+        timing_run = GenerationRun(tok, flags, segs, cond, requested=[C.TIMING], embeds=embeds)
+        if not play(timing_run) or not pending:
             return runs, built  # upstream crashed after (or during) its timing pass
-        given[C.TIMING] = timing_from_points(rec, flags, song_length)
+        given[C.TIMING] = timing_from_points(rec, flags, song_length, timing_run)
         output_type.remove(C.TIMING)
     elif C.TIMING in rec.in_context:
         given[C.TIMING] = timing_from_beatmap(rec, flags, song_length)
@@ -487,18 +488,26 @@ def read_osu(osu: Path):
     return read_beatmap(need(osu))
 
 
-def timing_from_points(rec: Recorded, flags, song_length: float) -> ContextStream:
-    """Upstream turns its timing pass into timing points and re-tokenizes them over the whole song.
-    Those points are the uninherited ones of the .osu it wrote, unless the writer moved the first
-    one back by whole measures (to before 0 ms), which only the post-processor's own timing
-    reconstruction can undo."""
-    osu = rec.dir / "generated.osu"
-    if not osu.exists():
-        pytest.skip(f"{rec.dir.name} wrote no .osu, so its timing points are unknown")
-    points = [tp for tp in read_osu(osu).timing_points if tp.uninherited]
-    if points[0].time < 0:
-        pytest.skip(f"{rec.dir.name}: the .osu's first timing point was moved before 0 ms by the writer; "
-                    "replaying the passes after the timing pass needs the post-processor's generate_timing")
+def timing_from_points(rec: Recorded, flags, song_length: float, timing_run: GenerationRun) -> ContextStream:
+    """Upstream turns its timing pass into red lines (the post-processor's generate_timing) and
+    re-tokenizes them over the whole song. Without our post-processor, the red lines of the .osu
+    it wrote serve, unless the writer moved the first one back by whole measures (before 0 ms)."""
+    try:
+        from engine.postprocess import generate_timing
+    except ImportError:
+        generate_timing = None
+    if generate_timing is not None:
+        events, times = timing_run.results()[C.TIMING]
+        beats = events_of_type(EventStream(events, times), BEAT_TYPES | {T.TIME_SHIFT})
+        points = generate_timing(beats.events, types_first=flags.types_first)
+    else:
+        osu = rec.dir / "generated.osu"
+        if not osu.exists():
+            pytest.skip(f"{rec.dir.name} wrote no .osu, so its timing points are unknown")
+        points = [tp for tp in read_osu(osu).timing_points if tp.uninherited]
+        if points[0].time < 0:
+            pytest.skip(f"{rec.dir.name}: the .osu's first timing point was moved before 0 ms by the writer; "
+                        "replaying the passes after the timing pass needs engine.postprocess.generate_timing")
     return ContextStream.of(C.TIMING, timing_events(points, flags, song_length_ms=song_length))
 
 
@@ -529,7 +538,10 @@ def test_replay_generate_calls(base, name):
         assert all(0 <= t <= runs[0].starts[-1] + runs[0].layout.window_ms + 5 for t in times), ctype
         assert not any(e.type == T.CONTROL for e in events)
     expected = rec.run.get("hit_objects_per_osu")
-    if expected:
+    # README 9.6: the v31 run without reference timing degrades into stacks of objects that the
+    # post-processor rewrites (moved to 0 ms, a bare slider head dropped), so only the runs that
+    # reproduce their map are compared object by object
+    if expected and (base, name) != ("trained/v31", "pipeline_greedy_std"):
         events, times = results[C.MAP]
         assert times == sorted(times)
         starts = [t for e, t in zip(events, times) if e.type in OBJECT_STARTS]
