@@ -48,6 +48,12 @@ def test_write_an_osz_from_a_folder(beatmaps_dir, tmp_path):
     assert sorted(archive.names) == sorted(SOLEILY[:2] + ["sb/star.png"])
     assert archive.read(SOLEILY[0]) == (beatmaps_dir / SOLEILY[0]).read_bytes()
     assert archive.audio_files == [] and archive.read("sb/star.png") == b"png"
+    # packing into the folder itself never packs the archive or its backups
+    for _ in range(3):
+        (folder / "sb" / "star.png").write_bytes(b"png" + bytes(_))
+        write_osz(folder / "set.osz", folder)
+    assert sorted(read_osz(folder / "set.osz").names) == sorted(SOLEILY[:2] + ["sb/star.png"])
+    assert (folder / "set.osz.bak").exists() and (folder / "set.osz.1.bak").exists()
 
 
 def test_existing_files_are_backed_up(beatmaps_dir, tmp_path):

@@ -14,7 +14,8 @@ their defaults and optional ones are written only when they differ from the defa
 follow the known ones; comments outside [Events] are dropped; background/video/break lines are
 written in stable's form under stable's two comment lines (``1,...`` video lines become
 ``Video,...``); type bits are rebuilt from the object kind, new combo and combo skip. Values are
-never changed: a number 15 digits cannot reproduce is written with more.
+never changed: a number 15 digits cannot reproduce is written with more. Fractional positions
+of lazer (v128) files are written as they are; osu! truncates them when it reads a v14 file.
 """
 from __future__ import annotations
 

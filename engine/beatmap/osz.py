@@ -144,7 +144,12 @@ def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: S
         folder = Path(folder)
         if not folder.is_dir():
             raise BeatmapError("not a folder", folder)
+        target = Path(path).resolve()
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            resolved = file.resolve()
+            if resolved == target or (resolved.parent == target.parent and resolved.name.startswith(target.name)
+                                      and resolved.name.endswith(".bak")):
+                continue  # the archive being written into the folder it packs, and its backups
             entries[file.relative_to(folder).as_posix()] = file
     for name, content in (files or {}).items():
         entries[_archive_name(name)] = Path(content) if isinstance(content, (str, Path)) else bytes(content)

@@ -11,8 +11,12 @@ Facts from osu!lazer (``Slider.ApplyDefaults``, ``SliderEventGenerator``, the le
   no ticks where a NaN SV disables them; no tick within 10 ms of travel of the span end;
 - the legacy last tick sits at ``max(start + duration / 2, end - 36)``.
 
-Stable rounds several of these to integers in places (the slider library upstream used truncates
-the duration to whole ms); this module keeps lazer's doubles.
+Where stable and lazer differ this module follows lazer: lazer keeps the end time as a double
+(upstream's slider library truncates the duration to whole ms, so its ends are up to 1 ms
+earlier); lazer gives zero-length sliders a single span (stable generated repeats it never
+judged); the osu!standard path drops Catmull vertices closer than 6 px as stable does when
+drawing (see :mod:`.slider_path`). Tick generation is linear in the number of ticks, so absurd
+maps (9000 slides of a 100000 px slider) take long, as in osu!.
 """
 from __future__ import annotations
 
