@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .errors import Cancelled
 from .model import Mapperatorinator
+from .prompt import left_pad
 from .tokenizer import PAD_ID, EventType, Tokenizer
 
 TIMED_EVENT_TYPES = (
@@ -225,19 +226,6 @@ def logit_rules(tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float 
     return rules
 
 
-def stop_ids(tokenizer: Tokenizer, context_eos: int | None, lookback_ms: float, lookahead_ms: float) -> list[int]:
-    """Ids that end a generate call: EOS, the context's EOS, and time shifts into the lookback/lookahead zones."""
-    ids = [tokenizer.eos_id]
-    if context_eos is not None:
-        ids.append(context_eos)
-    r = tokenizer.id_range(EventType.TIME_SHIFT)
-    if lookback_ms > 0:
-        ids.extend(range(r.start, r.start + int(lookback_ms / MS_PER_STEP)))
-    if lookahead_ms > 0:
-        ids.extend(range(r.stop - int(lookahead_ms / MS_PER_STEP), r.stop))
-    return ids
-
-
 # --- the loop ------------------------------------------------------------------------------------------------
 
 
@@ -249,15 +237,6 @@ class DecodeStats:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-def left_pad(rows: Sequence[Sequence[int]], length: int | None = None) -> torch.Tensor:
-    length = length or max(len(r) for r in rows)
-    out = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            out[i, length - len(row):] = torch.as_tensor(row, dtype=torch.long)
-    return out
 
 
 @torch.inference_mode()
@@ -287,9 +266,9 @@ def decode(
     device = model.device
     batch = len(prompts)
     guided = opts.cfg_scale > 1 and negative_prompts is not None
-    width = max(len(p) for p in list(prompts) + (list(negative_prompts) if guided else []))
-    ids = left_pad(prompts, width).to(device)
-    rows_in = torch.cat([ids, left_pad(negative_prompts, width).to(device)]) if guided else ids
+    padded, width = left_pad(list(prompts) + (list(negative_prompts) if guided else []), PAD_ID)
+    rows_in = torch.tensor(padded, dtype=torch.long, device=device)
+    ids = rows_in[:batch]
     cond = {k: v.to(device) for k, v in (cond or {}).items()}
 
     encoder_out = model.encode(frames.to(device), **cond)
