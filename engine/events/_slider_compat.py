@@ -235,4 +235,5 @@ def slider_duration_ms(
     velocity = 1 if sv_beat_length is None else np.clip(-100 / sv_beat_length, 0.1, 10)
     pixels_per_beat = slider_multiplier * 100 * velocity
     beats = (pixel_length * repeats) / pixels_per_beat
-    return int(beats * beat_length)
+    duration = beats * beat_length
+    return int(duration) if math.isfinite(duration) else 0  # NaN beat lengths: slider would crash

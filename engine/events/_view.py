@@ -110,8 +110,8 @@ def view_of(beatmap: "Beatmap") -> BeatmapView:
     """
     shift = -24 if beatmap.format_version < 5 else 0  # undo the reader's osu!-style offset: slider has none
     timing = _timing_points(beatmap.timing_points, shift)
-    probe = BeatmapView(beatmap.mode, beatmap.difficulty.circle_size, timing, ())
-    objects = tuple(_hit_object(beatmap, probe, obj, shift) for obj in beatmap.hit_objects)
+    lookups = BeatmapView(beatmap.mode, beatmap.difficulty.circle_size, timing, ())  # slider durations need timing
+    objects = tuple(_hit_object(beatmap, lookups, obj, shift) for obj in beatmap.hit_objects)
     return BeatmapView(beatmap.mode, beatmap.difficulty.circle_size, timing, objects)
 
 

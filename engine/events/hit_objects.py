@@ -35,12 +35,12 @@ def objects_stream(view: BeatmapView, flags: DataFlags, flip: tuple[bool, bool] 
             last_pos = _circle(out, obj, last_pos)
         elif obj.kind == "slider":
             if taiko:
-                _long_note(out, obj, T.DRUMROLL, T.DRUMROLL_SUSTAIN, T.DRUMROLL_END, hit=obj.hitsound)
+                _long_note(out, obj, T.DRUMROLL, T.DRUMROLL_SUSTAIN, T.DRUMROLL_END)
             else:
                 last_pos = _slider(out, obj, last_pos)
         elif obj.kind == "spinner":
             if taiko:
-                _long_note(out, obj, T.DENDEN, T.DENDEN_SUSTAIN, T.DENDEN_END, hit=obj.hitsound)
+                _long_note(out, obj, T.DENDEN, T.DENDEN_SUSTAIN, T.DENDEN_END)
             else:
                 last_pos = _spinner(out, obj)
         elif obj.kind == "hold":
@@ -145,18 +145,17 @@ def _hold_note(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
     return np.array(pos)
 
 
-def _long_note(out: Groups, obj: HitObject, head: EventType, sustain: EventType, end: EventType, hit: int) -> None:
+def _long_note(out: Groups, obj: HitObject, head: EventType, sustain: EventType, end: EventType) -> None:
     """A taiko drumroll (from a slider) or denden (from a spinner); edge sounds do not apply."""
     out.add(
         head,
         obj.time_us,
         timed=True,
-        hitsounds=((obj.time_us, hit, obj.sample),),
+        hitsounds=((obj.time_us, obj.hitsound, obj.sample),),
         scroll_speed=scroll_speed_at(out.view, obj.time_us),
     )
     out.add_sustains(sustain, obj.time_us, obj.end_time_us)
     out.add(end, obj.end_time_us, timed=True)
-
 
 
 def _edge_sound(obj: HitObject, i: int) -> int:

@@ -19,10 +19,10 @@ TYPE_EVENTS = frozenset({
     T.KIAI, T.HOLD_NOTE, T.HOLD_NOTE_END, T.DRUMROLL, T.DRUMROLL_END, T.DENDEN, T.DENDEN_END,
     T.SCROLL_SPEED_CHANGE,
 })
-# Slider anchors carry no time shift of their own (slider_version 2) or an interpolated one (version 1).
+# Slider anchors have no TIME_SHIFT token; decoding spreads their times between the surrounding ones.
 NON_TIMED_EVENTS = frozenset({T.BEZIER_ANCHOR, T.PERFECT_ANCHOR, T.CATMULL_ANCHOR, T.RED_ANCHOR})
 TIMED_EVENTS = TYPE_EVENTS - NON_TIMED_EVENTS
-# Note: sustain events (slider_sustain, ...) are in neither set, as upstream has them.
+# Sustain events (slider_sustain, ...) are in neither set, as in upstream: they never start a group.
 BEAT_TYPES = frozenset({T.BEAT, T.MEASURE, T.TIMING_POINT})
 HITSOUND_TYPES = frozenset({T.HITSOUND, T.VOLUME})
 
