@@ -27,7 +27,7 @@ from ..errors import BeatmapError
 from .model import (CIRCLE, COMBO_SKIP_MASK, COMBO_SKIP_SHIFT, HOLD, NEW_COMBO, SLIDER, SPINNER,
                     Background, Beatmap, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor,
                     Events, General, HitCircle, HitSample, HoldNote, Metadata, ParseWarning, Slider, Spinner,
-                    TimingPoint, Video)
+                    TimingPoint, Video, sample_set_number)
 from .numbers import MAX_COORDINATE_VALUE, parse_float, parse_int
 
 FIRST_LAZER_VERSION = 128
@@ -43,7 +43,6 @@ _SKELETON_COMMENTS = {"//Background and Video events", "//Break Periods", "// Br
 _EVENT_TYPES = {"0": "background", "Background": "background", "1": "video", "Video": "video",
                 "2": "break", "Break": "break"}
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".flv", ".mpg", ".wmv", ".m4v")
-_SAMPLE_BANKS = {"None": 0, "Normal": 1, "Soft": 2, "Drum": 3}
 _COUNTDOWNS = {"None": 0, "Normal": 1, "HalfSpeed": 2, "DoubleSpeed": 3}
 _INTERNAL = "internal error while reading"
 
@@ -197,7 +196,7 @@ class _Decoder:
             g.countdown = _COUNTDOWNS[value] if value in _COUNTDOWNS else parse_int(value)
         elif key == "SampleSet":
             g.sample_set = value
-            if value not in _SAMPLE_BANKS and not value.isdigit():
+            if value not in ("None", "Normal", "Soft", "Drum") and not (value.isdigit() and value.isascii()):
                 self.warn(f"unknown SampleSet {value!r} kept; osu! plays Normal")
         elif key == "SampleVolume":
             g.sample_volume = parse_int(value)
@@ -312,7 +311,7 @@ class _Decoder:
             meter = parse_int(f[2])
             if meter < 1:
                 raise ValueError(f"meter {meter} must be positive")
-        sample_set = parse_int(f[3]) if len(f) >= 4 else _SAMPLE_BANKS.get(self.general.sample_set, 0)
+        sample_set = parse_int(f[3]) if len(f) >= 4 else sample_set_number(self.general.sample_set)
         sample_index = parse_int(f[4]) if len(f) >= 5 else 0
         volume = parse_int(f[5]) if len(f) >= 6 else self.general.sample_volume
         if len(f) >= 7 and f[6][:1] not in ("0", "1"):

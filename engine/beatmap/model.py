@@ -39,6 +39,14 @@ HITSOUND_NORMAL, HITSOUND_WHISTLE, HITSOUND_FINISH, HITSOUND_CLAP = 1, 2, 4, 8
 # Sample sets as numbers (timing points, hit samples) and names ([General] SampleSet).
 SAMPLE_SET_NAMES = {0: "None", 1: "Normal", 2: "Soft", 3: "Drum"}
 
+def sample_set_number(name: str) -> int:
+    """The number of a [General] SampleSet value ("Soft" or "2" -> 2); unknown names give 0."""
+    numbers = {v: k for k, v in SAMPLE_SET_NAMES.items()}
+    if name in numbers:
+        return numbers[name]
+    return int(name) if name.isdigit() and name.isascii() and len(name) < 10 else 0
+
+
 # Timing point effect bits.
 EFFECT_KIAI, EFFECT_OMIT_FIRST_BARLINE = 1, 8
 

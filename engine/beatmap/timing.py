@@ -25,13 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import TimingPoint
+from .model import TimingPoint, sample_set_number
 
 MIN_BEAT_LENGTH, MAX_BEAT_LENGTH = 6.0, 60000.0
 MIN_SLIDER_VELOCITY, MAX_SLIDER_VELOCITY = 0.1, 10.0
 MIN_SCROLL_SPEED, MAX_SCROLL_SPEED = 0.01, 10.0
-
-_BANKS = {"None": 0, "Normal": 1, "Soft": 2, "Drum": 3}
 
 
 def clamp(value: float, low: float, high: float) -> float:
@@ -68,7 +66,7 @@ class ControlPoints:
     def __init__(self, timing_points: Sequence[TimingPoint], *, sample_set: str = "Normal",
                  sample_volume: int = 100, mode: int = 0):
         self.mode = mode
-        self.default_sample = SampleState(_BANKS.get(sample_set, 0), 0, int(clamp(sample_volume, 0, 100)))
+        self.default_sample = SampleState(sample_set_number(sample_set), 0, int(clamp(sample_volume, 0, 100)))
         timing: dict[float, TimingPoint] = {}
         effective: dict[float, TimingPoint] = {}
         group: list[TimingPoint] = []
