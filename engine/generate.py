@@ -1,0 +1,605 @@
+"""Generate a beatmap for a song: the one driver the CLI, the desktop app and the tests call.
+
+    result = generate(GenerateOptions(audio_path="song.mp3", gamemode=0, difficulty=5), progress=print)
+
+Pipeline (as upstream's ``inference.py``): check every input before heavy work -> load the song and cut
+it into windows -> timing (from a reference map, a super-timing pass or the model's TIMING pass with the
+root checkpoint) -> the map passes, window by window, with the ``gamemode=N`` checkpoint -> post-process
+into a Beatmap -> write the .osu (and .osz), with the song and background beside it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import AudioError, BeatmapError, Cancelled, ModelError, OptionError
+from .options import GenerateOptions, suggest
+from .presets import PRESETS, VersionPreset
+from .tokenizer import ContextType, EventType, Tokenizer
+
+log = logging.getLogger(__name__)
+C = ContextType
+
+AI_TAGS = "mapperator ai-generated"
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float  # 0..1 of the whole job
+    stage: str  # what is happening, in words
+    tokens_per_second: float | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class GenerationResult:
+    beatmap: "Beatmap"  # noqa: F821
+    path: Path  # the file written: .osu, or .osz with export_osz
+    osu_path: Path | None  # the .osu written beside the song (None when only an .osz was written)
+    options: GenerateOptions  # with every default resolved (reproduces this run)
+    version: str
+    seed: int
+    tokens: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+# --- checking the request ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """A validated request: paths resolved, the reference beatmap read, the model located."""
+
+    options: GenerateOptions
+    audio_path: Path
+    output_dir: Path
+    reference: "Beatmap | None"  # noqa: F821
+    preset: VersionPreset
+    tokenizer: Tokenizer
+    in_context: tuple[ContextType, ...]
+    output_type: tuple[ContextType, ...]
+    gamemode: int
+
+
+def _context_types(names: Sequence[str], option: str) -> tuple[ContextType, ...]:
+    out = []
+    for name in names:
+        try:
+            out.append(ContextType(str(name).lower()))
+        except ValueError:
+            valid = ", ".join(c.name for c in ContextType)
+            raise OptionError(f"{option}: unknown context {name!r}; use some of {valid}") from None
+    return tuple(c for c in out if c != C.NONE)
+
+
+def _check_output_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mapperator-write-test-"):
+            pass
+    except OSError as e:
+        raise OptionError(f"cannot write to the output folder {folder}: {e.strerror or e}") from None
+
+
+def _check_audio(path: Path) -> None:
+    from .audio import audio_duration_ms
+
+    if not path.is_file():
+        raise AudioError(f"audio file {path} not found")
+    audio_duration_ms(path)  # reads the header only; raises AudioError for unreadable files
+
+
+def _version_of(source: str) -> str | None:
+    return source if source in PRESETS else None
+
+
+def _load_tokenizer(opts: GenerateOptions, gamemode: int) -> tuple[Tokenizer, VersionPreset]:
+    """The map checkpoint's vocabulary (a small file) to validate options before loading weights."""
+    from .checkpoint import locate, parse_config, read_json
+    from .presets import detect_version
+
+    subfolder_mode = gamemode if opts.auto_select_gamemode_model else None
+    folder, _ = locate(opts.model_path, gamemode=subfolder_mode, revision=opts.revision)
+    tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
+    config = parse_config(read_json(folder / "config.json"))
+    name = _version_of(opts.model_path) or detect_version(config.backbone_name, set(tokenizer.context_sos))
+    if name is None:
+        raise ModelError(f"{folder}: not a Mapperatorinator v30/v31/v32/v32-mini checkpoint")
+    return tokenizer, PRESETS[name]
+
+
+def _check_conditions(opts: GenerateOptions, preset: VersionPreset, tok: Tokenizer, gamemode: int) -> None:
+    data = preset.data
+    name = preset.name
+    if gamemode not in data.gamemodes:
+        modes = ", ".join(str(m) for m in data.gamemodes)
+        raise OptionError(f"{name} maps game modes {modes} only; gamemode={gamemode} needs v31 or v32")
+    if opts.difficulty is not None:
+        top = float(tok.max_difficulty) if data.add_diff_token else 10.0
+        if not (data.add_diff_token or _has_embed(preset, "difficulty")):
+            raise OptionError(f"{name} does not take a difficulty")
+        if not 0 <= opts.difficulty <= top:
+            raise OptionError(f"difficulty={opts.difficulty} is outside {name}'s range 0–{top:g} stars")
+    if opts.year is not None:
+        if not data.add_year_token:
+            raise OptionError(f"{name} does not take a year")
+        low, high = data.min_year or tok.range[EventType.YEAR].min_value, data.max_year or 2024
+        if not low <= opts.year <= high:
+            raise OptionError(f"year={opts.year} is outside the years {name} was trained on ({low}–{high})")
+    if opts.mapper_id is not None:
+        if not (data.add_mapper_token or _has_embed(preset, "mapper")):
+            raise OptionError(f"{name} does not take a mapper_id")
+        if opts.mapper_id not in tok.mapper_idx:
+            known = [str(m) for m in tok.mapper_idx]
+            raise OptionError(f"mapper_id={opts.mapper_id} is not a mapper {name} knows"
+                              f"{suggest(str(opts.mapper_id), known)}")
+    for option in ("descriptors", "negative_descriptors"):
+        names = getattr(opts, option) or ()
+        if names and not data.add_descriptors:
+            raise OptionError(f"{name} does not take {option}")
+        for d in names:
+            if d not in tok.descriptor_idx:
+                raise OptionError(f"{option}: {d!r} is not a descriptor {name} knows"
+                                  f"{suggest(d, tok.descriptor_names())}")
+    if opts.keycount is not None and not 1 <= opts.keycount <= 18:
+        raise OptionError(f"keycount={opts.keycount} must be between 1 and 18")
+    for ratio in ("hold_note_ratio", "scroll_speed_ratio"):
+        value = getattr(opts, ratio)
+        if value is not None and not 0 <= value <= 1:
+            raise OptionError(f"{ratio}={value} must be between 0 and 1")
+
+
+def _has_embed(preset: VersionPreset, which: str) -> bool:
+    return preset.name in ("v30", "v31") and which in ("difficulty", "mapper")
+
+
+def _check_sampling(opts: GenerateOptions) -> None:
+    if opts.num_beams != 1:
+        raise OptionError("num_beams > 1 (beam search) is not supported; use do_sample=false for greedy decoding")
+    if opts.generate_positions:
+        raise OptionError("generate_positions (upstream's diffusion position model) is not part of Mapperator; "
+                          "v30+ models place objects themselves")
+    if opts.cfg_scale < 1:
+        raise OptionError(f"cfg_scale={opts.cfg_scale} must be 1 (off) or more")
+    for name in ("temperature", "timing_temperature", "mania_column_temperature", "taiko_hit_temperature"):
+        value = getattr(opts, name)
+        if value is not None and value <= 0:
+            raise OptionError(f"{name}={value} must be above 0")
+    if opts.top_p is not None and not 0 < opts.top_p <= 1:
+        raise OptionError(f"top_p={opts.top_p} must be in (0, 1]")
+    if opts.start_time is not None and opts.end_time is not None and opts.start_time >= opts.end_time:
+        raise OptionError(f"start_time ({opts.start_time}) must be before end_time ({opts.end_time})")
+    if opts.parallel:
+        raise OptionError("parallel=true is not supported; windows are generated in order")
+
+
+def prepare(opts: GenerateOptions) -> Plan:
+    """Check everything that can be checked cheaply; raises a MapperatorError naming the problem."""
+    from .beatmap import read_beatmap
+
+    _check_sampling(opts)
+    reference = None
+    if opts.beatmap_path:
+        path = Path(opts.beatmap_path).expanduser()
+        if path.suffix.lower() != ".osu":
+            raise OptionError(f"beatmap_path must be an .osu file, not {path.name}")
+        if not path.is_file():
+            raise BeatmapError("file not found", path)
+        reference = read_beatmap(path)
+    audio = opts.audio_path
+    if not audio and reference is not None and reference.general.audio_filename:
+        audio = str(Path(opts.beatmap_path).expanduser().parent / reference.general.audio_filename)
+    if not audio:
+        raise OptionError("audio_path is required (or a beatmap_path whose folder holds its song)")
+    audio_path = Path(audio).expanduser()
+    _check_audio(audio_path)
+    if opts.output_path:
+        output_dir = Path(opts.output_path).expanduser()
+    elif reference is not None:
+        output_dir = Path(opts.beatmap_path).expanduser().parent
+    else:
+        output_dir = audio_path.parent
+    _check_output_dir(output_dir)
+
+    in_context = _context_types(opts.in_context, "in_context")
+    if in_context and reference is None:
+        raise OptionError("in_context needs a reference beatmap: set beatmap_path")
+    if opts.add_to_beatmap and reference is None:
+        raise OptionError("add_to_beatmap needs a reference beatmap: set beatmap_path")
+    gamemode = opts.gamemode if opts.gamemode is not None else (reference.mode if reference is not None else 0)
+    tokenizer, preset = _load_tokenizer(opts, gamemode)
+    output_type = _context_types(opts.output_type, "output_type") if opts.output_type else \
+        preset.inference.output_type
+    known = {c for t in preset.data.context_templates for c in t.inputs + t.outputs}
+    for c in in_context + output_type:
+        if c not in known:
+            raise OptionError(f"{preset.name} has no {c.name} context; it knows "
+                              f"{', '.join(sorted(k.name for k in known if k != C.NONE))}")
+    _check_conditions(opts, preset, tokenizer, gamemode)
+    return Plan(opts, audio_path, output_dir, reference, preset, tokenizer, in_context, output_type, gamemode)
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Turns the calls of each pass into one rising fraction of the job (passes get equal shares)."""
+
+    START, END = 0.03, 0.97
+
+    def __init__(self, callback: ProgressCallback | None):
+        self.callback = callback
+        self.stats = None
+        self.passes = 1
+        self.pass_index = 0
+        self.calls, self.done = 1, 0
+
+    def begin_pass(self, calls: int) -> None:
+        self.calls, self.done = max(calls, 1), 0
+
+    def end_pass(self) -> None:
+        self.pass_index += 1
+
+    def fraction(self) -> float:
+        share = (self.END - self.START) / max(self.passes, 1)
+        return min(self.START + share * (self.pass_index + self.done / self.calls), self.END)
+
+    def stage(self, text: str, fraction: float | None = None) -> None:
+        if self.callback is not None:
+            tps = self.stats.tokens_per_second if self.stats is not None and self.stats.seconds else None
+            self.callback(Progress(self.fraction() if fraction is None else fraction, text, tps))
+
+
+def generate(
+    options: GenerateOptions,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> GenerationResult:
+    """Generate a beatmap as ``options`` ask; see :class:`GenerateOptions`. Nothing is written when the job
+    fails or is cancelled (a set ``cancel`` event stops it within one decoding step)."""
+    from .decoding import DecodeStats
+
+    plan = prepare(options)
+    report = _Reporter(progress)
+    report.stage("Loading the song", 0.0)
+    job = _Job(plan, cancel, report)
+    report.stats = job.stats = DecodeStats()
+    beatmap = job.run()
+    _raise_if_cancelled(cancel)
+    report.stage("Writing the beatmap", 0.99)
+    written, osu_path = _write_outputs(plan, job.opts, beatmap)
+    report.stage("Done", 1.0)
+    return GenerationResult(beatmap, written, osu_path, job.opts, plan.preset.name, job.seed,
+                            job.stats.tokens, job.stats.seconds, job.warnings)
+
+
+def _raise_if_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("generation cancelled; nothing was written")
+
+
+class _Job:
+    """One generation: holds the loaded song, models and conditions while the passes run."""
+
+    def __init__(self, plan: Plan, cancel: threading.Event | None, report: _Reporter):
+        from .runtime import new_seed, pick_device
+
+        self.plan = plan
+        self.cancel = cancel
+        self.report = report
+        self.warnings: list[str] = []
+        self.device = pick_device(plan.options.device)
+        self.seed = plan.options.seed if plan.options.seed is not None else new_seed()
+        self.opts = self._resolved_options()
+        self.stats = None
+        self.generator: torch.Generator | None = None
+
+    # options and conditions
+
+    def _resolved_options(self) -> GenerateOptions:
+        o, inf = self.plan.options, self.plan.preset.inference
+        defaults = {
+            "temperature": inf.temperature, "top_p": inf.top_p, "top_k": inf.top_k,
+            "timing_temperature": inf.timing_temperature, "mania_column_temperature": inf.mania_column_temperature,
+            "taiko_hit_temperature": inf.taiko_hit_temperature, "lookback": inf.lookback,
+            "lookahead": inf.lookahead, "max_batch_size": inf.max_batch_size,
+            "snap_near_perfect_overlaps": inf.snap_near_perfect_overlaps,
+        }
+        filled = {k: v for k, v in defaults.items() if getattr(o, k) is None}
+        return dataclasses.replace(
+            o, seed=self.seed, gamemode=self.plan.gamemode, output_type=tuple(c.name for c in self.plan.output_type),
+            in_context=tuple(c.name for c in self.plan.in_context), **filled)
+
+    def conditions(self):
+        from .beatmap_stats import conditions_from_beatmap
+        from .prompt import Conditions
+
+        o = self.opts
+        if self.plan.reference is not None:
+            base = conditions_from_beatmap(self.plan.reference, self.plan.tokenizer)
+        else:  # upstream's defaults for a map made from scratch
+            base = Conditions(gamemode=self.plan.gamemode, hitsounded=True, circle_size=4, slider_multiplier=1.4,
+                              keycount=4, hp_drain_rate=5, overall_difficulty=8, approach_rate=9, slider_tick_rate=1)
+        chosen = {
+            "gamemode": self.plan.gamemode, "difficulty": o.difficulty, "mapper_id": o.mapper_id, "year": o.year,
+            "hitsounded": o.hitsounded, "circle_size": o.circle_size, "slider_multiplier": o.slider_multiplier,
+            "keycount": o.keycount, "hold_note_ratio": o.hold_note_ratio, "scroll_speed_ratio": o.scroll_speed_ratio,
+            "descriptors": o.descriptors, "negative_descriptors": o.negative_descriptors, "beatmap_id": o.beatmap_id,
+            "hp_drain_rate": o.hp_drain_rate, "overall_difficulty": o.overall_difficulty,
+            "approach_rate": o.approach_rate, "slider_tick_rate": o.slider_tick_rate,
+        }
+        return dataclasses.replace(base, **{k: v for k, v in chosen.items() if v is not None})
+
+    # models
+
+    def checkpoint(self, root: bool = False):
+        """The map checkpoint (``gamemode=N`` subfolder when there is one) or, with ``root``, the root one."""
+        from .checkpoint import load_checkpoint, locate
+        from .runtime import MODELS, ModelKey, weight_dtype
+
+        o = self.opts
+        gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
+        folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
+        dtype = weight_dtype(o.precision)
+        lora = None if root else o.lora_path
+        key = ModelKey(str(folder), None, None, o.revision, str(self.device), str(dtype), lora)
+
+        def load():
+            ck = load_checkpoint(str(folder), device=self.device, dtype=dtype, version=self.plan.preset.name)
+            if lora:
+                from .lora import apply_lora
+
+                apply_lora(ck, lora)
+            return ck
+
+        return MODELS.get(key, load)
+
+    # the passes
+
+    def run(self):
+        from .audio import load_audio
+        from .windows import WindowLayout
+
+        self.report.stage("Loading the song", 0.01)
+        samples = load_audio(self.plan.audio_path, self.plan.preset.data.sample_rate)
+        _raise_if_cancelled(self.cancel)
+        o = self.opts
+        layout = WindowLayout.for_preset(self.plan.preset, o.lookback, o.lookahead)
+        self.segments = layout.segment(samples, o.start_time, o.end_time)
+        self.full_song = layout.segment(samples)
+        self.samples = samples
+        self.report.stage("Loading the model", 0.02)
+        model_ck = self.checkpoint()
+        conditions = self.conditions()
+        self.report.passes = 1 + (not self.plan.in_context and self._has_timing_output())
+        timing_points, given = self.timing(conditions)
+        wanted = tuple(c for c in self.plan.output_type if c not in given)
+        contexts = {}
+        if any(c != C.TIMING for c in wanted):
+            contexts = self.generate_pass(model_ck, conditions, wanted, given, "Map")
+        return self.build(model_ck, contexts, timing_points, given)
+
+    def timing(self, conditions):
+        """Timing points and the contexts given to the map pass (TIMING, and reference contexts)."""
+        from .events import context_events, timing_events
+        from .prompt import ContextStream
+
+        plan, o = self.plan, self.opts
+        given: dict[ContextType, ContextStream] = {}
+        song_ms = self.segments.song_length_ms
+        for c in plan.in_context:
+            stream = context_events(c, plan.reference, plan.preset.data, song_length_ms=song_ms)
+            class_tokens = self._reference_class_tokens(c)
+            given[c] = ContextStream.of(c, stream, class_tokens=class_tokens)
+        timing_points = None
+        if C.TIMING in plan.in_context or (plan.preset.data.add_timing and
+                                            any(c in plan.in_context for c in (C.GD, C.NO_HS))):
+            timing_points = [tp for tp in plan.reference.timing_points if tp.uninherited]
+        elif not plan.in_context and self._has_timing_output():
+            if o.super_timing:
+                from .timing import super_timing_events
+
+                events = super_timing_events(self, conditions)
+            else:
+                events = self.timing_pass(conditions)
+            timing_points = self._timing_points(events)
+            if timing_points:
+                given[C.TIMING] = ContextStream.of(
+                    C.TIMING, timing_events(timing_points, plan.preset.data, song_length_ms=song_ms))
+            else:
+                self.warnings.append("the timing pass found no beats; the map gets a default 120 BPM red line")
+        return timing_points, given
+
+    def _reference_class_tokens(self, c: ContextType):
+        if c not in (C.MAP, C.GD):
+            return None
+        from .beatmap_stats import conditions_from_beatmap
+        from .prompt import class_tokens
+
+        ck_tok = self.plan.tokenizer
+        cond = conditions_from_beatmap(self.plan.reference, ck_tok)
+        return class_tokens(ck_tok, self.plan.preset.data, cond, self.segments.song_length_ms)
+
+    def _has_timing_output(self) -> bool:
+        templates = self.plan.preset.data.context_templates
+        wants = any(c in self.plan.output_type for c in (C.TIMING, C.MAP))
+        return wants and any(C.TIMING in t.outputs for t in templates)
+
+    def _timing_points(self, timing_stream):
+        from .events import BEAT_TYPES, events_of_type
+        from .postprocess import generate_timing
+
+        kept = events_of_type(timing_stream, BEAT_TYPES | {EventType.TIME_SHIFT})
+        return generate_timing(kept.events, types_first=self.plan.preset.data.types_first,
+                               leniency=self.opts.timing_leniency)
+
+    def timing_pass(self, conditions):
+        root = self.checkpoint(root=True)
+        streams = self.generate_pass(root, conditions, (C.TIMING,), {}, "Timing")
+        return streams[C.TIMING]
+
+    def generate_pass(self, ck, conditions, wanted, given, label: str):
+        """Run every call of one GenerationRun; returns the finished streams."""
+        from .decoding import DecodingOptions, decode
+        from .events import EventStream
+        from .prompt import Embeds, GenerationRun
+        from .runtime import autocast, seeded_generator
+
+        o = self.opts
+        run = GenerationRun(ck.tokenizer, ck.preset.data, self.segments, conditions, requested=wanted, given=given,
+                            embeds=Embeds.from_config(ck.config), cfg_scale=o.cfg_scale)
+        opts = DecodingOptions(
+            do_sample=o.do_sample, temperature=o.temperature, timing_temperature=o.timing_temperature,
+            mania_column_temperature=o.mania_column_temperature, taiko_hit_temperature=o.taiko_hit_temperature,
+            top_p=o.top_p, top_k=o.top_k, timeshift_bias=o.timeshift_bias, cfg_scale=o.cfg_scale,
+            max_length=ck.preset.data.tgt_seq_len, types_first=ck.preset.data.types_first)
+        if self.generator is None:  # one random stream for the whole job, as upstream's global seed
+            self.generator = seeded_generator(self.seed, self.device)
+        windows = len(self.segments.starts_ms)
+        self.report.begin_pass(windows * sum(not s.given for s in run.out_streams))
+        for call in run.calls():
+            self.report.stage(f"{label}: {call.context_type.value}, window {call.window + 1} of {windows}")
+            frames = torch.from_numpy(self.segments.samples(call.window)).unsqueeze(0)
+            with autocast(self.device, o.precision):
+                rows = decode(ck.model, ck.tokenizer, frames, [call.prompt], opts, call.stop_ids,
+                              negative_prompts=[call.negative_prompt] if call.negative_prompt else None,
+                              cond=call.model_kwargs, lookback_ms=call.lookback_ms, generator=self.generator,
+                              cancel=self.cancel, stats=self.stats)
+            run.absorb(call, rows[0])
+            self.report.done += 1
+        self.report.end_pass()
+        return {c: EventStream(*stream) for c, stream in run.results(start_time=o.start_time,
+                                                                      end_time=o.end_time).items()}
+
+    # building the beatmap
+
+    def build(self, ck, contexts, timing_points, given):
+        from .postprocess import PostprocessOptions, add_to_beatmap, postprocess
+
+        settings = self.settings()
+        popts = dataclasses.replace(PostprocessOptions.for_preset(ck.preset), resnap_events=self.opts.resnap_events,
+                                    snap_near_perfect_overlaps=bool(self.opts.snap_near_perfect_overlaps),
+                                    timing_leniency=self.opts.timing_leniency, seed=self.seed,
+                                    start_time=self.opts.start_time, end_time=self.opts.end_time)
+        contexts = {c: s for c, s in contexts.items() if c != C.TIMING}
+        if C.TIMING in self.plan.output_type and C.TIMING in given and timing_points is None:
+            contexts[C.TIMING] = given[C.TIMING]
+        beatmap = postprocess(contexts, settings, popts, timing=timing_points)
+        if self.opts.add_to_beatmap:
+            beatmap = add_to_beatmap(beatmap, self.plan.reference, start_time=self.opts.start_time,
+                                     end_time=self.opts.end_time)
+            beatmap.metadata = dataclasses.replace(beatmap.metadata, version=self._added_version())
+        return beatmap
+
+    def _added_version(self) -> str:
+        ref = self.plan.reference.metadata.version or "Difficulty"
+        return self.opts.version or f"{ref} + {self.plan.preset.beatmap_version}"
+
+    def settings(self):
+        from .audio import read_tags
+        from .postprocess import BeatmapSettings, settings_from_beatmap
+
+        o, plan = self.opts, self.plan
+        if plan.reference is not None:
+            base = settings_from_beatmap(plan.reference)
+        else:
+            base = BeatmapSettings(mode=plan.gamemode)
+            tags = read_tags(plan.audio_path)
+            base = dataclasses.replace(
+                base,
+                title=tags.title or base.title, artist=tags.artist or base.artist,
+                title_unicode=tags.title_unicode, artist_unicode=tags.artist_unicode,
+                version=plan.preset.beatmap_version)
+        values = {
+            "audio_filename": plan.audio_path.name, "mode": plan.gamemode, "title": o.title, "artist": o.artist,
+            "title_unicode": o.title_unicode, "artist_unicode": o.artist_unicode, "creator": o.creator,
+            "version": o.version, "source": o.source, "hp_drain_rate": o.hp_drain_rate,
+            "circle_size": (o.keycount if plan.gamemode == 3 else o.circle_size), "overall_difficulty":
+            o.overall_difficulty, "approach_rate": o.approach_rate, "slider_multiplier": o.slider_multiplier,
+            "slider_tick_rate": o.slider_tick_rate, "bpm": o.bpm, "offset": o.offset, "background": o.background,
+            "preview_time": o.preview_time,
+        }
+        settings = dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None})
+        if plan.reference is None and o.creator is None:
+            settings = dataclasses.replace(settings, creator="Mapperatorinator")
+        if plan.reference is not None and o.version is None and not o.add_to_beatmap:
+            settings = dataclasses.replace(settings, version=plan.preset.beatmap_version)
+        if plan.reference is not None and o.creator is None:
+            settings = dataclasses.replace(settings, creator="Mapperatorinator")
+        if settings.mode == 3 and o.keycount is None and plan.reference is None:
+            settings = dataclasses.replace(settings, circle_size=4)
+        return dataclasses.replace(settings, tags=o.tags if o.tags is not None else self._tags())
+
+    def _tags(self) -> str:
+        from .options import options_to_words
+
+        keep = {"difficulty", "mapper_id", "year", "descriptors", "negative_descriptors", "cfg_scale", "seed",
+                "temperature", "start_time", "end_time", "super_timing"}
+        words = [w for w in options_to_words(self.opts) if w.split("=", 1)[0] in keep]
+        return " ".join([AI_TAGS, f"model={self.plan.preset.name}"] + words)
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name (2)``, ``name (3)`` ... when taken: outputs never replace a file."""
+    path = folder / name
+    stem, suffix = path.stem, path.suffix
+    n = 2
+    while path.exists():
+        path = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return path
+
+
+def _write_outputs(plan: Plan, opts: GenerateOptions, beatmap) -> tuple[Path, Path | None]:
+    """Write the .osu (or .osz) and copy the song and background beside it; all or nothing."""
+    from .beatmap import write_beatmap
+    from .postprocess import export_osz, osu_filename
+
+    folder = plan.output_dir
+    created: list[Path] = []
+    try:
+        if opts.export_osz:
+            stem = Path(osu_filename(beatmap)).stem
+            osz = _free_name(folder, f"{stem}.osz")
+            background = Path(opts.background) if opts.background else _reference_background(plan)
+            export_osz(beatmap, osz, plan.audio_path, background)
+            return osz, None
+        for source in (plan.audio_path, Path(opts.background) if opts.background else None):
+            if source is not None and source.is_file() and source.parent.resolve() != folder.resolve():
+                target = folder / source.name
+                if not target.exists():
+                    shutil.copy2(source, target.with_name(target.name + ".part"))
+                    target.with_name(target.name + ".part").replace(target)
+                    created.append(target)
+        osu = _free_name(folder, osu_filename(beatmap))
+        write_beatmap(beatmap, osu)
+        return osu, osu
+    except OSError as e:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise OptionError(f"could not write to {folder}: {e.strerror or e}") from None
+
+
+def _reference_background(plan: Plan) -> Path | None:
+    if plan.reference is None or plan.reference.background_file is None:
+        return None
+    path = Path(plan.options.beatmap_path).expanduser().parent / plan.reference.background_file
+    return path if path.is_file() else None
