@@ -20,7 +20,7 @@ from engine.audio import load_audio
 from engine.beatmap import Beatmap, encode_beatmap, parse_beatmap, read_beatmap
 from engine.events import timing_events
 from engine.postprocess import (BeatmapSettings, PostprocessOptions, build_beatmap, generate_timing, postprocess,
-                                settings_from_beatmap, timing_from_contexts)
+                                resnap_events, settings_from_beatmap, timing_from_contexts)
 from engine.presets import PRESETS
 from engine.prompt import Conditions, ContextStream, Embeds, GenerationRun
 from engine.tokenizer import ContextType, Event, EventType, Tokenizer
@@ -32,6 +32,14 @@ C = ContextType
 
 def events_of(pairs) -> list[Event]:
     return [Event(EventType(item[0]), item[1]) for item in pairs]
+
+
+def snapped_times(events: list[Event], skip_after=None) -> list[tuple[int, int]]:
+    """(time, divisor) of every TIME_SHIFT followed by a SNAPPING token, except those right after
+    an event of type ``skip_after``."""
+    return [(events[i].value, events[i + 1].value) for i in range(len(events) - 1)
+            if events[i].type == EventType.TIME_SHIFT and events[i + 1].type == EventType.SNAPPING
+            and not (skip_after and i > 0 and events[i - 1].type == skip_after)]
 
 
 def assert_same_beatmap(ours: Beatmap, osu: Path) -> None:
@@ -63,15 +71,16 @@ def test_roundtrip_golden(version, name):
     options = PostprocessOptions.for_preset(preset)
     assert options.types_first == case["types_first"] and case["resnap_events"]
     events = events_of(case["postprocessor_input_events"])
+    tokenized = json.loads(need(UPSTREAM / "tokenization" / f"{version}.json").read_text())[f"{name}.osu"]
     if preset.data.add_timing:
         # v30: the beat events inside the map stream give the timing
         timing = generate_timing(events, types_first=options.types_first)
     else:
-        # v31/v32: the TIMING context upstream tokenized from the same map (tokenization goldens)
-        tokenized = json.loads(need(UPSTREAM / "tokenization" / f"{version}.json").read_text())[f"{name}.osu"]
+        # v31/v32: the TIMING context upstream tokenized from the same map
         timing = generate_timing(events_of(tokenized["timing_events"]), types_first=options.types_first)
-    # resnapping onto the rebuilt timing must leave upstream's (already resnapped) events unchanged
-    from engine.postprocess import resnap_events
+    # upstream resnapped the map's exact times onto this timing: ours must move them the same way
+    raw = events_of(tokenized["map_events"])
+    assert snapped_times(resnap_events(raw, timing)) == snapped_times(events, EventType.KIAI)
     assert resnap_events(events, timing) == events
 
     settings = BeatmapSettings(audio_filename="click150.wav", version=preset.beatmap_version)

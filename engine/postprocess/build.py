@@ -30,7 +30,7 @@ from ..tokenizer import Event, EventType
 from .groups import Group, event_groups, snap_near_perfect_overlaps
 from .paths import SliderCurve
 from .sliders import capped_sv, drumroll_points, human_sv_and_length, length_for
-from .timeline import Timeline, TimingLine, lines_from_points, median_beat_length, to_us
+from .timeline import Timeline, TimingLine, lines_from_points, median_beat_length, to_us, usable_timing
 from .timing import DEFAULT_LENIENCY_MS
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,6 @@ class PostprocessOptions:
     timing_leniency: float = DEFAULT_LENIENCY_MS
     resnap_events: bool = True
     snap_near_perfect_overlaps: bool = False
-    start_time: float | None = None  # for add_to_beatmap: the generated range
-    end_time: float | None = None
     seed: int | None = None  # only for the rare object that has a distance but no position
 
     @classmethod
@@ -114,10 +112,6 @@ class PostprocessOptions:
                       snap_near_perfect_overlaps=preset.inference.snap_near_perfect_overlaps)
         values.update(overrides)
         return cls(**values)
-
-
-def _first(values: list, default=0):
-    return values[0] if values else default
 
 
 def _point_at_distance(last: tuple[float, float], distance: float, rng: np.random.Generator) -> tuple[float, float]:
@@ -440,7 +434,7 @@ def build_beatmap(events: Sequence[Event], settings: BeatmapSettings = BeatmapSe
     if timing is None:
         timeline = Timeline([_default_red(settings)])
     else:
-        timeline = Timeline(lines_from_points(timing))
+        timeline = Timeline(lines_from_points(usable_timing(timing)))
     groups = event_groups(events, options.types_first)
     if options.snap_near_perfect_overlaps:
         snap_near_perfect_overlaps(groups)

@@ -15,7 +15,6 @@ them; everything else in the engine uses :mod:`engine.beatmap.slider_path`.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

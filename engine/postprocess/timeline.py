@@ -110,6 +110,11 @@ class TimingLine:
         )
 
 
+def usable_timing(points: Iterable[TimingPoint]) -> list[TimingPoint]:
+    """``points`` without red lines osu! would reject (a beat length that is not a positive number)."""
+    return [p for p in points if not p.uninherited or (math.isfinite(p.beat_length) and p.beat_length > 0)]
+
+
 def lines_from_points(points: Iterable[TimingPoint]) -> list[TimingLine]:
     """Timing lines in the given order; each green line's parent is the last red line before it in
     that order, as the ``slider`` library links them when it parses a file.

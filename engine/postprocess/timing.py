@@ -22,7 +22,7 @@ from typing import Sequence
 from ..beatmap import TimingPoint
 from ..events import BEAT_TYPES
 from ..tokenizer import Event, EventType
-from .timeline import BEAT_LENGTH, METER, Timeline, TimingLine, lines_from_points, to_us
+from .timeline import BEAT_LENGTH, METER, Timeline, TimingLine, lines_from_points, to_us, usable_timing
 
 T = EventType
 
@@ -256,7 +256,7 @@ def _divisor_ticks(time: int, line: TimingLine, divisor: int) -> set[int]:
 
 def resnap(time: int, timing: Sequence[TimingPoint], divisor: int) -> int:
     """``time`` (ms) moved to the nearest tick of 1/``divisor`` beats of ``timing``."""
-    return _resnap(time, Timeline(lines_from_points(timing)), divisor)
+    return _resnap(time, Timeline(lines_from_points(usable_timing(timing))), divisor)
 
 
 def _resnap(time: int, timeline: Timeline, divisor: int) -> int:
@@ -284,7 +284,7 @@ def _resnap(time: int, timeline: Timeline, divisor: int) -> int:
 def resnap_events(events: Sequence[Event], timing: Sequence[TimingPoint]) -> list[Event]:
     """``events`` with every TIME_SHIFT that is followed by a non-zero SNAPPING token snapped to
     that divisor of ``timing``'s beats (as int ms)."""
-    timeline = Timeline(lines_from_points(timing))
+    timeline = Timeline(lines_from_points(usable_timing(timing)))
     out = []
     for i, event in enumerate(events):
         if event.type == T.TIME_SHIFT and i + 1 < len(events) and events[i + 1].type == T.SNAPPING \
