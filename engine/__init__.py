@@ -20,6 +20,16 @@ _LAZY = {
     "write_osz": "engine.beatmap",
     # audio
     "load_audio": "engine.audio",
+    "read_tags": "engine.audio",
+    "audio_duration_ms": "engine.audio",
+    # models
+    "load_checkpoint": "engine.checkpoint",
+    "PRESETS": "engine.presets",
+    # jobs
+    "GenerateOptions": "engine.options",
+    "generate": "engine.generate",
+    "GenerationResult": "engine.generate",
+    "Progress": "engine.generate",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
@@ -35,5 +45,9 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .audio import load_audio
+    from .audio import audio_duration_ms, load_audio, read_tags
+    from .checkpoint import load_checkpoint
+    from .generate import GenerationResult, Progress, generate
+    from .options import GenerateOptions
+    from .presets import PRESETS
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

@@ -492,14 +492,25 @@ class _Job:
         from .postprocess import PostprocessOptions, add_to_beatmap, postprocess
 
         settings = self.settings()
-        popts = dataclasses.replace(PostprocessOptions.for_preset(ck.preset), resnap_events=self.opts.resnap_events,
-                                    snap_near_perfect_overlaps=bool(self.opts.snap_near_perfect_overlaps),
-                                    timing_leniency=self.opts.timing_leniency, seed=self.seed,
-                                    start_time=self.opts.start_time, end_time=self.opts.end_time)
+        popts = PostprocessOptions.for_preset(
+            ck.preset, resnap_events=self.opts.resnap_events, timing_leniency=self.opts.timing_leniency,
+            snap_near_perfect_overlaps=bool(self.opts.snap_near_perfect_overlaps), seed=self.seed)
         contexts = {c: s for c, s in contexts.items() if c != C.TIMING}
         if C.TIMING in self.plan.output_type and C.TIMING in given and timing_points is None:
             contexts[C.TIMING] = given[C.TIMING]
         beatmap = postprocess(contexts, settings, popts, timing=timing_points)
+        if not any(tp.uninherited for tp in beatmap.timing_points):
+            # osu! refuses to open a beatmap without a red line.
+            from .beatmap import TimingPoint
+
+            beat = 60000 / settings.bpm if settings.bpm else 500.0
+            beatmap.timing_points.insert(0, TimingPoint(time=float(settings.offset), beat_length=beat, sample_set=2,
+                                                        volume=60, uninherited=True))
+            self.warnings.append(f"the model produced no timing; the beatmap has a {60000 / beat:g} BPM red line at "
+                                 f"{settings.offset} ms that you should correct in the editor")
+        if not beatmap.hit_objects:
+            self.warnings.append("the model produced no hit objects for this song; try another seed, a different "
+                                 "difficulty or model")
         if self.opts.add_to_beatmap:
             beatmap = add_to_beatmap(beatmap, self.plan.reference, start_time=self.opts.start_time,
                                      end_time=self.opts.end_time)

@@ -1,0 +1,181 @@
+"""The ``mapperator`` command.
+
+    mapperator generate audio_path=song.mp3 gamemode=0 difficulty=5     make a beatmap
+    mapperator mod beatmap_path=map.osu                                  MaiMod suggestions
+    mapperator timing audio_path=song.mp3                                time a song
+    mapperator app [--browser] [--no-open] [--port N]                    the desktop app
+    mapperator download [v32|v32-mini|v31|v30|REPO] [--gamemode N]       fetch a model
+    mapperator wizard                                                    guided generation
+    mapperator train key=value ...                                       train or fine-tune (LoRA)
+
+Options are ``key=value`` words with upstream's names; ``config=FILE.yaml`` loads a file first.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from . import logs
+
+
+def _engine():
+    import engine
+
+    return engine
+
+
+def _error(message: str, code: int = 2) -> int:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return code
+
+
+class _Bar:
+    """A tqdm progress bar fed by the engine's Progress callback."""
+
+    def __init__(self, unit_label: str = "job"):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}", dynamic_ncols=True,
+                        desc=unit_label, file=sys.stderr)
+
+    def __call__(self, p) -> None:
+        self.bar.n = int(p.fraction * 1000)
+        self.bar.set_description_str(p.stage, refresh=False)
+        if p.tokens_per_second:
+            self.bar.set_postfix_str(f"{p.tokens_per_second:.0f} tok/s", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_generate(words: Sequence[str], interactive: bool = False) -> int:
+    if interactive:
+        from .wizard import run_wizard
+
+        return run_wizard()
+    engine = _engine()
+    from engine.options import GenerateOptions, parse_overrides
+
+    options = parse_overrides(GenerateOptions, words)
+    bar = _Bar("generate")
+    try:
+        result = engine.generate(options, progress=bar)
+    finally:
+        bar.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"Wrote {result.path}")
+    print(f"  {len(result.beatmap.hit_objects)} objects, model {result.version}, seed {result.seed}, "
+          f"{result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.0f} tok/s)")
+    return 0
+
+
+def cmd_download(source: str, gamemode: int | None, revision: str | None) -> int:
+    from tqdm import tqdm
+
+    from engine.checkpoint import locate
+
+    folder, subfolder = locate(source, gamemode=gamemode, revision=revision, progress=tqdm)
+    print(f"{source}{'/' + subfolder if subfolder else ''} is ready in {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mapperator", description="AI osu! beatmap generation, modding and timing.",
+                                 epilog="Run `mapperator COMMAND -h` for a command's options.")
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    ap.add_argument("--verbose", "-v", action="store_true", help="log details to the terminal too")
+    sub = ap.add_subparsers(dest="command")
+
+    g = sub.add_parser("generate", help="generate a beatmap from a song",
+                       description="Generate a beatmap. Options are key=value (upstream's names), e.g. "
+                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.")
+    g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
+    g.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+
+    m = sub.add_parser("mod", help="MaiMod: AI and rule-based suggestions for a beatmap")
+    m.add_argument("--json", action="store_true", help="print suggestions as JSON")
+    m.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+
+    t = sub.add_parser("timing", help="find a song's timing points")
+    t.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+
+    a = sub.add_parser("app", help="open the desktop app")
+    a.add_argument("--browser", action="store_true", help="serve the UI for a normal web browser")
+    a.add_argument("--no-open", action="store_true", help="with --browser: only print the address")
+    a.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or a free one)")
+
+    d = sub.add_parser("download", help="download a model into the Hugging Face cache")
+    d.add_argument("source", nargs="?", default="v32", help="v30, v31, v32, v32-mini or a Hugging Face repo id")
+    d.add_argument("--gamemode", type=int, default=None, help="also fetch the gamemode=N model of the repo")
+    d.add_argument("--revision", default=None)
+
+    sub.add_parser("wizard", help="guided generation in the terminal")
+
+    tr = sub.add_parser("train", help="train a model or a LoRA adapter")
+    tr.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"mapperator {version('mapperator')}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    log_file = logs.setup(verbose=args.verbose)
+    engine = _engine()
+    try:
+        return _dispatch(args)
+    except engine.Cancelled as e:
+        return _error(str(e), 130)
+    except engine.MapperatorError as e:
+        return _error(str(e))
+    except KeyboardInterrupt:
+        return _error("cancelled; nothing was written", 130)
+    except Exception as e:  # a bug: say where the details are instead of dumping a traceback
+        logging.getLogger("mapperator").exception("unexpected error")
+        return _error(f"unexpected {type(e).__name__}: {e} (details in {log_file})", 1)
+
+
+def _dispatch(args) -> int:
+    if args.command == "generate":
+        return cmd_generate(args.words, interactive=args.interactive)
+    if args.command == "download":
+        return cmd_download(args.source, args.gamemode, args.revision)
+    if args.command == "mod":
+        from .mod_cli import cmd_mod
+
+        return cmd_mod(args.words, as_json=args.json)
+    if args.command == "timing":
+        from .mod_cli import cmd_timing
+
+        return cmd_timing(args.words)
+    if args.command == "app":
+        from .launch import launch
+
+        return launch(browser=args.browser, open_browser=not args.no_open, port=args.port)
+    if args.command == "wizard":
+        from .wizard import run_wizard
+
+        return run_wizard()
+    if args.command == "train":
+        from engine.training import train_from_words
+
+        return train_from_words(args.words)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
