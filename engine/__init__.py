@@ -27,9 +27,11 @@ _LAZY = {
     "PRESETS": "engine.presets",
     # jobs
     "GenerateOptions": "engine.options",
-    "generate": "engine.generate",
-    "GenerationResult": "engine.generate",
-    "Progress": "engine.generate",
+    "generate": "engine.generation",
+    "GenerationResult": "engine.generation",
+    "Progress": "engine.generation",
+    "timing": "engine.timer",
+    "TimingResult": "engine.timer",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
@@ -47,7 +49,8 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # pragma: no cover
     from .audio import audio_duration_ms, load_audio, read_tags
     from .checkpoint import load_checkpoint
-    from .generate import GenerationResult, Progress, generate
+    from .generation import GenerationResult, Progress, generate
     from .options import GenerateOptions
     from .presets import PRESETS
+    from .timer import TimingResult, timing
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

@@ -140,14 +140,20 @@ class WindowLayout:
         samples: np.ndarray,
         start_time: float | None = None,
         end_time: float | None = None,
+        begin_pad: int = 0,
     ) -> "Segments":
-        """Cut a mono waveform (float32, at ``sample_rate``) into the windows to generate."""
+        """Cut a mono waveform (float32, at ``sample_rate``) into the windows to generate.
+
+        ``begin_pad`` zero samples go before the song (super timing shifts the song against the windows);
+        the song length stays that of ``samples``.
+        """
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"expected a mono waveform, got shape {samples.shape}")
-        padded = np.zeros(self.padded_samples(len(samples)), dtype=np.float32)
-        padded[: len(samples)] = samples
-        n = self.num_windows(len(samples))
+        total = begin_pad + len(samples)
+        padded = np.zeros(self.padded_samples(total), dtype=np.float32)
+        padded[begin_pad: total] = samples
+        n = self.num_windows(total)
         starts = self.window_starts_ms(n)
         keep = self.select(starts, start_time, end_time)
         return Segments(

@@ -159,7 +159,7 @@ def _dispatch(args) -> int:
 
         return cmd_mod(args.words, as_json=args.json)
     if args.command == "timing":
-        from .mod_cli import cmd_timing
+        from .timing_cli import cmd_timing
 
         return cmd_timing(args.words)
     if args.command == "app":

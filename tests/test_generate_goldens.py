@@ -15,7 +15,7 @@ import pytest
 import engine.decoding
 
 from engine.beatmap import read_beatmap
-from engine.generate import generate
+from engine.generation import generate
 from engine.options import GenerateOptions
 
 from .conftest import UPSTREAM, need

@@ -386,7 +386,7 @@ class _Job:
         self.report.stage("Loading the model", 0.02)
         model_ck = self.checkpoint()
         conditions = self.conditions()
-        self.report.passes = 1 + (not self.plan.in_context and self._has_timing_output())
+        self.report.passes = 1 + (not self.plan.in_context and (self.opts.super_timing or self._has_timing_output()))
         timing_points, given = self.timing(conditions)
         wanted = tuple(c for c in self.plan.output_type if c not in given)
         contexts = {}
@@ -410,9 +410,9 @@ class _Job:
         if C.TIMING in plan.in_context or (plan.preset.data.add_timing and
                                             any(c in plan.in_context for c in (C.GD, C.NO_HS))):
             timing_points = [tp for tp in plan.reference.timing_points if tp.uninherited]
-        elif not plan.in_context and self._has_timing_output():
+        elif not plan.in_context and (o.super_timing or self._has_timing_output()):
             if o.super_timing:
-                from .timing import super_timing_events
+                from .timer import super_timing_events
 
                 events = super_timing_events(self, conditions)
             else:
@@ -508,7 +508,7 @@ class _Job:
                                                         volume=60, uninherited=True))
             self.warnings.append(f"the model produced no timing; the beatmap has a {60000 / beat:g} BPM red line at "
                                  f"{settings.offset} ms that you should correct in the editor")
-        if not beatmap.hit_objects:
+        if not beatmap.hit_objects and C.MAP in self.plan.output_type:
             self.warnings.append("the model produced no hit objects for this song; try another seed, a different "
                                  "difficulty or model")
         if self.opts.add_to_beatmap:
