@@ -1,0 +1,149 @@
+"""MaiMod: AI modding. The model reads a finished beatmap with its song and points at the events it
+finds most surprising, with what it expected instead.
+
+    scored = score_beatmap(beatmap, audio_path, checkpoint)       # every event's relative surprisal
+    found = ai_mod(beatmap, audio_path, model="v30")              # list[Suggestion]
+
+- :mod:`.scoring`: teacher-forced forward passes over every window -> per-event surprisal
+- :mod:`.explain`: groups, upstream's filters, categories and messages -> :class:`~engine.suggestions.Suggestion`
+
+MaiMod was written for v30 (upstream's default). v31 and v32 work too: every context of their
+template (timing, kiai, map, scroll speeds) is scored with the causal decoder.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+from ..errors import OptionError
+from ..presets import PRESETS
+from ..tokenizer import ContextType
+from ..suggestions import Suggestion
+from .explain import MIN_SURPRISAL, Candidate, candidates, severity_of, suggestions
+from .scoring import ScoredContext, score_contexts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "v30"
+# Upstream's MaiMod switches to v31 for maps of a mode its default v30 cannot read.
+FALLBACK_MODEL = "v31"
+
+# (fraction of the MaiMod part, stage text)
+StageCallback = Callable[[float, str], None]
+
+__all__ = [
+    "DEFAULT_MODEL", "MIN_SURPRISAL", "Candidate", "ScoredContext", "ai_mod", "candidates", "load_model",
+    "score_beatmap", "score_contexts", "severity_of", "suggestions",
+]
+
+
+def load_model(model: str, gamemode: int, *, device: str = "auto", precision: str = "fp32",
+               revision: str | None = None, auto_select_gamemode_model: bool = True):
+    """The checkpoint MaiMod uses for a map of ``gamemode`` (cached between calls).
+
+    A version whose models do not know the mode is an error, except the default ``v30``, which is
+    replaced by v31 as upstream does.
+    """
+    from ..checkpoint import load_checkpoint, locate
+    from ..runtime import MODELS, ModelKey, pick_device, weight_dtype
+
+    if model in PRESETS and gamemode not in PRESETS[model].data.gamemodes:
+        if model != DEFAULT_MODEL:
+            raise OptionError(f"{model} does not know game mode {gamemode}; use v31 or v32 for this beatmap")
+        log.info("%s maps osu!standard only; MaiMod uses %s for game mode %d", model, FALLBACK_MODEL, gamemode)
+        model = FALLBACK_MODEL
+    torch_device = pick_device(device)
+    dtype = weight_dtype(precision)
+    folder, _ = locate(model, gamemode=gamemode if auto_select_gamemode_model else None, revision=revision)
+    key = ModelKey(str(folder), None, None, revision, str(torch_device), str(dtype), None)
+    version = model if model in PRESETS else None
+    ck = MODELS.get(key, lambda: load_checkpoint(str(folder), device=torch_device, dtype=dtype, version=version))
+    if gamemode not in ck.preset.data.gamemodes:
+        modes = ", ".join(str(m) for m in ck.preset.data.gamemodes)
+        raise OptionError(f"the {ck.preset.name} model at {folder} maps game modes {modes} only; this beatmap is "
+                          f"game mode {gamemode}")
+    return ck
+
+
+def score_beatmap(
+    beatmap,
+    audio_path: str | Path,
+    checkpoint,
+    *,
+    lookback: float | None = None,
+    lookahead: float | None = None,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    cancel: threading.Event | None = None,
+    on_stage: StageCallback | None = None,
+) -> list[ScoredContext]:
+    """Relative surprisal of every event of every context of ``beatmap`` under ``checkpoint``.
+
+    The conditions (star rating, mapper, CS, ...) are measured from the beatmap, as upstream does.
+    Windows use the version's inference lookback/lookahead unless given.
+    """
+    from ..audio import load_audio
+    from ..beatmap_stats import conditions_from_beatmap
+    from ..events import context_events
+    from ..prompt import ContextStream, Embeds, plan_contexts
+    from ..runtime import autocast
+    from ..windows import WindowLayout
+
+    stage = on_stage or (lambda fraction, text: None)
+    preset, tok = checkpoint.preset, checkpoint.tokenizer
+    flags = preset.data
+    stage(0.05, "Loading the song")
+    samples = load_audio(Path(audio_path), flags.sample_rate)
+    segments = WindowLayout.for_preset(preset, lookback, lookahead).segment(samples)
+    plan = plan_contexts(flags, gamemode=beatmap.mode)
+    streams = {}
+    for c in plan.in_contexts + plan.out_contexts:
+        if c == ContextType.SV and beatmap.mode != 3:
+            # Training left the SV context empty outside mania (the MAP context carries those SVs);
+            # upstream's MaiMod filled it and then failed on it.
+            streams[c] = ContextStream(c, given=True)
+        else:
+            streams[c] = ContextStream.of(c, context_events(c, beatmap, flags, song_length_ms=segments.song_length_ms))
+    conditions = conditions_from_beatmap(beatmap, tok)
+    model = checkpoint.model
+    if batch_size is None:
+        # upstream's batch on accelerators; smaller on the CPU, where a batch's logits alone can take gigabytes
+        batch_size = preset.inference.max_batch_size if model.device.type != "cpu" else 4
+    windows = len(segments.starts_ms)
+    stage(0.1, f"Scoring window 1 of {windows}")
+
+    def on_batch(done: int, total: int) -> None:
+        stage(0.1 + 0.85 * done / total, f"Scored window {done} of {total}")
+
+    return score_contexts(
+        model, tok, flags, segments, conditions, streams, embeds=Embeds.from_config(checkpoint.config),
+        batch_size=batch_size, autocast=lambda: autocast(model.device, precision), cancel=cancel, on_batch=on_batch)
+
+
+def ai_mod(
+    beatmap,
+    audio_path: str | Path,
+    model: str = DEFAULT_MODEL,
+    *,
+    device: str = "auto",
+    precision: str = "fp32",
+    revision: str | None = None,
+    auto_select_gamemode_model: bool = True,
+    lookback: float | None = None,
+    lookahead: float | None = None,
+    batch_size: int | None = None,
+    min_surprisal: float = MIN_SURPRISAL,
+    cancel: threading.Event | None = None,
+    on_stage: StageCallback | None = None,
+) -> list[Suggestion]:
+    """MaiMod's suggestions for ``beatmap`` (a parsed :class:`~engine.beatmap.Beatmap`), in time order."""
+    stage = on_stage or (lambda fraction, text: None)
+    stage(0.0, "Loading the model")
+    ck = load_model(model, beatmap.mode, device=device, precision=precision, revision=revision,
+                    auto_select_gamemode_model=auto_select_gamemode_model)
+    scored = score_beatmap(beatmap, audio_path, ck, lookback=lookback, lookahead=lookahead, batch_size=batch_size,
+                           precision=precision, cancel=cancel, on_stage=stage)
+    stage(0.97, "Explaining the surprises")
+    return suggestions(scored, beatmap, ck.preset.data, ck.tokenizer, min_surprisal=min_surprisal)

@@ -1,0 +1,153 @@
+"""Modding a beatmap: MaiMod's AI suggestions and the rule checks, merged into one list.
+
+    found = mod("map.osu")                                   # the song is found from AudioFilename
+    found = mod("map.osu", ai=False)                         # rule checks only (no model, no song needed)
+
+(The module is not called ``mod``: ``engine.mod`` is this function, and a submodule of the same
+name would replace it on the package once imported.)
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AudioError, BeatmapError, Cancelled, OptionError
+from .generation import Progress, ProgressCallback
+from .suggestions import Suggestion, sort_suggestions
+
+DEFAULT_MODEL = "v30"
+
+
+@dataclass(frozen=True)
+class ModOptions:
+    """What ``mapperator mod`` and :func:`mod` accept (upstream MaiMod's option names where it has them)."""
+
+    beatmap_path: str | None = None
+    audio_path: str | None = None  # default: the beatmap's AudioFilename beside it
+    model_path: str = DEFAULT_MODEL  # a version (v30, v31, v32, v32-mini), a checkpoint folder or a repo id
+    device: str = "auto"
+    precision: str = "fp32"  # fp32, bf16, amp
+    ai: bool = True  # MaiMod's suggestions
+    rules: bool = True  # the rule checks
+    seed: int | None = None  # accepted for upstream's command lines; scoring draws no random numbers
+    revision: str | None = None
+    auto_select_gamemode_model: bool = True
+    lookback: float | None = None  # window layout; default: the model version's
+    lookahead: float | None = None
+    max_batch_size: int | None = None  # windows per forward pass; default: upstream's (4 on the CPU)
+    min_surprisal: float = 20.0  # relative surprisal a MaiMod suggestion needs (upstream's 2 on its /10 scale)
+    max_per_category: int = 10  # printing only: suggestions shown per category (0: all)
+
+
+def mod(
+    beatmap_path: str | Path,
+    audio_path: str | Path | None = None,
+    model: str = DEFAULT_MODEL,
+    *,
+    ai: bool = True,
+    rules: bool = True,
+    device: str = "auto",
+    precision: str = "fp32",
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    **options: Any,
+) -> list[Suggestion]:
+    """Suggestions for a beatmap, chronological (whole-map findings first). ``options`` are the
+    other :class:`ModOptions` fields. Raises MapperatorError subclasses for bad input, before any
+    heavy work, and :class:`~engine.errors.Cancelled` when ``cancel`` is set."""
+    from .options import build_options
+
+    values = {"beatmap_path": str(beatmap_path), "audio_path": None if audio_path is None else str(audio_path),
+              "model_path": model, "ai": ai, "rules": rules, "device": device, "precision": precision, **options}
+    return run_mod(build_options(ModOptions, values), progress=progress, cancel=cancel)
+
+
+def run_mod(options: ModOptions, progress: ProgressCallback | None = None,
+            cancel: threading.Event | None = None) -> list[Suggestion]:
+    """:func:`mod` for a ready :class:`ModOptions`."""
+    from .beatmap import read_beatmap
+
+    _check(options)
+    report = progress or (lambda p: None)
+    report(Progress(0.0, "Reading the beatmap"))
+    path = Path(options.beatmap_path).expanduser()
+    if path.suffix.lower() != ".osu":
+        raise OptionError(f"beatmap_path must be an .osu file, not {path.name}")
+    if not path.is_file():
+        raise BeatmapError("file not found", path)
+    beatmap = read_beatmap(path)
+    if options.ai and not beatmap.hit_objects:
+        raise BeatmapError("has no hit objects, so there is nothing for MaiMod to judge (rules=true ai=false "
+                           "still runs the rule checks)", path)
+    if options.ai and not any(tp.bpm is not None for tp in beatmap.timing_points):
+        raise BeatmapError("has no usable uninherited timing point; MaiMod needs the map's timing", path)
+    audio_path, duration = _song(options, beatmap, path)
+    _stop_if(cancel)
+
+    found: list[Suggestion] = []
+    ai_share = 0.9 if options.rules else 1.0
+    if options.ai:
+        from .maimod import ai_mod
+
+        def stage(fraction: float, text: str) -> None:
+            report(Progress(0.01 + fraction * (ai_share - 0.01), f"MaiMod: {text}"))
+
+        found += ai_mod(
+            beatmap, audio_path, options.model_path, device=options.device, precision=options.precision,
+            revision=options.revision, auto_select_gamemode_model=options.auto_select_gamemode_model,
+            lookback=options.lookback, lookahead=options.lookahead, batch_size=options.max_batch_size,
+            min_surprisal=options.min_surprisal, cancel=cancel, on_stage=stage)
+        _stop_if(cancel)
+    if options.rules:
+        from .rules import check_beatmap
+
+        report(Progress(ai_share if options.ai else 0.05, "Checking the rules"))
+        found += check_beatmap(beatmap, beatmap_path=path, audio_duration_ms=duration)
+        _stop_if(cancel)
+    report(Progress(1.0, "Done"))
+    return sort_suggestions(found)
+
+
+def _check(o: ModOptions) -> None:
+    if not o.beatmap_path:
+        raise OptionError("beatmap_path is required, e.g. beatmap_path=\"Artist - Title (Mapper) [Hard].osu\"")
+    if not (o.ai or o.rules):
+        raise OptionError("ai=false and rules=false leave nothing to check; enable at least one")
+    if o.max_batch_size is not None and o.max_batch_size < 1:
+        raise OptionError(f"max_batch_size={o.max_batch_size} must be at least 1")
+    if o.min_surprisal < 0:
+        raise OptionError(f"min_surprisal={o.min_surprisal} must not be negative")
+    if o.max_per_category < 0:
+        raise OptionError(f"max_per_category={o.max_per_category} must be 0 (all) or more")
+
+
+def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None]:
+    """The song and its length. MaiMod needs it; the rules only use it when there is one."""
+    from .audio import audio_duration_ms
+
+    if o.audio_path:
+        audio = Path(o.audio_path).expanduser()
+        if not audio.is_file():
+            raise AudioError(f"audio file {audio} not found")
+    else:
+        name = beatmap.general.audio_filename
+        audio = path.parent / name if name else None
+        if audio is None or not audio.is_file():
+            if not o.ai:
+                return None, None
+            if audio is None:
+                raise AudioError(f"{path.name} names no song (AudioFilename); pass audio_path=")
+            raise AudioError(f"the beatmap's song {name!r} is not in {path.parent}; put it there or pass audio_path=")
+    try:
+        return audio, audio_duration_ms(audio)
+    except AudioError:
+        if o.ai:
+            raise
+        return audio, None  # an unreadable song is the rule checks' business, not a reason to stop
+
+
+def _stop_if(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("modding cancelled")
