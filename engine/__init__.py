@@ -32,6 +32,8 @@ _LAZY = {
     "Progress": "engine.generation",
     "timing": "engine.timer",
     "TimingResult": "engine.timer",
+    "mod": "engine.modding",
+    "ModOptions": "engine.modding",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
@@ -52,5 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .generation import GenerationResult, Progress, generate
     from .options import GenerateOptions
     from .presets import PRESETS
+    from .modding import ModOptions, mod
     from .timer import TimingResult, timing
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz
