@@ -193,3 +193,10 @@ def test_file_names_cannot_escape_the_song_folder(tmp_path):
     beatmap = build_map([], audio="../audio.mp3", events=[])
     messages = [s.message for s in found(beatmap, "missing-files", beatmap_path=song / "map.osu")]
     assert 'The audio file "../audio.mp3" is missing.' in messages
+
+
+def test_files_are_not_looked_up_where_the_map_is_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a path that only labels the text must not make the cwd the song folder
+    beatmap = parse_beatmap(build_map([]).to_text(), "labelled.osu")
+    assert found(beatmap, "missing-files") == []
+    assert found(build_map([]), "missing-files", beatmap_path=tmp_path / "gone" / "map.osu") == []

@@ -70,6 +70,20 @@ def test_stacking_moves_objects_offscreen():
     assert found(spread_in_time, "offscreen") == []
 
 
+@pytest.mark.parametrize("version", [14, 5])  # the v6+ rule and the older one agree on simple stacks
+def test_stack_heights(version):
+    ctx = MapContext(build_map([circle(1000, 100), circle(1100, 101), circle(1200, 100), circle(2000, 300)],
+                               version=version))
+    assert [stack_heights(ctx)[id(o)] for o in ctx.objects] == [2, 1, 0, 0]
+    under_slider = build_map(["100,100,1000,2,0,L|240:100,1,140", circle(1750, 240, 100), circle(1800, 241, 100)],
+                             version=version)
+    ctx = MapContext(under_slider)
+    assert [stack_heights(ctx)[id(o)] for o in ctx.objects] == [0, -1, -2]
+    late = MapContext(build_map(["100,100,1000,2,0,L|240:100,1,140", circle(1950, 240, 100)], version=version))
+    assert [stack_heights(late)[id(o)] for o in late.objects] == [0, 0]  # 450 ms after the slider end
+    assert stack_heights(MapContext(build_map([circle(1000), circle(1100)], mode=2))) == {}
+
+
 def test_circles_under_a_slider_end_stack_down_right():
     objects = ["405,192,1000,2,0,L|545:192,1,140", circle(1750, 545, 192)]
     ctx = MapContext(build_map(objects))

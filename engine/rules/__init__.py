@@ -33,8 +33,8 @@ def check_beatmap(beatmap: Beatmap, *, beatmap_path: str | Path | None = None,
     """Run the rule checks on ``beatmap``.
 
     ``beatmap_path`` is the .osu file (or its folder, or the .osz it came from) whose folder holds
-    the audio and background; it defaults to ``beatmap.path``; without either, file existence is
-    not checked. ``audio_duration_ms`` enables the after-audio check. ``checks`` limits the run to
+    the audio and background; it defaults to ``beatmap.path`` when that file exists. Without an
+    existing folder (or .osz) file existence is not checked. ``audio_duration_ms`` enables the after-audio check. ``checks`` limits the run to
     those rule ids (all by default; see ``RULES``).
     """
     selected = list(RULES.values())
@@ -45,7 +45,9 @@ def check_beatmap(beatmap: Beatmap, *, beatmap_path: str | Path | None = None,
             raise OptionError(f"unknown rule check(s) {', '.join(map(repr, unknown))}; "
                               f"known checks: {', '.join(RULES)}")
         selected = [RULES[c] for c in wanted]
-    ctx = MapContext(beatmap, _folder(beatmap_path if beatmap_path is not None else beatmap.path), audio_duration_ms)
+    if beatmap_path is None and beatmap.path is not None and Path(beatmap.path).is_file():
+        beatmap_path = beatmap.path
+    ctx = MapContext(beatmap, _folder(beatmap_path), audio_duration_ms)
     found: list[Suggestion] = []
     for rule in selected:
         if rule.applies_to(beatmap.mode):
@@ -57,6 +59,5 @@ def _folder(path: str | Path | None) -> Path | None:
     if path is None:
         return None
     path = Path(path)
-    if path.is_dir() or path.suffix.lower() == ".osz":
-        return path
-    return path.parent
+    folder = path if path.is_dir() or path.suffix.lower() == ".osz" else path.parent
+    return folder if folder.exists() else None
