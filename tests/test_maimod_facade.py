@@ -1,0 +1,117 @@
+"""engine.mod: finding the song, bad input, cancelling, and merging MaiMod with the rule checks."""
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.errors import AudioError, BeatmapError, Cancelled, OptionError
+from engine.suggestions import Source, sort_suggestions
+from tests.conftest import EDGE_CASES, UPSTREAM, need
+
+TRAINED = UPSTREAM / "trained"
+V30 = TRAINED / "v30" / "checkpoint"
+DAMAGED = TRAINED / "v30" / "maimod" / "std_damaged" / "synth150_std_damaged.osu"
+SONG = TRAINED / "audio" / "synth150.wav"
+
+
+@pytest.fixture
+def map_folder(tmp_path) -> Path:
+    """The damaged map with its song beside it (AudioFilename: synth150.wav)."""
+    shutil.copy(need(DAMAGED), tmp_path / "map.osu")
+    shutil.copy(need(SONG), tmp_path / "synth150.wav")
+    return tmp_path
+
+
+def test_mod_finds_the_song_from_audio_filename(map_folder):
+    found = engine.mod(map_folder / "map.osu", model=str(need(V30)), rules=False, device="cpu")
+    explicit = engine.mod(need(DAMAGED), need(SONG), model=str(V30), rules=False, device="cpu")
+    assert len(found) == 10
+    assert [s.to_dict() for s in found] == [s.to_dict() for s in explicit]
+    assert all(s.source == Source.AI for s in found)
+
+
+def test_mod_reports_progress_and_stops_when_cancelled(map_folder):
+    stages = []
+    engine.mod(map_folder / "map.osu", model=str(need(V30)), rules=False, device="cpu", progress=stages.append)
+    fractions = [p.fraction for p in stages]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("Scor" in p.stage for p in stages)
+
+    cancel = threading.Event()
+
+    def cancel_while_scoring(p):
+        if "Scoring" in p.stage:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        engine.mod(map_folder / "map.osu", model=str(V30), rules=False, device="cpu",
+                   progress=cancel_while_scoring, cancel=cancel)
+
+
+def test_mod_merges_ai_and_rule_suggestions(map_folder):
+    pytest.importorskip("engine.rules", reason="engine.rules (the rule checks) is not in this checkout")
+    both = engine.mod(map_folder / "map.osu", model=str(need(V30)), device="cpu")
+    ai = engine.mod(map_folder / "map.osu", model=str(V30), rules=False, device="cpu")
+    rules = engine.mod(map_folder / "map.osu", ai=False)
+    assert rules and all(s.source == Source.RULE for s in rules)
+    assert [s.to_dict() for s in both] == [s.to_dict() for s in sort_suggestions(ai + rules)]
+
+
+def test_rules_only_needs_no_song(tmp_path):
+    pytest.importorskip("engine.rules", reason="engine.rules (the rule checks) is not in this checkout")
+    shutil.copy(need(DAMAGED), tmp_path / "map.osu")  # its song is not beside it
+    found = engine.mod(tmp_path / "map.osu", ai=False)
+    assert all(s.source == Source.RULE for s in found)
+
+
+def test_missing_beatmap(tmp_path):
+    with pytest.raises(BeatmapError, match="file not found"):
+        engine.mod(tmp_path / "nothing.osu")
+
+
+def test_beatmap_must_be_an_osu_file(tmp_path):
+    with pytest.raises(OptionError, match=r"\.osu file"):
+        engine.mod(need(SONG))
+
+
+def test_broken_beatmap(tmp_path):
+    bad = tmp_path / "broken.osu"
+    bad.write_bytes(b"\x00\xff\xfe not a beatmap")
+    with pytest.raises(BeatmapError, match="not an osu! beatmap"):
+        engine.mod(bad, need(SONG))
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("corrupted-header.osu", "no hit objects"),  # osu! reads it, but there is nothing to judge
+    ("multi-segment-slider.osu", "timing point"),  # objects but no red line
+])
+def test_odd_beatmaps_osu_reads_are_refused_with_a_reason(name, reason):
+    with pytest.raises(BeatmapError, match=reason):
+        engine.mod(need(EDGE_CASES / name), need(SONG), model=str(need(V30)), device="cpu")
+
+
+def test_missing_song_beside_the_map(tmp_path):
+    shutil.copy(need(DAMAGED), tmp_path / "map.osu")
+    with pytest.raises(AudioError, match="synth150.wav"):
+        engine.mod(tmp_path / "map.osu", model=str(need(V30)))
+    with pytest.raises(AudioError, match="not found"):
+        engine.mod(tmp_path / "map.osu", tmp_path / "other.mp3")
+
+
+def test_bad_options():
+    with pytest.raises(OptionError, match="nothing to check"):
+        engine.mod(need(DAMAGED), ai=False, rules=False)
+    with pytest.raises(OptionError, match="unknown option"):
+        engine.mod(DAMAGED, min_surprise=3)
+    with pytest.raises(OptionError, match="precision"):
+        engine.mod(DAMAGED, need(SONG), model=str(need(V30)), precision="fp8", rules=False)
+
+
+def test_a_model_that_cannot_read_the_mode_is_refused():
+    mania = need(TRAINED / "audio" / "synth150_mania.osu")
+    with pytest.raises(OptionError, match="game mode 3"):
+        engine.mod(mania, need(SONG), model=str(need(V30)), rules=False, device="cpu")
