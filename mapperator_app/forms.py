@@ -1,0 +1,208 @@
+"""Plain functions between the UI's values and the engine's: form values -> options, results -> tables and HTML.
+
+Nothing here imports Gradio, so every conversion is testable on its own.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable, Sequence
+
+from engine.errors import OptionError
+
+from .worker import Job, JobState
+
+GAMEMODES = ["osu!", "taiko", "catch", "mania"]
+CONTEXTS = ["TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS"]
+OUTPUT_CONTEXTS = ["TIMING", "KIAI", "MAP", "SV"]
+SEVERITY_COLOURS = {"problem": "#ffd6d6", "warning": "#fff0c2", "minor": "#e6f0ff"}
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "") or (
+        isinstance(value, (list, tuple)) and len(value) == 0)
+
+
+def gamemode_index(value: Any) -> int | None:
+    """0-3 from an index, a digit or a mode name (osu!, taiko, catch/fruits/ctb, mania)."""
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise OptionError(f"game mode {value!r} is not one of {', '.join(GAMEMODES)}")
+    if isinstance(value, (int, float)) and int(value) in range(4):
+        return int(value)
+    text = str(value).strip().lower()
+    aliases = {"osu": 0, "osu!": 0, "std": 0, "standard": 0, "taiko": 1, "catch": 2, "fruits": 2, "ctb": 2,
+               "mania": 3}
+    if text.isdigit() and int(text) in range(4):
+        return int(text)
+    if text in aliases:
+        return aliases[text]
+    raise OptionError(f"game mode {value!r} is not one of {', '.join(GAMEMODES)}")
+
+
+def mapper_id(value: Any) -> int | None:
+    """A mapper's user id from ``12345`` or a choice label like ``12345 (name)``."""
+    if _blank(value):
+        return None
+    text = str(value).strip().split()[0]
+    if not text.isdigit():
+        raise OptionError(f"mapper {value!r} is not an osu! user id (a number)")
+    return int(text)
+
+
+def clean_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Blank text and empty selections mean 'not set' (the model's default); text is stripped."""
+    out = {}
+    for key, value in values.items():
+        if _blank(value):
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+        if isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def generate_options(values: dict[str, Any]):
+    """GenerateOptions from the Generate tab's values, named after the options themselves."""
+    from engine.options import GenerateOptions, build_options
+
+    data = clean_values(values)
+    if "gamemode" in data:
+        data["gamemode"] = gamemode_index(data["gamemode"])
+    if "mapper_id" in data:
+        data["mapper_id"] = mapper_id(data["mapper_id"])
+    for key in ("in_context", "output_type"):
+        if key in data:
+            data[key] = tuple(str(v).lower() for v in data[key])
+    for key in ("descriptors", "negative_descriptors"):
+        if key in data:
+            data[key] = tuple(str(v) for v in data[key])
+    return build_options(GenerateOptions, data)
+
+
+# --- HTML fragments -------------------------------------------------------------------------------------
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def progress_html(job: Job | None, ahead: int = 0) -> str:
+    """A progress bar with the job's stage, speed and time; queued jobs say how many wait before them."""
+    if job is None:
+        return "<div class='mp-status mp-idle'>Ready.</div>"
+    if job.state is JobState.QUEUED:
+        return (f"<div class='mp-status mp-queued'>Queued: {ahead} job{'s' if ahead != 1 else ''} before this one "
+                f"({_e(job.label)}).</div>")
+    if job.state is JobState.FAILED:
+        return error_html(job.error)
+    if job.state is JobState.CANCELLED:
+        return f"<div class='mp-status mp-cancelled'>{_e(job.stage)}</div>"
+    percent = job.fraction * 100
+    bits = [_e(job.stage)]
+    if job.rate:
+        bits.append(_e(job.rate))
+    bits.append(f"{job.elapsed:.0f} s")
+    state = "mp-done" if job.state is JobState.DONE else "mp-running"
+    return (f"<div class='mp-status {state}'><div class='mp-bar'><div class='mp-fill' style='width:{percent:.1f}%'>"
+            f"</div></div><div class='mp-stage'>{percent:.0f}% · {' · '.join(bits)}</div></div>")
+
+
+def error_html(message: str) -> str:
+    return f"<div class='mp-status mp-error'><b>Error:</b> {_e(message)}</div>"
+
+
+def note_html(message: str) -> str:
+    return f"<div class='mp-status mp-note'>{_e(message)}</div>"
+
+
+def jobs_html(jobs: Sequence[Job]) -> str:
+    """The job list: the running job and the queue behind it."""
+    if not jobs:
+        return "<div class='mp-jobs mp-idle'>No jobs running.</div>"
+    items = []
+    for i, job in enumerate(jobs):
+        if job.state is JobState.RUNNING:
+            items.append(f"<li class='mp-job-running'><b>Running</b> #{job.id} {_e(job.label)} — "
+                         f"{job.fraction * 100:.0f}% {_e(job.stage)}</li>")
+        else:
+            items.append(f"<li class='mp-job-queued'><b>Queued</b> #{job.id} {_e(job.label)}</li>")
+    return f"<ul class='mp-jobs'>{''.join(items)}</ul>"
+
+
+# --- tables -------------------------------------------------------------------------------------------------
+
+SUGGESTION_HEADERS = ["Time", "Timestamp", "Category", "Severity", "Message", "Source"]
+
+
+def suggestion_records(suggestions: Iterable[Any]) -> list[dict[str, Any]]:
+    """Suggestions as plain dicts (JSON-able, kept in the page's state for filtering)."""
+    rows = []
+    for s in suggestions:
+        d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+        rows.append({
+            "time_ms": d.get("time_ms"),
+            "timestamp": d.get("timestamp") or "",
+            "category": d.get("category") or "",
+            "severity": str(d.get("severity") or ""),
+            "message": d.get("message") or "",
+            "source": {"ai": "AI", "rule": "rule"}.get(str(d.get("source")), str(d.get("source") or "")),
+        })
+    return rows
+
+
+def format_time(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    t = max(int(round(ms)), 0)
+    return f"{t // 60000}:{(t // 1000) % 60:02}.{t % 1000:03}"
+
+
+def filter_suggestions(records: Sequence[dict[str, Any]], severities: Sequence[str] | None = None,
+                       sources: Sequence[str] | None = None, categories: Sequence[str] | None = None,
+                       text: str = "") -> list[dict[str, Any]]:
+    needle = (text or "").strip().lower()
+    out = []
+    for r in records:
+        if severities and r["severity"] not in severities:
+            continue
+        if sources and r["source"] not in sources:
+            continue
+        if categories and r["category"] not in categories:
+            continue
+        if needle and needle not in (r["message"] + " " + r["category"] + " " + r["timestamp"]).lower():
+            continue
+        out.append(r)
+    return out
+
+
+def suggestion_table(records: Sequence[dict[str, Any]]):
+    """A pandas Styler: one row per suggestion, the severity cell coloured."""
+    import pandas as pd
+
+    frame = pd.DataFrame([[format_time(r["time_ms"]), r["timestamp"], r["category"], r["severity"], r["message"],
+                           r["source"]] for r in records], columns=SUGGESTION_HEADERS)
+
+    def colour(value: str) -> str:
+        c = SEVERITY_COLOURS.get(value)
+        return f"background-color: {c}; color: #222; font-weight: 600" if c else ""
+
+    return frame.style.map(colour, subset=["Severity"])
+
+
+TIMING_HEADERS = ["Time (ms)", "Timestamp", "Kind", "BPM", "Meter", "Slider velocity", "Kiai"]
+
+
+def timing_rows(points: Iterable[Any]) -> list[list[Any]]:
+    from engine.suggestions import editor_timestamp
+
+    rows = []
+    for p in points:
+        red = bool(p.uninherited)
+        bpm = round(60000.0 / p.beat_length, 3) if red and p.beat_length > 0 else None
+        sv = round(-100.0 / p.beat_length, 3) if not red and p.beat_length < 0 else None
+        rows.append([round(float(p.time), 2), editor_timestamp(p.time).rstrip(" -"), "red line" if red else "green line",
+                     bpm, p.meter if red else None, sv, bool(p.kiai)])
+    return rows

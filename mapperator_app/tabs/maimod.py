@@ -1,0 +1,154 @@
+"""MaiMod tab: AI and rule-based suggestions for a beatmap in a table that sorts, filters and copies timestamps.
+
+API: ``/mod`` (beatmap_path, audio_path, model, ai, rules, device, precision; yields progress, returns the
+table), ``/cancel_mod``, ``/mod_filter``, ``/copy_timestamp``, ``/restore_mod``.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.errors import MapperatorError, OptionError
+from engine.presets import PRESETS
+
+from .. import forms
+from ..ui import AppContext, follow, path_field, session_of, with_signature
+from ..worker import Job, JobState
+
+SEVERITIES = ["problem", "warning", "minor"]
+SOURCES = ["AI", "rule"]
+MAIMOD_VERSIONS = [name for name, p in PRESETS.items() if p.supports_maimod] or ["v30"]
+
+
+def _mod_job(values: dict[str, Any]):
+    import engine
+
+    def run(progress, cancel: threading.Event):
+        return engine.mod(values["beatmap_path"], values.get("audio_path") or None, values.get("model") or "v30",
+                          ai=bool(values.get("ai", True)), rules=bool(values.get("rules", True)),
+                          device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
+                          progress=progress, cancel=cancel)
+
+    return run
+
+
+def summary_text(records: list[dict], shown: int | None = None) -> str:
+    if not records:
+        return "No suggestions: nothing to fix that MaiMod or the checks can see."
+    counts = {s: sum(1 for r in records if r["severity"] == s) for s in SEVERITIES}
+    parts = [f"{n} {s}{'s' if n != 1 and s != 'minor' else ''}" for s, n in counts.items() if n]
+    text = f"**{len(records)} suggestions**: {', '.join(parts)}."
+    if shown is not None and shown != len(records):
+        text += f" Showing {shown} after filtering."
+    return text + " Click a row to copy its osu! timestamp."
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
+    fields: dict[str, gr.components.Component] = {}
+    with gr.Row():
+        with gr.Column(scale=2):
+            fields["beatmap_path"] = path_field("Beatmap (.osu)", "beatmap", elem_id="mm-beatmap",
+                                                placeholder="path to the .osu to check")
+            fields["audio_path"] = path_field("Song (optional)", "audio", elem_id="mm-audio",
+                                              placeholder="found in the beatmap's folder when left empty")
+            with gr.Row():
+                fields["model"] = gr.Dropdown(MAIMOD_VERSIONS, value=MAIMOD_VERSIONS[0], allow_custom_value=True,
+                                              label="Model", info="MaiMod runs on v30", elem_id="mm-model")
+                fields["ai"] = gr.Checkbox(True, label="AI suggestions")
+                fields["rules"] = gr.Checkbox(True, label="Rule checks")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
+                                                   allow_custom_value=True, label="Device")
+                    fields["precision"] = gr.Dropdown(["fp32", "bf16", "amp"], value="fp32", label="Precision")
+        with gr.Column(scale=1):
+            with gr.Row():
+                run = gr.Button("Check the map", variant="primary", elem_id="mm-start")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="mm-cancel")
+            status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="mm-status")
+            summary = gr.Markdown("", label="Summary", elem_id="mm-summary")
+            copied = gr.Textbox(value="", label="Copied timestamp", interactive=False, elem_id="mm-copied", buttons=["copy"])
+    with gr.Row():
+        severity = gr.CheckboxGroup(SEVERITIES, value=SEVERITIES, label="Severity", elem_id="mm-severity")
+        source = gr.CheckboxGroup(SOURCES, value=SOURCES, label="Source", elem_id="mm-source")
+        category = gr.Dropdown([], value=[], multiselect=True, label="Category (none: all)", elem_id="mm-category")
+        search = gr.Textbox(value="", label="Search", placeholder="words in the message", elem_id="mm-search")
+    table = gr.Dataframe(forms.suggestion_table([]), interactive=False, wrap=True, elem_id="mm-table",
+                         column_widths=["8%", "14%", "12%", "9%", "49%", "8%"], max_height=640)
+    records = gr.State([])
+
+    names = list(fields)
+    components = [fields[n] for n in names]
+    filters = [severity, source, category, search]
+
+    def render(job: Job, ahead: int):
+        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update(), gr.update()
+
+    def finish_with(filter_values):
+        def finish(job: Job):
+            if job.state is not JobState.DONE:
+                return forms.progress_html(job), gr.update(), "", [], gr.update(choices=[], value=[])
+            rows = forms.suggestion_records(job.result)
+            shown = forms.filter_suggestions(rows, *filter_values)
+            categories = sorted({r["category"] for r in rows if r["category"]})
+            return (forms.progress_html(job), forms.suggestion_table(shown), summary_text(rows, len(shown)), rows,
+                    gr.update(choices=categories, value=[c for c in filter_values[2] or [] if c in categories]))
+        return finish
+
+    outputs = [status, table, summary, records, category]
+
+    def mod(values: dict[str, Any], request: gr.Request | None):
+        """Check a beatmap with MaiMod (AI) and the rule checks; yields progress, returns the suggestion table."""
+        filter_values = [values.pop(k) for k in ("severity", "source", "category", "search")]
+        path = (values.get("beatmap_path") or "").strip()
+        try:
+            if not path:
+                raise OptionError("choose the beatmap (.osu) to check")
+            if Path(path).suffix.lower() != ".osu":
+                raise OptionError(f"{Path(path).name} is not an .osu file")
+            if not (values.get("ai") or values.get("rules")):
+                raise OptionError("tick AI suggestions, rule checks or both")
+        except MapperatorError as e:
+            yield forms.error_html(str(e)), gr.update(), "", [], gr.update()
+            return
+        values["beatmap_path"] = path
+        ctx.settings.remember("mod", values)
+        job = ctx.worker.submit("mod", f"MaiMod {Path(path).name}", _mod_job(values), session_of(request))
+        yield forms.progress_html(job, ctx.worker.position(job)), forms.suggestion_table([]), "", [], gr.update()
+        yield from follow(ctx.worker, job, render, finish_with(filter_values))
+
+    run.click(with_signature(mod, names + ["severity", "source", "category", "search"]), components + filters,
+              outputs, api_name="mod", concurrency_limit=None, show_progress="hidden")
+
+    def cancel_mod(request: gr.Request):
+        """Cancel this page's MaiMod check (or, when it has none, every check)."""
+        jobs = ctx.worker.cancel_where(owner=session_of(request), kind="mod") or ctx.worker.cancel_where(kind="mod")
+        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
+
+    cancel.click(cancel_mod, None, status, api_name="cancel_mod", concurrency_limit=None, queue=False)
+
+    def mod_filter(rows: list[dict], severities: list[str], sources: list[str], categories: list[str], text: str):
+        """Filter the last check's suggestions by severity, source, category and words."""
+        shown = forms.filter_suggestions(rows or [], severities, sources, categories, text)
+        return forms.suggestion_table(shown), summary_text(rows or [], len(shown)) if rows else ""
+
+    gr.on([severity.change, source.change, category.change, search.submit], mod_filter, [records, *filters],
+          [table, summary], api_name="mod_filter", show_progress="hidden")
+
+    def copy_timestamp(evt: gr.SelectData):
+        """The osu! timestamp of the clicked row (the page copies it to the clipboard)."""
+        row = getattr(evt, "row_value", None) or []
+        return row[1] if len(row) > 1 else ""
+
+    table.select(copy_timestamp, None, copied, api_name="copy_timestamp", show_progress="hidden").then(
+        None, copied, None, js="(text) => { window.mapperator.copy(text); }", api_visibility="private")
+
+    def restore_mod():
+        """The last values used on this tab."""
+        saved = ctx.settings.tab("mod")
+        return tuple(gr.update(value=saved[n]) if n in saved else gr.update() for n in names)
+
+    demo.load(restore_mod, None, components, api_name="restore_mod", show_progress="hidden")

@@ -1,0 +1,171 @@
+"""Timing tab: a song's timing points (offset, BPM, meter, changes) from the model, in a table, saved as .osu.
+
+API: ``/timing`` (audio_path, super_timing, model, device, precision, seed, timer_iterations,
+timer_bpm_threshold; yields progress, returns the table), ``/cancel_timing``, ``/save_timing``,
+``/restore_timing``.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.errors import MapperatorError, OptionError
+from engine.presets import PRESETS
+
+from .. import forms, models
+from ..ui import AppContext, follow, path_field, session_of, with_signature
+from ..worker import Job, JobState
+
+TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30"]
+
+
+def _timing_job(values: dict[str, Any], download_first: bool):
+    import engine
+
+    options = forms.clean_values({k: values.get(k) for k in ("seed", "timer_iterations", "timer_bpm_threshold")})
+    for key, kind in (("seed", int), ("timer_iterations", int), ("timer_bpm_threshold", float)):
+        if key in options:
+            try:
+                options[key] = kind(options[key])
+            except (TypeError, ValueError):
+                raise OptionError(f"{key}={options[key]!r} is not a number") from None
+
+    def run(progress, cancel: threading.Event):
+        if download_first:
+            models.download_version(values["model"], [], progress=progress, cancel=cancel)
+        return engine.timing(values["audio_path"], bool(values.get("super_timing")), values["model"],
+                             device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
+                             progress=progress, cancel=cancel, **options)
+
+    return run
+
+
+def summary_text(result) -> str:
+    red = [p for p in result.timing_points if p.uninherited]
+    if not red:
+        return "No timing points found: is the song silent, or very short?"
+    first = red[0]
+    bpms = sorted({round(60000 / p.beat_length, 2) for p in red if p.beat_length > 0})
+    bpm_text = f"{bpms[0]:g} BPM" if len(bpms) == 1 else f"{bpms[0]:g}–{bpms[-1]:g} BPM"
+    return (f"**{len(red)} red line{'s' if len(red) != 1 else ''}**, offset {first.time:.0f} ms, {bpm_text} "
+            f"(found in {result.seconds:.1f} s with {result.version}).")
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
+    fields: dict[str, gr.components.Component] = {}
+    with gr.Row():
+        with gr.Column(scale=2):
+            fields["audio_path"] = path_field("Song (audio file)", "audio", elem_id="tm-audio",
+                                              placeholder="path to an .mp3/.ogg/.wav file")
+            with gr.Row():
+                fields["model"] = gr.Dropdown(TIMING_VERSIONS, value="v32", allow_custom_value=True, label="Model",
+                                              elem_id="tm-model")
+                fields["super_timing"] = gr.Checkbox(False, label="Super timing (many passes; for tempo changes)",
+                                                     elem_id="tm-super")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
+                                                   allow_custom_value=True, label="Device")
+                    fields["precision"] = gr.Dropdown(["fp32", "bf16", "amp"], value="fp32", label="Precision")
+                    fields["seed"] = gr.Textbox(value="", label="Seed", placeholder="random")
+                with gr.Row():
+                    fields["timer_iterations"] = gr.Textbox(value="", label="Super timing passes", placeholder="20")
+                    fields["timer_bpm_threshold"] = gr.Textbox(value="", label="BPM change threshold", placeholder="0.1")
+        with gr.Column(scale=1):
+            with gr.Row():
+                run = gr.Button("Find the timing", variant="primary", elem_id="tm-start")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="tm-cancel")
+            status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="tm-status")
+            summary = gr.Markdown("", label="Summary", elem_id="tm-summary")
+    table = gr.Dataframe(headers=forms.TIMING_HEADERS, value=[], interactive=False, elem_id="tm-table",
+                         max_height=480)
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4):
+            save_path = path_field("Save as", "save", elem_id="tm-save-path", save_name="timing.osu",
+                                   placeholder="an .osu next to the song when left empty")
+        save = gr.Button("Save .osu", elem_id="tm-save", scale=1)
+    saved_message = gr.Markdown("", elem_id="tm-saved")
+    result_state = gr.State(None)
+
+    names = list(fields)
+    components = [fields[n] for n in names]
+    outputs = [status, table, summary, result_state]
+
+    def render(job: Job, ahead: int):
+        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update()
+
+    def finish(job: Job):
+        if job.state is not JobState.DONE:
+            return forms.progress_html(job), [], "", None
+        result = job.result
+        return forms.progress_html(job), forms.timing_rows(result.timing_points), summary_text(result), result
+
+    def timing(values: dict[str, Any], request: gr.Request | None):
+        """Find the song's timing points; yields progress, returns the table."""
+        audio = (values.get("audio_path") or "").strip()
+        model = (values.get("model") or "v32").strip()
+        try:
+            if not audio:
+                raise OptionError("choose the song (audio file) to time")
+            if model == "v30" and not values.get("super_timing"):
+                raise OptionError("v30 has no timing pass of its own: tick super timing or choose v31/v32")
+        except MapperatorError as e:
+            yield forms.error_html(str(e)), [], "", None
+            return
+        values.update(audio_path=audio, model=model)
+        ctx.settings.remember("timing", values)
+        download_first = model in PRESETS and model not in models.installed_versions()
+        try:
+            function = _timing_job(values, download_first)
+        except MapperatorError as e:
+            yield forms.error_html(str(e)), [], "", None
+            return
+        job = ctx.worker.submit("timing", f"Timing {Path(audio).name} ({model})", function, session_of(request))
+        yield forms.progress_html(job, ctx.worker.position(job)), [], "", None
+        yield from follow(ctx.worker, job, render, finish)
+
+    run.click(with_signature(timing, names), components, outputs, api_name="timing", concurrency_limit=None,
+              show_progress="hidden")
+
+    def cancel_timing(request: gr.Request):
+        """Cancel this page's timing job (or, when it has none, every timing job)."""
+        jobs = ctx.worker.cancel_where(owner=session_of(request), kind="timing") or \
+            ctx.worker.cancel_where(kind="timing")
+        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
+
+    cancel.click(cancel_timing, None, status, api_name="cancel_timing", concurrency_limit=None, queue=False)
+
+    def save_timing(result, path: str, audio_path: str):
+        """Write the found timing as an .osu (next to the song when no path is given)."""
+        from engine.beatmap import write_beatmap
+        from engine.beatmap.osz import beatmap_filename
+
+        if result is None:
+            return "Find the timing first."
+        target = (path or "").strip()
+        if not target:
+            folder = Path(audio_path).expanduser().parent if audio_path else Path.cwd()
+            target = str(folder / beatmap_filename(result.beatmap))
+        target_path = Path(target).expanduser()
+        if target_path.suffix.lower() != ".osu":
+            target_path = target_path.with_name(target_path.name + ".osu")
+        try:
+            backup = write_beatmap(result.beatmap, target_path)
+        except OSError as e:
+            return f"**Error:** could not write {target_path}: {e.strerror or e}"
+        except MapperatorError as e:
+            return f"**Error:** {e}"
+        note = f" (the previous file is kept as {backup.name})" if backup else ""
+        return f"Saved `{target_path}`{note}."
+
+    save.click(save_timing, [result_state, save_path, fields["audio_path"]], saved_message, api_name="save_timing")
+
+    def restore_timing():
+        """The last values used on this tab."""
+        saved = ctx.settings.tab("timing")
+        return tuple(gr.update(value=saved[n]) if n in saved else gr.update() for n in names)
+
+    demo.load(restore_timing, None, components, api_name="restore_timing", show_progress="hidden")

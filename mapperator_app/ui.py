@@ -1,0 +1,203 @@
+"""The app's Gradio page: tabs for Generate, MaiMod, Timing, Models and Settings, and the job list.
+
+Every event that does work has an ``api_name`` so ``gradio_client`` can drive the app the way the page
+does. Heavy work never runs in an event handler: handlers submit it to the one :class:`~.worker.Worker`
+and then follow the job, yielding progress, so the page stays responsive and jobs queue visibly.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import gradio as gr
+
+from . import forms
+from .settings import Settings
+from .worker import Job, Worker
+
+TITLE = "Mapperator"
+POLL_SECONDS = 0.25
+
+CSS = """
+html:not(.mapperator-native) .native-only { display: none !important; }
+html.mapperator-native .browser-only { display: none !important; }
+.mp-browse { min-width: 6em !important; max-width: 9em !important; align-self: end; }
+.mp-status { padding: 8px 12px; border-radius: 8px; margin: 4px 0; }
+.mp-bar { height: 10px; background: var(--neutral-200); border-radius: 5px; overflow: hidden; }
+.mp-fill { height: 100%; background: var(--color-accent); transition: width 0.2s; }
+.mp-stage { margin-top: 6px; font-size: 0.95em; }
+.mp-error { background: #ffe3e3; color: #8a1111; border: 1px solid #f5a3a3; }
+.mp-cancelled { background: #f1f1f1; color: #444; }
+.mp-queued { background: #fff6d6; color: #5c4500; }
+.mp-note { background: #eef5ff; color: #17365d; }
+.mp-jobs { margin: 0; padding-left: 1.2em; font-size: 0.92em; }
+.mp-idle { color: var(--body-text-color-subdued); }
+#mm-table td { cursor: copy; }
+"""
+
+# The page's side of the native bridge. pywebview injects ``window.pywebview`` after the page loads and
+# announces it with ``pywebviewready``; in a normal browser it never appears and uploads are offered.
+HEAD = """
+<script>
+(function () {
+  const api = () => (window.pywebview && window.pywebview.api) || null;
+  const native = () => { const a = api(); return !!(a && a.pick_file); };
+  function mark() { if (native()) document.documentElement.classList.add("mapperator-native"); }
+  window.addEventListener("pywebviewready", mark);
+  document.addEventListener("DOMContentLoaded", mark);
+  window.mapperator = {
+    native: native,
+    async pickFile(kind, current) {
+      if (!native()) return current;
+      const path = await api().pick_file(kind, current || "");
+      return path || current;
+    },
+    async pickFolder(current) {
+      if (!native()) return current;
+      const path = await api().pick_folder(current || "");
+      return path || current;
+    },
+    async saveFile(name, current) {
+      if (!native()) return current;
+      const path = await api().save_file(name || "", current || "");
+      return path || current;
+    },
+    async copy(text) {
+      if (!text) return text;
+      try { await navigator.clipboard.writeText(text); }
+      catch (e) {
+        const area = document.createElement("textarea");
+        area.value = text; document.body.appendChild(area); area.select();
+        try { document.execCommand("copy"); } finally { area.remove(); }
+      }
+      return text;
+    },
+  };
+})();
+</script>
+"""
+
+UPLOAD_TYPES = {
+    "audio": [".mp3", ".ogg", ".wav", ".flac", ".m4a", ".opus"],
+    "beatmap": [".osu"],
+    "image": [".jpg", ".jpeg", ".png"],
+}
+
+
+@dataclass
+class AppContext:
+    worker: Worker
+    settings: Settings
+    log_file: str | None = None
+
+
+def theme() -> gr.themes.Base:
+    # System fonts only: Gradio's default theme would fetch Google Fonts, an outbound call.
+    return gr.themes.Soft(primary_hue="pink", secondary_hue="indigo",
+                          font=["system-ui", "Segoe UI", "Helvetica Neue", "Arial", "sans-serif"],
+                          font_mono=["ui-monospace", "Consolas", "DejaVu Sans Mono", "monospace"])
+
+
+def with_signature(fn: Callable, names: Sequence[str], request: bool = True) -> Callable:
+    """Give ``fn(**values)`` a real signature, so the API (and gradio_client) names its parameters."""
+    P = inspect.Parameter
+    params = [P(n, P.POSITIONAL_OR_KEYWORD) for n in names]
+    if request:
+        params.append(P("request", P.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
+
+    def wrapper(*args, **kwargs):
+        bound = inspect.Signature(params).bind(*args, **kwargs)
+        values = dict(bound.arguments)
+        req = values.pop("request", None)
+        return fn(values, req) if request else fn(values)
+
+    if inspect.isgeneratorfunction(fn):
+        def gen_wrapper(*args, **kwargs):
+            yield from wrapper(*args, **kwargs)
+
+        target = gen_wrapper
+    else:
+        target = wrapper
+    target.__signature__ = inspect.Signature(params)
+    target.__annotations__ = {"request": gr.Request} if request else {}  # Gradio finds gr.Request by type hint
+    target.__name__ = fn.__name__
+    target.__doc__ = fn.__doc__
+    return target
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+def path_field(label: str, kind: str, *, value: str = "", placeholder: str = "", elem_id: str | None = None,
+               info: str | None = None, save_name: str = "") -> gr.Textbox:
+    """A path textbox with a native Browse button (in the window) or an upload button (in a browser)."""
+    with gr.Row(equal_height=True):
+        box = gr.Textbox(label=label, value=value, placeholder=placeholder, elem_id=elem_id, info=info, scale=8,
+                         max_lines=1)
+        browse = gr.Button("Browse…", elem_classes=["native-only", "mp-browse"], scale=0, size="sm",
+                           elem_id=f"{elem_id}-browse" if elem_id else None)
+        if kind == "folder":
+            js = "(current) => window.mapperator.pickFolder(current)"
+        elif kind == "save":
+            js = f"(current) => window.mapperator.saveFile({save_name!r}, current)"
+        else:
+            js = f"(current) => window.mapperator.pickFile({kind!r}, current)"
+        browse.click(None, box, box, js=js, api_visibility="private")
+        if kind in UPLOAD_TYPES:
+            upload = gr.UploadButton("Upload…", file_types=UPLOAD_TYPES[kind], type="filepath", size="sm", scale=0,
+                                     elem_classes=["browser-only", "mp-browse"],
+                                     elem_id=f"{elem_id}-upload" if elem_id else None)
+            upload.upload(lambda f: f or "", upload, box, api_visibility="private")
+    return box
+
+
+def follow(worker: Worker, job: Job, render: Callable[[Job, int], tuple], finish: Callable[[Job], tuple],
+           heartbeat: float = 2.0) -> Iterator[tuple]:
+    """Yield ``render(job, jobs_ahead)`` while the job waits or runs (when it changes, or every ``heartbeat``
+    seconds), then ``finish(job)`` once it has ended."""
+    last, last_time = None, 0.0
+    while not job.done.wait(POLL_SECONDS):
+        ahead = worker.position(job)
+        key = (job.state, round(job.fraction, 3), job.stage, job.rate, ahead, int(job.elapsed))
+        if key != last or time.monotonic() - last_time > heartbeat:
+            last, last_time = key, time.monotonic()
+            yield render(job, ahead)
+    yield finish(job)
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    from .tabs import generate, maimod, models, settings_tab, timing
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"## {TITLE}\nTurn songs into osu! beatmaps, mod maps with AI, time songs.")
+            with gr.Column(scale=1, min_width=320):
+                jobs = gr.HTML(forms.jobs_html([]), elem_id="jobs", label="Jobs")
+        with gr.Tabs():
+            with gr.Tab("Generate", id="generate"):
+                generate.build(ctx, demo)
+            with gr.Tab("MaiMod", id="maimod"):
+                maimod.build(ctx, demo)
+            with gr.Tab("Timing", id="timing"):
+                timing.build(ctx, demo)
+            with gr.Tab("Models", id="models"):
+                models.build(ctx, demo)
+            with gr.Tab("Settings", id="settings"):
+                settings_tab.build(ctx, demo)
+        timer = gr.Timer(1.0)
+        timer.tick(lambda: forms.jobs_html(ctx.worker.active()), None, jobs, api_name="jobs",
+                   show_progress="hidden", concurrency_limit=None, queue=False)
+    return demo
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """What every launch of the page passes to Gradio (local only, no share link, no outbound fetches)."""
+    from importlib.resources import files
+
+    icon = files("mapperator_app") / "static" / "icon.png"
+    return dict(server_name="127.0.0.1", share=False, inbrowser=False, quiet=True, ssr_mode=False, pwa=False,
+                mcp_server=False, enable_monitoring=False, footer_links=["api"], theme=theme(), css=CSS, head=HEAD,
+                favicon_path=str(icon) if icon.is_file() else None, max_file_size="1gb")
