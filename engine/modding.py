@@ -36,7 +36,7 @@ class ModOptions:
     auto_select_gamemode_model: bool = True
     lookback: float | None = None  # window layout; default: the model version's
     lookahead: float | None = None
-    max_batch_size: int | None = None  # windows per forward pass; default: upstream's (4 on the CPU)
+    max_batch_size: int | None = None  # windows per forward pass (default 4; the results do not depend on it)
     min_surprisal: float = 20.0  # relative surprisal a MaiMod suggestion needs (upstream's 2 on its /10 scale)
     max_per_category: int = 10  # printing only: suggestions shown per category (0: all)
 

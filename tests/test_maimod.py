@@ -213,3 +213,16 @@ def test_later_versions_judge_the_trained_map_and_its_damage(version, tmp_path):
     assert by_time[6400, "Hit Sounds"].expected == "soft:soft-none"
     assert by_time[13400, "New Combos"].message == "Expected new combo."
     assert by_time[9775, "Rhythm"].timestamp == "00:09:775 (8) - "
+
+
+def test_batching_does_not_change_the_scores():
+    # every window is padded to the song's longest prompt, so a window scores the same in any batch
+    ck = load_model(str(need(UPSTREAM / "v32" / "checkpoint")), 0, device="cpu")
+    beatmap = read_beatmap(need(UPSTREAM / "tokenization" / "kimi_no_bouken.osu"))
+    song = need(UPSTREAM / "audio" / "click150.wav")
+    one = score_beatmap(beatmap, song, ck, batch_size=1)
+    three = score_beatmap(beatmap, song, ck, batch_size=3)
+    assert [c.type for c in one] == [ContextType.TIMING, ContextType.MAP, ContextType.SV]
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(a.surprisal, b.surprisal, rtol=1e-5, atol=1e-6)
+        assert a.expected == b.expected and (a.scored == b.scored).all()

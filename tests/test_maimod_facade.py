@@ -115,3 +115,10 @@ def test_a_model_that_cannot_read_the_mode_is_refused():
     mania = need(TRAINED / "audio" / "synth150_mania.osu")
     with pytest.raises(OptionError, match="game mode 3"):
         engine.mod(mania, need(SONG), model=str(need(V30)), rules=False, device="cpu")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "amp"])
+def test_lower_precisions_find_the_same_spots(precision):
+    # bf16 weights need the conditioning tensors in bf16 too
+    found = engine.mod(need(DAMAGED), need(SONG), model=str(need(V30)), rules=False, device="cpu", precision=precision)
+    assert [s.time_ms for s in found] == [3430, 6400, 9775, 9775, 12200, 13400, 13800, 14600, 15400, 19040]

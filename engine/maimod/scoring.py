@@ -99,7 +99,9 @@ def score_contexts(
         rows = range(b, min(n, b + batch_size))
         ids = torch.tensor([padded[w] for w in rows], dtype=torch.long, device=device)
         frames = torch.from_numpy(np.stack([segments.samples(w) for w in rows])).to(device)
+        # float conditions follow the weights' dtype (bf16 precision), as upstream casts them
         cond = {k: torch.cat([kwargs[w][k] for w in rows]).to(device) for k in kwargs[0]}
+        cond = {k: v.to(model.dtype) if v.is_floating_point() else v for k, v in cond.items()}
         with torch.inference_mode(), (autocast() if autocast is not None else contextlib.nullcontext()):
             logits = model(frames=frames, decoder_input_ids=ids, decoder_attention_mask=ids.ne(tokenizer.pad_id),
                            **cond)
