@@ -50,6 +50,7 @@ ADVANCED_GROUPS = {
     "extras": "Extras: hit sounds, super timing, LoRA adapter",
     "metadata": "Metadata: title, artist, creator, difficulty name, source, tags, background, preview time",
     "output": "Output and hardware: .osz export, device, precision",
+    "windows": "Windows and snapping: lookback, lookahead, timing leniency, batch size, resnap",
 }
 
 STYLE = questionary.Style([
@@ -337,7 +338,7 @@ class Wizard:
 
     def load_model(self, source: str) -> bool:
         """Find the checkpoint's small files (downloading them if asked); False to choose the model again."""
-        from engine.checkpoint import locate, resolve_source
+        from engine.checkpoint import resolve_source
 
         self.model_root = self.tokenizer = self.preset = None
         where, local = resolve_source(source)
@@ -478,6 +479,16 @@ class Wizard:
             self.ask_value("temperature", "Temperature:", hint="above 0; Enter: the model's default")
             self.ask_value("top_p", "Top-p:", hint="0–1; Enter: the model's default")
             self.ask_value("top_k", "Top-k:", hint="0 is off; Enter: the model's default")
+            self.ask_value("timing_temperature", "Timing temperature:", hint="above 0; Enter: the model's default")
+            mode = self.answers.get("gamemode")
+            if mode == 3:
+                self.ask_value("mania_column_temperature", "Mania column temperature:",
+                               hint="above 0; Enter: the model's default")
+            if mode == 1:
+                self.ask_value("taiko_hit_temperature", "Taiko hit temperature:",
+                               hint="above 0; Enter: the model's default")
+        self.ask_value("timeshift_bias", "Time-shift bias:", hint="negative: earlier, positive: later; Enter: 0",
+                       default=GenerateOptions.timeshift_bias)
 
     def advanced_range(self) -> None:
         self.ask_value("start_time", "Start time (ms):", hint="Enter: the song's start")
@@ -489,7 +500,12 @@ class Wizard:
             Choice("the model decides", value="auto"), Choice("yes", value="yes"), Choice("no", value="no"),
         ], default={None: "auto", True: "yes", False: "no"}[current]).unsafe_ask()
         self.set("hitsounded", {"auto": None, "yes": True, "no": False}[value])
-        self.ask_bool("super_timing", "Super timing (slower, for songs with changing tempo)?")
+        if self.ask_bool("super_timing", "Super timing (slower, for songs with changing tempo)?"):
+            self.ask_value("timer_iterations", "Super timing passes:", default=GenerateOptions.timer_iterations)
+            self.ask_value("timer_num_beams", "Super timing beams:", default=GenerateOptions.timer_num_beams)
+            self.ask_value("timer_cfg_scale", "Super timing guidance:", default=GenerateOptions.timer_cfg_scale)
+            self.ask_value("timer_bpm_threshold", "Super timing BPM threshold:",
+                           default=GenerateOptions.timer_bpm_threshold)
         lora = questionary.text("LoRA adapter (folder or Hugging Face repo id):", style=STYLE,
                                 default=self.answers.get("lora_path", ""), instruction="(Enter: none)").unsafe_ask()
         self.set("lora_path", clean_path(lora) or None)
@@ -510,6 +526,14 @@ class Wizard:
         precision = questionary.select("Precision:", style=STYLE, choices=["fp32", "bf16", "amp"],
                                        default=self.answers.get("precision", GenerateOptions.precision)).unsafe_ask()
         self.set("precision", precision)
+
+
+    def advanced_windows(self) -> None:
+        self.ask_value("lookback", "Lookback (share of a window):", hint="0–1; Enter: the model's default")
+        self.ask_value("lookahead", "Lookahead (share of a window):", hint="0–1; Enter: the model's default")
+        self.ask_value("timing_leniency", "Timing leniency (ms):", default=GenerateOptions.timing_leniency)
+        self.ask_value("max_batch_size", "Largest batch:", hint="Enter: the model's default")
+        self.ask_bool("resnap_events", "Resnap objects to the timing?")
 
 
 def _text(value: Any) -> str:
@@ -583,11 +607,11 @@ def _check_optional_file(path: str) -> bool | str:
 
 def run_wizard() -> int:
     """Ask, print the equivalent command, and run it when asked. Returns the process exit code."""
-    console = Console(highlight=False)
+    from .cli import _error, cmd_generate
+
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        console.print("[bold red]error:[/] the wizard needs an interactive terminal; use "
-                      "`mapperator generate key=value ...` in scripts")
-        return 2
+        return _error("the wizard needs an interactive terminal; in scripts use `mapperator generate key=value ...`")
+    console = Console(highlight=False)
     wizard = Wizard(console)
     try:
         options = wizard.run()
@@ -603,6 +627,4 @@ def run_wizard() -> int:
     if not run_now:
         console.print("[dim]Copy the command above to run it later.[/]")
         return 0
-    from .cli import cmd_generate
-
     return cmd_generate(words)

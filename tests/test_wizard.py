@@ -174,6 +174,8 @@ def test_wizard_end_to_end_writes_a_beatmap(tmp_path, tokenizer):
     term.answer(r"Temperature:", ENTER)
     term.answer(r"Top-p:", ENTER)
     term.answer(r"Top-k:", ENTER)
+    term.answer(r"Timing temperature:", ENTER)
+    term.answer(r"Time-shift bias:", ENTER)
     term.answer(r"Generate the beatmap now\?", ENTER)
     term.child.expect(r"Wrote ([^\r\n]+\.osu)", timeout=600)
     written = Path(term.child.match.group(1))
@@ -288,3 +290,15 @@ def test_ctrl_c_at_the_first_question(tmp_path):
     term.child.expect("Cancelled; nothing was written")
     assert term.finish() == 130
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["state"])  # at most the log folder
+
+
+def test_without_a_terminal_it_says_to_use_generate(tmp_path):
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               XDG_STATE_HOME=str(tmp_path / "state"))
+    done = subprocess.run([sys.executable, "-m", "mapperator_app.cli", "wizard"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert "interactive terminal" in done.stderr and "mapperator generate" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
