@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import questionary
 from questionary import Choice, Separator
 from rich.console import Console
+from rich.markup import escape
 
 from engine.errors import MapperatorError, ModelError
 from engine.options import PATH_OPTIONS, GenerateOptions, build_options, options_to_words, parse_overrides
@@ -329,7 +330,7 @@ class Wizard:
         default = self.reference.mode if self.reference is not None else 0
         current = self.answers.get("gamemode", default)
         if len(modes) == 1:
-            self.console.print(f"[dim]{source} maps {MODES[modes[0]]} only.[/]")
+            self.console.print(f"[dim]{escape(source)} maps {MODES[modes[0]]} only.[/]")
             self.answers["gamemode"] = modes[0]
             return
         mode = questionary.select("Game mode:", choices=[Choice(MODES[m], value=m) for m in modes], style=STYLE,
@@ -344,7 +345,7 @@ class Wizard:
         where, local = resolve_source(source)
         root = Path(where) if local else cached_snapshot(where, self.answers.get("revision"))
         if root is None:
-            self.console.print(f"[yellow]{source} ({where}) is not downloaded yet.[/]")
+            self.console.print(f"[yellow]{escape(source)} ({escape(where)}) is not downloaded yet.[/]")
             what = questionary.select("What now?", style=STYLE, choices=[
                 Choice("Download it now", value="download"),
                 Choice("Skip the questions that need the model (descriptors, mapper)", value="skip"),
@@ -372,7 +373,7 @@ class Wizard:
             opts = build_options(GenerateOptions, self.answers)
             plan = prepare(dataclasses.replace(opts, model_path=str(root), output_path=self.scratch))
         except MapperatorError as e:
-            self.console.print(f"[bold red]{e}[/]")
+            self.console.print(f"[bold red]{escape(str(e))}[/]")
             return False
         self.model_root, self.tokenizer, self.preset = root, plan.tokenizer, plan.preset
         return True
@@ -384,13 +385,14 @@ class Wizard:
 
         from engine.checkpoint import locate
 
-        self.console.print(f"Downloading {source}…")
+        self.console.print(f"Downloading {escape(source)}…")
         try:
             folder, subfolder = locate(source, gamemode=self.answers.get("gamemode"),
                                        revision=self.answers.get("revision"), progress=tqdm)
         except Exception as e:  # noqa: BLE001 - network libraries raise many kinds; all mean "not now"
             logging.getLogger("mapperator").info("wizard: download of %s failed", source, exc_info=True)
-            self.console.print(f"[bold red]{e if isinstance(e, MapperatorError) else f'download failed: {e}'}[/]")
+            reason = str(e) if isinstance(e, MapperatorError) else f"download failed: {e}"
+            self.console.print(f"[bold red]{escape(reason)}[/]")
             return None
         return folder.parent if subfolder else folder
 
