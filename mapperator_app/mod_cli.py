@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.text import Text
 
 SEVERITY_STYLE = {"problem": "bold red", "warning": "bold yellow", "minor": ""}
 
@@ -55,7 +58,7 @@ def render(found: Iterable, console, max_per_category: int = 10) -> None:
     console.print(Text("\n" + summary(found)))
 
 
-def line(s) -> "Text":  # noqa: F821
+def line(s) -> "Text":
     """``(importance) mm:ss:mmm (combo) (group) - message``, the timestamp an osu:// editor link."""
     from rich.text import Text
 
@@ -85,6 +88,6 @@ def summary(found: list) -> str:
     severities = [(k, sum(s.severity.value == k for s in found)) for k in plural]
     parts = [f"{n} {k if n == 1 else plural[k]}" for k, n in severities if n]
     ai = sum(s.source.value == "ai" for s in found)
-    sources = [text for n, text in ((ai, f"{ai} from MaiMod"), (len(found) - ai, f"{len(found) - ai} from the rule checks"))
-               if n]
+    rules = len(found) - ai
+    sources = ([f"{ai} from MaiMod"] if ai else []) + ([f"{rules} from the rule checks"] if rules else [])
     return f"Found {len(found)} suggestion{'s' if len(found) != 1 else ''} ({', '.join(parts)}; {', '.join(sources)})."

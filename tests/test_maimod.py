@@ -116,7 +116,8 @@ def test_trained_v30_candidates_before_filtering(v30_trained):
     scored = score_beatmap(beatmap, need(SONG), v30_trained)
     golden = golden_json(folder / "suggestions.json")["candidates_surprisal_ge_20_prefilter"]
     found = candidates(scored, types_first=False)
-    assert [(c.context.value, c.index, c.time) for c in found] == [(g["context"], g["index"], g["time"]) for g in golden]
+    assert [(c.context.value, c.index, c.time) for c in found] == \
+        [(g["context"], g["index"], g["time"]) for g in golden]
     for c, g in zip(found, golden):
         assert c.event == event_of(g["event"]) and c.expected == event_of(g["expected"])
         assert c.group.type.value == g["group_type"]
@@ -226,3 +227,16 @@ def test_batching_does_not_change_the_scores():
     for a, b in zip(one, three):
         np.testing.assert_allclose(a.surprisal, b.surprisal, rtol=1e-5, atol=1e-6)
         assert a.expected == b.expected and (a.scored == b.scored).all()
+
+
+def test_a_halved_prompt_scores_only_the_events_it_holds(v30_trained):
+    # Prompts as long as the decoder's context keep only each context's last events (upstream asserted
+    # here instead). Pretend the decoder holds 512 tokens: the map's 922 events shrink to the last 256.
+    flags = dataclasses.replace(v30_trained.preset.data, tgt_seq_len=512)
+    small = dataclasses.replace(v30_trained, preset=dataclasses.replace(v30_trained.preset, data=flags))
+    (scored,) = score_beatmap(read_beatmap(need(TRAINED / "audio" / "synth150_std.osu")), need(SONG), small)
+    held = np.nonzero(scored.scored)[0]
+    assert list(held) == list(range(len(scored.events) - 256, len(scored.events)))
+    # aligned logits: the trained model still predicts most of the events it sees (none when shifted by one)
+    assert np.mean([scored.expected[i] == scored.events[i] for i in held]) > 0.6
+    assert not any(scored.expected[i] == scored.events[i + 1] for i in held[:-1])

@@ -26,7 +26,7 @@ from ..presets import DataFlags
 from ..prompt import ContextStream, Embeds, WindowCodec, left_pad, teacher_forced_prompts, window_range
 from ..prompt.conditions import Conditions
 from ..tokenizer import ContextType, Event, Tokenizer
-from ..windows import Segments
+from ..windows import Segments, WindowLayout
 
 # Upstream adds this inside the logs so that p = 0 stays finite.
 _EPS = 1e-10
@@ -63,7 +63,7 @@ def score_contexts(
     streams: Mapping[ContextType, ContextStream],
     *,
     embeds: Embeds = Embeds(),
-    batch_size: int = 16,
+    batch_size: int = 4,
     autocast=None,
     cancel: threading.Event | None = None,
     on_batch: Callable[[int, int], None] | None = None,
@@ -108,8 +108,8 @@ def score_contexts(
         logits = logits.float()
         for r, w in enumerate(rows):
             pad = width - len(prompts[w])
-            for k, ctx in enumerate(out):
-                span = _span(prompts[w], tokenizer, flags, plan.out_contexts, k, ctx, starts[w], layout, w, n)
+            for ctx in out:
+                span = _span(prompts[w], tokenizer, flags, ctx, starts[w], layout, first=w == 0, last=w == n - 1)
                 if span is None:
                     continue
                 _score_span(ctx, span, logits[r], pad, codec, starts[w])
@@ -118,9 +118,9 @@ def score_contexts(
     return out
 
 
-def _span(prompt: Sequence[int], tok: Tokenizer, flags: DataFlags, out_types: Sequence[ContextType], k: int,
-          ctx: ScoredContext, window_start: int, layout, w: int, n: int) -> _Span | None:
-    """The prompt span of out context ``k`` in window ``w``, or None when it holds nothing to score.
+def _span(prompt: Sequence[int], tok: Tokenizer, flags: DataFlags, ctx: ScoredContext, window_start: int,
+          layout: WindowLayout, *, first: bool, last: bool) -> _Span | None:
+    """Where ``ctx`` sits in a window's prompt and what to score there (None: nothing).
 
     With context markers the span runs from ``SOS_x`` to ``EOS_x``; the last out context of a
     teacher-forced prompt has no EOS (the prompt ends there), so it runs to the end. (Upstream
@@ -141,16 +141,16 @@ def _span(prompt: Sequence[int], tok: Tokenizer, flags: DataFlags, out_types: Se
     s, e = window_range(ctx.times, window_start, window_start + layout.window_ms)
     in_prompt = end - begin
     if in_prompt > e - s:
-        raise RuntimeError(f"the {ctx.type.value} context of window {w} has more tokens than events")
+        raise RuntimeError(f"the {ctx.type.value} context at {window_start} ms has more tokens than events")
     # A prompt too long for the decoder keeps only each context's last events (prompt halving).
-    first = e - in_prompt
-    lo = window_start + layout.lookback_ms if w != 0 else window_start
-    hi = window_start + layout.lookahead_start_ms if w != n - 1 else window_start + layout.window_ms
+    first_in_prompt = e - in_prompt
+    lo = window_start + (layout.lookback_ms if not first else 0.0)
+    hi = window_start + (layout.lookahead_start_ms if not last else layout.window_ms)
     s2, e2 = window_range(ctx.times[s:e], lo, hi)
-    score_from, score_to = max(s + s2, first), s + e2
+    score_from, score_to = max(s + s2, first_in_prompt), s + e2
     if score_to <= score_from:
         return None
-    return _Span(first, begin, score_from, score_to)
+    return _Span(first_in_prompt, begin, score_from, score_to)
 
 
 def _score_span(ctx: ScoredContext, span: _Span, logits: torch.Tensor, pad: int, codec: WindowCodec,
