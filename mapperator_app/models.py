@@ -1,9 +1,11 @@
 """The model manager: which published versions are in the Hugging Face cache, and downloading one.
 
 Downloads go through :func:`engine.checkpoint.download` (huggingface_hub's ``snapshot_download``) into the
-normal Hugging Face cache, so the CLI, the app and other tools share them and an interrupted download
-resumes. Byte progress reaches the UI through a tqdm class whose bars report to a callback; cancelling
-raises inside that callback, which stops the download threads (the partial files stay for resuming).
+normal Hugging Face cache, so the CLI, the app and other tools share them. Byte progress reaches the UI
+through a tqdm class whose bars report to a callback; cancelling raises inside that callback, which stops
+the download threads. An interrupted download keeps every finished file, and the next one fetches only the
+rest. (Within one file, recent huggingface_hub versions resume only through the Xet chunk cache that
+Xet-stored repos use; a plain-HTTP file that was cut off starts again.)
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class InstalledModel:
     gamemodes: list[int] = field(default_factory=list)  # complete gamemode=N subfolders
     size_bytes: int = 0
     snapshot: Path | None = None
-    partial: bool = False  # unfinished blobs wait to be resumed
+    partial: bool = False  # some files are here, the checkpoint is not complete: Download finishes it
 
     @property
     def installed(self) -> bool:
@@ -68,7 +70,7 @@ def scan_models(cache_dir: str | Path | None = None) -> list[InstalledModel]:
             continue
         row = rows.setdefault(repo.repo_id, InstalledModel(repo.repo_id, repo.repo_id))
         row.size_bytes = repo.size_on_disk
-        row.partial = any(p.name.endswith(".incomplete") for p in (Path(repo.repo_path) / "blobs").glob("*"))
+        unfinished = any(p.name.endswith(".incomplete") for p in (Path(repo.repo_path) / "blobs").glob("*"))
         newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
         if newest is None:
             continue
@@ -76,6 +78,7 @@ def scan_models(cache_dir: str | Path | None = None) -> list[InstalledModel]:
         row.root = _complete(files)
         row.gamemodes = [m for m in GAMEMODE_NAMES if _complete(files, f"gamemode={m}/")]
         row.snapshot = Path(newest.snapshot_path)
+        row.partial = unfinished or (bool(files) and not row.root)
     return list(rows.values())
 
 
@@ -102,7 +105,7 @@ def offline_advice(version: str, installed: bool) -> str:
         return (f"{version} is installed and keeps working offline; to check for updates, connect to the "
                 f"internet and press Download again.")
     return (f"{version} is not downloaded yet. Connect this computer to the internet (or set HTTPS_PROXY if you "
-            f"are behind a proxy) and press Download again; the download resumes where it stopped. Without "
+            f"are behind a proxy) and press Download again; files already downloaded are kept. Without "
             f"internet here: run `mapperator download {version}` on a computer that has it and copy its "
             f"Hugging Face cache folder (~/.cache/huggingface/hub) to this one, or choose a checkpoint folder "
             f"as the model.")
@@ -151,7 +154,7 @@ class ByteProgress:
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("download cancelled; the part already downloaded is kept and resumes next time")
+            raise Cancelled("download cancelled; the files already downloaded are kept, and Download finishes the rest")
 
     def totals(self) -> tuple[int, int]:
         """(bytes done, bytes expected) from the byte bars (the largest one: they track the same files)."""
@@ -206,6 +209,8 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
         bytes_progress.check_cancel()
         bytes_progress.changed(force=True)
     state = next((m for m in scan_models() if m.repo_id == repo_id), None)
+    if progress is not None:
+        progress((1.0, f"{version} is ready", None))
     if state is None or not state.installed:
         raise ModelError(f"the download of {version} finished but its files are incomplete; press Download again")
     return state

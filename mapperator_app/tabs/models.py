@@ -21,7 +21,7 @@ HEADERS = ["Version", "Repository", "Installed", "Game mode models", "Size", "Fo
 def model_rows() -> list[list[Any]]:
     rows = []
     for m in models.scan_models():
-        state = "yes" if m.installed else ("partly (resumes)" if m.partial or m.size_bytes else "no")
+        state = "yes" if m.installed else ("partly (Download finishes it)" if m.partial or m.size_bytes else "no")
         modes = ", ".join(models.GAMEMODE_NAMES[g] for g in m.gamemodes) or "—"
         rows.append([m.version, m.repo_id, state, modes, models.format_bytes(m.size_bytes) if m.size_bytes else "—",
                      str(m.snapshot) if m.snapshot else ""])
@@ -30,7 +30,7 @@ def model_rows() -> list[list[Any]]:
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gr.Markdown("Models live in the Hugging Face cache (`~/.cache/huggingface/hub`, or `HF_HOME`), shared with "
-                "the `mapperator download` command. Installed models work offline; an interrupted download resumes.")
+                "the `mapperator download` command. Installed models work offline; an interrupted download keeps its finished files.")
     table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, label="Models", elem_id="models-table")
     refresh = gr.Button("Refresh", size="sm", elem_id="models-refresh")
     with gr.Row():
@@ -75,7 +75,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                    api_name="download_model", concurrency_limit=None, show_progress="hidden")
 
     def cancel_download(request: gr.Request):
-        """Stop this page's download (what is downloaded stays and resumes next time)."""
+        """Stop this page's download (finished files stay; Download fetches the rest)."""
         jobs = ctx.worker.cancel_where(owner=session_of(request), kind="download") or \
             ctx.worker.cancel_where(kind="download")
         return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
