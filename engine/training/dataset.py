@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import BeatmapError, MapperatorError, OptionError
+from ..errors import AudioError, BeatmapError, MapperatorError, OptionError
 
 log = logging.getLogger(__name__)
 
@@ -427,4 +427,7 @@ class AudioSource:
                         target.write_bytes(z.read(s.audio_member))
                 except (OSError, KeyError, zipfile.BadZipFile) as e:
                     raise MapperatorError(f"{s.osz_path}: cannot extract {s.audio_member}: {e}") from None
-                return load_audio(target, sample_rate, speed=speed, normalize=normalize)
+                try:
+                    return load_audio(target, sample_rate, speed=speed, normalize=normalize)
+                except AudioError as e:  # name the archive member, not the temporary copy
+                    raise AudioError(str(e).replace(str(target), f"{s.osz_path.name}/{s.audio_member}")) from None

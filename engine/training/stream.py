@@ -80,6 +80,8 @@ class ExampleSource:
         # Songs at normal speed with their parsed difficulties, for small datasets seen every few steps.
         self._loaded: OrderedDict[tuple, tuple[np.ndarray, list[MapInput]]] = OrderedDict()
         self.cache_sets = 8
+        self._unusable: set[tuple] = set()  # sets whose song could not be loaded: not tried again
+        self._untokenizable: set[str] = set()  # beatmaps whose examples could not be built: likewise
 
     def __len__(self) -> int:
         return len(self.sets)
@@ -98,6 +100,8 @@ class ExampleSource:
     def _set_examples(self, s: MapSet, draws) -> Iterator[Example | tuple[str, str]]:
         speed = draws.speed()
         flip = draws.flip()
+        if s.key in self._unusable:
+            return
         cached = self._loaded.get(s.key) if speed == 1.0 else None
         if cached is not None:
             self._loaded.move_to_end(s.key)
@@ -105,6 +109,7 @@ class ExampleSource:
         else:
             loaded = yield from self._load_set(s, speed)
             if loaded is None:
+                self._unusable.add(s.key)
                 return
             samples, inputs = loaded
             if speed == 1.0 and self.cache_sets > 0:
@@ -147,14 +152,18 @@ class ExampleSource:
 
     def _beatmap_examples(self, samples, inputs: list[MapInput], draws, speed: float, flip) -> Iterator:
         for i, target in enumerate(inputs):
+            if target.name in self._untokenizable:
+                continue
             others = inputs[:i] + inputs[i + 1:]
             try:
                 built = list(self.builder.examples(samples, target, others, draws, speed=speed, flip=flip))
             except MapperatorError as e:
+                self._untokenizable.add(target.name)
                 yield f"beatmap cannot be tokenized ({_short(e)})", target.name
                 continue
             except Exception as e:
                 log.debug("examples of %s failed", target.name, exc_info=True)
+                self._untokenizable.add(target.name)
                 yield f"beatmap cannot be tokenized ({type(e).__name__}: {_short(e)})", target.name
                 continue
             yield from built
