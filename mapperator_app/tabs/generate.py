@@ -291,9 +291,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         saved = ctx.settings.tab("generate")
         if not saved.get("output_path") and ctx.settings.output_folder:
             saved["output_path"] = ctx.settings.output_folder
-        updates = []
-        for name in names:
-            updates.append(gr.update(value=saved[name]) if name in saved else gr.update())
+        updates = [saved.get(name, fields[name].value) for name in names]
         lists = checkpoint_lists(saved.get("model_path") or "v32", saved.get("gamemode", "osu!"),
                                  saved.get("descriptors"), saved.get("negative_descriptors"), saved.get("mapper_id"))
         for component, update in zip(lists_outputs, lists):

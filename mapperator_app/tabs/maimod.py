@@ -149,6 +149,6 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     def restore_mod():
         """The last values used on this tab."""
         saved = ctx.settings.tab("mod")
-        return tuple(gr.update(value=saved[n]) if n in saved else gr.update() for n in names)
+        return tuple(saved.get(n, fields[n].value) for n in names)
 
     demo.load(restore_mod, None, components, api_name="restore_mod", show_progress="hidden")

@@ -166,6 +166,6 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     def restore_timing():
         """The last values used on this tab."""
         saved = ctx.settings.tab("timing")
-        return tuple(gr.update(value=saved[n]) if n in saved else gr.update() for n in names)
+        return tuple(saved.get(n, fields[n].value) for n in names)
 
     demo.load(restore_timing, None, components, api_name="restore_timing", show_progress="hidden")

@@ -1,0 +1,123 @@
+"""A running ``mapperator app`` for the end-to-end tests, isolated from the user's files and the network.
+
+The app runs as a child process exactly as a user starts it (``mapperator app --browser --no-open``) with its
+own HOME, config, log and Hugging Face cache folders, and an HF endpoint nothing listens on, so a test can
+never download a real model, and the "hub cannot be reached" paths are the real ones.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+
+START_TIMEOUT = 180  # seconds: importing gradio and torch on a busy two-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AppProcess:
+    process: subprocess.Popen
+    url: str
+    root: Path
+    env: dict
+    output: Path
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "config" / "Mapperator" / "settings.json"
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def stop(self, timeout: float = 60) -> int:
+        """Ctrl+C/SIGTERM as a user would; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+                raise AssertionError(f"the app did not stop within {timeout} s:\n{self.text()[-3000:]}")
+        return self.process.returncode
+
+
+def app_environment(root: Path) -> dict:
+    for name in ("home", "config", "state", "data", "cache", "hf", "gradio"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "config"), XDG_STATE_HOME=str(root / "state"),
+               XDG_DATA_HOME=str(root / "data"), XDG_CACHE_HOME=str(root / "cache"), HF_HOME=str(root / "hf"),
+               HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", GRADIO_TEMP_DIR=str(root / "gradio"),
+               PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO), WINEPREFIX=str(root / "home" / ".wine"))
+    env.pop("GRADIO_SERVER_PORT", None)
+    return env
+
+
+def start_app(root: Path, args: list[str], env: dict | None = None, port: int | None = None,
+              wait: bool = True) -> AppProcess:
+    port = port or free_port()
+    env = env or app_environment(root)
+    output = root / f"app-{port}.log"
+    handle = output.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "mapperator_app.cli", "app", *args, "--port", str(port)],
+                               cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    app = AppProcess(process, f"http://127.0.0.1:{port}/", root, env, output)
+    if wait:
+        wait_until_up(app)
+    return app
+
+
+def wait_until_up(app: AppProcess, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.process.poll() is not None:
+            raise AssertionError(f"the app exited with {app.process.returncode}:\n{app.text()[-3000:]}")
+        try:
+            if httpx.get(app.url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    app.process.kill()
+    raise AssertionError(f"the app did not answer at {app.url} within {timeout} s:\n{app.text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """One app for all API and browser tests (starting it costs seconds)."""
+    app = start_app(tmp_path_factory.mktemp("app"), ["--browser", "--no-open"])
+    yield app
+    status = app.stop()
+    assert status == 0, app.text()[-3000:]
+
+
+@pytest.fixture
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server.url, verbose=False, download_files=str(app_server.root / "downloads"),
+                  analytics_enabled=False)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Screenshots and other evidence kept after the run (test-artifacts/ is git-ignored)."""
+    folder = REPO / "test-artifacts" / "app"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
