@@ -9,6 +9,7 @@ v30/v31 = ropewhisper-small dims with the 464-channel conditioned encoder input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.checkpoint import load_checkpoint, new_model  # noqa: E402
 from engine.model import ROPEWHISPER, VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig  # noqa: E402
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "upstream"
+SHARED = Path(os.environ.get("MAPPERATOR_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "fixtures" / "upstream"
 
 
 def real_size(name: str) -> ModelConfig:

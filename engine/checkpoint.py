@@ -7,6 +7,7 @@ published repos keep one model at the root and per-mode models in ``gamemode=N/`
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ CHECKPOINT_FILES = ("config.json", "tokenizer.json", "generation_config.json")
 WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,53 +78,110 @@ def _local_files(root: Path) -> list[str]:
     return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
 
 
+_REACHABLE: dict[str, tuple[float, bool]] = {}
+
+
+def hub_online(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers (checked at most once a minute; ``HF_HUB_OFFLINE=1`` means no).
+
+    huggingface_hub retries an unreachable host for about 25 s per call; one quick connection attempt first
+    keeps an offline start fast and lets the cache answer instead.
+    """
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    checked = _REACHABLE.get(host)
+    if checked is not None and time.monotonic() - checked[0] < 60:
+        return checked[1]
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            ok = True
+    except OSError:
+        ok = False
+    _REACHABLE[host] = (time.monotonic(), ok)
+    return ok
+
+
+def _offline_advice(repo_id: str, subfolder: str | None) -> str:
+    extra = f" --gamemode {subfolder.split('=')[1]}" if subfolder else ""
+    return (f"Connect to the internet and run `mapperator download {repo_id}{extra}` (or use Models in the app), "
+            f"or point model_path at a local checkpoint folder.")
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file() and (
+        (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file())
+
+
 def download(
     repo_id: str,
     revision: str | None = None,
     subfolder: str | None = None,
     progress: type | None = None,
+    *,
+    online: bool | None = None,
 ) -> Path:
-    """Fetch (or reuse from the Hugging Face cache) the files of one checkpoint; returns the snapshot folder.
-
-    Works offline when the files are cached (``HF_HUB_OFFLINE=1`` or no network): huggingface_hub resolves
-    the cached snapshot. ``progress`` is a tqdm-compatible class for byte-level progress.
+    """Fetch the files of one checkpoint into the Hugging Face cache (resuming partial downloads) and return the
+    snapshot folder. Offline, the cached snapshot is used; a missing one is a ModelError saying what to do.
+    ``progress`` is a tqdm-compatible class for byte-level progress.
     """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     prefix = f"{subfolder}/" if subfolder else ""
-    patterns = [prefix + f for f in CHECKPOINT_FILES + WEIGHT_PATTERNS]
-    kwargs: dict[str, Any] = {"repo_id": repo_id, "revision": revision, "allow_patterns": patterns}
-    if progress is not None:
-        kwargs["tqdm_class"] = progress
+    kwargs: dict[str, Any] = {"repo_id": repo_id, "revision": revision,
+                              "allow_patterns": [prefix + f for f in CHECKPOINT_FILES + WEIGHT_PATTERNS]}
+    online = hub_online() if online is None else online
+    where = f"{repo_id}{'/' + subfolder if subfolder else ''}"
     try:
-        return Path(snapshot_download(**kwargs))
-    except RepositoryNotFoundError:
-        raise ModelError(f"Hugging Face has no model repo {repo_id!r} (or it is private)") from None
+        if online:
+            snapshot = Path(snapshot_download(**kwargs, **({"tqdm_class": progress} if progress else {})))
+        else:
+            snapshot = Path(snapshot_download(**kwargs, local_files_only=True))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise ModelError(f"Hugging Face has no model {repo_id!r}{' at ' + revision if revision else ''} "
+                         "(or it is private)") from None
     except LocalEntryNotFoundError:
-        raise ModelError(
-            f"{repo_id} is not downloaded yet and the Hugging Face hub cannot be reached. Connect to the internet "
-            f"and run `mapperator download {repo_id}` (or open Models in the app), or point model_path at a "
-            f"local checkpoint folder."
-        ) from None
-    except (HfHubHTTPError, OSError) as e:
-        raise ModelError(f"could not download {repo_id}: {e}") from None
+        raise ModelError(f"{where} is not downloaded yet and the Hugging Face hub cannot be reached. "
+                         + _offline_advice(repo_id, subfolder)) from None
+    except Exception as e:  # network failures surface as several httpx/hub/OS error types
+        log.warning("download of %s failed", where, exc_info=True)
+        raise ModelError(f"could not download {where}: {e}. " + _offline_advice(repo_id, subfolder)) from None
+    if not _complete(snapshot / subfolder if subfolder else snapshot):
+        raise ModelError(f"{where} in the Hugging Face cache is incomplete. " + _offline_advice(repo_id, subfolder))
+    return snapshot
 
 
-def list_repo_checkpoint_files(repo_id: str, revision: str | None = None) -> list[str]:
-    """Files of a hub checkpoint: from the hub when reachable, else from the cached snapshot."""
-    from huggingface_hub import list_repo_files, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+def hub_gamemode_subfolder(repo_id: str, gamemode: int, revision: str | None = None,
+                           online: bool | None = None) -> str | None:
+    """``gamemode=N`` when the hub repo has a model for that mode (asked of the cache first, then the hub)."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError
 
+    name = f"gamemode={gamemode}"
+    cached = try_to_load_from_cache(repo_id, f"{name}/config.json", revision=revision)
+    if isinstance(cached, str):
+        return name
+    if cached is not None:  # the hub said before that there is no such file
+        return None
+    if not (hub_online() if online is None else online):
+        log.warning("offline: cannot tell whether %s has a %s model; using its root model", repo_id, name)
+        return None
     try:
-        return list_repo_files(repo_id, revision=revision)
-    except (HfHubHTTPError, OSError, ValueError):
-        pass
-    try:
-        snapshot = snapshot_download(repo_id, revision=revision, local_files_only=True)
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        return []
-    return _local_files(Path(snapshot))
+        hf_hub_download(repo_id, f"{name}/config.json", revision=revision)
+        return name
+    except EntryNotFoundError:
+        return None
+    except Exception:  # unreachable after all: fall back as offline
+        log.warning("could not ask the hub for %s/%s; using the root model", repo_id, name, exc_info=True)
+        return None
 
 
 def locate(
@@ -142,11 +201,11 @@ def locate(
         if not folder.is_dir():
             raise ModelError(f"{folder} does not exist")
         return folder, subfolder
+    online = hub_online()
     if subfolder is None and gamemode is not None:
-        subfolder = gamemode_subfolder(list_repo_checkpoint_files(where, revision), gamemode)
-    snapshot = download(where, revision=revision, subfolder=subfolder, progress=progress)
-    folder = snapshot / subfolder if subfolder else snapshot
-    return folder, subfolder
+        subfolder = hub_gamemode_subfolder(where, gamemode, revision, online)
+    snapshot = download(where, revision=revision, subfolder=subfolder, progress=progress, online=online)
+    return (snapshot / subfolder if subfolder else snapshot), subfolder
 
 
 # --- config.json -> ModelConfig ------------------------------------------------------------------------------------

@@ -188,11 +188,34 @@ def _check_sampling(opts: GenerateOptions) -> None:
         raise OptionError("parallel=true is not supported; windows are generated in order")
 
 
+_RANGES = {
+    "hp_drain_rate": (0, 10), "circle_size": (0, 10), "overall_difficulty": (0, 10), "approach_rate": (0, 10),
+    "slider_multiplier": (0.4, 3.6), "slider_tick_rate": (0.5, 8), "top_k": (0, None), "timing_leniency": (0, None),
+    "max_batch_size": (1, None), "timer_iterations": (1, None), "start_time": (0, None), "end_time": (0, None),
+    "timer_bpm_threshold": (0, 1), "timer_cfg_scale": (1, None), "preview_time": (-1, None),
+}
+
+
+def _check_ranges(opts: GenerateOptions) -> None:
+    from .windows import WindowLayout
+
+    for name, (low, high) in _RANGES.items():
+        value = getattr(opts, name)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise OptionError(f"{name}={value} must be {bound}")
+    WindowLayout(2, 1, 1, 0.5 if opts.lookback is None else opts.lookback,
+                 0.4 if opts.lookahead is None else opts.lookahead)  # raises OptionError when they do not fit
+
+
 def prepare(opts: GenerateOptions) -> Plan:
     """Check everything that can be checked cheaply; raises a MapperatorError naming the problem."""
     from .beatmap import read_beatmap
 
     _check_sampling(opts)
+    _check_ranges(opts)
     reference = None
     if opts.beatmap_path:
         path = Path(opts.beatmap_path).expanduser()

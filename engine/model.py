@@ -585,11 +585,11 @@ class Mapperatorinator(nn.Module):
                 beatmap_idx = torch.full((batch,), self.config.num_classes, dtype=torch.long, device=mel.device)
             conds.append(self.style_embedder(beatmap_idx))
         if self.config.do_difficulty_embed:
-            conds.append(self.difficulty_embedder(_required(difficulty, "difficulty")))
+            conds.append(self.difficulty_embedder(_required(difficulty, "difficulty").to(self.dtype)))
         if self.config.do_mapper_embed:
             conds.append(self.mapper_embedder(_required(mapper_idx, "mapper_idx")))
         if self.config.do_song_position_embed:
-            conds.append(self.song_pos_embedder(_required(song_position, "song_position")))
+            conds.append(self.song_pos_embedder(_required(song_position, "song_position").to(self.dtype)))
         parts = [mel] + [c.to(mel.dtype).unsqueeze(1).expand(-1, n_frames, -1) for c in conds]
         features = torch.cat(parts, dim=-1)
         if self.config.project_encoder_input:

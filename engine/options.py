@@ -4,8 +4,9 @@ Option names follow upstream's inference config so that its documented commands 
 
     mapperator generate audio_path="C:\\Songs\\My Song [TV Size].mp3" gamemode=3 keycount=7 difficulty=4.5
 
-Values are parsed with OmegaConf's grammar (numbers, booleans, ``null``, ``[a,b]`` lists), except for path
-options, whose text is taken as it is: spaces, brackets and backslashes in Windows paths need no quoting.
+Values are parsed with OmegaConf's grammar (numbers, booleans, ``null``, ``[a,b]`` lists), except for paths and
+metadata texts, which are taken as they are: spaces, brackets and backslashes in Windows paths need no quoting,
+and ``title=true`` is the title "true".
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ PATH_OPTIONS = frozenset({
     "audio_path", "output_path", "beatmap_path", "model_path", "lora_path", "background", "config",
     "pretrained_path", "checkpoint_path", "dataset_path", "songs_folder", "output_dir",
 })
+TEXT_OPTIONS = frozenset({"title", "title_unicode", "artist", "artist_unicode", "creator", "version", "source", "tags"})
+VERBATIM_OPTIONS = PATH_OPTIONS | TEXT_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,7 @@ def parse_overrides(cls: type[T], args: Sequence[str], base: dict[str, Any] | No
     if config_file:
         merged.update(load_config_file(config_file))
     for key, text in values.items():
-        merged[key] = text if key in PATH_OPTIONS else _parse_text(text)
+        merged[key] = text if key in VERBATIM_OPTIONS else _parse_text(text)
     return build_options(cls, merged)
 
 
@@ -242,20 +245,32 @@ def options_to_words(options: Any, defaults: Any | None = None) -> list[str]:
         if value == default:
             continue
         if isinstance(value, tuple):
-            text = "[" + ",".join(str(v) for v in value) + "]"
+            text = "[" + ",".join(_list_item(v) for v in value) + "]"
         elif value is None:
             text = "null"
         elif isinstance(value, bool):
             text = "true" if value else "false"
         else:
             text = str(value)
-        if f.name in PATH_OPTIONS and any(c in text for c in " []'\"&|;()<>$`\\"):
-            text = _shell_quote(text)
-        words.append(f"{f.name}={text}")
+        word = f"{f.name}={text}"
+        words.append(_shell_quote(word) if _needs_quoting(word) else word)
     return words
 
 
+def _list_item(value: Any) -> str:
+    """A list element in OmegaConf's grammar; quoted when it has spaces at its ends or separators."""
+    text = str(value)
+    if text != text.strip() or any(c in text for c in ",[]'\"="):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return text
+
+
+def _needs_quoting(word: str) -> bool:
+    return any(c in word for c in " []'\"&|;()<>$`\\*?!#~{}\t")
+
+
 def _shell_quote(text: str) -> str:
+    """Quote a whole ``key=value`` word for the user's shell (POSIX shells, or cmd/PowerShell on Windows)."""
     import os
     import shlex
 

@@ -115,7 +115,7 @@ class VersionPreset:
     beatmap_version: str  # default difficulty name upstream writes
     data: DataFlags
     inference: InferenceDefaults
-    supports_maimod: bool = False
+    supports_maimod: bool = True  # engine.maimod scores every published version (upstream: v30 only)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -193,7 +193,6 @@ PRESETS: dict[str, VersionPreset] = {
             train_lookback=0.2,
         ),
         inference=InferenceDefaults(output_type=(C.MAP,)),
-        supports_maimod=True,
     ),
     "v31": VersionPreset(
         name="v31",
