@@ -295,6 +295,18 @@ def generate(
 ) -> GenerationResult:
     """Generate a beatmap as ``options`` ask; see :class:`GenerateOptions`. Nothing is written when the job
     fails or is cancelled (a set ``cancel`` event stops it within one decoding step)."""
+    plan, job, beatmap = run_job(options, progress, cancel)
+    report = job.report
+    report.stage("Writing the beatmap", 0.99)
+    written, osu_path = _write_outputs(plan, job.opts, beatmap)
+    report.stage("Done", 1.0)
+    return GenerationResult(beatmap, written, osu_path, job.opts, plan.preset.name, job.seed,
+                            job.stats.tokens, job.stats.seconds, job.warnings)
+
+
+def run_job(options: GenerateOptions, progress: ProgressCallback | None = None,
+            cancel: threading.Event | None = None) -> tuple[Plan, "_Job", "Beatmap"]:  # noqa: F821
+    """Check ``options``, run every pass and return the beatmap in memory (nothing written yet)."""
     from .decoding import DecodeStats
 
     plan = prepare(options)
@@ -304,11 +316,7 @@ def generate(
     report.stats = job.stats = DecodeStats()
     beatmap = job.run()
     _raise_if_cancelled(cancel)
-    report.stage("Writing the beatmap", 0.99)
-    written, osu_path = _write_outputs(plan, job.opts, beatmap)
-    report.stage("Done", 1.0)
-    return GenerationResult(beatmap, written, osu_path, job.opts, plan.preset.name, job.seed,
-                            job.stats.tokens, job.stats.seconds, job.warnings)
+    return plan, job, beatmap
 
 
 def _raise_if_cancelled(cancel: threading.Event | None) -> None:

@@ -361,7 +361,8 @@ def timing(
     """
     import time as _time
 
-    from .generation import _Job, _Reporter, _raise_if_cancelled, _write_outputs, prepare
+    from .errors import OptionError
+    from .generation import _write_outputs, run_job
     from .options import GenerateOptions
 
     started = _time.perf_counter()
@@ -369,18 +370,9 @@ def timing(
                            precision=precision, output_type=("TIMING",),
                            output_path=str(output_path) if output_path else None, **options)
     if not super_timing and model in ("v30",):
-        from .errors import OptionError
-
         raise OptionError("v30 has no timing pass of its own; use super_timing=true or model v31/v32")
-    plan = prepare(opts)
-    report = _Reporter(progress)
-    report.stage("Loading the song", 0.0)
-    job = _Job(plan, cancel, report)
-    from .decoding import DecodeStats
-
-    report.stats = job.stats = DecodeStats()
-    beatmap = job.run()
-    _raise_if_cancelled(cancel)
+    plan, job, beatmap = run_job(opts, progress, cancel)
+    report = job.report
     beatmap.metadata = dataclasses.replace(beatmap.metadata, version="Timing")
     path = None
     if output_path:
