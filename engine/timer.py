@@ -369,8 +369,8 @@ def timing(
     opts = GenerateOptions(audio_path=str(audio_path), model_path=model, super_timing=super_timing, device=device,
                            precision=precision, output_type=("TIMING",),
                            output_path=str(output_path) if output_path else None, **options)
-    if not super_timing and model in ("v30",):
-        raise OptionError("v30 has no timing pass of its own; use super_timing=true or model v31/v32")
+    if model == "v30":
+        raise OptionError("v30 has no timing context to generate timing with; use model v31, v32 or v32-mini")
     plan, job, beatmap = run_job(opts, progress, cancel)
     report = job.report
     beatmap.metadata = dataclasses.replace(beatmap.metadata, version="Timing")
