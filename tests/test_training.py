@@ -154,3 +154,35 @@ def test_no_usable_data_is_an_error(tmp_path):
     with pytest.raises(Exception, match="no training data"):
         train(parse_train_words([f"train_dataset_path={data}", "gamemodes=[3]", *TINY, "total_steps=1",
                                  f"output_dir={tmp_path / 'out'}", "device=cpu"]))
+
+
+def test_a_shard_of_unusable_sets_draws_from_all_sets(tmp_path):
+    """Sets are split between data workers and processes; a share that holds only broken sets must not
+    stop the run while other sets are fine."""
+    from engine.presets import PRESETS
+    from engine.tokenizer import Tokenizer
+    from engine.training.augment import Augmentations
+    from engine.training.dataset import SkipLog, read_dataset
+    from engine.training.examples import ExampleBuilder
+    from engine.training.recipes import RECIPES
+    from engine.training.stream import BatchStream, ExampleSource, is_exhausted
+
+    sets = {s.key[0]: s for s in read_dataset(make_osz_dataset(tmp_path / "osz", seconds=10, broken=True), "osz",
+                                              SkipLog())}
+    tok = Tokenizer.from_file(need(UPSTREAM / "trained" / "v32" / "checkpoint" / "tokenizer.json"))
+    # (no random frame offset: upstream's can start past the end of a 5 s song, leaving it no window)
+    augment = Augmentations.for_version(PRESETS["v32"], RECIPES["v32"], frame_offset_augment_prob=0.0)
+    source = ExampleSource([sets[980], sets[900]], ExampleBuilder(PRESETS["v32"], tok, augment), augment,
+                           train=True, seed=3)
+    for shard in (0, 1):
+        got = []
+        for batch in BatchStream(source, 1, repeat=True, shard=shard, shards=2):
+            assert not is_exhausted(batch)
+            if batch.size:
+                got.append(batch)
+            if len(got) == 2:
+                break
+        assert all(b.decoder_input_ids.shape[0] == 1 for b in got)
+    only_broken = ExampleSource([sets[980]], ExampleBuilder(PRESETS["v32"], tok, augment), augment, train=True)
+    batches = list(BatchStream(only_broken, 1, repeat=True))
+    assert is_exhausted(batches[-1]) and batches[0].skipped[0][1] == "980 bad song"

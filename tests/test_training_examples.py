@@ -104,13 +104,11 @@ def test_scripted_noise_reproduces_the_whole_example(version):
 @pytest.mark.golden
 def test_examples_cover_the_song_in_windows():
     """All windows of a beatmap: consecutive, without overlap, the last one zero-padded; labels end with EOS."""
-    from engine.training.augment import FixedDraws
-
     from engine.audio import load_audio
     from engine.beatmap import read_beatmap
     from engine.presets import PRESETS
     from engine.tokenizer import Tokenizer
-    from engine.training.augment import Augmentations
+    from engine.training.augment import Augmentations, FixedDraws
     from engine.training.examples import ExampleBuilder, MapInput, map_facts
     from engine.training.recipes import RECIPES
 
@@ -172,3 +170,40 @@ def test_random_draws_stay_in_range():
     off = Augmentations.for_version(PRESETS["v32"], RECIPES["v32"], timing_random_offset=0, mapper_dropout_prob=0.0)
     d = RandomDraws(off, np.random.default_rng(1))
     assert not d.timing_noise(100).any() and all(d.keep("mapper") for _ in range(100))
+
+
+@pytest.mark.golden
+def test_speed_and_flip_augmentations():
+    """DT speed divides event times (the song is loaded at the same speed); flips mirror positions."""
+    from engine.audio import load_audio
+    from engine.beatmap import read_beatmap
+    from engine.presets import PRESETS
+    from engine.tokenizer import Tokenizer
+    from engine.training.augment import Augmentations, FixedDraws
+    from engine.training.examples import ExampleBuilder, MapInput, map_facts
+    from engine.training.recipes import RECIPES
+
+    tok = Tokenizer.from_file(need(TRAINED / "v30" / "checkpoint" / "tokenizer.json"))
+    beatmap = read_beatmap(need(TRAINED / "audio" / "synth150_std.osu"))
+    builder = ExampleBuilder(PRESETS["v30"], tok, Augmentations.for_version(PRESETS["v30"], RECIPES["v30"]))
+
+    def first_window(speed=1.0, flip=(False, False)):
+        samples = load_audio(TRAINED / "audio" / "synth150.wav", 16000, speed=speed)
+        facts = map_facts(beatmap, beatmap_id=None, beatmap_idx=None, user_id=None, difficulty=3.2, year=None,
+                          song_length_ms=len(samples) / 16)
+        ex = next(iter(builder.examples(samples, MapInput(beatmap, facts), [], FixedDraws(), speed=speed, flip=flip)))
+        return [tok.describe(int(i)) for i in ex.labels if i >= 0], len(samples)
+
+    normal, n_normal = first_window()
+    fast, n_fast = first_window(speed=1.5)
+    assert n_fast == pytest.approx(n_normal / 1.5, abs=2)
+    shifts = [int(e[1:]) for e in normal if e.startswith("t") and e[1:].isdigit()]
+    fast_shifts = [int(e[1:]) for e in fast if e.startswith("t") and e[1:].isdigit()]
+    assert shifts[:3] == [60, 60, 100] and fast_shifts[:3] == [40, 40, 66]  # 600 ms -> 400 ms, 1000 -> 666
+    assert [e for e in fast if not e.startswith("t")][:8] == [e for e in normal if not e.startswith("t")][:8]
+    mirrored, _ = first_window(flip=(True, False))
+    xs = [int(e[5:]) for e in normal if e.startswith("pos_x")]
+    xs_flipped = [int(e[5:]) for e in mirrored if e.startswith("pos_x")]
+    assert len(xs) == len(xs_flipped) and xs != xs_flipped
+    assert all(abs((a + b) * 4 - 512) <= 4 for a, b in zip(xs, xs_flipped))  # x -> 512 - x at 4 px precision
+    assert [e for e in mirrored if e.startswith("pos_y")] == [e for e in normal if e.startswith("pos_y")]

@@ -88,12 +88,17 @@ class ExampleSource:
 
     def examples(self, epoch: int = 0, shard: int = 0, shards: int = 1) -> Iterator[Example | tuple[str, str]]:
         """Examples of one epoch (this shard's sets); a skipped item comes as a (reason, item) pair."""
-        rng = np.random.default_rng([self.seed, epoch, shard])
+        rng = np.random.default_rng([self.seed, epoch, shard, shards])
         order = list(self.sets)
         if self.train:
             order = [order[i] for i in np.random.default_rng([self.seed, epoch]).permutation(len(order))]
-        mine = order[shard::shards] if len(order) >= shards or not self.train else [order[shard % len(order)]]
-        for s in mine:  # (more training shards than sets: each shard repeats one set, augmented its own way)
+        if shards == 1:
+            mine = order
+        elif len(order) >= shards or not self.train:
+            mine = order[shard::shards]
+        else:  # more training shards than sets: each shard repeats one set, augmented its own way
+            mine = [order[shard % len(order)]]
+        for s in mine:
             draws = RandomDraws(self.augment, rng) if self.train else FixedDraws()
             yield from self._set_examples(s, draws)
 
@@ -227,8 +232,11 @@ class BatchStream(torch.utils.data.IterableDataset):
             if not self.repeat:
                 return
             if not produced:
-                yield _NOTHING_LEFT
-                return
+                if shards == 1:
+                    yield _NOTHING_LEFT
+                    return
+                # This shard's sets are all unusable: draw from every set from now on (its own random draws).
+                shards = 1
             epoch += 1
 
 

@@ -208,11 +208,6 @@ class _Runtime:
     def backward(self, loss):
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
-    def clip(self, params, max_norm: float) -> float:
-        if self.scaler:
-            raise AssertionError("unscale happens in step")
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-
     def step(self, optimizer, params, max_norm: float) -> float | None:
         norm = None
         if self.scaler:
@@ -576,9 +571,10 @@ class TrainingRun:
         return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
                                            persistent_workers=False, collate_fn=_as_is)
 
-    def _forward(self, batch: Batch):
+    def _forward(self, batch: Batch, model=None):
         with self.runtime.autocast():
-            logits = self.model(frames=batch.frames, decoder_input_ids=batch.decoder_input_ids, **batch.cond)
+            logits = (model or self.model)(frames=batch.frames, decoder_input_ids=batch.decoder_input_ids,
+                                           **batch.cond)
         loss = token_loss(logits, batch.labels, self.class_weights.to(logits.device), self.label_smoothing)
         return logits, loss
 
@@ -673,7 +669,9 @@ class TrainingRun:
     def evaluate(self) -> dict[str, float]:
         """Loss and token accuracy on (up to ``eval_steps`` batches of) the test sets, without augmentation."""
         o, rt = self.options, self.runtime
-        self.model.eval()
+        # The unwrapped model: processes may see different numbers of test batches, so no collective calls here.
+        model = rt.unwrap(self.model)
+        model.eval()
         loss_sum = tokens = correct = 0.0
         try:
             for i, batch in enumerate(self._loader(self.test_sets, False)):
@@ -683,13 +681,13 @@ class TrainingRun:
                 if not batch.size:
                     continue
                 batch = batch.to(rt.device)
-                logits, loss = self._forward(batch)
+                logits, loss = self._forward(batch, model)
                 c, n = token_accuracy(logits, batch.labels)
                 loss_sum += float(loss) * n
                 tokens += n
                 correct += c
         finally:
-            self.model.train()
+            model.train()
         loss_sum, tokens, correct = rt.reduce_sum([loss_sum, tokens, correct])
         result = {"step": self.step, "test_loss": loss_sum / max(tokens, 1), "test_accuracy": correct / max(tokens, 1)}
         self.history.append(result)
