@@ -30,6 +30,8 @@ _LAZY = {
     "generate": "engine.generation",
     "GenerationResult": "engine.generation",
     "Progress": "engine.generation",
+    "train": "engine.training",
+    "TrainOptions": "engine.training",
     "timing": "engine.timer",
     "TimingResult": "engine.timer",
     "mod": "engine.modding",
@@ -56,4 +58,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .presets import PRESETS
     from .modding import ModOptions, mod
     from .timer import TimingResult, timing
+    from .training import TrainOptions, train
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz
