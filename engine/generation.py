@@ -530,6 +530,11 @@ class _Job:
         if C.TIMING in self.plan.output_type and C.TIMING in given and timing_points is None:
             contexts[C.TIMING] = given[C.TIMING]
         beatmap = postprocess(contexts, settings, popts, timing=timing_points)
+        song_end = self.segments.song_length_ms
+        late = [o for o in beatmap.hit_objects if o.time > song_end]
+        if late:  # the last window is zero-padded, and resnapping can push objects past the audio's end
+            beatmap.hit_objects = [o for o in beatmap.hit_objects if o.time <= song_end]
+            self.warnings.append(f"dropped {len(late)} object(s) that would start after the song ends")
         if not any(tp.uninherited for tp in beatmap.timing_points):
             # osu! refuses to open a beatmap without a red line.
             from .beatmap import TimingPoint
@@ -610,34 +615,50 @@ def _free_name(folder: Path, name: str) -> Path:
     return path
 
 
+def _copy_beside(source: Path, folder: Path, created: list[Path]) -> None:
+    """Copy a song/background into the output folder (through a .part file) unless it is there already."""
+    target = folder / source.name
+    if source.parent.resolve() == folder.resolve() or target.exists():
+        return
+    partial = target.with_name(target.name + ".part")
+    created.append(partial)
+    shutil.copy2(source, partial)
+    partial.replace(target)
+    created[-1] = target
+
+
 def _write_outputs(plan: Plan, opts: GenerateOptions, beatmap) -> tuple[Path, Path | None]:
-    """Write the .osu (or .osz) and copy the song and background beside it; all or nothing."""
+    """Write the .osu (or .osz) and copy the song and background beside it; all or nothing.
+
+    A reference beatmap is only replaced when ``add_to_beatmap`` and ``overwrite_reference_beatmap`` are both
+    set, and then the old file is kept as ``.bak``; otherwise a new file is written next to nothing it replaces.
+    """
     from .beatmap import write_beatmap
     from .postprocess import export_osz, osu_filename
 
     folder = plan.output_dir
+    background = Path(opts.background).expanduser() if opts.background else _reference_background(plan)
     created: list[Path] = []
     try:
         if opts.export_osz:
-            stem = Path(osu_filename(beatmap)).stem
-            osz = _free_name(folder, f"{stem}.osz")
-            background = Path(opts.background) if opts.background else _reference_background(plan)
+            osz = _free_name(folder, f"{Path(osu_filename(beatmap)).stem}.osz")
             export_osz(beatmap, osz, plan.audio_path, background)
             return osz, None
-        for source in (plan.audio_path, Path(opts.background) if opts.background else None):
-            if source is not None and source.is_file() and source.parent.resolve() != folder.resolve():
-                target = folder / source.name
-                if not target.exists():
-                    shutil.copy2(source, target.with_name(target.name + ".part"))
-                    target.with_name(target.name + ".part").replace(target)
-                    created.append(target)
+        if opts.add_to_beatmap and opts.overwrite_reference_beatmap:
+            reference = Path(opts.beatmap_path).expanduser()
+            backup = write_beatmap(beatmap, reference)
+            log.info("replaced %s (the previous version is kept as %s)", reference, backup)
+            return reference, reference
+        for source in (plan.audio_path, background):
+            if source is not None and source.is_file():
+                _copy_beside(source, folder, created)
         osu = _free_name(folder, osu_filename(beatmap))
         write_beatmap(beatmap, osu)
         return osu, osu
     except OSError as e:
         for path in created:
             path.unlink(missing_ok=True)
-        raise OptionError(f"could not write to {folder}: {e.strerror or e}") from None
+        raise OptionError(f"could not write to {folder}: {e.strerror or e}; nothing was written") from None
 
 
 def _reference_background(plan: Plan) -> Path | None:
