@@ -34,7 +34,8 @@ html.mapperator-native .browser-only { display: none !important; }
 .mp-note { background: #eef5ff; color: #17365d; }
 .mp-jobs { margin: 0; padding-left: 1.2em; font-size: 0.92em; }
 .mp-idle { color: var(--body-text-color-subdued); }
-#mm-table td { cursor: copy; }
+#mm-table [role='gridcell'] { cursor: copy; }
+.mp-caption { font-size: 0.9em; color: var(--body-text-color-subdued); }
 """
 
 # The page's side of the native bridge. pywebview injects ``window.pywebview`` after the page loads and
@@ -44,9 +45,15 @@ HEAD = """
 (function () {
   const api = () => (window.pywebview && window.pywebview.api) || null;
   const native = () => { const a = api(); return !!(a && a.pick_file); };
-  function mark() { if (native()) document.documentElement.classList.add("mapperator-native"); }
+  function mark() {
+    if (!native()) return false;
+    document.documentElement.classList.add("mapperator-native");
+    return true;
+  }
+  // pywebview may announce itself before or after this script runs, so also look for a while
   window.addEventListener("pywebviewready", mark);
-  document.addEventListener("DOMContentLoaded", mark);
+  let looks = 0;
+  const timer = setInterval(() => { if (mark() || ++looks > 120) clearInterval(timer); }, 250);
   window.mapperator = {
     native: native,
     async pickFile(kind, current) {

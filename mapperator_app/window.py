@@ -8,6 +8,7 @@ back to the browser with the reason.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -36,8 +37,10 @@ _QT_PROBE = (
 
 
 def prepare_environment() -> None:
-    """Chromium flags QtWebEngine needs: no sandbox as root (Chromium refuses to start otherwise)."""
+    """Qt for pywebview on Linux, and the Chromium flags QtWebEngine needs: no sandbox as root (Chromium
+    refuses to start otherwise)."""
     if sys.platform.startswith("linux"):
+        os.environ.setdefault("PYWEBVIEW_GUI", "qt")  # else pywebview tries GTK first and logs a traceback
         flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "").split()
         if hasattr(os, "geteuid") and os.geteuid() == 0 and "--no-sandbox" not in flags:
             flags.append("--no-sandbox")
@@ -183,8 +186,18 @@ def run_window(url: str, title: str, icon: str | None = None, on_started: Callab
     window = webview.create_window(title, url, js_api=bridge, width=width, height=height, min_size=(900, 600),
                                    text_select=True)
     bridge.attach(window)
+    # Closing the window turns its Qt objects into garbage. If Python's cycle collector then ran in another
+    # thread (a job importing torch, the server), Qt would abort the whole process ("Cannot make
+    # QOpenGLContext current in a different thread"). So from the moment the window starts closing (this
+    # handler runs on the GUI thread) cycles are collected only here, on the GUI thread; the app is exiting.
+    window.events.closing += _collect_on_this_thread_only
     gui = "qt" if sys.platform.startswith("linux") else None
     kwargs = {"gui": gui, "private_mode": True}
     if icon and sys.platform.startswith("linux"):
         kwargs["icon"] = icon  # Windows and macOS take the icon from the bundled executable
     webview.start(on_started, **kwargs)
+    gc.collect()
+
+
+def _collect_on_this_thread_only() -> None:
+    gc.disable()

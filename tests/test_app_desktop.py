@@ -152,6 +152,7 @@ def test_chromium_runs_without_sandbox_as_root(monkeypatch):
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setenv("QTWEBENGINE_CHROMIUM_FLAGS", "--disable-gpu")
+    monkeypatch.setenv("PYWEBVIEW_GUI", "qt")  # prepare_environment sets it; this restores it afterwards
     window.prepare_environment()
     import os
 

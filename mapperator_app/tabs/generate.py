@@ -67,8 +67,8 @@ def result_markdown(outcome: Outcome) -> str:
     kinds: dict[str, int] = {}
     for o in objects:
         kinds[type(o).__name__] = kinds.get(type(o).__name__, 0) + 1
-    names = {"HitCircle": "circles", "Slider": "sliders", "Spinner": "spinners", "HoldNote": "hold notes"}
-    counts = ", ".join(f"{n} {names.get(k, k)}" for k, n in kinds.items())
+    names = {"HitCircle": "circle", "Slider": "slider", "Spinner": "spinner", "HoldNote": "hold note"}
+    counts = ", ".join(f"{n} {names.get(k, k)}{'s' if n != 1 else ''}" for k, n in kinds.items())
     stars = f"**{outcome.stars:.2f}★**" if outcome.stars is not None else "unknown (rosu-pp could not rate it)"
     asked_text = f" (asked for {asked:.2f}★)" if asked is not None else " (difficulty left to the model)"
     lines = [
@@ -191,10 +191,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="gen-status")
             output = gr.Textbox(value="", label="Output", interactive=False, elem_id="gen-output", buttons=["copy"])
             summary = gr.Markdown("", label="Result", elem_id="gen-result")
-            timeline = gr.Image(label="Timeline (objects per moment; shaded: kiai; red ticks: timing)",
-                                type="pil", interactive=False, elem_id="gen-timeline", height=110,
-                                buttons=["download"])
-            thumbnail = gr.Image(label="Where the objects are", type="pil", interactive=False,
+            gr.Markdown("Objects over time (blue circles, pink sliders, yellow spinners and holds; shaded kiai; "
+                        "red ticks: timing points), and where they are:", elem_classes=["mp-caption"])
+            timeline = gr.Image(label="Timeline", show_label=False, type="pil", interactive=False,
+                                elem_id="gen-timeline", height=110, buttons=["download"])
+            thumbnail = gr.Image(label="Playfield", show_label=False, type="pil", interactive=False,
                                  elem_id="gen-thumbnail", height=300, buttons=["download"])
             with gr.Row():
                 open_folder = gr.Button("Open output folder", elem_id="gen-open-folder")

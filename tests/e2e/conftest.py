@@ -70,13 +70,15 @@ def app_environment(root: Path) -> dict:
 
 
 def start_app(root: Path, args: list[str], env: dict | None = None, port: int | None = None,
-              wait: bool = True) -> AppProcess:
+              wait: bool = True, port_flag: bool = True) -> AppProcess:
+    """``mapperator app ARGS --port PORT`` (without ``--port`` when ``port_flag`` is false: then ``port`` is where
+    the app is expected, e.g. from GRADIO_SERVER_PORT)."""
     port = port or free_port()
     env = env or app_environment(root)
     output = root / f"app-{port}.log"
     handle = output.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "mapperator_app.cli", "app", *args, "--port", str(port)],
-                               cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "mapperator_app.cli", "app", *args] + (["--port", str(port)] if port_flag else [])
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
     app = AppProcess(process, f"http://127.0.0.1:{port}/", root, env, output)
     if wait:
         wait_until_up(app)

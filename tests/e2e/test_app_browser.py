@@ -1,0 +1,133 @@
+"""The page in a real browser: Debian's chromium, headless, driven by Playwright (no browser is downloaded).
+
+Screenshots go to test-artifacts/app/ (git-ignored). The browser records every request: the page must
+never fetch anything from outside 127.0.0.1 (fonts, analytics, CDNs).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import UPSTREAM, need
+
+TRAINED = UPSTREAM / "trained"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROWS = "#mm-table .virtual-body [role='row']"  # Gradio's Dataframe draws body rows as ARIA grid rows
+TIMEOUT_MS = 120_000  # upper bound for a job on a busy machine; UI steps take far less
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does this)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    profile = tmp_path_factory.mktemp("chromium-profile")  # empty user-data-dir
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000}, permissions=["clipboard-read", "clipboard-write"])
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser_context, app_server):
+    page = browser_context.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
+        (app_server.url.rstrip("/"), "data:", "blob:")) else None)
+    page.goto(app_server.url)
+    page.wait_for_selector("#gen-start", timeout=TIMEOUT_MS)
+    yield page
+    page.close()
+    assert outside == [], f"the page fetched from outside 127.0.0.1: {outside}"
+
+
+def fill(page, elem_id: str, text: str) -> None:
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.fill(text)
+    box.press("Enter") if page.locator(f"#{elem_id} input[role='listbox'], #{elem_id} .wrap input").count() else None
+    box.blur()
+
+
+def choose_custom(page, elem_id: str, text: str) -> None:
+    """Type a value into a dropdown that allows custom values."""
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill(text)
+    box.press("Enter")
+    box.blur()
+
+
+def test_generate_shows_progress_and_the_result(page, artifacts, tmp_path):
+    song = need(TRAINED / "audio" / "synth150.wav")
+    checkpoint = need(TRAINED / "v32" / "checkpoint")
+    # in a browser the native Browse buttons are hidden and uploads are offered
+    assert page.locator("#gen-audio-browse").is_hidden() and page.locator("#gen-audio-upload").is_visible()
+    fill(page, "gen-audio", str(song))
+    choose_custom(page, "gen-model", str(checkpoint))
+    page.wait_for_function("document.querySelector('#gen-model-note').innerText.includes('descriptors')",
+                           timeout=TIMEOUT_MS)
+    fill(page, "gen-diff", "3.2")
+    fill(page, "gen-seed", "11")
+    fill(page, "gen-output-folder", str(tmp_path))
+    page.screenshot(path=str(artifacts / "generate-form.png"), full_page=True)
+    page.click("#gen-start")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.includes('window')", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(artifacts / "generate-progress.png"))
+    page.wait_for_selector("#gen-status .mp-done", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#gen-thumbnail img", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(artifacts / "generate-result.png"), full_page=True)
+    output = page.locator("#gen-output input, #gen-output textarea").first.input_value()
+    assert output.endswith(".osu") and Path(output).parent == tmp_path and Path(output).is_file()
+    result = page.locator("#gen-result").inner_text()
+    assert "★" in result and "asked for 3.20★" in result
+    assert page.locator("#gen-timeline img").count() == 1
+
+
+def test_maimod_table_rows_and_timestamp_copy(page, artifacts):
+    damaged = need(TRAINED / "v30" / "maimod" / "std_damaged" / "synth150_std_damaged.osu")
+    page.get_by_role("tab", name="MaiMod").click()
+    fill(page, "mm-beatmap", str(damaged))
+    fill(page, "mm-audio", str(need(TRAINED / "audio" / "synth150.wav")))
+    choose_custom(page, "mm-model", str(need(TRAINED / "v30" / "checkpoint")))
+    page.click("#mm-start")
+    page.wait_for_selector("#mm-status .mp-done", timeout=TIMEOUT_MS)
+    rows = page.locator(ROWS)
+    page.wait_for_function(f"document.querySelectorAll({ROWS!r}).length >= 3", timeout=TIMEOUT_MS)
+    texts = [rows.nth(i).inner_text() for i in range(rows.count())]
+    assert any("Rhythm" in t and "AI" in t for t in texts), texts
+    assert any("rule" in t for t in texts), texts
+    page.screenshot(path=str(artifacts / "maimod-table.png"), full_page=True)
+    row = next(i for i, t in enumerate(texts) if "00:03:430" in t)
+    rows.nth(row).locator("[role='gridcell']").nth(4).click()
+    copied = page.locator("#mm-copied input, #mm-copied textarea").first
+    page.wait_for_function("document.querySelector('#mm-copied input, #mm-copied textarea').value.length > 0",
+                           timeout=TIMEOUT_MS)
+    assert copied.input_value().startswith("00:03:430")
+    page.wait_for_function("navigator.clipboard.readText().then(t => t.startsWith('00:03:430'))",
+                           timeout=TIMEOUT_MS)
+    # filtering: only problems
+    page.locator("#mm-severity label", has_text="warning").click()
+    page.locator("#mm-severity label", has_text="minor").click()
+    page.wait_for_function(
+        f"[...document.querySelectorAll({ROWS!r})].every(r => r.innerText.includes('problem'))",
+        timeout=TIMEOUT_MS)
+
+
+def test_models_tab_explains_offline(page, artifacts):
+    page.get_by_role("tab", name="Models").click()
+    page.wait_for_function("document.querySelector('#models-table').innerText.includes('v32-mini')",
+                           timeout=TIMEOUT_MS)
+    page.click("#models-download")
+    page.wait_for_selector("#models-status .mp-error", timeout=TIMEOUT_MS)
+    assert "cannot be reached" in page.locator("#models-status").inner_text()
+    page.screenshot(path=str(artifacts / "models-offline.png"), full_page=True)
