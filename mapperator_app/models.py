@@ -181,7 +181,7 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
 
     ``progress`` receives ``(fraction, stage, rate_text)`` tuples (the worker's plain progress form).
     """
-    from engine.checkpoint import download, resolve_source
+    from engine.checkpoint import download, hub_gamemode_subfolder, resolve_source
 
     repo_id, local = resolve_source(version)
     if local:
@@ -191,7 +191,9 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
     if problem is not None:
         raise ModelError(f"Hugging Face cannot be reached: {problem}. "
                          + offline_advice(version, installed is not None and installed.installed))
-    parts: list[str | None] = [None] + [f"gamemode={m}" for m in gamemodes]
+    # only the modes the repo has a model for (the others use the main checkpoint)
+    parts: list[str | None] = [None] + [sub for m in gamemodes
+                                        if (sub := hub_gamemode_subfolder(repo_id, int(m), online=True))]
     for index, subfolder in enumerate(parts):
         what = version + (f" ({GAMEMODE_NAMES[int(subfolder.split('=')[1])]} model)" if subfolder else "")
 
@@ -205,7 +207,11 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
         bytes_progress = ByteProgress(report, cancel)
         if progress is not None:
             progress((index / len(parts), f"Downloading {what}", None))
-        download(repo_id, subfolder=subfolder, progress=bytes_progress.tqdm_class)
+        try:
+            download(repo_id, subfolder=subfolder, progress=bytes_progress.tqdm_class)
+        except ModelError:
+            bytes_progress.check_cancel()  # a cancel raised inside the hub client comes back as a download error
+            raise
         bytes_progress.check_cancel()
         bytes_progress.changed(force=True)
     state = next((m for m in scan_models() if m.repo_id == repo_id), None)
