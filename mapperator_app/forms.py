@@ -93,6 +93,8 @@ def progress_html(job: Job | None, ahead: int = 0) -> str:
     """A progress bar with the job's stage, speed and time; queued jobs say how many wait before them."""
     if job is None:
         return "<div class='mp-status mp-idle'>Ready.</div>"
+    if job.state is JobState.QUEUED and ahead == 0:
+        return f"<div class='mp-status mp-queued'>Starting {_e(job.label)}…</div>"
     if job.state is JobState.QUEUED:
         return (f"<div class='mp-status mp-queued'>Queued: {ahead} job{'s' if ahead != 1 else ''} before this one "
                 f"({_e(job.label)}).</div>")

@@ -14,19 +14,22 @@ import gradio as gr
 from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
-from .. import forms
+from .. import forms, models
 from ..ui import AppContext, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 SEVERITIES = ["problem", "warning", "minor"]
 SOURCES = ["AI", "rule"]
-MAIMOD_VERSIONS = [name for name, p in PRESETS.items() if p.supports_maimod] or ["v30"]
+DEFAULT_MODEL = "v30"
+MAIMOD_VERSIONS = [name for name, p in PRESETS.items() if p.supports_maimod] or [DEFAULT_MODEL]
 
 
-def _mod_job(values: dict[str, Any]):
+def _mod_job(values: dict[str, Any], download_first: bool):
     import engine
 
     def run(progress, cancel: threading.Event):
+        if download_first:
+            models.download_version(values["model"], [], progress=progress, cancel=cancel)
         return engine.mod(values["beatmap_path"], values.get("audio_path") or None, values.get("model") or "v30",
                           ai=bool(values.get("ai", True)), rules=bool(values.get("rules", True)),
                           device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
@@ -55,8 +58,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             fields["audio_path"] = path_field("Song (optional)", "audio", elem_id="mm-audio",
                                               placeholder="found in the beatmap's folder when left empty")
             with gr.Row():
-                fields["model"] = gr.Dropdown(MAIMOD_VERSIONS, value=MAIMOD_VERSIONS[0], allow_custom_value=True,
-                                              label="Model", info="MaiMod runs on v30", elem_id="mm-model")
+                fields["model"] = gr.Dropdown(MAIMOD_VERSIONS, value=DEFAULT_MODEL, allow_custom_value=True,
+                                              label="Model", info="upstream's MaiMod uses v30", elem_id="mm-model")
                 fields["ai"] = gr.Checkbox(True, label="AI suggestions")
                 fields["rules"] = gr.Checkbox(True, label="Rule checks")
             with gr.Accordion("Advanced", open=False):
@@ -116,7 +119,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             return
         values["beatmap_path"] = path
         ctx.settings.remember("mod", values)
-        job = ctx.worker.submit("mod", f"MaiMod {Path(path).name}", _mod_job(values), session_of(request))
+        values["model"] = (values.get("model") or DEFAULT_MODEL).strip()
+        download_first = bool(values.get("ai")) and values["model"] in PRESETS and \
+            values["model"] not in models.installed_versions()
+        job = ctx.worker.submit("mod", f"MaiMod {Path(path).name}", _mod_job(values, download_first),
+                                session_of(request))
         yield forms.progress_html(job, ctx.worker.position(job)), forms.suggestion_table([]), "", [], gr.update()
         yield from follow(ctx.worker, job, render, finish_with(filter_values))
 

@@ -100,13 +100,56 @@ def wait_until_up(app: AppProcess, timeout: float = START_TIMEOUT) -> None:
     raise AssertionError(f"the app did not answer at {app.url} within {timeout} s:\n{app.text()[-3000:]}")
 
 
+class OutboundRecorder:
+    """An HTTP proxy that refuses everything and remembers who asked: set as the app's proxy, it catches any
+    request the app would make to the internet (analytics, version checks, fonts, model downloads)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests: list[str] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _refuse(self):
+                recorder.requests.append(f"{self.command} {self.path}")
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_CONNECT = do_GET = do_POST = do_HEAD = do_PUT = _refuse
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """One app for all API and browser tests (starting it costs seconds)."""
-    app = start_app(tmp_path_factory.mktemp("app"), ["--browser", "--no-open"])
-    yield app
-    status = app.stop()
-    assert status == 0, app.text()[-3000:]
+    """One app for all API and browser tests (starting it costs seconds). Everything it would send beyond
+    127.0.0.1 goes to a recording proxy, which must stay unused."""
+    root = tmp_path_factory.mktemp("app")
+    env = app_environment(root)
+    outbound = OutboundRecorder()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env[name] = outbound.url
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    app = start_app(root, ["--browser", "--no-open"], env=env)
+    try:
+        yield app
+        status = app.stop()
+        assert status == 0, app.text()[-3000:]
+        assert outbound.requests == [], f"the app tried to reach the internet: {outbound.requests}"
+    finally:
+        outbound.close()
 
 
 @pytest.fixture

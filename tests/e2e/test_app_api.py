@@ -154,6 +154,15 @@ def test_mod_without_a_beatmap_says_so(client):
     assert "mp-error" in status and "choose the beatmap" in status
 
 
+def test_mod_rules_only_work_without_a_model_and_ai_explains_offline(client):
+    damaged = need(TRAINED / "v30" / "maimod" / "std_damaged" / "synth150_std_damaged.osu")
+    status, table, summary, _ = client.predict(beatmap_path=str(damaged), model="v30", ai=False, rules=True,
+                                               api_name="/mod")
+    assert "mp-done" in status and table["data"] and {r[5] for r in table["data"]} == {"rule"}
+    status, *_ = client.predict(beatmap_path=str(damaged), model="v30", ai=True, api_name="/mod")
+    assert "mp-error" in status and "cannot be reached" in status and "not downloaded yet" in status
+
+
 @pytest.mark.slow
 def test_timing_table_and_save(client, tmp_path):
     status, table, summary = client.predict(audio_path=str(fixture_song()), model=v32(), seed="1",
