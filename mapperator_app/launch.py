@@ -113,9 +113,10 @@ def launch(browser: bool = False, open_browser: bool = True, port: int | None = 
     try:
         demo, worker, url = start_server(port)
     except OSError as e:
-        where = f"port {port}" if port else "a free port"
-        raise OptionError(f"could not start the app's server on {where}: {e}. Choose another with --port N "
-                          f"(or GRADIO_SERVER_PORT).") from None
+        log.warning("server start failed: %s", e)
+        where = f"port {port} of 127.0.0.1" if port else "127.0.0.1 (GRADIO_SERVER_PORT, or ports 7860 and up)"
+        raise OptionError(f"could not start the app's server on {where}: it is in use or not allowed. "
+                          f"Choose another port with --port N (or GRADIO_SERVER_PORT).") from None
     try:
         if browser:
             _serve_in_browser(url, open_browser)

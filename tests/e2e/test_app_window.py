@@ -125,3 +125,19 @@ def test_port_follows_gradio_server_port(tmp_path):
         assert f"running at http://127.0.0.1:{port}/" in app.text()
     finally:
         assert app.stop() == 0, app.text()[-3000:]
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path):
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "mapperator_app.cli", "app", "--browser", "--no-open", "--port",
+                               str(port)], env=app_environment(tmp_path), capture_output=True, text=True,
+                              timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert f"could not start the app's server on port {port} of 127.0.0.1: it is in use" in done.stderr
+    assert "Traceback" not in done.stderr
