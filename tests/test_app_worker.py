@@ -80,6 +80,7 @@ def test_cancel_where_picks_session_and_kind(worker):
     assert b.state is JobState.CANCELLED and c.state is JobState.QUEUED
     gate.set()
     assert worker.wait(c, WAIT) and c.state is JobState.DONE
+    assert a.state is JobState.DONE  # another session's running job was left alone
 
 
 def test_running_job_sees_cancel_and_ends_cancelled(worker):
