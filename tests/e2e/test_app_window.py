@@ -108,7 +108,7 @@ def test_without_a_display_the_app_falls_back_to_the_browser(tmp_path):
     app = start_app(tmp_path, ["--no-open"], env=env, wait=False)
     try:
         wait_until_up(app)
-        log = app.text()
+        log = wait_for(lambda: app.text() if "Using your web browser" in app.text() else None, what="the message")
         assert "The app window cannot open here: there is no graphical display" in log
         assert "Using your web browser instead" in log and app.url in log
         assert httpx.get(app.url, timeout=10).status_code == 200
@@ -122,7 +122,8 @@ def test_port_follows_gradio_server_port(tmp_path):
     env["GRADIO_SERVER_PORT"] = str(port)
     app = start_app(tmp_path, ["--browser", "--no-open"], env=env, port=port, port_flag=False)
     try:
-        assert f"running at http://127.0.0.1:{port}/" in app.text()
+        # the page answers a moment before the address is printed
+        wait_for(lambda: f"running at http://127.0.0.1:{port}/" in app.text(), what="the address")
     finally:
         assert app.stop() == 0, app.text()[-3000:]
 
