@@ -54,7 +54,6 @@ def page(browser_context, app_server):
 def fill(page, elem_id: str, text: str) -> None:
     box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
     box.fill(text)
-    box.press("Enter") if page.locator(f"#{elem_id} input[role='listbox'], #{elem_id} .wrap input").count() else None
     box.blur()
 
 
