@@ -101,6 +101,7 @@ def test_native_window_loads_the_page_with_the_bridge_and_closing_it_stops_every
         xvfb.wait(30)
 
 
+@pytest.mark.slow  # starts the app (seconds)
 def test_without_a_display_the_app_falls_back_to_the_browser(tmp_path):
     env = app_environment(tmp_path)
     env.pop("DISPLAY", None)
@@ -116,6 +117,7 @@ def test_without_a_display_the_app_falls_back_to_the_browser(tmp_path):
         assert app.stop() == 0, app.text()[-3000:]
 
 
+@pytest.mark.slow  # starts the app (seconds)
 def test_port_follows_gradio_server_port(tmp_path):
     env = app_environment(tmp_path)
     port = free_port()
@@ -128,6 +130,7 @@ def test_port_follows_gradio_server_port(tmp_path):
         assert app.stop() == 0, app.text()[-3000:]
 
 
+@pytest.mark.slow  # starts the app (seconds)
 def test_a_busy_port_is_a_clear_error(tmp_path):
     import socket
     import subprocess
