@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import ModelError
+from .errors import MapperatorError, ModelError
 from .model import (
     ROPEWHISPER, UNUSED_CHECKPOINT_KEYS, VARWHISPER, BackboneConfig, Mapperatorinator, ModelConfig,
     SpectrogramConfig,
@@ -128,8 +128,9 @@ def download(
     *,
     online: bool | None = None,
 ) -> Path:
-    """Fetch the files of one checkpoint into the Hugging Face cache (resuming partial downloads) and return the
-    snapshot folder. Offline, the cached snapshot is used; a missing one is a ModelError saying what to do.
+    """Fetch the files of one checkpoint into the Hugging Face cache and return the snapshot folder. Files already
+    downloaded are kept and not fetched again, so a broken-off download continues with the files it lacks.
+    Offline, the cached snapshot is used; a missing one is a ModelError saying what to do.
     ``progress`` is a tqdm-compatible class for byte-level progress.
     """
     from huggingface_hub import snapshot_download
@@ -151,6 +152,8 @@ def download(
     except LocalEntryNotFoundError:
         raise ModelError(f"{where} is not downloaded yet and the Hugging Face hub cannot be reached. "
                          + _offline_advice(repo_id, subfolder)) from None
+    except MapperatorError:  # e.g. Cancelled, raised by a progress callback
+        raise
     except Exception as e:  # network failures surface as several httpx/hub/OS error types
         log.warning("download of %s failed", where, exc_info=True)
         raise ModelError(f"could not download {where}: {e}. " + _offline_advice(repo_id, subfolder)) from None
