@@ -1,0 +1,111 @@
+"""Model behaviour the published checkpoints do not exercise: VarWhisper's local attention layers, and
+classifier-free guidance in the decoding loop."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint, new_model
+from engine.decoding import DecodingOptions, decode
+from engine.model import VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
+
+from .conftest import UPSTREAM, need
+
+
+def varwhisper(every_n: int, window: int, local_theta: float = 10000.0) -> ModelConfig:
+    backbone = BackboneConfig(VARWHISPER, d_model=32, encoder_layers=2, decoder_layers=2, encoder_heads=4,
+                              decoder_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16,
+                              max_source_positions=64, max_target_positions=64, vocab_size=50,
+                              global_attn_every_n_layers=every_n, local_attention=window,
+                              local_rope_theta=local_theta)
+    return ModelConfig("OliBomby/varwhisper-test", backbone, SpectrogramConfig(n_mels=16, n_fft=64, hop_length=16),
+                       vocab_size_in=60, vocab_size_out=50)
+
+
+def same_weights(a, b):
+    b.load_state_dict(a.state_dict())
+    return b.eval()
+
+
+@torch.inference_mode()
+def test_a_local_window_wider_than_the_sequence_equals_global_attention():
+    torch.manual_seed(0)
+    local = new_model(varwhisper(every_n=2, window=1000), seed=0).eval()
+    glob = same_weights(local, new_model(varwhisper(every_n=1, window=1000), seed=0))
+    frames = torch.randn(1, 127 * 16)
+    ids = torch.randint(3, 50, (1, 20))
+    torch.testing.assert_close(local(frames, decoder_input_ids=ids), glob(frames, decoder_input_ids=ids))
+
+
+@torch.inference_mode()
+def test_local_layers_only_see_their_window():
+    """Layer 1 of an every-2 model is local (half-window 4): with only that layer, an encoder position's output
+    ignores positions more than 4 away, and the decoder stays causal."""
+    model = new_model(varwhisper(every_n=2, window=8), seed=0).eval()
+    encoder = model.transformer.model.encoder
+    x = torch.randn(1, 40, 32)
+    layer = encoder.layers[1]
+    rope, window = encoder.positions.angles(torch.arange(40), x.dtype)[1], encoder.positions.windows[1]
+    assert window == 4
+    from engine.model import _window_mask
+
+    mask = _window_mask(40, 40, window, causal=False, device=x.device, dtype=x.dtype)
+    base = layer(x, rope, mask)
+    far = x.clone()
+    far[:, 30:] += 5.0  # more than 4 positions away from position 20
+    near = x.clone()
+    near[:, 23] += 5.0  # within the window of position 20
+    assert torch.allclose(layer(far, rope, mask)[:, 20], base[:, 20])
+    assert not torch.allclose(layer(near, rope, mask)[:, 20], base[:, 20])
+
+    ids = torch.randint(3, 50, (1, 24))
+    changed = ids.clone()
+    changed[0, 15:] = 7
+    frames = torch.randn(1, 127 * 16)
+    a = model(frames, decoder_input_ids=ids)
+    b = model(frames, decoder_input_ids=changed)
+    assert torch.allclose(a[:, :15], b[:, :15])  # later tokens never change earlier logits
+    assert not torch.allclose(a[:, 15:], b[:, 15:])
+
+
+@torch.inference_mode()
+def test_cached_decoding_with_local_layers_matches_the_full_pass():
+    model = new_model(varwhisper(every_n=2, window=6, local_theta=500.0), seed=3).eval()
+    frames = torch.randn(1, 127 * 16)
+    ids = torch.randint(3, 50, (1, 30))
+    encoder_out = model.encode(frames)
+    full = model(decoder_input_ids=ids, encoder_out=encoder_out)[0]
+    state = model.start_decoding(encoder_out, torch.ones(1, 10, dtype=torch.bool), 40)
+    steps = [model.decode_step(ids[:, :10], state)] + [model.decode_step(ids[:, i:i + 1], state) for i in range(10, 29)]
+    torch.testing.assert_close(torch.cat(steps), full[9:29], atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def trained_v32():
+    return load_checkpoint(str(need(UPSTREAM / "trained" / "v32" / "checkpoint")))
+
+
+@torch.inference_mode()
+def test_guidance_moves_towards_the_positive_prompt(trained_v32, monkeypatch):
+    """cfg_scale > 1 decodes prompt and negative prompt in one batch and steers by neg + s * (pos - neg):
+    the first step's scores are exactly that combination (upstream's batch order inverts it)."""
+    ck = trained_v32
+    tok = ck.tokenizer
+    prompt = [tok.sos_id, tok.context_sos[next(iter(tok.context_sos))]]
+    negative = [tok.pad_id, tok.sos_id]
+    frames = torch.zeros(1, 2047 * 128)
+    seen = []
+    import engine.decoding as decoding
+
+    class Spy:
+        def __call__(self, ids, scores):
+            seen.append(scores.clone())
+            return scores
+
+    monkeypatch.setattr(decoding, "logit_rules", lambda *a, **k: [Spy()])
+    opts = DecodingOptions(do_sample=False, cfg_scale=3.0, max_length=len(prompt) + 1)
+    decode(ck.model, tok, frames, [prompt], opts, [tok.eos_id], negative_prompts=[negative])
+    encoder_out = ck.model.encode(frames)
+    pos = ck.model(decoder_input_ids=torch.tensor([prompt]), encoder_out=encoder_out)[0, -1]
+    neg = ck.model(decoder_input_ids=torch.tensor([[tok.sos_id]]), encoder_out=encoder_out)[0, -1]
+    torch.testing.assert_close(seen[0][0], neg + 3.0 * (pos - neg), atol=1e-4, rtol=0)
