@@ -220,8 +220,8 @@ def parse_overrides(cls: type[T], args: Sequence[str], base: dict[str, Any] | No
     return build_options(cls, merged)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML options file (upstream-style; Hydra's ``defaults:`` list and nested groups are ignored)."""
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The ``key: value`` mapping of a YAML file (unresolved), or an OptionError saying what is wrong."""
     from omegaconf import OmegaConf
 
     p = Path(path).expanduser()
@@ -233,6 +233,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise OptionError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise OptionError(f"config file {p} must hold key: value pairs")
+    return data
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML options file (upstream-style; Hydra's ``defaults:`` list and nested groups are ignored)."""
+    data = read_yaml_mapping(path)
     return {k: v for k, v in data.items() if k not in ("defaults", "hydra", "train", "diffusion") and not isinstance(v, dict)}
 
 

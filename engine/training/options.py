@@ -220,21 +220,12 @@ def flatten_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def load_train_config(path: str | Path) -> dict[str, Any]:
     """Flat values of a YAML training config; upstream-only settings are logged and dropped."""
-    from omegaconf import OmegaConf
+    from ..options import read_yaml_mapping
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise OptionError(f"config file {p} not found")
-    try:
-        data = OmegaConf.to_container(OmegaConf.load(p), resolve=False)
-    except Exception as e:  # omegaconf raises several yaml/grammar errors
-        raise OptionError(f"config file {p} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise OptionError(f"config file {p} must hold key: value pairs")
-    values, ignored = flatten_config(data)
+    values, ignored = flatten_config(read_yaml_mapping(path))
     if ignored:
         log.warning("%s: ignored settings that are fixed by the model version or have no use here: %s",
-                    p, ", ".join(ignored))
+                    Path(path).expanduser(), ", ".join(ignored))
     return values
 
 
