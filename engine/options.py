@@ -243,7 +243,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def options_to_words(options: Any, defaults: Any | None = None) -> list[str]:
-    """``key=value`` words that rebuild ``options`` (only those differing from ``defaults``)."""
+    """``key=value`` words (as a program receives them, unquoted for any shell) that rebuild ``options`` through
+    :func:`parse_overrides`; only the options differing from ``defaults``."""
     defaults = defaults if defaults is not None else type(options)()
     words = []
     for f in dataclasses.fields(options):
@@ -258,8 +259,7 @@ def options_to_words(options: Any, defaults: Any | None = None) -> list[str]:
             text = "true" if value else "false"
         else:
             text = str(value)
-        word = f"{f.name}={text}"
-        words.append(_shell_quote(word) if _needs_quoting(word) else word)
+        words.append(f"{f.name}={text}")
     return words
 
 
@@ -269,18 +269,3 @@ def _list_item(value: Any) -> str:
     if text != text.strip() or any(c in text for c in ",[]'\"="):
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return text
-
-
-def _needs_quoting(word: str) -> bool:
-    return any(c in word for c in " []'\"&|;()<>$`\\*?!#~{}\t")
-
-
-def _shell_quote(text: str) -> str:
-    """Quote a whole ``key=value`` word for the user's shell (POSIX shells, or cmd/PowerShell on Windows)."""
-    import os
-    import shlex
-
-    if os.name == "nt":
-        return '"' + text.replace('"', '\\"') + '"'
-    return shlex.quote(text)
-
