@@ -90,9 +90,15 @@ def synthesize(seconds: float = SECONDS, seed: int = SEED) -> np.ndarray:
 
 
 def write_song(path: Path, samples: np.ndarray) -> None:
+    """MP3 with ID3 title and artist tags (generated maps take their metadata from them)."""
     import soundfile as sf
+    from mutagen.id3 import ID3, TIT2, TPE1
 
     sf.write(str(path), samples, SAMPLE_RATE, format="MP3", subtype="MPEG_LAYER_III")
+    tags = ID3()
+    tags.add(TIT2(encoding=3, text=TITLE))
+    tags.add(TPE1(encoding=3, text=ARTIST))
+    tags.save(str(path), v2_version=3, padding=lambda info: 0)
 
 
 # --- the beatmap ------------------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  epilog="Run `mapperator COMMAND -h` for a command's options.")
     ap.add_argument("--version", action="store_true", help="print the version and exit")
     ap.add_argument("--verbose", "-v", action="store_true", help="log details to the terminal too")
+    ap.add_argument("--selftest", action="store_true",
+                    help="check this installation: generate a tiny map through the app's server (headless) and exit")
     sub = ap.add_subparsers(dest="command")
 
     g = sub.add_parser("generate", help="generate a beatmap from a song",
@@ -131,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"mapperator {version('mapperator')}")
         return 0
+    if args.selftest:
+        from .selftest import run_selftest
+
+        return run_selftest()
     if args.command is None:
         parser.print_help()
         return 0
