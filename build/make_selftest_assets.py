@@ -279,7 +279,7 @@ def main() -> int:
         shutil.copyfile(song_folder / SONG, args.out / SONG)
         shutil.copyfile(song_folder / MAP, args.out / MAP)
         export(found["checkpoint"], args.out)
-    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file() and p.name != "made.json")
     info = {"seed": SEED, "steps": found["step"], "model": MODEL, "bytes": size,
             "train_loss": round(found["loss"], 5), "train_accuracy": round(found["accuracy"], 4),
             "generated": found["text"]}
