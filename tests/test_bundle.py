@@ -20,8 +20,19 @@ from tests.conftest import REPO
 from tests.e2e.conftest import START_TIMEOUT, app_environment, free_port
 
 ASSETS = REPO / "assets" / "selftest"
-sys.path.insert(0, str(REPO / "build"))
-import make_selftest_assets as maker  # noqa: E402
+
+
+def _load_maker():
+    """build/make_selftest_assets.py as a module (build/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_selftest_assets", REPO / "build" / "make_selftest_assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+maker = _load_maker()
 
 
 def log_text(env: dict) -> str:
