@@ -40,10 +40,12 @@ LAZY_MODULES = [
     ("PIL.Image", "map pictures"),
     ("pandas", "the MaiMod table"),
     ("huggingface_hub", "model downloads"),
-    ("webview", "the app window"),
 ]
+# The window's modules: they must be there, but may fail to load on a machine without a desktop (Qt needs
+# X11/Wayland libraries); the app then uses the browser.
+WINDOW_MODULES = [("webview", "the app window")]
 if sys.platform.startswith("linux"):
-    LAZY_MODULES.append(("qtpy.QtWebEngineWidgets", "the app window (Qt WebEngine)"))
+    WINDOW_MODULES.append(("qtpy.QtWebEngineWidgets", "the app window (Qt WebEngine)"))
 
 
 class SelftestError(Exception):
@@ -76,18 +78,21 @@ def _plain(markup: str) -> str:
 
 
 def check_imports() -> str:
-    missing, unusable = [], []
-    for module, purpose in LAZY_MODULES:
+    missing, broken, no_window = [], [], []
+    for module, purpose in LAZY_MODULES + WINDOW_MODULES:
         try:
             __import__(module)
         except ModuleNotFoundError as e:
             missing.append(f"{e.name} ({purpose})")
-        except Exception as e:  # present, but a system library it loads is not (e.g. Qt's on a bare server)
-            unusable.append(f"{module}: {type(e).__name__}: {e}")
+        except Exception as e:  # present, but a library it loads is not
+            problem = f"{module}: {type(e).__name__}: {e}"
+            (no_window if (module, purpose) in WINDOW_MODULES else broken).append(problem)
     if missing:
         raise SelftestError(f"modules missing from this installation: {', '.join(missing)}")
-    note = f"; not usable on this machine (the app falls back to the browser): {'; '.join(unusable)}" if unusable else ""
-    return f"{len(LAZY_MODULES)} feature modules import{note}"
+    if broken:
+        raise SelftestError(f"modules that do not load: {'; '.join(broken)}")
+    note = f"; the window cannot open here (the app uses the browser): {'; '.join(no_window)}" if no_window else ""
+    return f"{len(LAZY_MODULES) + len(WINDOW_MODULES)} feature modules import{note}"
 
 
 def check_assets(folder: Path) -> tuple[Path, Path]:
@@ -219,7 +224,8 @@ def run_selftest(assets: Path | None = None) -> int:
         reason = str(e) if isinstance(e, SelftestError) else f"{type(e).__name__}: {e}"
         log.error("selftest failed at %s: %s", step, reason, exc_info=not isinstance(e, SelftestError))
         if sys.stderr is not None:
-            print(f"FAILED {step}: {reason} (details in {log_file})", file=sys.stderr, flush=True)
+            where = "" if "details in" in reason else f" (details in {log_file})"
+            print(f"FAILED {step}: {reason}{where}", file=sys.stderr, flush=True)
         return 1
     _say(f"Self-test passed in {time.monotonic() - started:.1f} s")
     return 0
