@@ -39,7 +39,7 @@ class _LogStream(io.TextIOBase):
         try:
             *lines, self._pending = (self._pending + text).replace("\r", "\n").split("\n")
             for line in lines:
-                if line.strip():
+                if line.strip() and "%|" not in line:  # progress bar redraws (tqdm) are no use in a log
                     self._logger.log(self._level, "%s", line.rstrip())
         finally:
             self._inside.busy = False
