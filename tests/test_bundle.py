@@ -67,6 +67,26 @@ def test_without_a_console_output_and_errors_go_to_the_log_folder_it_creates(tmp
     assert "Traceback" not in text
 
 
+def test_log_stream_keeps_whole_lines_and_drops_progress_bars(caplog):
+    import logging
+
+    from tqdm import tqdm
+
+    from mapperator_app.__main__ import _LogStream
+
+    stream = _LogStream("mapperator.stderr", logging.WARNING)
+    for _ in tqdm(range(30), file=stream, mininterval=0):
+        pass
+    stream.write("first half, ")
+    stream.write("second half\nnext\r\n")
+    print("from print", file=stream)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("mapperator.stderr", logging.WARNING, "first half, second half"),
+        ("mapperator.stderr", logging.WARNING, "next"),
+        ("mapperator.stderr", logging.WARNING, "from print"),
+    ]
+
+
 @pytest.mark.slow  # starts the app's server
 def test_no_arguments_opens_the_app(tmp_path):
     """What a double-click does: ``mapperator app``. Without a display that is the browser fallback."""
