@@ -29,6 +29,19 @@ RUN_TIMEOUT = 300
 WINDOWS = sys.platform == "win32"
 
 
+def wait_for(condition, timeout: float = RUN_TIMEOUT, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception:  # the page or the DevTools port may not be there yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def folder_bytes(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
@@ -154,7 +167,6 @@ def test_frozen_app_opens_its_window_without_arguments_and_exits_when_it_closes(
     """The double-click: no arguments, a native Qt WebEngine window showing the page, with the file-dialog
     bridge; closing the window ends the process cleanly."""
     from tests.e2e.desktop import DevTools, close_window, start_xvfb
-    from tests.e2e.test_app_window import wait_for
 
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb xauth; .ci/run does this)")
