@@ -10,6 +10,7 @@ into a Beatmap -> write the .osu (and .osz), with the song and background beside
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import shutil
 import tempfile
@@ -356,13 +357,19 @@ class _Job:
             o, seed=self.seed, gamemode=self.plan.gamemode, output_type=tuple(c.name for c in self.plan.output_type),
             in_context=tuple(c.name for c in self.plan.in_context), **filled)
 
-    def conditions(self):
+    @functools.cached_property
+    def reference_conditions(self):
+        """What the reference beatmap says about itself (star rating by rosu-pp, ratios, ...)."""
         from .beatmap_stats import conditions_from_beatmap
+
+        return conditions_from_beatmap(self.plan.reference, self.plan.tokenizer)
+
+    def conditions(self):
         from .prompt import Conditions
 
         o = self.opts
         if self.plan.reference is not None:
-            base = conditions_from_beatmap(self.plan.reference, self.plan.tokenizer)
+            base = self.reference_conditions
         else:  # upstream's defaults for a map made from scratch
             base = Conditions(gamemode=self.plan.gamemode, hitsounded=True, circle_size=4, slider_multiplier=1.4,
                               keycount=4, hp_drain_rate=5, overall_difficulty=8, approach_rate=9, slider_tick_rate=1)
@@ -388,7 +395,7 @@ class _Job:
         folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
         dtype = weight_dtype(o.precision)
         lora = None if root else o.lora_path
-        key = ModelKey(str(folder), None, None, o.revision, str(self.device), str(dtype), lora)
+        key = ModelKey(str(folder), o.revision, str(self.device), str(dtype), lora)
 
         def load():
             ck = load_checkpoint(str(folder), device=self.device, dtype=dtype, version=self.plan.preset.name)
@@ -412,18 +419,16 @@ class _Job:
         o = self.opts
         layout = WindowLayout.for_preset(self.plan.preset, o.lookback, o.lookahead)
         self.segments = layout.segment(samples, o.start_time, o.end_time)
-        self.full_song = layout.segment(samples)
         self.samples = samples
         self.report.stage("Loading the model", 0.02)
-        model_ck = self.checkpoint()
         conditions = self.conditions()
         self.report.passes = 1 + (not self.plan.in_context and (self.opts.super_timing or self._has_timing_output()))
         timing_points, given = self.timing(conditions)
         wanted = tuple(c for c in self.plan.output_type if c not in given)
         contexts = {}
         if any(c != C.TIMING for c in wanted):
-            contexts = self.generate_pass(model_ck, conditions, wanted, given, "Map")
-        return self.build(model_ck, contexts, timing_points, given)
+            contexts = self.generate_pass(self.checkpoint(), conditions, wanted, given, "Map")
+        return self.build(contexts, timing_points, given)
 
     def timing(self, conditions):
         """Timing points and the contexts given to the map pass (TIMING, and reference contexts)."""
@@ -459,12 +464,10 @@ class _Job:
     def _reference_class_tokens(self, c: ContextType):
         if c not in (C.MAP, C.GD):
             return None
-        from .beatmap_stats import conditions_from_beatmap
         from .prompt import class_tokens
 
-        ck_tok = self.plan.tokenizer
-        cond = conditions_from_beatmap(self.plan.reference, ck_tok)
-        return class_tokens(ck_tok, self.plan.preset.data, cond, self.segments.song_length_ms)
+        return class_tokens(self.plan.tokenizer, self.plan.preset.data, self.reference_conditions,
+                            self.segments.song_length_ms)
 
     def _has_timing_output(self) -> bool:
         templates = self.plan.preset.data.context_templates
@@ -519,12 +522,12 @@ class _Job:
 
     # building the beatmap
 
-    def build(self, ck, contexts, timing_points, given):
+    def build(self, contexts, timing_points, given):
         from .postprocess import PostprocessOptions, add_to_beatmap, postprocess
 
         settings = self.settings()
         popts = PostprocessOptions.for_preset(
-            ck.preset, resnap_events=self.opts.resnap_events, timing_leniency=self.opts.timing_leniency,
+            self.plan.preset, resnap_events=self.opts.resnap_events, timing_leniency=self.opts.timing_leniency,
             snap_near_perfect_overlaps=bool(self.opts.snap_near_perfect_overlaps), seed=self.seed)
         contexts = {c: s for c, s in contexts.items() if c != C.TIMING}
         if C.TIMING in self.plan.output_type and C.TIMING in given and timing_points is None:

@@ -58,9 +58,7 @@ def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
 
 @dataclass(frozen=True)
 class ModelKey:
-    source: str
-    subfolder: str | None
-    gamemode: int | None
+    folder: str  # the checkpoint's local folder (after locating/downloading it)
     revision: str | None
     device: str
     dtype: str

@@ -60,7 +60,7 @@ def load_model(model: str, gamemode: int, *, device: str = "auto", precision: st
     torch_device = pick_device(device)
     dtype = weight_dtype(precision)
     folder, _ = locate(model, gamemode=gamemode if auto_select_gamemode_model else None, revision=revision)
-    key = ModelKey(str(folder), None, None, revision, str(torch_device), str(dtype), None)
+    key = ModelKey(str(folder), revision, str(torch_device), str(dtype), None)
     version = model if model in PRESETS else None
     ck = MODELS.get(key, lambda: load_checkpoint(str(folder), device=torch_device, dtype=dtype, version=version))
     if gamemode not in ck.preset.data.gamemodes:
