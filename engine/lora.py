@@ -142,7 +142,8 @@ def apply_lora(checkpoint: "Checkpoint", lora_path: str, *, revision: str | None
     try:
         from peft import PeftModel
     except ImportError:
-        raise ModelError("lora_path needs the peft package: pip install peft") from None
+        raise ModelError("lora_path needs the peft package, which the double-click app does not include: "
+                         "install Mapperator with pip (README) to use LoRA adapters, or pip install peft") from None
 
     model = checkpoint.model
     dtype = model.dtype

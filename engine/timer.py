@@ -268,9 +268,11 @@ def super_timing_events(job, conditions) -> EventStream:
         offset = int(rng.randint(-(window_ms // 2), window_ms // 2))
         pad = max(0, offset * sample_rate // 1000)
         cut = max(0, -offset * sample_rate // 1000)
+        job.report.done += 1
+        if cut >= len(samples):  # a song shorter than the shift has nothing left to hear (upstream crashes)
+            continue
         stream = _parallel_timing_pass(job, ck, conditions, samples[cut:], pad)
         votes.add_pass(event_groups(stream.events, data.types_first), offset)
-        job.report.done += 1
     job.report.end_pass()
     grid = beat_grid(votes, o.timer_iterations, o.timer_bpm_threshold)
     if not grid:

@@ -14,7 +14,7 @@ from engine.errors import OptionError
 from engine.timer import BeatVotes, beat_grid
 from engine.tokenizer import EventType
 
-from .conftest import UPSTREAM, need
+from .conftest import REPO, UPSTREAM, need
 
 TRAINED = UPSTREAM / "trained"
 SONG = TRAINED / "audio" / "synth150.wav"
@@ -124,3 +124,11 @@ def test_beat_grid_recovers_a_steady_tempo_with_measures():
 
 def test_beat_grid_without_votes_is_empty():
     assert beat_grid(BeatVotes(5000), passes=3, bpm_threshold=0.1) == []
+
+
+def test_super_timing_on_a_song_shorter_than_half_a_window():
+    """Shifts longer than the song leave nothing to hear in that pass (upstream divides by zero there)."""
+    assets = REPO / "assets" / "selftest"
+    result = engine.timing(str(assets / "selftest.mp3"), super_timing=True, model=str(assets / "checkpoint"),
+                           device="cpu", seed=3, timer_iterations=4)
+    assert result.uninherited and all(tp.beat_length == pytest.approx(400, abs=5) for tp in result.uninherited)
