@@ -138,6 +138,19 @@ def session_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or ""
 
 
+def cancel_button(ctx: "AppContext", button: gr.Button, status: gr.components.Component, kind: str,
+                  api_name: str, doc: str) -> None:
+    """Wire a Cancel button: this page's jobs of ``kind`` (or, when it has none, everyone's) are cancelled."""
+    from . import forms
+
+    def cancel(request: gr.Request):
+        jobs = ctx.worker.cancel_where(owner=session_of(request), kind=kind) or ctx.worker.cancel_where(kind=kind)
+        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
+
+    cancel.__name__, cancel.__doc__ = api_name, doc
+    button.click(cancel, None, status, api_name=api_name, concurrency_limit=None, queue=False)
+
+
 def path_field(label: str, kind: str, *, value: str = "", placeholder: str = "", elem_id: str | None = None,
                info: str | None = None, save_name: str = "") -> gr.Textbox:
     """A path textbox with a native Browse button (in the window) or an upload button (in a browser)."""

@@ -432,7 +432,7 @@ def test_untagged_song_has_empty_tags(song):
 
 
 def test_id3_tags_with_romanised_sort_order(song, tmp_path):
-    from mutagen.id3 import APIC, ID3, TIT2, TPE1, TSOP, TSOT
+    from mutagen.id3 import APIC, ID3, TIT2, TPE1, TSOT
 
     path = tmp_path / "tagged.mp3"
     path.write_bytes(song.read_bytes())

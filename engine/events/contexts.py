@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..errors import BeatmapError
 from ..presets import DataFlags
 from ..tokenizer import ContextType
-from ._view import BeatmapView, timing_view, view_of
+from ._view import timing_view, view_of
 from .hit_objects import objects_stream
 from .stream import HITSOUND_TYPES, EventStream, merge_events, remove_events_of_type, speed_events
 from .timing import grid_stream, kiai_stream, sv_stream

@@ -17,7 +17,7 @@ from engine.errors import MapperatorError
 from engine.presets import PRESETS
 
 from .. import forms, models, osu
-from ..ui import AppContext, follow, path_field, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -258,13 +258,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     start.click(with_signature(generate, names), components, outputs, api_name="generate", concurrency_limit=None,
                 show_progress="hidden")
 
-    def cancel_generate(request: gr.Request):
-        """Cancel this page's generation (or, when it has none, every generation)."""
-        jobs = ctx.worker.cancel_where(owner=session_of(request), kind="generate") or \
-            ctx.worker.cancel_where(kind="generate")
-        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
-
-    cancel.click(cancel_generate, None, status, api_name="cancel_generate", concurrency_limit=None, queue=False)
+    cancel_button(ctx, cancel, status, "generate", "cancel_generate",
+                  "Cancel this page's generation (or, when it has none, every generation).")
 
     def open_output_folder(path: str):
         """Show the folder of the generated file."""

@@ -15,7 +15,7 @@ from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
 from .. import forms, models
-from ..ui import AppContext, follow, path_field, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 SEVERITIES = ["problem", "warning", "minor"]
@@ -130,12 +130,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     run.click(with_signature(mod, names + ["severity", "source", "category", "search"]), components + filters,
               outputs, api_name="mod", concurrency_limit=None, show_progress="hidden")
 
-    def cancel_mod(request: gr.Request):
-        """Cancel this page's MaiMod check (or, when it has none, every check)."""
-        jobs = ctx.worker.cancel_where(owner=session_of(request), kind="mod") or ctx.worker.cancel_where(kind="mod")
-        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
-
-    cancel.click(cancel_mod, None, status, api_name="cancel_mod", concurrency_limit=None, queue=False)
+    cancel_button(ctx, cancel, status, "mod", "cancel_mod",
+                  "Cancel this page's MaiMod check (or, when it has none, every check).")
 
     def mod_filter(rows: list[dict], severities: list[str], sources: list[str], categories: list[str], text: str):
         """Filter the last check's suggestions by severity, source, category and words."""

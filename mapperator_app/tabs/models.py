@@ -12,7 +12,7 @@ import gradio as gr
 from engine.presets import PRESETS
 
 from .. import forms, models
-from ..ui import AppContext, follow, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, session_of, with_signature
 from ..worker import Job, JobState
 
 HEADERS = ["Version", "Repository", "Installed", "Game mode models", "Size", "Folder"]
@@ -74,10 +74,5 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     download.click(with_signature(download_model, ["version", "gamemodes"]), [version, gamemodes], [status, table],
                    api_name="download_model", concurrency_limit=None, show_progress="hidden")
 
-    def cancel_download(request: gr.Request):
-        """Stop this page's download (finished files stay; Download fetches the rest)."""
-        jobs = ctx.worker.cancel_where(owner=session_of(request), kind="download") or \
-            ctx.worker.cancel_where(kind="download")
-        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
-
-    cancel.click(cancel_download, None, status, api_name="cancel_download", concurrency_limit=None, queue=False)
+    cancel_button(ctx, cancel, status, "download", "cancel_download",
+                  "Stop this page's download (finished files stay; Download fetches the rest).")

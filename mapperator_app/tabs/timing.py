@@ -16,7 +16,7 @@ from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
 from .. import forms, models
-from ..ui import AppContext, follow, path_field, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30"]
@@ -130,13 +130,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     run.click(with_signature(timing, names), components, outputs, api_name="timing", concurrency_limit=None,
               show_progress="hidden")
 
-    def cancel_timing(request: gr.Request):
-        """Cancel this page's timing job (or, when it has none, every timing job)."""
-        jobs = ctx.worker.cancel_where(owner=session_of(request), kind="timing") or \
-            ctx.worker.cancel_where(kind="timing")
-        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
-
-    cancel.click(cancel_timing, None, status, api_name="cancel_timing", concurrency_limit=None, queue=False)
+    cancel_button(ctx, cancel, status, "timing", "cancel_timing",
+                  "Cancel this page's timing job (or, when it has none, every timing job).")
 
     def save_timing(result, path: str, audio_path: str):
         """Write the found timing as an .osu (next to the song when no path is given)."""
