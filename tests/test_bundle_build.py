@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e import desktop
 from tests.e2e.conftest import app_environment, free_port
 
 pytestmark = pytest.mark.slow
@@ -30,16 +31,7 @@ WINDOWS = sys.platform == "win32"
 
 
 def wait_for(condition, timeout: float = RUN_TIMEOUT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception:  # the page or the DevTools port may not be there yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    return desktop.wait_for(condition, timeout, what)
 
 
 def folder_bytes(folder: Path) -> int:

@@ -11,7 +11,23 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from urllib.parse import urlparse
+
+
+def wait_for(condition, timeout: float, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; exceptions count as "not yet" (the page or the
+    DevTools port may not be there yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception:
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- Xvfb ----------------------------------------------------------------------------------------------------

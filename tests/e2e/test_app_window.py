@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import UPSTREAM, need
+from tests.e2e import desktop
 from tests.e2e.conftest import app_environment, free_port, start_app, wait_until_up
 
 TIMEOUT = 180
 
 
 def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception:  # the page or the DevTools port may not be there yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    return desktop.wait_for(condition, timeout, what)
 
 
 @pytest.mark.slow
