@@ -3,7 +3,11 @@
     python bench/generate.py [--device cpu|cuda] [--precision fp32|bf16|amp] [--threads N] [--super-timing]
 
 1. Tiny trained fixture checkpoint (../shared/fixtures/upstream/trained/v32): a full ``engine.generate`` run on a
-   real song (Debian's asc-music, else the fixture song), wall time and tokens.
+   real song (Debian's asc-music, else the fixture song; ``--audio`` picks one), wall time and tokens. The tiny
+   model only knows its training song: on other music some of its windows never close their context and
+   decode to the length cap, which makes super timing (20 passes, windows batched) far slower than a
+   published model would be. ``--audio ../shared/fixtures/upstream/trained/audio/synth150.wav`` times it on
+   the song it knows.
 2. Random weights at the published sizes (v32 = varwhisper-small, v32-mini = varwhisper-base): random weights
    emit junk of arbitrary length, so the decoder is timed for a fixed number of tokens per window and the
    result is scaled to the token count of a real ranked map (tokenization golden ``kimi_no_bouken``: its
@@ -33,7 +37,9 @@ SHARED = Path(os.environ.get("MAPPERATOR_SHARED", ROOT.parent / "shared")) / "fi
 ASC = Path("/usr/share/games/asc/music")
 
 
-def song() -> Path:
+def song(args) -> Path:
+    if args.audio:
+        return Path(args.audio)
     songs = sorted(ASC.glob("*.mp3"))
     return songs[0] if songs else SHARED / "trained" / "audio" / "synth150.wav"
 
@@ -41,7 +47,7 @@ def song() -> Path:
 def bench_tiny(args) -> None:
     import engine
 
-    audio = song()
+    audio = song(args)
     minutes = audio_duration_ms(audio) / 60000
     for super_timing in ([False, True] if args.super_timing else [False]):
         with tempfile.TemporaryDirectory() as out:
@@ -112,6 +118,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128, help="decoder steps timed per real-size model")
     ap.add_argument("--super-timing", action="store_true", help="also time a super-timing run (tiny model)")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--audio", help="song for the tiny-model runs (default: the first asc-music mp3, else the "
+                                    "fixture's synth150.wav, the song the tiny model was trained on)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
