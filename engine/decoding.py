@@ -185,6 +185,11 @@ class LookbackBias:
         self.last_scores = scores
         return out
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Follow the batch when finished rows leave it."""
+        if self.last_scores is not None:
+            self.last_scores = self.last_scores[rows]
+
 
 class TopK:
     def __init__(self, k: int):
@@ -280,13 +285,19 @@ def decode(
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
+    # Greedy rows that have stopped leave the batch, so one long window does not keep the others computing.
+    # Sampled rows stay: they share one random stream, and a smaller batch would draw different numbers.
+    prune = not opts.do_sample
+    alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
+    out = torch.full((batch, max(opts.max_length - width, 0)), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    generated: list[torch.Tensor] = []
+    steps = 0
     length = width
     while length < opts.max_length:
         if cancel is not None and cancel.is_set():
             raise Cancelled("generation cancelled")
-        scores = logits[batch:] + opts.cfg_scale * (logits[:batch] - logits[batch:]) if guided else logits
+        n = len(alive)
+        scores = logits[n:] + opts.cfg_scale * (logits[:n] - logits[n:]) if guided else logits
         for rule in rules:
             scores = rule(ids, scores)
         if opts.do_sample:
@@ -295,7 +306,8 @@ def decode(
         else:
             token = scores.argmax(dim=-1)
         token = torch.where(done, torch.full_like(token, PAD_ID), token)
-        generated.append(token)
+        out[alive, steps] = token
+        steps += 1
         ids = torch.cat([ids, token[:, None]], dim=1)
         length += 1
         done |= torch.isin(token, stop_tensor)
@@ -303,12 +315,18 @@ def decode(
             on_step(length - width)
         if bool(done.all()) or length >= opts.max_length:
             break
+        if prune and bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            alive, ids, token, done = alive[keep], ids[keep], token[keep], done[keep]
+            state.select(torch.cat([keep, keep + n]) if guided else keep)
+            for rule in rules:
+                if hasattr(rule, "select"):
+                    rule.select(keep)
         step = torch.cat([token, token]) if guided else token
         logits = model.decode_step(step[:, None], state).float()
 
-    out = torch.stack(generated, dim=1).cpu() if generated else torch.zeros(batch, 0, dtype=torch.long)
     rows = []
-    for row in out.tolist():
+    for row in out[:, :steps].cpu().tolist():
         # Finished rows were padded after their stop id, as in Hugging Face's output.
         while row and row[-1] == PAD_ID:
             row.pop()

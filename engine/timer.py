@@ -4,10 +4,11 @@ beat votes are smoothed into one beat grid.
     result = timing("song.mp3", super_timing=True)     # -> TimingResult(timing_points, beatmap, path, ...)
 
 Super timing follows upstream's ``SuperTimingGenerator``: each pass shifts the song by a random offset
-(upstream's global NumPy stream, seeded), generates the TIMING context in non-overlapping windows (all
-windows of a pass in one batch), and adds its beats, measures and timing points to millisecond histograms.
-The histograms are smoothed, peaks found, a tempo read around each peak, and beats are walked outwards
-from the strongest peaks; finally measures are placed by the evidence of the measure votes.
+(upstream's global NumPy stream, seeded), generates the TIMING context in non-overlapping windows, and adds
+its beats, measures and timing points to millisecond histograms. The passes are independent, so their windows
+are decoded in batches across passes (upstream runs the passes one after another). The histograms are
+smoothed, peaks found, a tempo read around each peak, and beats are walked outwards from the strongest peaks;
+finally measures are placed by the evidence of the measure votes.
 """
 from __future__ import annotations
 
@@ -250,8 +251,17 @@ def grid_events(grid: list[tuple[int, EventType]], types_first: bool) -> EventSt
 
 
 def super_timing_events(job, conditions) -> EventStream:
-    """Beat events for a generation job (``engine.generation._Job``), from ``timer_iterations`` shifted passes."""
+    """Beat events for a generation job (``engine.generation._Job``), from ``timer_iterations`` shifted passes.
+
+    The passes are independent, so their windows are decoded together, ``max_batch_size`` rows at a time,
+    instead of pass after pass; a pass is built when the batch needs its windows and counted (then dropped)
+    as soon as all its windows are decoded, so memory stays at about two passes.
+    """
+    import math
+
+    from .decoding import DecodingOptions
     from .postprocess import event_groups
+    from .windows import WindowLayout
 
     o = job.opts
     ck = job.checkpoint(root=True)
@@ -261,18 +271,44 @@ def super_timing_events(job, conditions) -> EventStream:
     length_ms = len(samples) * 1000 // sample_rate
     window_ms = (data.src_seq_len - 1) * data.hop_length * 1000 / sample_rate
     rng = np.random.RandomState(job.seed)  # upstream draws from NumPy's global stream seeded with the seed
-    votes = BeatVotes(length_ms)
-    job.report.begin_pass(o.timer_iterations)
-    for i in range(o.timer_iterations):
-        job.report.stage(f"Super timing: pass {i + 1} of {o.timer_iterations}")
+    shifts = []
+    for _ in range(o.timer_iterations):
         offset = int(rng.randint(-(window_ms // 2), window_ms // 2))
-        pad = max(0, offset * sample_rate // 1000)
-        cut = max(0, -offset * sample_rate // 1000)
+        pad, cut = max(0, offset * sample_rate // 1000), max(0, -offset * sample_rate // 1000)
+        if cut < len(samples):  # a song shorter than the shift has nothing left to hear (upstream crashes)
+            shifts.append((offset, pad, cut))
+    layout = WindowLayout.for_preset(ck.preset, parallel=True)
+    total = sum(layout.num_windows(pad + len(samples) - cut) for _, pad, cut in shifts)
+    batch = max(1, (o.max_batch_size or 16) // (2 if o.timer_cfg_scale > 1 else 1))
+    opts = DecodingOptions(do_sample=False, temperature=o.temperature, timing_temperature=o.timing_temperature,
+                           cfg_scale=o.timer_cfg_scale, max_length=data.tgt_seq_len, types_first=data.types_first)
+
+    votes = BeatVotes(length_ms)
+    upcoming = iter(shifts)
+    queue: list[tuple[_TimingPass, int]] = []
+    live: list[_TimingPass] = []
+    job.report.begin_pass(math.ceil(total / batch))
+    decoded = 0
+    while True:
+        while len(queue) < batch:
+            shift = next(upcoming, None)
+            if shift is None:
+                break
+            offset, pad, cut = shift
+            timing_pass = _TimingPass(job, ck, layout, conditions, samples[cut:], pad, offset)
+            live.append(timing_pass)
+            queue += [(timing_pass, i) for i in range(len(timing_pass.rows))]
+        if not queue:
+            break
+        chunk, queue = queue[:batch], queue[batch:]
+        job.report.stage(f"Super timing: windows {decoded + 1}–{decoded + len(chunk)} of {total} "
+                         f"({len(shifts)} passes)")
+        _decode_windows(job, ck, chunk, opts)
+        decoded += len(chunk)
         job.report.done += 1
-        if cut >= len(samples):  # a song shorter than the shift has nothing left to hear (upstream crashes)
-            continue
-        stream = _parallel_timing_pass(job, ck, conditions, samples[cut:], pad)
-        votes.add_pass(event_groups(stream.events, data.types_first), offset)
+        while live and live[0].complete:
+            finished = live.pop(0)
+            votes.add_pass(event_groups(finished.events().events, data.types_first), finished.offset)
     job.report.end_pass()
     grid = beat_grid(votes, o.timer_iterations, o.timer_bpm_threshold)
     if not grid:
@@ -280,51 +316,64 @@ def super_timing_events(job, conditions) -> EventStream:
     return grid_events(grid, data.types_first)
 
 
-def _parallel_timing_pass(job, ck, conditions, samples: np.ndarray, pad: int) -> EventStream:
-    """One pass: every window side by side (no overlap) in one batch, each window prompted alone."""
+class _TimingPass:
+    """One shifted pass: its windows side by side (no overlap), each prompted alone, and their decoded rows."""
+
+    def __init__(self, job, ck, layout, conditions, samples: np.ndarray, pad: int, offset: int):
+        from .prompt import Embeds, GenerationRun
+
+        self.offset = offset
+        self.data = ck.preset.data
+        self.segments = layout.segment(samples, begin_pad=pad)
+        self.context = C.MAP if self.data.add_timing else C.TIMING
+        self.context_eos = ck.tokenizer.context_eos.get(self.context)
+        self.run = GenerationRun(ck.tokenizer, self.data, self.segments, conditions, requested=(self.context,),
+                                 given={}, embeds=Embeds.from_config(ck.config), cfg_scale=job.opts.timer_cfg_scale)
+        self.rows: list[list[int] | None] = [None] * len(self.segments)
+
+    def window(self, i: int, with_negative: bool):
+        """(samples, prompt, negative prompt, conditioning tensors) of window ``i``."""
+        start = self.segments.starts_ms[i]
+        prompt, negative = self.run.builder.prompts(start, self.run.in_streams, self.run.out_streams,
+                                                    with_negative=with_negative)
+        return self.segments.samples(i), prompt, negative, self.run.window_kwargs(start)
+
+    @property
+    def complete(self) -> bool:
+        return all(row is not None for row in self.rows)
+
+    def events(self) -> EventStream:
+        stream = self.run.stream(self.context)
+        for start, generated in zip(self.segments.starts_ms, self.rows):
+            if self.context_eos is not None:
+                # Upstream keeps a window's output only when its context was closed.
+                if self.context_eos not in generated:
+                    continue
+                generated = generated[: generated.index(self.context_eos)]
+            self.run.absorber(stream, generated, start, trim_lookback=False, trim_lookahead=False)
+        (events, times), = self.run.results().values()
+        return EventStream(list(events), list(times))
+
+
+def _decode_windows(job, ck, chunk: list[tuple[_TimingPass, int]], opts) -> None:
+    """Decode one batch of windows (from one or more passes) and hand each pass its rows."""
     import torch
 
-    from .decoding import DecodingOptions, decode
-    from .prompt import Embeds, GenerationRun, stop_ids
+    from .decoding import decode
+    from .prompt import stop_ids
     from .runtime import autocast
-    from .windows import WindowLayout
 
-    o = job.opts
-    data = ck.preset.data
-    layout = WindowLayout.for_preset(ck.preset, parallel=True)
-    segments = layout.segment(samples, begin_pad=pad)
-    context = C.MAP if data.add_timing else C.TIMING
-    run = GenerationRun(ck.tokenizer, data, segments, conditions, requested=(context,), given={},
-                        embeds=Embeds.from_config(ck.config), cfg_scale=o.timer_cfg_scale)
-    stream = run.stream(context)
-    prompts, negatives, kwargs = [], [], []
-    for start in segments.starts_ms:
-        prompt, negative = run.builder.prompts(start, run.in_streams, run.out_streams, with_negative=o.timer_cfg_scale > 1)
-        prompts.append(prompt)
-        negatives.append(negative)
-        kwargs.append(run.window_kwargs(start))
-    cond = {k: torch.cat([kw[k] for kw in kwargs]) for k in kwargs[0]}
-    opts = DecodingOptions(do_sample=False, temperature=o.temperature, timing_temperature=o.timing_temperature,
-                           cfg_scale=o.timer_cfg_scale, max_length=data.tgt_seq_len, types_first=data.types_first)
-    context_eos = ck.tokenizer.context_eos.get(context)
-    frames = torch.from_numpy(segments.stacked())
-    rows = []
-    batch = max(1, (o.max_batch_size or 16) // (2 if o.timer_cfg_scale > 1 else 1))
-    for b in range(0, len(prompts), batch):
-        with autocast(job.device, o.precision):
-            rows += decode(ck.model, ck.tokenizer, frames[b: b + batch], prompts[b: b + batch], opts,
-                           stop_ids(ck.tokenizer, context), cond={k: v[b: b + batch] for k, v in cond.items()},
-                           negative_prompts=negatives[b: b + batch] if o.timer_cfg_scale > 1 else None,
-                           cancel=job.cancel, stats=job.stats)
-    for start, generated in zip(segments.starts_ms, rows):
-        if context_eos is not None:
-            # Upstream keeps a window's output only when its context was closed.
-            if context_eos not in generated:
-                continue
-            generated = generated[: generated.index(context_eos)]
-        run.absorber(stream, generated, start, trim_lookback=False, trim_lookahead=False)
-    (events, times), = run.results().values()
-    return EventStream(list(events), list(times))
+    guided = opts.cfg_scale > 1
+    windows = [timing_pass.window(i, guided) for timing_pass, i in chunk]
+    frames = torch.from_numpy(np.stack([w[0] for w in windows]))
+    cond = {k: torch.cat([w[3][k] for w in windows]) for k in windows[0][3]}
+    with autocast(job.device, job.opts.precision):
+        rows = decode(ck.model, ck.tokenizer, frames, [w[1] for w in windows], opts,
+                      stop_ids(ck.tokenizer, chunk[0][0].context), cond=cond,
+                      negative_prompts=[w[2] for w in windows] if guided else None,
+                      cancel=job.cancel, stats=job.stats)
+    for (timing_pass, i), row in zip(chunk, rows):
+        timing_pass.rows[i] = row
 
 
 # --- the facade ------------------------------------------------------------------------------------------------

@@ -109,3 +109,58 @@ def test_guidance_moves_towards_the_positive_prompt(trained_v32, monkeypatch):
     pos = ck.model(decoder_input_ids=torch.tensor([prompt]), encoder_out=encoder_out)[0, -1]
     neg = ck.model(decoder_input_ids=torch.tensor([[tok.sos_id]]), encoder_out=encoder_out)[0, -1]
     torch.testing.assert_close(seen[0][0], neg + 3.0 * (pos - neg), atol=1e-4, rtol=0)
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("version, cfg_scale, lookback_ms", [("v32", 1.0, 0.0), ("v32", 2.0, 0.0), ("v31", 1.0, 3000.0)])
+def test_finished_rows_leave_a_greedy_batch_without_changing_any_row(version, cfg_scale, lookback_ms):
+    """Rows that stop early are dropped from the batch (cache, guidance half and v31's lookback rule follow);
+    every row is still exactly what it is when decoded alone. The rows are upstream's first timing prompt over
+    windows further and further into the song, so they hold fewer and fewer beats."""
+    import ast
+    import json
+
+    import numpy as np
+
+    from engine.audio import load_audio
+    from engine.presets import PRESETS
+
+    ck = load_checkpoint(str(need(UPSTREAM / "trained" / version / "checkpoint")))
+    tok = ck.tokenizer
+    call = json.loads(need(UPSTREAM / "trained" / version / "pipeline_greedy_std" / "generate_calls.json")
+                      .read_text())[0]
+    prompt = (ast.literal_eval(call["prompt"]) if isinstance(call["prompt"], str) else call["prompt"])[0]
+    song = load_audio(need(UPSTREAM / "trained" / "audio" / "synth150.wav"), 16000)
+    width = 2047 * 128
+    starts = [0, 8, 16, 24]  # seconds; the song is 30 s long, the window about 20 s
+    frames = torch.stack([torch.from_numpy(np.pad(song[s * 16000: s * 16000 + width],
+                                                  (0, max(0, width - len(song[s * 16000:]))))) for s in starts])
+    n = len(starts)
+    dtypes = {"mapper_idx": torch.long}
+    cond = {k: torch.tensor([v[0]] * n, dtype=dtypes.get(k, torch.float32)) for k, v in call["model_kwargs"].items()}
+    if "song_position" in cond:  # v31: where each window lies in the 30 s song (row 0 keeps upstream's value)
+        cond["song_position"][1:] = torch.tensor([[s / 30, (s + 20) / 30] for s in starts[1:]])
+    negatives = [[tok.pad_id] * (len(prompt) - 1) + [tok.sos_id]] * n  # as long as the prompt: no padding
+    opts = DecodingOptions(do_sample=False, cfg_scale=cfg_scale, max_length=len(prompt) + 250,
+                           types_first=PRESETS[version].data.types_first)
+    stop = [tok.eos_id, *tok.context_eos.values()]
+    guided = cfg_scale > 1
+
+    batch_rows = []
+    real_step = ck.model.decode_step
+
+    def counting_step(ids, state):
+        batch_rows.append(ids.shape[0])
+        return real_step(ids, state)
+
+    ck.model.decode_step = counting_step
+    together = decode(ck.model, tok, frames, [prompt] * n, opts, stop, lookback_ms=lookback_ms, cond=cond,
+                      negative_prompts=negatives if guided else None)
+    ck.model.decode_step = real_step
+    alone = [decode(ck.model, tok, frames[i: i + 1], [prompt], opts, stop, lookback_ms=lookback_ms,
+                    cond={k: v[i: i + 1] for k, v in cond.items()},
+                    negative_prompts=negatives[i: i + 1] if guided else None)[0] for i in range(n)]
+    assert together == alone
+    assert len({len(row) for row in together}) > 1  # the rows do stop at different steps
+    full = n * (2 if guided else 1)
+    assert batch_rows[0] == full and min(batch_rows) < full  # ... and the batch shrank when they did

@@ -65,8 +65,9 @@ def _until_end(row, ends=(2, 4)):
 @pytest.mark.slow
 @pytest.mark.golden
 def test_super_timing_reproduces_upstream(tmp_path, monkeypatch):
-    """20 shifted passes (batched windows) + the map pass, as upstream's run (README §9.3): same prompts, same
-    tokens up to each window's end of timing, same timing points and beatmap."""
+    """20 shifted passes + the map pass, as upstream's run (README §9.3): the same windows with the same prompts
+    and tokens up to each window's end of timing, the same timing points and beatmap. Upstream decoded pass
+    after pass (20 calls of 2–3 windows); we batch the 46 windows across passes, 32 at a time (v32's max_batch_size)."""
     seen = []
     real = engine.decoding.decode
 
@@ -81,13 +82,18 @@ def test_super_timing_reproduces_upstream(tmp_path, monkeypatch):
         gamemode=0, difficulty=3.2, mapper_id=2, year=2023, do_sample=False, seed=12345, device="cpu",
         super_timing=True))
     expected = _calls("v32/pipeline_greedy_std_supertiming")
-    assert len(seen) == len(expected) == 30
-    for (prompts, rows), (context, golden_prompts, golden_rows) in zip(seen, expected):
+    expected_timing = [(p, r) for context, prompts, rows in expected if context != "map" for p, r in zip(prompts, rows)]
+    expected_map = [(prompts, rows) for context, prompts, rows in expected if context == "map"]
+    assert len(expected_timing) == 46 and len(expected_map) == 10
+    map_calls = seen[len(seen) - len(expected_map):]
+    timing_calls = seen[: len(seen) - len(expected_map)]
+    assert [len(prompts) for prompts, _ in timing_calls] == [32, 14]
+    ours_timing = [(list(p), r) for prompts, rows in timing_calls for p, r in zip(prompts, rows)]
+    # upstream ran each row on to EOS; we stop at the end of timing
+    assert [(p, _until_end(r)) for p, r in ours_timing] == [(p, _until_end(r)) for p, r in expected_timing]
+    for (prompts, rows), (golden_prompts, golden_rows) in zip(map_calls, expected_map):
         assert [list(p) for p in prompts] == golden_prompts
-        if context == "map":
-            assert rows == golden_rows
-        else:  # batched timing windows; upstream ran each row on to EOS, we stop at the end of timing
-            assert [_until_end(r) for r in rows] == [_until_end(r) for r in golden_rows]
+        assert rows == golden_rows
     golden = read_beatmap(TRAINED / "v32" / "pipeline_greedy_std_supertiming" / "generated.osu")
     ours = read_beatmap(result.path)
     assert ours.timing_points == golden.timing_points
