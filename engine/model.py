@@ -419,15 +419,33 @@ class DecoderLayer(nn.Module):
 
 
 class LayerCache:
-    """Preallocated self-attention keys/values of one decoder layer."""
+    """Self-attention keys/values of one decoder layer.
 
-    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype):
-        self.k = torch.empty(batch, heads, max_len, head_dim, device=device, dtype=dtype)
+    Room grows by doubling up to ``max_len`` instead of being reserved up front: most windows stop long
+    before the model's length limit, and 32 rows reserved at v32's 2,560 positions would take about 6 GB in
+    fp32 — real memory on a GPU, and commit charge on Windows.
+    """
+
+    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype, reserve: int = 0):
+        self.max_len = max_len
+        room = min(max_len, max(reserve, 1))
+        self.k = torch.empty(batch, heads, room, head_dim, device=device, dtype=dtype)
         self.v = torch.empty_like(self.k)
         self.length = 0
 
+    def _make_room(self, needed: int) -> None:
+        room = self.k.shape[2]
+        if needed <= room:
+            return
+        room = max(needed, min(2 * room, self.max_len))
+        grown = [t.new_empty(t.shape[0], t.shape[1], room, t.shape[3]) for t in (self.k, self.v)]
+        for new, old in zip(grown, (self.k, self.v)):
+            new[:, :, : self.length] = old[:, :, : self.length]
+        self.k, self.v = grown
+
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = k.shape[2]
+        self._make_room(self.length + n)
         self.k[:, :, self.length: self.length + n] = k
         self.v[:, :, self.length: self.length + n] = v
         self.length += n
@@ -679,7 +697,8 @@ class Mapperatorinator(nn.Module):
         b = self.config.backbone
         batch = encoder_out.shape[0]
         head_dim = b.d_model // b.decoder_heads
-        caches = [LayerCache(batch, b.decoder_heads, max_len, head_dim, encoder_out.device, self.dtype)
+        reserve = prompt_padding.shape[1] + 256
+        caches = [LayerCache(batch, b.decoder_heads, max_len, head_dim, encoder_out.device, self.dtype, reserve)
                   for _ in range(b.decoder_layers)]
         key_padding = torch.ones(batch, max_len, dtype=torch.bool, device=encoder_out.device)
         key_padding[:, : prompt_padding.shape[1]] = prompt_padding
