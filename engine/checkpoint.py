@@ -6,6 +6,7 @@ published repos keep one model at the root and per-mode models in ``gamemode=N/`
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import re
@@ -129,7 +130,7 @@ def download(
     online: bool | None = None,
 ) -> Path:
     """Fetch the files of one checkpoint into the Hugging Face cache and return the snapshot folder. Files already
-    downloaded are kept and not fetched again, so a broken-off download continues with the files it lacks.
+    downloaded are not fetched again, and a cut-off weights file continues from its last byte.
     Offline, the cached snapshot is used; a missing one is a ModelError saying what to do.
     ``progress`` is a tqdm-compatible class for byte-level progress.
     """
@@ -143,6 +144,7 @@ def download(
     where = f"{repo_id}{'/' + subfolder if subfolder else ''}"
     try:
         if online:
+            _fetch_weights_resumably(repo_id, revision, prefix, progress)
             snapshot = Path(snapshot_download(**kwargs, **({"tqdm_class": progress} if progress else {})))
         else:
             snapshot = Path(snapshot_download(**kwargs, local_files_only=True))
@@ -159,7 +161,41 @@ def download(
         raise ModelError(f"could not download {where}: {e}. " + _offline_advice(repo_id, subfolder)) from None
     if not _complete(snapshot / subfolder if subfolder else snapshot):
         raise ModelError(f"{where} in the Hugging Face cache is incomplete. " + _offline_advice(repo_id, subfolder))
+    _drop_finished_partials(snapshot.parent.parent / "blobs")
     return snapshot
+
+
+def _drop_finished_partials(blobs: Path) -> None:
+    """Remove resumable-download leftovers whose blob huggingface_hub fetched in full after all."""
+    from .hub_resume import PARTIAL_SUFFIX
+
+    for partial in blobs.glob("*" + PARTIAL_SUFFIX):
+        if (blobs / partial.name[: -len(PARTIAL_SUFFIX)]).exists():
+            partial.unlink(missing_ok=True)
+
+
+def _fetch_weights_resumably(repo_id: str, revision: str | None, prefix: str, progress: type | None) -> None:
+    """Fetch the weight files with :mod:`engine.hub_resume` (which continues a cut-off file) before
+    snapshot_download does the rest. Anything but a cancel only logs: snapshot_download then tries itself
+    and reports what is wrong."""
+    from huggingface_hub import HfApi
+
+    from .hub_resume import fetch_blob
+
+    try:
+        names = [s.rfilename for s in HfApi().model_info(repo_id, revision=revision).siblings or []]
+    except Exception:
+        return
+    weights = [n for n in names if n.startswith(prefix) and "/" not in n[len(prefix):]
+               and any(fnmatch.fnmatch(n[len(prefix):], p) for p in WEIGHT_PATTERNS if p.endswith(".safetensors"))]
+    for name in weights:
+        try:
+            fetch_blob(repo_id, name, revision, progress)
+        except MapperatorError:
+            raise
+        except Exception:
+            log.warning("resumable download of %s/%s failed; leaving it to huggingface_hub", repo_id, name,
+                        exc_info=True)
 
 
 def hub_gamemode_subfolder(repo_id: str, gamemode: int, revision: str | None = None,

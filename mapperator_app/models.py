@@ -52,8 +52,11 @@ def _complete(files: set[str], prefix: str = "") -> bool:
 
 def scan_models(cache_dir: str | Path | None = None) -> list[InstalledModel]:
     """One row per published version (installed or not), plus other Mapperatorinator repos in the cache."""
-    from huggingface_hub import scan_cache_dir
+    from huggingface_hub import constants, scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
+    from huggingface_hub.file_download import repo_folder_name
+
+    from engine.hub_resume import PARTIAL_SUFFIX
 
     rows = {p.repo_id: InstalledModel(name, p.repo_id) for name, p in PRESETS.items()}
     try:
@@ -70,7 +73,6 @@ def scan_models(cache_dir: str | Path | None = None) -> list[InstalledModel]:
             continue
         row = rows.setdefault(repo.repo_id, InstalledModel(repo.repo_id, repo.repo_id))
         row.size_bytes = repo.size_on_disk
-        unfinished = any(p.name.endswith(".incomplete") for p in (Path(repo.repo_path) / "blobs").glob("*"))
         newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
         if newest is None:
             continue
@@ -78,7 +80,13 @@ def scan_models(cache_dir: str | Path | None = None) -> list[InstalledModel]:
         row.root = _complete(files)
         row.gamemodes = [m for m in GAMEMODE_NAMES if _complete(files, f"gamemode={m}/")]
         row.snapshot = Path(newest.snapshot_path)
-        row.partial = unfinished or (bool(files) and not row.root)
+        row.partial = bool(files) and not row.root
+    # A cut-off weights file waits in blobs/ (possibly before any snapshot exists, which the scan skips).
+    cache_root = Path(cache_dir) if cache_dir else Path(constants.HF_HUB_CACHE)
+    for row in rows.values():
+        blobs = cache_root / repo_folder_name(repo_id=row.repo_id, repo_type="model") / "blobs"
+        if not row.root and any(p.name.endswith((".incomplete", PARTIAL_SUFFIX)) for p in blobs.glob("*")):
+            row.partial = True
     return list(rows.values())
 
 
@@ -154,7 +162,7 @@ class ByteProgress:
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("download cancelled; the files already downloaded are kept, and Download finishes the rest")
+            raise Cancelled("download cancelled; what was already downloaded is kept, and Download continues from there")
 
     def totals(self) -> tuple[int, int]:
         """(bytes done, bytes expected) from the byte bars (the largest one: they track the same files)."""

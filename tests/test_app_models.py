@@ -103,8 +103,8 @@ def test_download_reports_bytes_and_installs_into_the_cache(hub_env):
 
 
 @pytest.mark.slow
-def test_cancelled_download_keeps_finished_files_and_completes_later(hub_env, tmp_path):
-    """huggingface_hub reports bytes per 10 MiB chunk, so this repo's weights file is 24 MiB of noise."""
+def test_cancelled_download_resumes_where_it_stopped(hub_env, tmp_path):
+    """A cancelled download keeps the bytes that arrived; the next one asks the hub only for the rest."""
     root, _ = fixture_checkpoints()
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -129,13 +129,45 @@ def test_cancelled_download_keeps_finished_files_and_completes_later(hub_env, tm
             state = models.download_version("v32", [])
             out["state"] = [state.installed, state.partial, str(state.snapshot)]
         """, endpoint=hub.url)
-    assert "files already downloaded are kept" in out["cancelled"] and out["after_cancel"] == [False, True]
+    assert "already downloaded is kept" in out["cancelled"] and out["after_cancel"] == [False, True]
     installed, partial, snapshot = again["state"]
     assert installed and not partial
     fetched = [name for name, _ in hub.ranges]
     assert sorted(fetched) == ["config.json", "generation_config.json", "model.safetensors", "model.safetensors",
-                               "tokenizer.json"]  # the small files once; only the cut-off weights twice
+                               "tokenizer.json"]  # the small files once; only the cut-off weights twice ...
+    first, second = [start for name, start in hub.ranges if name == "model.safetensors"]
+    assert first == 0 and second >= 10 * 1024 * 1024  # ... the second time from where the first stopped
     assert (Path(snapshot) / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+    leftovers = [p.name for p in Path(snapshot).parents[1].joinpath("blobs").iterdir() if "partial" in p.name]
+    assert leftovers == []
+
+
+def test_a_damaged_partial_download_is_thrown_away_and_fetched_again(hub_env, tmp_path):
+    """Bytes left by an earlier attempt that do not match the file fail the checksum: the partial file is
+    removed, so the next download starts clean instead of appending to garbage."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "model.safetensors").write_bytes(os.urandom(3 * 1024 * 1024))
+    with FakeHub(REPO, repo) as hub:
+        out = manager(hub_env, """
+            import hashlib
+            from huggingface_hub import constants
+            from engine.hub_resume import fetch_blob, partial_path
+            weights = Path(%r).read_bytes()
+            blobs = Path(constants.HF_HUB_CACHE) / "models--OliBomby--Mapperatorinator-v32" / "blobs"
+            blobs.mkdir(parents=True)
+            partial = partial_path(blobs / hashlib.sha256(weights).hexdigest())
+            partial.write_bytes(b"not the start of that file" * 1000)
+            try:
+                fetch_blob("OliBomby/Mapperatorinator-v32", "model.safetensors")
+            except OSError as e:
+                out["error"] = str(e)
+            out["partial_left"] = partial.exists()
+            blob = fetch_blob("OliBomby/Mapperatorinator-v32", "model.safetensors")
+            out["same"] = blob.read_bytes() == weights
+        """ % str(repo / "model.safetensors"), endpoint=hub.url)
+    assert "checksum mismatch" in out["error"] and out["partial_left"] is False and out["same"] is True
+    assert [start for _, start in hub.ranges] == [26000, 0]  # resumed after the stale bytes, then from scratch
 
 
 def test_unreachable_hub_says_what_to_do(hub_env):

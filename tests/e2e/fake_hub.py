@@ -2,7 +2,7 @@
 
 It answers the few requests huggingface_hub's ``snapshot_download`` makes (repo info, file tree, file
 HEAD/GET with byte ranges), optionally slowly, and records the byte ranges asked for, so tests can watch a
-real download's byte progress, cancel it half way and see what is fetched again.
+real download's byte progress, cancel it half way and see what is fetched again (and from which byte).
 """
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ class FakeHub:
                        for name, p in self.files.items()]
             return self._json(handler, entries, body)
         if re.fullmatch(rf"/api/models/{repo}", path):
-            return self._json(handler, {"id": self.repo_id, "sha": COMMIT}, body)
+            return self._json(handler, {"id": self.repo_id, "sha": COMMIT,
+                                        "siblings": [{"rfilename": f} for f in self.files]}, body)
         match = re.fullmatch(rf"/{repo}/resolve/[^/]+/(.+)", path)
         if not match or match.group(1) not in self.files:
             return self._missing(handler)
