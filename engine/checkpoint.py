@@ -362,13 +362,18 @@ def parse_config(cfg: dict) -> ModelConfig:
     return config
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, folder_kind: str = "checkpoint") -> dict:
+    """The JSON object in ``path``, a file of a checkpoint (or other ``folder_kind``) folder; ModelError naming
+    the file when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelError(f"{path} is missing: {path.parent} is not a complete checkpoint") from None
+        raise ModelError(f"{path} is missing: {path.parent} is not a complete {folder_kind}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"{path} cannot be read: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} does not hold a JSON object")
+    return data
 
 
 # --- weights ---------------------------------------------------------------------------------------------------

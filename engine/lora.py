@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from .checkpoint import read_json
 from .errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +138,7 @@ def apply_lora(checkpoint: "Checkpoint", lora_path: str, *, revision: str | None
     folder = locate_adapter(lora_path, revision=revision)
     metadata = read_metadata(folder)
     check_compatible(checkpoint, metadata, folder)
-    adapter_config = _read_json(folder / ADAPTER_CONFIG)
+    adapter_config = read_json(folder / ADAPTER_CONFIG, "LoRA adapter")
     _check_modules(checkpoint.model, adapter_config, folder)
     try:
         from peft import PeftModel
@@ -203,7 +204,7 @@ def read_metadata(folder: Path) -> dict[str, Any] | None:
     path = folder / METADATA_FILE
     if not path.is_file():
         return None
-    data = _read_json(path)
+    data = read_json(path, "LoRA adapter")
     subfolders = data.get("ckpt_subfolders")
     if subfolders is not None and not (isinstance(subfolders, list) and all(isinstance(s, str) for s in subfolders)):
         raise ModelError(f"{path}: 'ckpt_subfolders' must be a list of folder names or null, not {subfolders!r}")
@@ -304,18 +305,6 @@ def _normalise_subfolder(name: str | None) -> str:
 
 def _normalise_subfolders(names: Sequence[str] | None) -> list[str] | None:
     return None if names is None else sorted({_normalise_subfolder(n) for n in names})
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path} cannot be read: {e}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} does not hold a JSON object")
-    return data
 
 
 def _first_line(e: Exception) -> str:

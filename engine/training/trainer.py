@@ -377,15 +377,14 @@ class TrainingRun:
         if not path.is_file():
             raise ModelError(f"{folder} is not a training checkpoint of this program ({TRAINER_STATE} is missing); "
                              "to start from a published model use pretrained_path")
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"{path} cannot be read: {e}") from None
+        from ..checkpoint import read_json
+
+        state = read_json(path, "training checkpoint")
         state["folder"] = folder
         return state
 
     def _load_model(self) -> None:
-        from ..checkpoint import load_checkpoint, new_model
+        from ..checkpoint import load_checkpoint, new_model, read_json
 
         o = self.options
         r = self.resume
@@ -393,7 +392,7 @@ class TrainingRun:
         if r is not None and not r.get("lora"):
             ck = load_checkpoint(str(r["folder"]), version=r.get("version"))
             self._use_checkpoint(ck)
-            self.base_config_json = json.loads((r["folder"] / "config.json").read_text(encoding="utf-8"))
+            self.base_config_json = read_json(r["folder"] / "config.json")
             self.base_folder = r["folder"]
             self.base_source = r.get("base_source") or str(r["folder"])
             return
@@ -408,7 +407,7 @@ class TrainingRun:
             ck = load_checkpoint(source, gamemode=gamemode, subfolder=subfolder, revision=o.revision,
                                  version=o.version if source in PRESETS else None)
             self._use_checkpoint(ck)
-            self.base_config_json = json.loads((ck.path / "config.json").read_text(encoding="utf-8"))
+            self.base_config_json = read_json(ck.path / "config.json")
             self.base_folder = ck.path
             self.base_source = source
             return
