@@ -3,9 +3,8 @@
 Downloads go through :func:`engine.checkpoint.download` (huggingface_hub's ``snapshot_download``) into the
 normal Hugging Face cache, so the CLI, the app and other tools share them. Byte progress reaches the UI
 through a tqdm class whose bars report to a callback; cancelling raises inside that callback, which stops
-the download threads. An interrupted download keeps every finished file, and the next one fetches only the
-rest. (Within one file, recent huggingface_hub versions resume only through the Xet chunk cache that
-Xet-stored repos use; a plain-HTTP file that was cut off starts again.)
+the download threads. An interrupted download keeps every finished file and the bytes of a cut-off weights
+file (:mod:`engine.hub_resume`), and the next one fetches only the rest.
 """
 from __future__ import annotations
 
@@ -113,7 +112,7 @@ def offline_advice(version: str, installed: bool) -> str:
         return (f"{version} is installed and keeps working offline; to check for updates, connect to the "
                 f"internet and press Download again.")
     return (f"{version} is not downloaded yet. Connect this computer to the internet (or set HTTPS_PROXY if you "
-            f"are behind a proxy) and press Download again; files already downloaded are kept. Without "
+            f"are behind a proxy) and press Download again; it continues where it stopped. Without "
             f"internet here: run `mapperator download {version}` on a computer that has it and copy its "
             f"Hugging Face cache folder (~/.cache/huggingface/hub) to this one, or choose a checkpoint folder "
             f"as the model.")
