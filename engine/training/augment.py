@@ -18,10 +18,6 @@ import numpy as np
 from ..presets import VersionPreset
 from .recipes import Recipe
 
-# The conditioning tokens (and embedder inputs) that can be replaced by their "unknown" value.
-DROPPABLE = ("style", "difficulty", "mapper", "year", "cs", "hold_note_ratio", "scroll_speed_ratio", "descriptor",
-             "beatmap_idx", "mapper_idx")
-
 
 @dataclass(frozen=True)
 class Augmentations:
@@ -38,7 +34,7 @@ class Augmentations:
     lookback_prob: float = 0.0
     timing_random_offset: int = 0
     snapping_random_prob: float = 0.0
-    dropout: dict[str, float] = field(default_factory=dict)  # DROPPABLE name -> probability
+    dropout: dict[str, float] = field(default_factory=dict)  # conditioning input -> chance it is "unknown"
 
     @classmethod
     def for_version(cls, preset: VersionPreset, recipe: Recipe, **overrides) -> "Augmentations":

@@ -122,8 +122,7 @@ class _Window:
 class ExampleBuilder:
     """Builds the examples of one beatmap for one version and vocabulary."""
 
-    def __init__(self, preset: VersionPreset, tokenizer: Tokenizer, augment: Augmentations,
-                 *, min_sequence_labels: bool = False):
+    def __init__(self, preset: VersionPreset, tokenizer: Tokenizer, augment: Augmentations):
         self.preset = preset
         self.flags: DataFlags = preset.data
         self.tok = tokenizer
