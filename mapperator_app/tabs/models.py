@@ -30,7 +30,8 @@ def model_rows() -> list[list[Any]]:
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gr.Markdown("Models live in the Hugging Face cache (`~/.cache/huggingface/hub`, or `HF_HOME`), shared with "
-                "the `mapperator download` command. Installed models work offline; an interrupted download keeps its finished files.")
+                "the `mapperator download` command. Installed models work offline; an interrupted download "
+                "continues where it stopped.")
     table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, label="Models", elem_id="models-table")
     refresh = gr.Button("Refresh", size="sm", elem_id="models-refresh")
     with gr.Row():
@@ -75,4 +76,4 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                    api_name="download_model", concurrency_limit=None, show_progress="hidden")
 
     cancel_button(ctx, cancel, status, "download", "cancel_download",
-                  "Stop this page's download (finished files stay; Download fetches the rest).")
+                  "Stop this page's download (what arrived stays; Download fetches the rest).")
