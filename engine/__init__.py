@@ -36,6 +36,7 @@ _LAZY = {
     "TimingResult": "engine.timer",
     "mod": "engine.modding",
     "ModOptions": "engine.modding",
+    "evaluate": "engine.evaluation",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .options import GenerateOptions
     from .presets import PRESETS
     from .modding import ModOptions, mod
+    from .evaluation import evaluate
     from .timer import TimingResult, timing
     from .training import TrainOptions, train
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

@@ -130,7 +130,7 @@ def evaluate(generated: BeatmapLike, reference: BeatmapLike) -> Evaluation:
         star_rating_diff=None if gen_stars is None or ref_stars is None else round(gen_stars - ref_stars, 2),
         generated_drain_time_s=gen_drain,
         reference_drain_time_s=ref_drain,
-        drain_time_diff_s=gen_drain - ref_drain,
+        drain_time_diff_s=round(gen_drain - ref_drain, 3),  # both are whole ms
     )
 
 
