@@ -3,6 +3,7 @@
     mapperator generate audio_path=song.mp3 gamemode=0 difficulty=5     make a beatmap
     mapperator mod beatmap_path=map.osu                                  MaiMod suggestions
     mapperator timing audio_path=song.mp3                                time a song
+    mapperator evaluate GENERATED REFERENCE [--json]                     compare generated maps with references
     mapperator app [--browser] [--no-open] [--port N]                    the desktop app
     mapperator download [v32|v32-mini|v31|v30|REPO] [--gamemode N]       fetch a model
     mapperator wizard                                                    guided generation
@@ -107,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("timing", help="find a song's timing points")
     t.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
 
+    e = sub.add_parser("evaluate", help="compare generated beatmaps with reference beatmaps",
+                       description="Rhythm F1, BPM and offset error, star-rating and drain-time difference. "
+                                   "Folders are paired by file name; a folder against one file compares every map "
+                                   "with that file.")
+    e.add_argument("generated", help="a generated .osu or a folder of them")
+    e.add_argument("reference", help="the reference .osu or a folder of them")
+    e.add_argument("--json", action="store_true", help="print one JSON object (the means and every pair)")
+
     a = sub.add_parser("app", help="open the desktop app")
     a.add_argument("--browser", action="store_true", help="serve the UI for a normal web browser")
     a.add_argument("--no-open", action="store_true", help="with --browser: only print the address")
@@ -168,6 +177,10 @@ def _dispatch(args) -> int:
         from .timing_cli import cmd_timing
 
         return cmd_timing(args.words)
+    if args.command == "evaluate":
+        from .evaluate_cli import cmd_evaluate
+
+        return cmd_evaluate(args.generated, args.reference, as_json=args.json)
     if args.command == "app":
         from .launch import launch
 

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +16,8 @@ import pytest
 import engine
 from engine.beatmap import HoldNote, Slider, Spinner, read_beatmap
 from engine.evaluation import evaluate, evaluate_all, pair_paths, rhythm_times
-from tests.conftest import BEATMAPS, need
+from mapperator_app import cli, logs
+from tests.conftest import BEATMAPS, REPO, need
 
 OSU = "Soleily - Renatus (Gamu) [Insane].osu"
 TAIKO = "Soleily - Renatus (MMzz) [Oni].osu"
@@ -162,7 +168,8 @@ def test_every_red_line_7ms_late_gives_offset_error_7(name):
 def test_offset_error_is_the_mean_over_the_reference_red_lines():
     reference = load(OSU)
     first = red_lines(reference)[0].time
-    damaged = edit_red_lines(reference, lambda tp: dataclasses.replace(tp, time=tp.time - 7) if tp.time == first else tp)
+    damaged = edit_red_lines(reference,
+                             lambda tp: dataclasses.replace(tp, time=tp.time - 7) if tp.time == first else tp)
     assert evaluate(damaged, reference).offset_error_ms == pytest.approx(7 / 4, abs=1e-9)
 
 
@@ -247,3 +254,67 @@ def test_pairing_errors_name_the_problem(folders, tmp_path):
     empty.mkdir()
     with pytest.raises(engine.BeatmapError, match="holds no .osu files"):
         pair_paths(empty, references)
+
+
+# ------------------------------------------------------------------------------------ command
+HEADLINE = ("active_rhythm_f1", "passive_rhythm_f1", "bpm_error", "offset_error_ms", "star_rating_diff",
+            "drain_time_diff_s")
+
+
+@pytest.fixture
+def log_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "log_dir", lambda: tmp_path / "logs")
+
+
+def mapperator_command() -> list[str]:
+    """The installed ``mapperator`` script beside this Python, else the module it runs."""
+    script = Path(sys.executable).parent / "mapperator"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mapperator_app.cli"]
+
+
+def test_command_prints_one_json_object_for_a_pair(tmp_path):
+    reference = need(BEATMAPS / "sample-beatmap-osu.osu")
+    late = tmp_path / "late.osu"
+    late.write_text(edit_red_lines(load("sample-beatmap-osu.osu"),
+                                   lambda tp: dataclasses.replace(tp, time=tp.time + 7)).to_text(), encoding="utf-8")
+    out = subprocess.run([*mapperator_command(), "evaluate", str(late), str(reference), "--json"], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, XDG_STATE_HOME=str(tmp_path)))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(HEADLINE) <= set(result) and result["count"] == 1
+    assert result["active_rhythm_f1"] == 1.0 and result["offset_error_ms"] == pytest.approx(7)
+    assert result["pairs"][0]["generated"] == "late.osu"
+    assert result["pairs"][0]["reference"] == "sample-beatmap-osu.osu"
+
+
+def test_command_json_for_folders_holds_the_means_and_every_pair(folders, capsys, log_folder):
+    generated, references = folders
+    assert cli.main(["evaluate", str(generated), str(references), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    report = evaluate_all(generated, references)
+    assert result == json.loads(json.dumps(report.to_dict()))
+    assert [p["generated"] for p in result["pairs"]] == [OSU, TAIKO]
+    assert 0.5 < result["active_rhythm_f1"] < 1.0
+
+
+def test_command_table_has_a_row_per_pair_and_the_mean(folders, capsys, log_folder):
+    generated, references = folders
+    assert cli.main(["evaluate", str(generated), str(references / OSU)]) == 0
+    out = capsys.readouterr().out
+    assert f"against {OSU}" in " ".join(out.split())
+    lines = out.splitlines()
+    rows = [line.split() for line in lines if line.strip().startswith(("Soleily", "mean of"))]
+    assert [row[:2] for row in rows] == [["Soleily", "-"], ["Soleily", "-"], ["mean", "of"]]
+    assert rows[0][-6:] == ["1.000", "1.000", "0.00", "0.0", "+0.00", "+0.0"]  # the map against itself
+    assert rows[2][2] == "2"
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: ["missing.osu", str(d / OSU)], "no such file or folder"),
+    (lambda d: [str(REPO / "README.md"), str(d / OSU)], "not an osu! beatmap"),
+])
+def test_command_errors_are_one_line(make_args, message, folders, capsys, log_folder):
+    _, references = folders
+    assert cli.main(["evaluate", *make_args(references)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err and "Traceback" not in err
