@@ -37,6 +37,7 @@ _LAZY = {
     "mod": "engine.modding",
     "ModOptions": "engine.modding",
     "evaluate": "engine.evaluation",
+    "evaluate_all": "engine.evaluation",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
@@ -58,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .options import GenerateOptions
     from .presets import PRESETS
     from .modding import ModOptions, mod
-    from .evaluation import evaluate
+    from .evaluation import evaluate, evaluate_all
     from .timer import TimingResult, timing
     from .training import TrainOptions, train
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

@@ -22,9 +22,9 @@ COLUMNS = (
 def cmd_evaluate(generated: str, reference: str, as_json: bool = False) -> int:
     from rich.console import Console
 
-    from engine.evaluation import evaluate_all
+    import engine
 
-    report = evaluate_all(generated, reference)
+    report = engine.evaluate_all(generated, reference)
     if as_json:
         print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False))
         return 0

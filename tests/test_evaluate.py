@@ -207,7 +207,7 @@ def test_in_memory_maps_are_rated_from_their_content():
 
 
 def test_engine_facade_exports_evaluate():
-    assert engine.evaluate is evaluate
+    assert engine.evaluate is evaluate and engine.evaluate_all is evaluate_all
 
 
 # ---------------------------------------------------------------------------------- pairs
