@@ -1,17 +1,78 @@
-"""Safe file writes: a temporary file in the target folder, fsync, then ``os.replace``.
+"""Files on disk: the files a beatmap names, and safe writes.
 
-A failed write leaves no partial file behind, and an existing file is first copied to a free
-backup name (``name.bak``, ``name.1.bak``, ...) unless its content is identical.
+:func:`referenced_file` finds a file a beatmap names (audio, background, video, storyboard image) the way osu!
+does, relative to the beatmap's folder, and refuses names that lead outside it.
+
+:class:`OutputTransaction` writes a job's outputs all or nothing: each file is staged under a temporary
+``.part`` name in its target folder and renamed into place on commit; on any failure (an error, Ctrl-C) the
+staged files, the files already put into place and the folders the job created are removed again.
+Outputs get the user's default permissions (``0666 & ~umask``), never wider than a file they copy.
+:func:`atomic_write` is a one-file transaction that keeps a backup of a file it replaces.
 """
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 
 from ..errors import BeatmapError
+
+Content = bytes | Callable[[BinaryIO], None]
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnsafeFileName(BeatmapError):
+    """A beatmap names a file outside its own folder (an absolute path, a drive, ``..`` or a link out)."""
+
+
+def referenced_file(folder: str | Path, name: str) -> Path:
+    """``folder/name`` for a file a beatmap in ``folder`` names; the file may not exist.
+
+    Names are matched as osu! on Windows matches them: ``\\`` or ``/`` separators, case-insensitive. Raises
+    :class:`UnsafeFileName` when the name is absolute (``/x``, ``C:\\x``, ``C:x``, ``\\\\server\\share``) or
+    leads outside ``folder``, after ``..`` and symbolic links are resolved.
+    """
+    folder = Path(folder)
+    parts: list[str] = []
+    text = name.strip().replace("\\", "/")
+    if not text or text.startswith("/") or _DRIVE.match(text) or "\x00" in text:
+        raise UnsafeFileName(f"{name!r} is not a name inside the beatmap's folder", folder)
+    for part in text.split("/"):
+        if ":" in part:
+            raise UnsafeFileName(f"{name!r} is not a name inside the beatmap's folder", folder)
+        if part == "..":
+            if not parts:
+                raise UnsafeFileName(f"{name!r} leads outside the beatmap's folder", folder)
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    if not parts:
+        raise UnsafeFileName(f"{name!r} is not a file name", folder)
+    path = folder
+    for part in parts:
+        path = _entry(path, part)
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        inside = False
+    if not inside:
+        raise UnsafeFileName(f"{name!r} leads outside the beatmap's folder", folder)
+    return path
+
+
+def _entry(folder: Path, part: str) -> Path:
+    """``folder/part``, or the entry whose name differs only in case when there is no exact one."""
+    exact = folder / part
+    if exact.exists() or exact.is_symlink() or not folder.is_dir():
+        return exact
+    try:
+        return next((c for c in folder.iterdir() if c.name.lower() == part.lower()), exact)
+    except OSError:
+        return exact
 
 
 def backup_path(path: Path) -> Path:
@@ -24,43 +85,172 @@ def backup_path(path: Path) -> Path:
     return candidate
 
 
-def atomic_write(path: str | Path, content: bytes | Callable[[BinaryIO], None]) -> Path | None:
+class OutputTransaction:
+    """Outputs written all or nothing. Use as a context manager: leaving it normally commits, leaving it by any
+    exception (``KeyboardInterrupt`` included) rolls back.
+
+        with OutputTransaction() as out:
+            out.make_folder(folder)
+            out.copy(song, folder / song.name)
+            out.write(folder / "map.osu", data)
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path, bool]] = []  # (temporary file, target, may replace)
+        self._placed: list[tuple[Path, Path | None]] = []  # (target, backup of the file it replaced)
+        self._folders: list[Path] = []  # created by this transaction, outermost first
+        self.backups: dict[Path, Path] = {}  # target -> backup of the file it replaced
+
+    def __enter__(self) -> "OutputTransaction":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def make_folder(self, folder: Path) -> Path:
+        """Create ``folder`` and its missing parents; the ones created are removed on rollback."""
+        missing = []
+        current = Path(folder)
+        while not current.exists() and current != current.parent:
+            missing.append(current)
+            current = current.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except OSError as e:
+                raise BeatmapError(f"cannot create the folder: {e.strerror or e}", path) from e
+            self._folders.append(path)
+        return Path(folder)
+
+    def write(self, target: str | Path, content: Content, *, replace: bool = False,
+              private_as: Iterable[str | Path] = ()) -> Path:
+        """Stage ``content`` (bytes, or a function writing to a binary file) for ``target``.
+
+        The file gets the default permissions, limited to those of each ``private_as`` file (sources whose
+        content it holds); a replaced file keeps its own. Without ``replace``, an existing ``target`` is an error.
+        """
+        target = Path(target)
+        if target.is_dir():
+            raise BeatmapError("a folder exists at this path; choose a file name", target)
+        tmp, fd = self._temporary(target)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if isinstance(content, (bytes, bytearray)):
+                    f.write(content)
+                else:
+                    content(f)
+                f.flush()
+                os.fsync(f.fileno())
+            limit = 0o777
+            for source in private_as:
+                limit &= stat.S_IMODE(os.stat(source).st_mode)
+            if replace and target.exists():
+                os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+            elif limit != 0o777:
+                os.chmod(tmp, stat.S_IMODE(tmp.stat().st_mode) & limit)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._staged.append((tmp, target, replace))
+        return target
+
+    def copy(self, source: str | Path, target: str | Path) -> Path:
+        """Stage a copy of ``source`` for ``target`` (at most as readable as ``source``)."""
+        source = Path(source)
+
+        def copy_into(f: BinaryIO) -> None:
+            with source.open("rb") as s:
+                shutil.copyfileobj(s, f, 1 << 20)
+
+        return self.write(target, copy_into, private_as=[source])
+
+    def commit(self) -> None:
+        """Put every staged file into place; on failure everything is undone."""
+        try:
+            while self._staged:
+                tmp, target, replace = self._staged[0]
+                backup = None
+                if target.exists():
+                    if not replace:
+                        raise BeatmapError("the file appeared while it was being written; not replacing it", target)
+                    if _same_content(target, tmp):
+                        tmp.unlink()
+                        self._staged.pop(0)
+                        continue
+                    backup = backup_path(target)
+                    self._placed.append((backup, None))
+                    shutil.copy2(target, backup)
+                self._placed.append((target, backup))
+                os.replace(tmp, target)
+                self._staged.pop(0)
+                if backup is not None:
+                    self.backups[target] = backup
+        except OSError as e:
+            self.rollback()
+            raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
+        except BaseException:
+            self.rollback()
+            raise
+        self._folders.clear()
+        self._placed.clear()
+
+    def rollback(self) -> None:
+        """Remove staged and placed files (restoring replaced ones) and the folders this transaction created."""
+        for tmp, _, _ in self._staged:
+            _remove(tmp)
+        self._staged.clear()
+        for target, backup in reversed(self._placed):
+            if backup is not None and backup.exists():
+                try:
+                    os.replace(backup, target)
+                    continue
+                except OSError:
+                    pass
+            if backup is None:
+                _remove(target)
+        self._placed.clear()
+        for folder in reversed(self._folders):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self._folders.clear()
+
+    def _temporary(self, target: Path) -> tuple[Path, int]:
+        """A new ``.name.XXXX.part`` file beside ``target``, created with the default permissions."""
+        while True:
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+            try:
+                return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise BeatmapError(f"cannot write into the folder: {e.strerror or e}", target) from e
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def atomic_write(path: str | Path, content: Content) -> Path | None:
     """Write ``content`` (bytes, or a function writing to a binary file) to ``path`` atomically.
 
     Returns the backup made of the previous file, or ``None`` when there was none (or it was
     identical). Raises :class:`BeatmapError` when the folder cannot be written.
     """
     path = Path(path)
-    if path.is_dir():
-        raise BeatmapError("a folder exists at this path; choose a file name", path)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise BeatmapError(f"cannot write into the folder: {e.strerror or e}", path) from e
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(content, (bytes, bytearray)):
-                f.write(content)
-            else:
-                content(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes 0600
-        backup = None
-        if path.exists():
-            if _same_content(path, tmp):
-                tmp.unlink()
-                return None
-            backup = backup_path(path)
-            shutil.copy2(path, backup)
-        os.replace(tmp, path)
-        return backup
-    except OSError as e:
-        raise BeatmapError(f"cannot write the file: {e.strerror or e}", path) from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with OutputTransaction() as out:
+        out.write(path, content, replace=True)
+    return out.backups.get(path)
 
 
 def _same_content(a: Path, b: Path) -> bool:
