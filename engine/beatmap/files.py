@@ -129,8 +129,9 @@ class OutputTransaction:
               private_as: Iterable[str | Path] = ()) -> Path:
         """Stage ``content`` (bytes, or a function writing to a binary file) for ``target``.
 
-        The file gets the default permissions, limited to those of each ``private_as`` file (sources whose
-        content it holds); a replaced file keeps its own. Without ``replace``, an existing ``target`` is an error.
+        The file gets the default permissions (a replaced file keeps its own), limited to those of each
+        ``private_as`` file (sources whose content it holds). Without ``replace``, an existing ``target`` is an
+        error at commit.
         """
         target = Path(target)
         if target.is_dir():
@@ -144,13 +145,11 @@ class OutputTransaction:
                     content(f)
                 f.flush()
                 os.fsync(f.fileno())
-            limit = 0o777
+            mode = stat.S_IMODE((target if replace and target.exists() else tmp).stat().st_mode)
             for source in private_as:
-                limit &= stat.S_IMODE(os.stat(source).st_mode)
-            if replace and target.exists():
-                os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
-            elif limit != 0o777:
-                os.chmod(tmp, stat.S_IMODE(tmp.stat().st_mode) & limit)
+                mode &= stat.S_IMODE(os.stat(source).st_mode)
+            if mode != stat.S_IMODE(tmp.stat().st_mode):
+                os.chmod(tmp, mode)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
@@ -241,15 +240,16 @@ def _remove(path: Path) -> None:
         pass
 
 
-def atomic_write(path: str | Path, content: Content) -> Path | None:
+def atomic_write(path: str | Path, content: Content, private_as: Iterable[str | Path] = ()) -> Path | None:
     """Write ``content`` (bytes, or a function writing to a binary file) to ``path`` atomically.
 
     Returns the backup made of the previous file, or ``None`` when there was none (or it was
-    identical). Raises :class:`BeatmapError` when the folder cannot be written.
+    identical). Raises :class:`BeatmapError` when the folder cannot be written. ``private_as``: see
+    :meth:`OutputTransaction.write`.
     """
     path = Path(path)
     with OutputTransaction() as out:
-        out.write(path, content, replace=True)
+        out.write(path, content, replace=True, private_as=private_as)
     return out.backups.get(path)
 
 

@@ -16,7 +16,7 @@ from typing import BinaryIO, Mapping, Sequence
 from ..errors import BeatmapError
 from .decoder import MAX_FILE_SIZE, parse_beatmap
 from .encoder import beatmap_bytes
-from .files import atomic_write
+from .files import OutputTransaction, atomic_write
 from .model import Beatmap
 
 _UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
@@ -131,13 +131,15 @@ def _archive_name(name: str) -> str:
 
 
 def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: Sequence[Beatmap] = (),
-              files: Mapping[str, bytes | str | Path] | None = None) -> Path | None:
+              files: Mapping[str, bytes | str | Path] | None = None,
+              transaction: OutputTransaction | None = None) -> Path | None:
     """Write an ``.osz`` from a beatmap folder and/or beatmaps plus their files.
 
     ``folder``: every file under it is added with its relative path. ``beatmaps`` are added as
     ``Artist - Title (Creator) [Version].osu``; ``files`` maps archive names to bytes or to files
     on disk (audio, background, ...). The archive is written atomically; a previous file at
-    ``path`` is kept as a backup, whose path is returned.
+    ``path`` is kept as a backup, whose path is returned. With ``transaction`` it is only staged
+    there (a new file, no backup). It is no more readable than the files packed into it.
     """
     entries: dict[str, bytes | Path] = {}
     if folder is not None:
@@ -170,7 +172,11 @@ def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: S
                 else:
                     z.writestr(name, content, compress_type=compress)
 
-    return atomic_write(path, write)
+    sources = [c for c in entries.values() if isinstance(c, Path)]
+    if transaction is not None:
+        transaction.write(path, write, private_as=sources)
+        return None
+    return atomic_write(path, write, private_as=sources)
 
 
 def write_beatmap(beatmap: Beatmap, path: str | Path) -> Path | None:
