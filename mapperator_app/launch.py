@@ -5,7 +5,9 @@
     launch(browser=True, open_browser=False)  # only print the address
 
 The page is served on the loopback interface only, without a share link, analytics, version checks or
-remote fonts. Closing the window (or Ctrl+C in browser mode) cancels the running job and stops the server.
+remote fonts, and only to the app's own page and the user's programs (a per-launch key, see
+:mod:`.access`; programs use ``Client(url, headers=client_headers(port))``). Closing the window (or Ctrl+C
+in browser mode) cancels the running job and stops the server.
 """
 from __future__ import annotations
 
@@ -14,10 +16,18 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from . import logs
+from .access import AccessKey, client_headers, page_url, remove_key_file, write_key_file
+
+__all__ = ["launch", "start_server", "Server", "client_headers", "check_port"]
 
 log = logging.getLogger(__name__)
+
+PORTS = range(1, 65536)
 
 
 def configure_environment() -> None:
@@ -31,15 +41,31 @@ def configure_environment() -> None:
     prepare_environment()
 
 
-def _say(text: str) -> None:
-    """Print for the user when there is a console (a windowed build has none)."""
+def check_port(port: int | None) -> int | None:
+    """``port`` when it is a TCP port, or None (then GRADIO_SERVER_PORT, when set, must be one); OptionError
+    otherwise, before anything starts."""
+    from engine.errors import OptionError
+
+    if port is not None:
+        if port not in PORTS:
+            raise OptionError(f"--port {port} is not a port: choose one from 1 to 65535")
+        return port
+    text = os.environ.get("GRADIO_SERVER_PORT")
+    if text is not None and not (text.strip().isdigit() and int(text) in PORTS):
+        raise OptionError(f"GRADIO_SERVER_PORT={text!r} is not a port: set it to a number from 1 to 65535 "
+                          "(or unset it)")
+    return None
+
+
+def _say(text: str, logged: str | None = None) -> None:
+    """Print for the user when there is a console (a windowed build has none); log ``logged`` or the text."""
     stream = sys.stdout
     if stream is not None:
         try:
             print(text, file=stream, flush=True)
         except (OSError, ValueError):
             pass
-    log.info(text)
+    log.info(logged if logged is not None else text)
 
 
 def _wait_for_interrupt() -> None:
@@ -62,8 +88,61 @@ def _wait_for_interrupt() -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _serve_in_browser(url: str, open_browser: bool) -> None:
-    _say(f"Mapperator is running at {url}  (press Ctrl+C to stop)")
+@dataclass
+class Server:
+    """A running page and worker. ``url`` is the plain address; ``page_url`` carries the key and is what a
+    window or browser opens."""
+
+    demo: Any
+    worker: Any
+    context: Any  # the page's AppContext
+    url: str
+    port: int
+    key: AccessKey
+    key_path: Path | None
+
+    @property
+    def page_url(self) -> str:
+        return page_url(self.port, self.key.value)
+
+    def stop(self) -> None:
+        if self.worker.active():
+            _say("Cancelling the running job…")
+        self.worker.shutdown(timeout=10)
+        try:
+            self.demo.close()
+        except Exception:  # the server may already be down
+            log.exception("closing the server")
+        remove_key_file(self.key_path, self.key.value)
+        log.info("server and worker stopped")
+
+
+def start_server(port: int | None = None, settings=None) -> Server:
+    """Build the page, start the worker and the server (behind :mod:`.access`'s guard) and write the key
+    file. ``settings`` (a :class:`~.settings.Settings`) defaults to the user's settings file."""
+    from .settings import Settings
+    from .ui import AppContext, build_app, launch_kwargs
+    from .worker import Worker
+
+    log_file = logs.setup(console=False)
+    worker = Worker(log_file=str(log_file))
+    key = AccessKey()
+    context = AppContext(worker, settings if settings is not None else Settings(), str(log_file))
+    try:
+        demo = build_app(context)
+        demo.queue(default_concurrency_limit=None)
+        demo.launch(server_port=port, prevent_thread_lock=True, **launch_kwargs(key))
+    except BaseException:
+        worker.shutdown(timeout=1)
+        raise
+    key.started()
+    port = int(demo.server_port)
+    return Server(demo, worker, context, f"http://127.0.0.1:{port}/", port, key, write_key_file(port, key.value))
+
+
+def _serve_in_browser(server: Server, open_browser: bool) -> None:
+    url = server.page_url
+    _say(f"Mapperator is running at {url}  (press Ctrl+C to stop)", f"Mapperator is running at {server.url}")
     if open_browser:
         import webbrowser
 
@@ -72,46 +151,17 @@ def _serve_in_browser(url: str, open_browser: bool) -> None:
         except Exception:  # no browser registered, or it failed to start
             opened = False
         if not opened:
-            _say(f"Could not open a web browser by itself: open {url} in yours.")
+            _say(f"Could not open a web browser by itself: open {url} in yours.", "no web browser opened")
     _wait_for_interrupt()
 
 
-def start_server(port: int | None = None):
-    """Build the page, start the worker and the server; returns (demo, worker, url)."""
-    from .settings import Settings
-    from .ui import AppContext, build_app, launch_kwargs
-    from .worker import Worker
-
-    log_file = logs.setup(console=False)
-    worker = Worker(log_file=str(log_file))
-    try:
-        demo = build_app(AppContext(worker, Settings(), str(log_file)))
-        demo.queue(default_concurrency_limit=None)
-        _, url, _ = demo.launch(server_port=port, prevent_thread_lock=True, **launch_kwargs())
-    except BaseException:
-        worker.shutdown(timeout=1)
-        raise
-    url = url or f"http://127.0.0.1:{demo.server_port}/"
-    return demo, worker, url
-
-
-def stop_server(demo, worker) -> None:
-    if worker.active():
-        _say("Cancelling the running job…")
-    worker.shutdown(timeout=10)
-    try:
-        demo.close()
-    except Exception:  # the server may already be down
-        log.exception("closing the server")
-    log.info("server and worker stopped")
-
-
 def launch(browser: bool = False, open_browser: bool = True, port: int | None = None) -> int:
+    port = check_port(port)
     configure_environment()
     from engine.errors import OptionError
 
     try:
-        demo, worker, url = start_server(port)
+        server = start_server(port)
     except OSError as e:
         log.warning("server start failed: %s", e)
         where = f"port {port} of 127.0.0.1" if port else "127.0.0.1 (GRADIO_SERVER_PORT, or ports 7860 and up)"
@@ -119,25 +169,25 @@ def launch(browser: bool = False, open_browser: bool = True, port: int | None = 
                           f"Choose another port with --port N (or GRADIO_SERVER_PORT).") from None
     try:
         if browser:
-            _serve_in_browser(url, open_browser)
+            _serve_in_browser(server, open_browser)
             return 0
         from . import window
 
         problem = window.native_problem()
         if problem is None:
             try:
-                _say(f"Mapperator is running at {url} (in its own window)")
-                window.run_window(url, "Mapperator", _icon_path())
+                _say(f"Mapperator is running at {server.url} (in its own window)")
+                window.run_window(server.page_url, "Mapperator", _icon_path())
                 return 0
             except Exception as e:  # pywebview raises many kinds (WebViewException, AttributeError on macOS, ...)
                 log.exception("the native window failed")
                 problem = f"{type(e).__name__}: {e}"
         _say(f"The app window cannot open here: {problem}.\nUsing your web browser instead (details in "
              f"{logs.log_dir() / 'mapperator.log'}).")
-        _serve_in_browser(url, open_browser)
+        _serve_in_browser(server, open_browser)
         return 0
     finally:
-        stop_server(demo, worker)
+        server.stop()
 
 
 def _icon_path() -> str | None:
@@ -150,13 +200,19 @@ def _icon_path() -> str | None:
 def main() -> int:  # ``python -m mapperator_app.launch [--browser] [--no-open] [--port N]``
     import argparse
 
+    from engine.errors import MapperatorError
+
     ap = argparse.ArgumentParser(prog="mapperator app")
     ap.add_argument("--browser", action="store_true")
     ap.add_argument("--no-open", action="store_true")
     ap.add_argument("--port", type=int, default=None)
     args = ap.parse_args()
     logs.setup()
-    return launch(browser=args.browser, open_browser=not args.no_open, port=args.port)
+    try:
+        return launch(browser=args.browser, open_browser=not args.no_open, port=args.port)
+    except MapperatorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """``Mapperator --selftest``: prove that an installation (above all a frozen bundle) works, headless.
 
 It starts the app's engine and UI server as ``mapperator app`` does, but without a window or a browser and
-with settings in a temporary folder, then drives the page's own API with ``gradio_client``: it generates
+with settings in a temporary folder, checks that the page refuses requests without the launch's key, then
+drives the page's own API with ``gradio_client`` (with the key from its key file): it generates
 a map of the short song in ``assets/selftest/`` with the tiny checkpoint there (made by
 ``build/make_selftest_assets.py``), reads the result back with :func:`engine.read_beatmap` and asks the
 job list. Before that it imports the modules the app only loads when a feature needs them, so a bundle
 that left one out fails here rather than in a user's hands. Nothing is downloaded and nothing is written
-outside a temporary folder, except the log.
+outside a temporary folder, except the log and, while it runs, the server's key file.
 
 Each step prints one line; the exit status is 0 when all pass, 1 with the reason otherwise (printed and
 logged).
@@ -29,7 +30,7 @@ from . import logs
 
 log = logging.getLogger(__name__)
 
-JOB_TIMEOUT = 300.0  # upper bound only; a slow shared machine takes ~10 s
+JOB_TIMEOUT = 600.0  # upper bound only; a free machine takes ~10 s, a loaded one much longer
 
 # Imported only when a feature is used: (module, what needs it)
 LAZY_MODULES = [
@@ -103,43 +104,19 @@ def check_assets(folder: Path) -> tuple[Path, Path]:
     return song, checkpoint
 
 
-class _Server:
-    """The app's page and worker, as ``mapperator app --browser --no-open`` starts them, with private settings."""
-
-    def __init__(self, root: Path):
-        from .settings import Settings
-        from .ui import AppContext, build_app, launch_kwargs
-        from .worker import Worker
-
-        log_file = logs.setup(console=False)
-        self.worker = Worker(log_file=str(log_file))
-        self.demo = None
-        try:
-            self.demo = build_app(AppContext(self.worker, Settings(root / "settings.json"), str(log_file)))
-            self.demo.queue(default_concurrency_limit=None)
-            _, url, _ = self.demo.launch(server_port=_free_port(), prevent_thread_lock=True, **launch_kwargs())
-        except BaseException:
-            self.close()
-            raise
-        self.url = url or f"http://127.0.0.1:{self.demo.server_port}/"
-
-    def close(self) -> None:
-        self.worker.shutdown(timeout=10)
-        if self.demo is not None:
-            try:
-                self.demo.close()
-            except Exception:  # already down
-                log.exception("closing the selftest server")
-
-
-def check_page(url: str) -> str:
+def check_page(server) -> str:
+    """The page answers with its key in the address, and refuses a request without it."""
     import httpx
 
-    with httpx.Client(trust_env=False, timeout=30) as http:  # never through a proxy: the server is local
-        page = http.get(url)
+    with httpx.Client(trust_env=False, timeout=60) as http:  # never through a proxy: the server is local
+        page = http.get(server.page_url)
+    with httpx.Client(trust_env=False, timeout=60) as http:  # no key, no cookie
+        refused = http.get(server.url)
     if page.status_code != 200 or "Mapperator" not in page.text:
-        raise SelftestError(f"GET {url} answered {page.status_code} without the app's page")
-    return f"GET {url}: {page.status_code}, {len(page.content)} bytes"
+        raise SelftestError(f"GET {server.url} with its key answered {page.status_code} without the app's page")
+    if refused.status_code != 401:
+        raise SelftestError(f"GET {server.url} without the key answered {refused.status_code}, not 401")
+    return f"GET {server.url}: {page.status_code}, {len(page.content)} bytes; without the key: 401"
 
 
 def check_generate(client, song: Path, checkpoint: Path, out: Path) -> str:
@@ -192,20 +169,26 @@ def run_selftest(assets: Path | None = None) -> int:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mapperator-selftest-")))
             song, checkpoint = check_assets(assets or assets_dir())
             run("imports", check_imports)
-            server: _Server | None = None
+            server = None
             client = None
 
             def start() -> str:
                 nonlocal server
-                server = _Server(root)
-                stack.callback(server.close)  # runs before the folder is removed
+                from .launch import start_server
+                from .settings import Settings
+
+                server = start_server(_free_port(), Settings(root / "settings.json"))
+                stack.callback(server.stop)  # runs before the folder is removed
                 return f"page and worker at {server.url}"
 
             def connect() -> str:
                 nonlocal client
                 from gradio_client import Client
 
-                client = Client(server.url, verbose=False, download_files=False)
+                from .launch import client_headers
+
+                # as a user's program connects: with the key from the key file
+                client = Client(server.url, headers=client_headers(server.port), verbose=False, download_files=False)
                 stack.callback(client.close)
                 named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
                 if "/generate" not in named or "/jobs" not in named:
@@ -215,7 +198,7 @@ def run_selftest(assets: Path | None = None) -> int:
             out = root / "out"
             out.mkdir()
             run("server", start)
-            run("page", lambda: check_page(server.url))
+            run("page", lambda: check_page(server))
             run("api", connect)
             run("generate", lambda: check_generate(client, song, checkpoint, out))
             run("jobs", lambda: check_jobs(client))

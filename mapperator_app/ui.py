@@ -7,13 +7,16 @@ and then follow the job, yielding progress, so the page stays responsive and job
 from __future__ import annotations
 
 import inspect
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from . import forms
+from . import access, forms
+from .access import AccessKey
 from .settings import Settings
 from .worker import Job, Worker
 
@@ -43,6 +46,12 @@ html.mapperator-native .browser-only { display: none !important; }
 HEAD = """
 <script>
 (function () {
+  // the key in the address (see access.py) is now a cookie: keep it out of the history and of copied links
+  const here = new URL(window.location.href);
+  if (here.searchParams.has("key")) {
+    here.searchParams.delete("key");
+    window.history.replaceState(window.history.state, "", here.pathname + here.search + here.hash);
+  }
   const api = () => (window.pywebview && window.pywebview.api) || null;
   const native = () => { const a = api(); return !!(a && a.pick_file); };
   function mark() {
@@ -93,11 +102,40 @@ UPLOAD_TYPES = {
 }
 
 
+class WrittenFiles:
+    """The files this run of the app wrote (generated maps, saved timing): only their folders may be opened."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: set[Path] = set()
+
+    def add(self, path: str | Path) -> None:
+        with self._lock:
+            self._files.add(Path(path).resolve())
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            return False
+        with self._lock:
+            return Path(path).expanduser().resolve() in self._files
+
+    def folder_of(self, path: str | Path) -> Path | None:
+        """The folder of a written file, or the folder itself when it holds one; else None."""
+        if not str(path).strip():
+            return None
+        target = Path(path).expanduser().resolve()
+        with self._lock:
+            if target in self._files:
+                return target.parent
+            return target if any(f.parent == target for f in self._files) else None
+
+
 @dataclass
 class AppContext:
     worker: Worker
     settings: Settings
     log_file: str | None = None
+    written: WrittenFiles = field(default_factory=WrittenFiles)
 
 
 def theme() -> gr.themes.Base:
@@ -213,11 +251,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """What every launch of the page passes to Gradio (local only, no share link, no outbound fetches)."""
+def launch_kwargs(key: AccessKey) -> dict[str, Any]:
+    """What every launch of the page passes to Gradio: local only, no share link, no outbound fetches, no
+    static file workers on other ports, and every request through the access guard (:mod:`.access`)."""
     from importlib.resources import files
 
     icon = files("mapperator_app") / "static" / "icon.png"
     return dict(server_name="127.0.0.1", share=False, inbrowser=False, quiet=True, ssr_mode=False, pwa=False,
                 mcp_server=False, enable_monitoring=False, footer_links=["api"], theme=theme(), css=CSS, head=HEAD,
-                favicon_path=str(icon) if icon.is_file() else None, max_file_size="1gb")
+                favicon_path=str(icon) if icon.is_file() else None, max_file_size="1gb", num_workers=0,
+                app_kwargs={"middleware": [access.middleware(key)]})

@@ -9,14 +9,14 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
 from engine.errors import MapperatorError
 from engine.presets import PRESETS
 
-from .. import forms, models, osu
+from .. import forms, models, osu, path_checks
 from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
@@ -35,8 +35,9 @@ class Outcome:
     thumbnail: Any
 
 
-def _generation_job(options, download_first: bool):
-    """The function the worker runs: fetch the model when needed, generate, rate and draw the map."""
+def _generation_job(options, download_first: bool, on_written: Callable[[Path], None]):
+    """The function the worker runs: fetch the model when needed, generate, rate and draw the map;
+    ``on_written`` gets the path of the file written."""
     import engine
     from engine.beatmap_stats import star_rating
 
@@ -47,6 +48,7 @@ def _generation_job(options, download_first: bool):
             gamemodes = [options.gamemode] if options.gamemode is not None else [0]
             models.download_version(options.model_path, gamemodes, progress=progress, cancel=cancel)
         result = engine.generate(options, progress=progress, cancel=cancel)
+        on_written(result.path)
         progress((1.0, "Rating and drawing the map", None))
         rated = result.osu_path if result.osu_path is not None else result.beatmap
         stars = star_rating(rated)
@@ -244,6 +246,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         """Generate a beatmap; yields progress while it runs. Values are GenerateOptions fields."""
         try:
             options = forms.generate_options(values)
+            path_checks.check_generate(options)
         except MapperatorError as e:
             yield forms.error_html(str(e)), "", "", None, None
             return
@@ -251,7 +254,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         download_first = options.model_path in PRESETS and options.model_path not in models.installed_versions()
         song = Path(options.audio_path).name if options.audio_path else Path(options.beatmap_path or "?").name
         label = f"Generate {song} ({options.model_path}, {forms.GAMEMODES[options.gamemode or 0]})"
-        job = ctx.worker.submit("generate", label, _generation_job(options, download_first), session_of(request))
+        job = ctx.worker.submit("generate", label, _generation_job(options, download_first, ctx.written.add),
+                                session_of(request))
         yield forms.progress_html(job, ctx.worker.position(job)), "", "", None, None
         yield from follow(ctx.worker, job, render, finish)
 
@@ -262,18 +266,24 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                   "Cancel this page's generation (or, when it has none, every generation).")
 
     def open_output_folder(path: str):
-        """Show the folder of the generated file."""
+        """Show the folder of a map generated in this run (no other folder)."""
         if not path:
             return "Generate a map first."
+        folder = ctx.written.folder_of(path)
+        if folder is None:
+            return (f"**Error:** `{path}` is not a map this app wrote since it started; only the folders of "
+                    "those can be opened.")
         try:
-            return osu.open_path(Path(path).parent)
+            return osu.open_path(folder)
         except MapperatorError as e:
             return f"**Error:** {e}"
 
     def open_in_osu(path: str):
-        """Copy the generated map into osu!'s Songs folder, or open its .osz."""
+        """Copy a map generated in this run into osu!'s Songs folder, or open its .osz."""
         if not path:
             return "Generate a map first."
+        if path not in ctx.written:
+            return f"**Error:** `{path}` is not a map this app wrote since it started; generate it here first."
         try:
             return osu.open_in_osu(path, ctx.settings.songs_folder or None)
         except MapperatorError as e:

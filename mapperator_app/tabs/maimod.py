@@ -14,7 +14,7 @@ import gradio as gr
 from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
-from .. import forms, models
+from .. import forms, models, path_checks
 from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
@@ -110,10 +110,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         try:
             if not path:
                 raise OptionError("choose the beatmap (.osu) to check")
-            if Path(path).suffix.lower() != ".osu":
-                raise OptionError(f"{Path(path).name} is not an .osu file")
             if not (values.get("ai") or values.get("rules")):
                 raise OptionError("tick AI suggestions, rule checks or both")
+            path_checks.check_beatmap(path)
+            if (values.get("audio_path") or "").strip():
+                path_checks.check_audio(values["audio_path"])
         except MapperatorError as e:
             yield forms.error_html(str(e)), gr.update(), "", [], gr.update()
             return

@@ -4,11 +4,11 @@ API: ``/save_settings`` (songs_folder, output_folder), ``/detect_songs_folder``,
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
-from .. import osu
+from engine.errors import MapperatorError
+
+from .. import osu, path_checks
 from ..ui import AppContext, path_field
 
 
@@ -24,9 +24,15 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gr.Markdown(f"Settings file: `{ctx.settings.path}`" + (f"  \nLog file: `{ctx.log_file}`" if ctx.log_file else ""))
 
     def save_settings(songs_folder: str, output_folder: str):
-        """Store the Songs and output folders (checked to exist)."""
-        problems = [f"`{p}` is not a folder" for p in (songs_folder, output_folder)
-                    if p and p.strip() and not Path(p.strip()).expanduser().is_dir()]
+        """Store the Songs and output folders: existing folders of yours, not system folders; the output
+        folder writable. Empty means "find it" (Songs) or "next to the song" (output)."""
+        problems = []
+        for value, field, writable in ((songs_folder, "Songs folder", False), (output_folder, "output folder", True)):
+            if value and value.strip():
+                try:
+                    path_checks.check_settings_folder(value, field, writable)
+                except MapperatorError as e:
+                    problems.append(str(e))
         if problems:
             return "**Not saved:** " + "; ".join(problems) + "."
         ctx.settings.set_folders(songs_folder or "", output_folder or "")

@@ -15,7 +15,7 @@ import gradio as gr
 from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
-from .. import forms, models
+from .. import forms, models, path_checks
 from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
@@ -112,6 +112,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 raise OptionError("choose the song (audio file) to time")
             if model == "v30" and not values.get("super_timing"):
                 raise OptionError("v30 has no timing pass of its own: tick super timing or choose v31/v32")
+            path_checks.check_audio(audio)
         except MapperatorError as e:
             yield forms.error_html(str(e)), [], "", None
             return
@@ -134,25 +135,22 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                   "Cancel this page's timing job (or, when it has none, every timing job).")
 
     def save_timing(result, path: str, audio_path: str):
-        """Write the found timing as an .osu (next to the song when no path is given)."""
+        """Write the found timing as an .osu: to a file path, into a folder, or next to the song when no path
+        is given. The folder must be one of yours (not a system folder) that you can write in."""
         from engine.beatmap import write_beatmap
         from engine.beatmap.osz import beatmap_filename
 
         if result is None:
             return "Find the timing first."
-        target = (path or "").strip()
-        if not target:
-            folder = Path(audio_path).expanduser().parent if audio_path else Path.cwd()
-            target = str(folder / beatmap_filename(result.beatmap))
-        target_path = Path(target).expanduser()
-        if target_path.suffix.lower() != ".osu":
-            target_path = target_path.with_name(target_path.name + ".osu")
+        song_folder = Path(audio_path.strip()).expanduser().parent if (audio_path or "").strip() else None
         try:
+            target_path = path_checks.check_save_path(path, song_folder, beatmap_filename(result.beatmap))
             backup = write_beatmap(result.beatmap, target_path)
         except OSError as e:
             return f"**Error:** could not write {target_path}: {e.strerror or e}"
         except MapperatorError as e:
             return f"**Error:** {e}"
+        ctx.written.add(target_path)
         note = f" (the previous file is kept as {backup.name})" if backup else ""
         return f"Saved `{target_path}`{note}."
 
