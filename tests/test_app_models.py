@@ -47,7 +47,8 @@ def manager(env: dict, body: str, endpoint: str | None = None) -> dict:
            "\nprint('RESULT' + json.dumps(out, default=str))\n"
     if endpoint:
         env = dict(env, HF_ENDPOINT=endpoint)
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=600)  # an upper bound: seconds on a free machine
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
     return json.loads(lines[-1][len("RESULT"):])

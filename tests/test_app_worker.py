@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -10,7 +11,7 @@ from engine.errors import Cancelled, OptionError
 from mapperator_app.worker import JobState, Worker
 from tests.conftest import UPSTREAM, need
 
-WAIT = 60  # generous upper bounds: the machine is shared, and nothing here asserts speed
+WAIT = 300  # generous upper bounds (waits end when their condition holds): the machine is shared
 
 
 @pytest.fixture
@@ -187,9 +188,10 @@ def test_cancelling_a_real_generation_stops_it_and_writes_nothing(worker, tmp_pa
 
 
 def _until(condition, timeout: float = WAIT) -> bool:
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
+    """Poll ``condition`` until it holds or ``timeout`` seconds have passed (by the clock, however busy)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if condition():
             return True
-        done.wait(0.01)
+        threading.Event().wait(0.01)
     return condition()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.conftest import START_TIMEOUT, app_environment, free_port
+from tests.e2e.conftest import START_TIMEOUT, app_environment, free_port, read_key
 
 ASSETS = REPO / "assets" / "selftest"
 
@@ -40,7 +40,7 @@ def log_text(env: dict) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-def run_entry(args: list[str], env: dict, without_console: bool = False, timeout: float = 300):
+def run_entry(args: list[str], env: dict, without_console: bool = False, timeout: float = 600):
     """``python -m mapperator_app ARGS``; ``without_console`` starts it with stdout and stderr closed, as a
     windowed app starts (Python then has ``sys.stdout is None``)."""
     preexec = (lambda: (os.close(1), os.close(2))) if without_console else None
@@ -100,14 +100,16 @@ def test_no_arguments_opens_the_app(tmp_path):
         process = subprocess.Popen([sys.executable, "-m", "mapperator_app"], env=env, cwd=REPO, text=True,
                                    stdout=handle, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while "Using your web browser instead" not in output.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + START_TIMEOUT  # an upper bound; polled, it ends when the app is up
+        while not ("Using your web browser instead" in output.read_text() and read_key(env, port)):
             assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, f"no browser fallback in {START_TIMEOUT} s: {output.read_text()}"
             time.sleep(0.25)
         text = output.read_text()
         assert "The app window cannot open here: there is no graphical display" in text
-        assert f"http://127.0.0.1:{port}/" in text
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200
+        key = read_key(env, port)
+        assert f"http://127.0.0.1:{port}/?key={key}" in text  # the address to open carries the key
+        assert httpx.get(f"http://127.0.0.1:{port}/?key={key}", timeout=60, trust_env=False).status_code == 200
     finally:
         process.terminate()
         assert process.wait(60) == 0, output.read_text()

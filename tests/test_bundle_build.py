@@ -26,7 +26,7 @@ from tests.e2e.conftest import app_environment, free_port
 pytestmark = pytest.mark.slow
 
 BUILD_TIMEOUT = 3600  # an upper bound for a slow shared machine; it takes ~3 minutes on 2 free cores
-RUN_TIMEOUT = 300
+RUN_TIMEOUT = 600  # an upper bound for each run and wait (all wait on conditions): the machine may be loaded
 WINDOWS = sys.platform == "win32"
 
 
@@ -184,6 +184,8 @@ def test_frozen_app_opens_its_window_without_arguments_and_exits_when_it_closes(
                 assert wait_for(lambda: page.evaluate(
                     "document.documentElement.classList.contains('mapperator-native')"), what="the bridge")
                 assert page.evaluate("window.pywebview.api.ping()") == "mapperator"
+                # opened with the launch's key, which became a cookie and left the address
+                assert wait_for(lambda: page.evaluate("window.location.href") == url, what="the plain address")
                 artifacts = REPO / "test-artifacts" / "bundle"
                 artifacts.mkdir(parents=True, exist_ok=True)
                 page.screenshot(artifacts / "frozen-window-page.png")

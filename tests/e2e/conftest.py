@@ -1,8 +1,10 @@
 """A running ``mapperator app`` for the end-to-end tests, isolated from the user's files and the network.
 
 The app runs as a child process exactly as a user starts it (``mapperator app --browser --no-open``) with its
-own HOME, config, log and Hugging Face cache folders, and an HF endpoint nothing listens on, so a test can
-never download a real model, and the "hub cannot be reached" paths are the real ones.
+own HOME, config, log, runtime and Hugging Face cache folders, and an HF endpoint nothing listens on, so a
+test can never download a real model, and the "hub cannot be reached" paths are the real ones. Tests reach it
+as the user's programs do: with the launch's key from its key file (``AppProcess.headers``), or, for a
+browser, at ``AppProcess.page_url``, which carries the key.
 """
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
 
 from tests.conftest import REPO
 
-START_TIMEOUT = 180  # seconds: importing gradio and torch on a busy two-core machine
+START_TIMEOUT = 600  # an upper bound: importing gradio and torch on a busy two-core machine takes seconds to minutes
 
 
 def free_port() -> int:
@@ -36,6 +39,31 @@ class AppProcess:
     root: Path
     env: dict
     output: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rstrip("/").rsplit(":", 1)[1])
+
+    @property
+    def key(self) -> str:
+        key = read_key(self.env, self.port)
+        if key is None:
+            raise AssertionError(f"the app on port {self.port} has no key file")
+        return key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a program sends: the key from the key file."""
+        from mapperator_app.access import KEY_HEADER
+
+        return {KEY_HEADER: self.key}
+
+    @property
+    def page_url(self) -> str:
+        """The address the app opens in its window or browser (the key becomes a cookie there)."""
+        from mapperator_app.access import page_url
+
+        return page_url(self.port, self.key)
 
     @property
     def settings_file(self) -> Path:
@@ -57,11 +85,22 @@ class AppProcess:
         return self.process.returncode
 
 
+def read_key(env: dict, port: int) -> str | None:
+    """The key of the app started with ``env`` on ``port``, through the app's own key file lookup."""
+    from mapperator_app.access import key_file
+
+    with mock.patch.dict(os.environ, {k: env[k] for k in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME") if k in env}):
+        path = key_file(port)
+    return path.read_text(encoding="ascii").strip() if path is not None else None
+
+
 def app_environment(root: Path) -> dict:
     for name in ("home", "config", "state", "data", "cache", "hf", "gradio"):
         (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "runtime").mkdir(mode=0o700, exist_ok=True)  # XDG_RUNTIME_DIR must be private (platformdirs checks)
     env = dict(os.environ)
-    env.update(HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "config"), XDG_STATE_HOME=str(root / "state"),
+    env.update(XDG_RUNTIME_DIR=str(root / "runtime"),
+               HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "config"), XDG_STATE_HOME=str(root / "state"),
                XDG_DATA_HOME=str(root / "data"), XDG_CACHE_HOME=str(root / "cache"), HF_HOME=str(root / "hf"),
                HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", GRADIO_TEMP_DIR=str(root / "gradio"),
                PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO), WINEPREFIX=str(root / "home" / ".wine"))
@@ -86,12 +125,14 @@ def start_app(root: Path, args: list[str], env: dict | None = None, port: int | 
 
 
 def wait_until_up(app: AppProcess, timeout: float = START_TIMEOUT) -> None:
+    """Until the key file is written and the page answers with the key (polling; the limit is generous)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if app.process.poll() is not None:
             raise AssertionError(f"the app exited with {app.process.returncode}:\n{app.text()[-3000:]}")
+        key = read_key(app.env, app.port)
         try:
-            if httpx.get(app.url, timeout=2).status_code == 200:
+            if key is not None and httpx.get(app.page_url, timeout=10, trust_env=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -156,8 +197,8 @@ def app_server(tmp_path_factory):
 def client(app_server):
     from gradio_client import Client
 
-    return Client(app_server.url, verbose=False, download_files=str(app_server.root / "downloads"),
-                  analytics_enabled=False)
+    return Client(app_server.url, headers=app_server.headers, verbose=False,
+                  download_files=str(app_server.root / "downloads"), analytics_enabled=False)
 
 
 @pytest.fixture(scope="session")
