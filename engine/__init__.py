@@ -18,6 +18,7 @@ _LAZY = {
     "parse_beatmap": "engine.beatmap",
     "read_osz": "engine.beatmap",
     "write_osz": "engine.beatmap",
+    "preview_json": "engine.preview",
     # audio
     "load_audio": "engine.audio",
     "read_tags": "engine.audio",
