@@ -192,7 +192,7 @@ def test_file_names_cannot_escape_the_song_folder(tmp_path):
     song.mkdir()
     beatmap = build_map([], audio="../audio.mp3", events=[])
     messages = [s.message for s in found(beatmap, "missing-files", beatmap_path=song / "map.osu")]
-    assert 'The audio file "../audio.mp3" is missing.' in messages
+    assert 'The audio file "../audio.mp3" is outside the beatmap\'s folder; osu! only uses files inside it.' in messages
 
 
 def test_files_are_not_looked_up_where_the_map_is_not(tmp_path, monkeypatch):

@@ -37,6 +37,21 @@ def referenced_file(folder: str | Path, name: str) -> Path:
     leads outside ``folder``, after ``..`` and symbolic links are resolved.
     """
     folder = Path(folder)
+    path = folder
+    for part in relative_name(name, folder).split("/"):
+        path = _entry(path, part)
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        inside = False
+    if not inside:
+        raise UnsafeFileName(f"{name!r} leads outside the beatmap's folder", folder)
+    return path
+
+
+def relative_name(name: str, folder: str | Path | None = None) -> str:
+    """``name`` as a ``/``-separated path inside the beatmap's folder, ``..`` applied (``sb\\..\\bg.png`` is
+    ``bg.png``); raises :class:`UnsafeFileName` for names that are absolute or climb out of the folder."""
     parts: list[str] = []
     text = name.strip().replace("\\", "/")
     if not text or text.startswith("/") or _DRIVE.match(text) or "\x00" in text:
@@ -52,16 +67,7 @@ def referenced_file(folder: str | Path, name: str) -> Path:
             parts.append(part)
     if not parts:
         raise UnsafeFileName(f"{name!r} is not a file name", folder)
-    path = folder
-    for part in parts:
-        path = _entry(path, part)
-    try:
-        inside = path.resolve().is_relative_to(folder.resolve())
-    except (OSError, RuntimeError):  # a link loop
-        inside = False
-    if not inside:
-        raise UnsafeFileName(f"{name!r} leads outside the beatmap's folder", folder)
-    return path
+    return "/".join(parts)
 
 
 def _entry(folder: Path, part: str) -> Path:

@@ -4,7 +4,8 @@ Mapset Verifier facts: no audio file ("Multiple or missing audio files"), no bac
 a background file that does not exist ("Missing background") are problems. A missing video is a
 warning here (maps are often downloaded without video). Names are matched the way osu! on
 Windows finds them: case-insensitively, with ``\\`` or ``/`` separators. Existence is only
-checked when the beatmap's folder (or .osz) is known.
+checked when the beatmap's folder (or .osz) is known, and never outside it: a name that is absolute or
+leads out of the folder (``..``, a link) is a problem of its own.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..beatmap import Background, Video
+from ..beatmap.files import UnsafeFileName, referenced_file, relative_name
 from ..suggestions import Severity, Suggestion
 from .context import MapContext
 from .registry import rule
@@ -22,7 +24,10 @@ FILES = "Files"
 
 
 class FileLookup:
-    """Case-insensitive lookup of names relative to a song folder or inside an .osz archive."""
+    """Case-insensitive lookup of names relative to a song folder or inside an .osz archive; a name that
+    leads outside the folder is never looked at (:func:`~engine.beatmap.files.referenced_file`)."""
+
+    FOUND, MISSING, OUTSIDE = "found", "missing", "outside"
 
     def __init__(self, location: Path):
         self.location = location
@@ -37,27 +42,18 @@ class FileLookup:
         except (OSError, zipfile.BadZipFile):
             return set()
 
+    def status(self, name: str) -> str:
+        """FOUND, MISSING, or OUTSIDE (an absolute name, ``..`` out of the folder or a link out of it)."""
+        try:
+            names = self._archive_names
+            if names is not None:
+                return self.FOUND if relative_name(name).lower() in names else self.MISSING
+            return self.FOUND if referenced_file(self.location, name).is_file() else self.MISSING
+        except UnsafeFileName:
+            return self.OUTSIDE
+
     def exists(self, name: str) -> bool:
-        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-        if not parts or ".." in parts:
-            return False
-        names = self._archive_names
-        if names is not None:
-            return "/".join(parts).lower() in names
-        current = self.location
-        for part in parts:
-            exact = current / part
-            if exact.exists():
-                current = exact
-                continue
-            try:
-                match = next((c for c in current.iterdir() if c.name.lower() == part.lower()), None)
-            except OSError:
-                return False
-            if match is None:
-                return False
-            current = match
-        return current.is_file()
+        return self.status(name) == self.FOUND
 
 
 @rule("missing-files", FILES, "Missing audio, background or video files.")
@@ -66,9 +62,8 @@ def missing_files(ctx: MapContext) -> Iterator[Suggestion]:
     audio = ctx.beatmap.general.audio_filename.strip()
     if not audio:
         yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, "No audio file is set ([General] AudioFilename).")
-    elif lookup is not None and not lookup.exists(audio):
-        yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, f'The audio file "{audio}" is missing.',
-                          file=audio)
+    elif lookup is not None and (status := lookup.status(audio)) != lookup.FOUND:
+        yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, _problem("audio", audio, status), file=audio)
     media = ctx.beatmap.events.media
     backgrounds = [m for m in media if isinstance(m, Background)]
     if not backgrounds:
@@ -76,11 +71,19 @@ def missing_files(ctx: MapContext) -> Iterator[Suggestion]:
     if lookup is None:
         return
     for item in media:
-        if lookup.exists(item.filename):
+        status = lookup.status(item.filename)
+        if status == lookup.FOUND:
             continue
         if isinstance(item, Background):
-            yield ctx.suggest("missing-files", FILES, Severity.PROBLEM,
-                              f'The background file "{item.filename}" is missing.', file=item.filename)
+            yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, _problem("background", item.filename, status),
+                              file=item.filename)
         elif isinstance(item, Video):
-            yield ctx.suggest("missing-files", FILES, Severity.WARNING,
-                              f'The video file "{item.filename}" is missing.', item.start_time, file=item.filename)
+            severity = Severity.PROBLEM if status == lookup.OUTSIDE else Severity.WARNING
+            yield ctx.suggest("missing-files", FILES, severity, _problem("video", item.filename, status),
+                              item.start_time, file=item.filename)
+
+
+def _problem(what: str, name: str, status: str) -> str:
+    if status == FileLookup.OUTSIDE:
+        return f'The {what} file "{name}" is outside the beatmap\'s folder; osu! only uses files inside it.'
+    return f'The {what} file "{name}" is missing.'
