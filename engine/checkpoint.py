@@ -7,8 +7,8 @@ published repos keep one model at the root and per-mode models in ``gamemode=N/`
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +16,14 @@ from typing import Any, Callable
 
 import torch
 
+from .checked_json import DAMAGED, Fields, read_json, show
 from .errors import MapperatorError, ModelError
 from .model import (
-    ROPEWHISPER, UNUSED_CHECKPOINT_KEYS, VARWHISPER, BackboneConfig, Mapperatorinator, ModelConfig,
-    SpectrogramConfig,
+    ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, BackboneConfig, Mapperatorinator, ModelConfig,
+    SpectrogramConfig, parameter_count,
 )
 from .presets import PRESETS, VersionPreset, detect_version
-from .tokenizer import Tokenizer
+from .tokenizer import VOCAB_LIMIT, Tokenizer
 
 CHECKPOINT_FILES = ("config.json", "tokenizer.json", "generation_config.json")
 WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json")
@@ -250,130 +251,136 @@ def locate(
 # --- config.json -> ModelConfig ------------------------------------------------------------------------------------
 
 
-def _field(d: dict, key: str, kind: type | tuple, where: str = "config.json", default: Any = ...) -> Any:
-    if key not in d or d[key] is None:
-        if default is not ...:
-            return default
-        raise ModelError(f"{where} lacks the field {key!r}")
-    value = d[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ModelError(f"{where} field {key!r} has an unsupported value {value!r}")
-    return value
+_PAD_MODES = ("reflect", "constant", "replicate", "circular")  # what torch.stft accepts
 
 
-def parse_config(cfg: dict) -> ModelConfig:
-    """Validate a checkpoint's config.json and turn it into a ModelConfig; errors name the field."""
-    if cfg.get("model_type") not in (None, "mapperatorinator"):
-        raise ModelError(f"config.json field 'model_type' is {cfg.get('model_type')!r}, not 'mapperatorinator'")
-    name = _field(cfg, "backbone_model_name", str)
+def parse_config(cfg: dict, where: str = "config.json") -> ModelConfig:
+    """Validate a checkpoint's config.json and turn it into a ModelConfig.
+
+    Every field's type and range is checked (sizes within :data:`engine.model.SIZE_LIMITS`), so a damaged file is a
+    ModelError naming ``where`` and the field before anything is sized by it.
+    """
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{where} holds no JSON object; {DAMAGED}")
+    f = Fields(cfg, where)
+    if f.raw("model_type", "mapperatorinator") != "mapperatorinator":
+        raise f.error("model_type", f"={show(cfg['model_type'])} is not 'mapperatorinator'")
+    name = f.text("backbone_model_name")
     if name.startswith("Tiger14n/ropewhisper"):
         flavour = ROPEWHISPER
     elif name.startswith("OliBomby/varwhisper"):
         flavour = VARWHISPER
     else:
         raise ModelError(
-            f"config.json field 'backbone_model_name' is {name!r}; supported backbones are "
+            f"{where}: backbone_model_name={name!r} is not supported; supported backbones are "
             "Tiger14n/ropewhisper-* (v30, v31) and OliBomby/varwhisper-* (v32, v32-mini)"
         )
     for key, ok in (("input_features", True), ("input_raw_wave", False), ("embed_decoder_input", True)):
-        if bool(cfg.get(key, ok)) != ok:
-            raise ModelError(f"config.json field {key!r} = {cfg.get(key)!r} is not supported (published models use {ok})")
-    impl = cfg.get("spectrogram_implementation", "torchaudio")
+        if f.flag(key, ok) != ok:
+            raise ModelError(f"{where}: {key}={cfg[key]!r} is not supported (published models use {ok})")
+    impl = f.text("spectrogram_implementation", "torchaudio")
     if impl != "torchaudio":
-        raise ModelError(f"config.json field 'spectrogram_implementation' = {impl!r} is not supported (only torchaudio)")
-
-    bc = cfg.get("backbone_config")
-    if not isinstance(bc, dict):
-        raise ModelError("config.json lacks the field 'backbone_config'")
-    w = "config.json backbone_config"
-    if bc.get("scale_embedding"):
-        raise ModelError(f"{w} field 'scale_embedding' = true is not supported")
-    rope_scaling = bc.get("rope_scaling") or {"rope_type": "default", "factor": 1.0}
-    if flavour == VARWHISPER and (rope_scaling.get("rope_type", rope_scaling.get("type")) != "default"):
-        raise ModelError(f"{w} field 'rope_scaling' = {rope_scaling!r} is not supported (only the default rope)")
-    backbone = BackboneConfig(
-        flavour=flavour,
-        d_model=_field(bc, "d_model", int, w),
-        encoder_layers=_field(bc, "encoder_layers", int, w),
-        decoder_layers=_field(bc, "decoder_layers", int, w),
-        encoder_heads=_field(bc, "encoder_attention_heads", int, w),
-        decoder_heads=_field(bc, "decoder_attention_heads", int, w),
-        encoder_ffn_dim=_field(bc, "encoder_ffn_dim", int, w),
-        decoder_ffn_dim=_field(bc, "decoder_ffn_dim", int, w),
-        num_mel_bins=_field(bc, "num_mel_bins", int, w),
-        max_source_positions=_field(bc, "max_source_positions", int, w),
-        max_target_positions=_field(bc, "max_target_positions", int, w),
-        vocab_size=_field(bc, "vocab_size", int, w),
-        activation=_field(bc, "activation_function", str, w, "gelu"),
-        rope_type=_field(bc, "rope_type", str, w, "dynamic"),
-        rope_encoder_scaling=_field(bc, "rope_encoder_scaling_factor", float, w, 1.0),
-        rope_decoder_scaling=_field(bc, "rope_decoder_scaling_factor", float, w, 1.0),
-        attention_bias=_field(bc, "attention_bias", bool, w, True),
-        global_attn_every_n_layers=_field(bc, "global_attn_every_n_layers", int, w, 1),
-        local_attention=_field(bc, "local_attention", int, w, 128),
-        global_rope_theta=_field(bc, "global_rope_theta", float, w, 10000.0),
-        local_rope_theta=_field(bc, "local_rope_theta", float, w, 10000.0),
-    )
-    if backbone.activation not in ("gelu", "relu"):
-        raise ModelError(f"{w} field 'activation_function' = {backbone.activation!r} is not supported")
-    if backbone.d_model % backbone.encoder_heads or backbone.d_model % backbone.decoder_heads:
-        raise ModelError(f"{w}: d_model {backbone.d_model} is not divisible by the attention heads")
-    spectrogram = SpectrogramConfig(
-        sample_rate=_field(cfg, "sample_rate", int, default=16000),
-        n_fft=_field(cfg, "n_fft", int, default=1024),
-        n_mels=_field(cfg, "n_mels", int),
-        hop_length=_field(cfg, "hop_length", int, default=128),
-        f_min=_field(cfg, "f_min", float, default=0.0),
-        f_max=_field(cfg, "f_max", float, default=8000.0),
-        pad_mode=_field(cfg, "pad_mode", str, default="constant"),
-        log_scale=_field(cfg, "spectrogram_log_scale", bool, default=False),
-    )
+        raise ModelError(f"{where}: spectrogram_implementation={impl!r} is not supported (only torchaudio)")
+    bf = f.obj("backbone_config")
+    backbone = _parse_backbone(bf, flavour)
+    spectrogram = _parse_spectrogram(f)
+    vocab_size_in = f.integer("vocab_size_in", 1, VOCAB_LIMIT)
+    vocab_size_out = f.integer("vocab_size", 1, vocab_size_in)
+    limit = SIZE_LIMITS
     config = ModelConfig(
         backbone_name=name,
         backbone=backbone,
         spectrogram=spectrogram,
-        vocab_size_in=_field(cfg, "vocab_size_in", int),
-        vocab_size_out=_field(cfg, "vocab_size", int),
-        do_style_embed=_field(cfg, "do_style_embed", bool, default=False),
-        do_difficulty_embed=_field(cfg, "do_difficulty_embed", bool, default=False),
-        do_mapper_embed=_field(cfg, "do_mapper_embed", bool, default=False),
-        do_song_position_embed=_field(cfg, "do_song_position_embed", bool, default=False),
-        project_encoder_input=_field(cfg, "project_encoder_input", bool, default=False),
-        num_classes=_field(cfg, "num_classes", int, default=0),
-        num_mappers=_field(cfg, "num_mappers", int, default=0),
-        cond_dim=_field(cfg, "cond_dim", int, default=128),
-        cond_size=_field(cfg, "cond_size", int, default=0),
-        rhythm_weight=_field(cfg, "rhythm_weight", float, default=1.0),
-        rhythm_token_start=_field(cfg, "rhythm_token_start", int, default=0),
-        rhythm_token_end=_field(cfg, "rhythm_token_end", int, default=0),
-        label_smoothing=_field(cfg, "label_smoothing", float, default=0.0),
-        init_std=_field(cfg, "init_std", float, default=0.02),
+        vocab_size_in=vocab_size_in,
+        vocab_size_out=vocab_size_out,
+        do_style_embed=f.flag("do_style_embed", False),
+        do_difficulty_embed=f.flag("do_difficulty_embed", False),
+        do_mapper_embed=f.flag("do_mapper_embed", False),
+        do_song_position_embed=f.flag("do_song_position_embed", False),
+        project_encoder_input=f.flag("project_encoder_input", False),
+        num_classes=f.integer("num_classes", 0, VOCAB_LIMIT, 0),
+        num_mappers=f.integer("num_mappers", 0, VOCAB_LIMIT, 0),
+        cond_dim=f.integer("cond_dim", 1, limit["cond_dim"], 128),
+        cond_size=f.integer("cond_size", 0, limit["cond_size"], 0),
+        rhythm_weight=f.number("rhythm_weight", 0.0, 1e6, 1.0),
+        rhythm_token_start=f.integer("rhythm_token_start", 0, vocab_size_out, 0),
+        rhythm_token_end=f.integer("rhythm_token_end", 0, vocab_size_out, 0),
+        label_smoothing=f.number("label_smoothing", 0.0, 1.0, 0.0),
+        init_std=f.number("init_std", 0.0, 100.0, 0.02),
     )
     expected_in = backbone.d_model if config.project_encoder_input else spectrogram.n_mels + config.cond_size
     if backbone.num_mel_bins != expected_in:
-        raise ModelError(
-            f"{w} field 'num_mel_bins' is {backbone.num_mel_bins} but n_mels + cond_size gives {expected_in}"
-        )
+        source = "d_model" if config.project_encoder_input else "n_mels + cond_size"
+        raise bf.error("num_mel_bins", f"={backbone.num_mel_bins} but {source} gives {expected_in}")
+    conditioning = backbone.d_model * config.do_style_embed + config.cond_dim * (
+        config.do_difficulty_embed + config.do_mapper_embed + config.do_song_position_embed)
+    if config.cond_size != conditioning:
+        raise f.error("cond_size", f"={config.cond_size} but the enabled do_*_embed conditioning gives {conditioning}")
     if backbone.vocab_size != config.vocab_size_out:
-        raise ModelError(f"{w} field 'vocab_size' {backbone.vocab_size} differs from config.json 'vocab_size' "
-                         f"{config.vocab_size_out}")
+        raise bf.error("vocab_size", f"={backbone.vocab_size} differs from vocab_size={config.vocab_size_out}")
     return config
 
 
-def read_json(path: Path, folder_kind: str = "checkpoint") -> dict:
-    """The JSON object in ``path``, a file of a checkpoint (or other ``folder_kind``) folder; ModelError naming
-    the file when it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path} is missing: {path.parent} is not a complete {folder_kind}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path} cannot be read: {e}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} does not hold a JSON object")
-    return data
+def _parse_backbone(f: Fields, flavour: str) -> BackboneConfig:
+    limit = SIZE_LIMITS
+    if f.raw("scale_embedding", False) is not False:
+        raise ModelError(f"{f.where}: backbone_config.scale_embedding={show(f.data['scale_embedding'])} is not "
+                         "supported (only false)")
+    if f.has("rope_scaling"):
+        rope_scaling = f.obj("rope_scaling")
+        kind = rope_scaling.raw("rope_type", rope_scaling.raw("type", "default"))
+        if flavour == VARWHISPER and kind != "default":
+            raise ModelError(f"{f.where}: backbone_config.rope_scaling type {show(kind)} is not supported "
+                             "(only the default rope)")
+    d_model = f.integer("d_model", 1, limit["d_model"])
+    backbone = BackboneConfig(
+        flavour=flavour,
+        d_model=d_model,
+        encoder_layers=f.integer("encoder_layers", 1, limit["layers"]),
+        decoder_layers=f.integer("decoder_layers", 1, limit["layers"]),
+        encoder_heads=f.integer("encoder_attention_heads", 1, limit["attention_heads"]),
+        decoder_heads=f.integer("decoder_attention_heads", 1, limit["attention_heads"]),
+        encoder_ffn_dim=f.integer("encoder_ffn_dim", 1, limit["ffn_dim"]),
+        decoder_ffn_dim=f.integer("decoder_ffn_dim", 1, limit["ffn_dim"]),
+        # n_mels + cond_size, or d_model when the encoder input is projected
+        num_mel_bins=f.integer("num_mel_bins", 1, max(limit["n_mels"] + limit["cond_size"], limit["d_model"])),
+        max_source_positions=f.integer("max_source_positions", 1, limit["max_source_positions"]),
+        max_target_positions=f.integer("max_target_positions", 1, limit["max_target_positions"]),
+        vocab_size=f.integer("vocab_size", 1, VOCAB_LIMIT),
+        activation=f.text("activation_function", "gelu", choices=("gelu", "relu")),
+        rope_type=f.text("rope_type", "dynamic"),
+        rope_encoder_scaling=f.number("rope_encoder_scaling_factor", 1e-3, 1e3, 1.0),
+        rope_decoder_scaling=f.number("rope_decoder_scaling_factor", 1e-3, 1e3, 1.0),
+        attention_bias=f.flag("attention_bias", True),
+        global_attn_every_n_layers=f.integer("global_attn_every_n_layers", 1, limit["layers"], 1),
+        local_attention=f.integer("local_attention", 2, limit["local_attention"], 128),
+        global_rope_theta=f.number("global_rope_theta", 1.0, 1e12, 10000.0),
+        local_rope_theta=f.number("local_rope_theta", 1.0, 1e12, 10000.0),
+    )
+    for key, heads in (("encoder_attention_heads", backbone.encoder_heads),
+                       ("decoder_attention_heads", backbone.decoder_heads)):
+        if d_model % heads:
+            raise f.error("d_model", f"={d_model} is not divisible by {key}={heads}")
+        if (d_model // heads) % 2 or d_model // heads < 4:  # rotary positions turn pairs of values
+            raise f.error("d_model", f"={d_model} / {key}={heads} gives {d_model // heads} values per head; rotary "
+                          "positions need an even number of at least 4")
+    return backbone
+
+
+def _parse_spectrogram(f: Fields) -> SpectrogramConfig:
+    limit = SIZE_LIMITS
+    sample_rate = f.integer("sample_rate", 1000, limit["sample_rate"], 16000)
+    f_min = f.number("f_min", 0.0, sample_rate / 2, 0.0)
+    return SpectrogramConfig(
+        sample_rate=sample_rate,
+        n_fft=f.integer("n_fft", 2, limit["n_fft"], 1024),
+        n_mels=f.integer("n_mels", 1, limit["n_mels"]),
+        hop_length=f.integer("hop_length", 1, limit["hop_length"], 128),
+        f_min=f_min,
+        f_max=f.number("f_max", f_min, sample_rate / 2, 8000.0),
+        pad_mode=f.text("pad_mode", "constant", choices=_PAD_MODES),
+        log_scale=f.flag("spectrogram_log_scale", False),
+    )
 
 
 # --- weights ---------------------------------------------------------------------------------------------------
@@ -383,8 +390,11 @@ def weight_files(folder: Path) -> list[Path]:
     """The safetensors files of a checkpoint folder; refuses pickle-only checkpoints."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-        files = [folder / s for s in shards]
+        weight_map = Fields(read_json(index), str(index)).obj("weight_map")
+        for key, shard in weight_map.data.items():
+            if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".safetensors"):
+                raise weight_map.error(key, f"={show(shard)} is not the name of a safetensors file beside it")
+        files = [folder / s for s in sorted(set(weight_map.data.values()))]
     elif (folder / "model.safetensors").is_file():
         files = [folder / "model.safetensors"]
     else:
@@ -458,7 +468,7 @@ def load_checkpoint(
     """
     folder, used_subfolder = locate(source, gamemode=gamemode, subfolder=subfolder, revision=revision,
                                     progress=progress)
-    config = parse_config(read_json(folder / "config.json"))
+    config = parse_config(read_json(folder / "config.json"), str(folder / "config.json"))
     tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
     gen_path = folder / "generation_config.json"
     generation_config = read_json(gen_path) if gen_path.is_file() else {}
@@ -471,16 +481,90 @@ def load_checkpoint(
         config.backbone_name, set(tokenizer.context_sos))
     if name is None:
         raise ModelError(f"{folder}: cannot tell which Mapperatorinator version this checkpoint is; pass version=")
+    files = weight_files(folder)
+    check_memory(config, device, files, folder / "config.json")
     with torch.device("meta"):
         model = Mapperatorinator(config)
-    model = model.to_empty(device="cpu")
-    _reinit_nonpersistent_buffers(model)
-    load_weights(model, load_state_dict(weight_files(folder)), folder)
-    model = model.to(device=device)
-    if dtype != torch.float32:
-        _cast_keeping_spectrogram(model, dtype)
+    try:
+        model = model.to_empty(device="cpu")
+        _reinit_nonpersistent_buffers(model)
+        load_weights(model, load_state_dict(files), folder)
+        model = model.to(device=device)
+        if dtype != torch.float32:
+            _cast_keeping_spectrogram(model, dtype)
+    except (MemoryError, RuntimeError) as e:  # what the estimate missed: other programs' memory, fragmentation
+        if not isinstance(e, MemoryError) and not any(w in str(e) for w in ("allocate", "out of memory")):
+            raise
+        raise ModelError(f"{folder}: not enough memory to load this model on {device} "
+                         f"({str(e).strip().splitlines()[0] if str(e).strip() else 'out of memory'})") from None
     model.eval()
     return Checkpoint(model, tokenizer, config, PRESETS[name], folder, source, used_subfolder, generation_config)
+
+
+# --- memory ----------------------------------------------------------------------------------------------------
+
+
+def check_memory(config: ModelConfig, device: str | torch.device, files: list[Path], where: Path | str) -> None:
+    """ModelError, before anything is allocated, when the model cannot fit where it is loaded.
+
+    Loading holds the fp32 weights and the file's tensors on the host, then moves the fp32 weights to ``device``.
+    Where the memory cannot be found out (Windows, MPS), nothing is checked.
+    """
+    params = parameter_count(config)
+    fp32 = 4 * params
+    file_bytes = sum(f.stat().st_size for f in files if f.is_file())
+    device = torch.device(device)
+    checks = [("this computer's memory", fp32 + file_bytes, host_memory_bytes())]
+    if device.type == "cuda":
+        checks.append((f"free memory of {device}", fp32, cuda_memory_bytes(device)))
+    for what, need, have in checks:
+        if have is not None and need > have:
+            size = f"{params / 1e9:.1f} G" if params >= 1e9 else f"{params / 1e6:.0f} M"
+            raise ModelError(f"{where}: this model has {size} parameters and needs about {need / 1e9:.1f} GB of "
+                             f"memory to load, but only {have / 1e9:.1f} GB is available ({what}); the checkpoint "
+                             "is damaged, or too large for this computer")
+
+
+def host_memory_bytes() -> int | None:
+    """Memory this process may use on the host: physical memory, lowered by a cgroup limit or an address-space
+    limit (``ulimit -v``) where one is set; None where none of these can be read."""
+    known = []
+    try:
+        known.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # no sysconf on Windows
+        pass
+    for cgroup_limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(cgroup_limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            known.append(int(text))
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            known.append(max(soft - _address_space_used(), 0))
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(known) if known else None
+
+
+def _address_space_used() -> int:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def cuda_memory_bytes(device: torch.device) -> int | None:
+    """Memory a CUDA device can still give this process: free memory plus what torch holds cached but unused."""
+    try:
+        free, _total = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    except Exception:  # no driver, or a device torch cannot query: do not guess
+        return None
 
 
 def _reinit_nonpersistent_buffers(model: Mapperatorinator) -> None:

@@ -30,6 +30,17 @@ VARWHISPER = "varwhisper"
 # Present in every published checkpoint but never read: decoder_embedder replaces the backbone's own embedding.
 UNUSED_CHECKPOINT_KEYS = ("transformer.model.decoder.embed_tokens.weight",)
 
+# The largest value of each size among the published models (v30/v31: ropewhisper-small, v32: varwhisper-small,
+# v32-mini: varwhisper-base; upstream's configs/model/*.yaml and train/*.yaml over the Whisper base configs).
+PUBLISHED_MAX = {
+    "d_model": 768, "layers": 12, "attention_heads": 12, "ffn_dim": 3072, "n_mels": 128, "cond_dim": 128,
+    "cond_size": 384, "max_source_positions": 2048, "max_target_positions": 8192, "n_fft": 1024,
+    "hop_length": 128, "sample_rate": 16000, "local_attention": 128,
+}
+# What a checkpoint's config.json may ask for: 4x the published sizes. Anything larger is a damaged or foreign file,
+# refused before it can allocate gigabytes or build layers for minutes.
+SIZE_LIMITS = {name: 4 * value for name, value in PUBLISHED_MAX.items()}
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -96,6 +107,43 @@ class ModelConfig:
     @property
     def samples_per_frame(self) -> int:
         return self.spectrogram.hop_length
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Values in the model's weights and stored buffers, worked out from the config alone: what loading it costs
+    in memory can be checked before anything is allocated."""
+    b, s = config.backbone, config.spectrogram
+    d, cd = b.d_model, config.cond_dim
+
+    def linear(n_in: int, n_out: int, bias: bool = True) -> int:
+        return n_in * n_out + (n_out if bias else 0)
+
+    def ffn(width: int) -> int:
+        return linear(d, width) + linear(width, d)
+
+    if b.flavour == ROPEWHISPER:
+        self_attn = cross_attn = 3 * linear(d, d) + linear(d, d, bias=False)  # k_proj has no bias
+    else:
+        bias = b.attention_bias
+        self_attn = linear(d, 3 * d, bias) + linear(d, d, bias)
+        cross_attn = linear(d, d, bias) + linear(d, 2 * d, bias) + linear(d, d, bias)
+    encoder = (linear(3 * b.num_mel_bins, d) + linear(3 * d, d) + d
+               + b.encoder_layers * (self_attn + 2 * d + ffn(b.encoder_ffn_dim)))
+    decoder = d + b.decoder_layers * (self_attn + cross_attn + 3 * d + ffn(b.decoder_ffn_dim))
+    total = (encoder + decoder + linear(d, b.vocab_size, bias=False)
+             + (s.n_fft // 2 + 1) * s.n_mels + s.n_fft  # mel filterbank and window
+             + config.vocab_size_in * d + config.vocab_size_out)  # decoder_embedder and the loss weights
+    if config.do_style_embed:
+        total += (config.num_classes + 1) * d
+    if config.do_difficulty_embed:
+        total += 16 + linear(8, cd) + 2 * cd + linear(cd, cd) + 2 * cd
+    if config.do_mapper_embed:
+        total += (config.num_mappers + 1) * cd + 2 * cd
+    if config.do_song_position_embed:
+        total += 20 + linear(20, 2 * cd) + 4 * cd + linear(2 * cd, cd) + 2 * cd
+    if config.project_encoder_input:
+        total += linear(s.n_mels + config.cond_size, d)
+    return total
 
 
 # --- spectrogram ----------------------------------------------------------------------------------

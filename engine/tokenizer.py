@@ -7,6 +7,7 @@ conditioning ranges (what a prompt may contain but the model never predicts). Ev
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -14,9 +15,14 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .checked_json import Fields, check_int, read_json
 from .errors import ModelError
 
 PAD_ID, SOS_ID, EOS_ID = 0, 1, 2
+# The most ids a checkpoint's vocabulary may have. Published vocabularies have a few thousand event ids plus one id
+# per known mapper (tens of thousands at most); a larger one is a damaged tokenizer.json, refused before the id
+# tables are allocated.
+VOCAB_LIMIT = 1 << 18
 
 
 class EventType(str, Enum):
@@ -185,48 +191,14 @@ class Tokenizer:
     # --- loading and saving -------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> "Tokenizer":
-        try:
-            def ranges(items):
-                return [EventRange(EventType(r["type"]), int(r["min_value"]), int(r["max_value"])) for r in items]
-
-            tok = cls(
-                offset=int(state.get("offset", 3)),
-                context_sos={ContextType(k): int(v) for k, v in state.get("context_sos", {}).items()},
-                context_eos={ContextType(k): int(v) for k, v in state.get("context_eos", {}).items()},
-                event_ranges=ranges(state["event_ranges"]),
-                input_event_ranges=ranges(state.get("input_event_ranges", [])),
-                num_classes=int(state.get("num_classes", 0)),
-                num_diff_classes=int(state.get("num_diff_classes", 0)),
-                max_difficulty=state.get("max_difficulty", 0),
-                num_cs_classes=int(state.get("num_cs_classes", 0)),
-                beatmap_idx={int(k): int(v) for k, v in state.get("beatmap_idx", {}).items()},
-                beatmap_mapper={int(k): int(v) for k, v in state.get("beatmap_mapper", {}).items()},
-                mapper_idx={int(k): int(v) for k, v in state.get("mapper_idx", {}).items()},
-                num_mapper_classes=int(state.get("num_mapper_classes", 0)),
-                beatmap_descriptors={int(k): list(v) for k, v in state.get("beatmap_descriptors", {}).items()},
-                descriptor_idx=dict(state.get("descriptor_idx", {})),
-                num_descriptor_classes=int(state.get("num_descriptor_classes", 0)),
-            )
-        except KeyError as e:
-            raise ModelError(f"tokenizer.json lacks the field {e.args[0]!r}") from None
-        except ValueError as e:
-            raise ModelError(f"tokenizer.json has an unsupported value: {e}") from None
-        for key, expected in (("vocab_size_out", tok.vocab_size_out), ("vocab_size_in", tok.vocab_size_in)):
-            if key in state and int(state[key]) != expected:
-                raise ModelError(f"tokenizer.json field {key!r} is {state[key]} but its ranges give {expected}")
-        return tok
+    def from_dict(cls, state: Mapping[str, Any], where: str = "tokenizer.json") -> "Tokenizer":
+        """A tokenizer from its saved state; every field is checked first (``where`` names the file in errors)."""
+        return cls(**_checked_state(state, where))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Tokenizer":
         path = Path(path)
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelError(f"{path} not found: the checkpoint has no tokenizer.json") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelError(f"{path} is not a readable tokenizer.json: {e}") from None
-        return cls.from_dict(state)
+        return cls.from_dict(read_json(path), str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint format (what upstream's Tokenizer.save_pretrained writes)."""
@@ -390,3 +362,122 @@ class Tokenizer:
 
     def global_sv_token(self, slider_multiplier: float) -> int:
         return self.encode(Event(EventType.GLOBAL_SV, int(round(float(np.clip(slider_multiplier, 0.4, 3.6)) * 100))))
+
+
+# --- checking a saved state ------------------------------------------------------------------------------------
+
+
+def _checked_state(state: Any, where: str) -> dict[str, Any]:
+    """Tokenizer arguments from a tokenizer.json object, each field's type, range and consistency checked before
+    anything is sized by it."""
+    if not isinstance(state, Mapping):
+        raise ModelError(f"{where} holds no JSON object; it is damaged or not a Mapperatorinator tokenizer")
+    f = Fields(state, where)
+    offset = f.integer("offset", 3, 3 + 2 * len(ContextType), default=3)
+    context_sos = _context_ids(f, "context_sos", offset)
+    context_eos = _context_ids(f, "context_eos", offset)
+    if set(context_sos) != set(context_eos):
+        raise f.error("context_sos", " and context_eos name different context types")
+    ids = list(context_sos.values()) + list(context_eos.values())
+    if len(set(ids)) != len(ids):
+        raise f.error("context_sos", " and context_eos give one id to two markers")
+    event_ranges = _ranges(f, "event_ranges", f.items("event_ranges"))
+    input_event_ranges = _ranges(f, "input_event_ranges", f.items("input_event_ranges", []))
+    all_ranges = event_ranges + input_event_ranges
+    repeated = [t.value for t, n in Counter(r.type for r in all_ranges).items() if n > 1]
+    if repeated:
+        raise f.error("event_ranges", f" list {repeated[0]!r} more than once")
+    vocab_size = offset + sum(r.size for r in all_ranges)
+    if vocab_size > VOCAB_LIMIT:
+        raise ModelError(f"{where}: the event ranges add up to {vocab_size} tokens, more than {VOCAB_LIMIT}; "
+                         f"the checkpoint is damaged or not a Mapperatorinator model")
+    args: dict[str, Any] = {
+        "offset": offset, "context_sos": context_sos, "context_eos": context_eos, "event_ranges": event_ranges,
+        "input_event_ranges": input_event_ranges,
+        "max_difficulty": f.raw("max_difficulty", 0),  # kept as stored (an int in published files)
+    }
+    f.number("max_difficulty", 0, 1000, default=0)
+    for key in ("num_classes", "num_diff_classes", "num_cs_classes", "num_mapper_classes", "num_descriptor_classes"):
+        args[key] = f.integer(key, 0, VOCAB_LIMIT, default=0)
+    osu_id = (-2**63, 2**63 - 1)
+    args["beatmap_idx"] = _int_map(f, "beatmap_idx", osu_id, osu_id)
+    args["beatmap_mapper"] = _int_map(f, "beatmap_mapper", osu_id, osu_id)
+    args["mapper_idx"] = _int_map(f, "mapper_idx", osu_id, (0, args["num_mapper_classes"] - 1))
+    descriptors = f.obj("descriptor_idx", {})
+    args["descriptor_idx"] = {
+        name: check_int(value, 0, args["num_descriptor_classes"] - 1,
+                        lambda p, n=name: descriptors.error(repr(n)[1:-1], p))
+        for name, value in descriptors.data.items()}
+    per_beatmap = f.obj("beatmap_descriptors", {})
+    args["beatmap_descriptors"] = {
+        _int_key(per_beatmap, key, osu_id): _int_list(per_beatmap, key, value, (0, VOCAB_LIMIT))
+        for key, value in per_beatmap.data.items()}
+    _check_conditioning_ranges(f, all_ranges, args)
+    for key, expected in (("vocab_size_out", offset + sum(r.size for r in event_ranges)),
+                          ("vocab_size_in", vocab_size)):
+        if f.has(key) and f.integer(key, 0, VOCAB_LIMIT) != expected:
+            raise f.error(key, f"={state[key]} differs from the {expected} ids its event ranges give")
+    return args
+
+
+def _context_ids(f: Fields, key: str, offset: int) -> dict[ContextType, int]:
+    table = f.obj(key, {})
+    ids = {}
+    for name, value in table.data.items():
+        try:
+            context = ContextType(name)
+        except ValueError:
+            raise table.error(name, " is not a context type Mapperator knows") from None
+        ids[context] = table.integer(name, 3, offset - 1)
+    return ids
+
+
+def _ranges(f: Fields, key: str, items: list) -> list[EventRange]:
+    ranges = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise f.error(f"{key}[{i}]", " is not a JSON object")
+        r = Fields(item, f.where, f"{key}[{i}].")
+        try:
+            event_type = EventType(r.text("type"))
+        except ValueError:
+            raise r.error("type", f"={item['type']!r} is not an event type Mapperator knows") from None
+        low = r.integer("min_value", -VOCAB_LIMIT, VOCAB_LIMIT)
+        high = r.integer("max_value", low, low + VOCAB_LIMIT)
+        ranges.append(EventRange(event_type, low, high))
+    return ranges
+
+
+def _int_key(f: Fields, key: str, bounds: tuple[int, int]) -> int:
+    text = key.strip()
+    if not (text.isascii() and text.lstrip("-").isdigit() and len(text) <= 20):
+        raise f.error(repr(key)[1:-1], " is not a whole-number key")
+    return check_int(int(text), *bounds, lambda p: f.error(repr(key)[1:-1], p))
+
+
+def _int_map(f: Fields, key: str, key_bounds: tuple[int, int], value_bounds: tuple[int, int]) -> dict[int, int]:
+    table = f.obj(key, {})
+    return {_int_key(table, k, key_bounds): check_int(v, *value_bounds, lambda p, k=k: table.error(k, p))
+            for k, v in table.data.items()}
+
+
+def _int_list(f: Fields, key: str, value: Any, bounds: tuple[int, int]) -> list[int]:
+    if not isinstance(value, list):
+        raise f.error(key, " is not a JSON list")
+    return [check_int(v, *bounds, lambda p, i=i: f.error(f"{key}[{i}]", p)) for i, v in enumerate(value)]
+
+
+# Conditioning ranges hold the known values 0..n-1 plus "unknown" n, n the class count beside them.
+_CLASS_COUNTS = {EventType.DIFFICULTY: "num_diff_classes", EventType.CS: "num_cs_classes",
+                 EventType.MAPPER: "num_mapper_classes", EventType.DESCRIPTOR: "num_descriptor_classes",
+                 EventType.STYLE: "num_classes"}
+
+
+def _check_conditioning_ranges(f: Fields, ranges: list[EventRange], args: dict[str, Any]) -> None:
+    for r in ranges:
+        count_key = _CLASS_COUNTS.get(r.type)
+        if count_key and (r.min_value, r.max_value) != (0, args[count_key]):
+            raise f.error(count_key, f"={args[count_key]} does not fit the {r.type.value!r} token range "
+                                     f"{r.min_value}..{r.max_value}")
+        if r.type == EventType.DIFFICULTY and not args["max_difficulty"] > 0:
+            raise f.error("max_difficulty", f"={args['max_difficulty']} must be positive with difficulty tokens")

@@ -1,0 +1,154 @@
+"""Reading the JSON files of checkpoints and adapters defensively.
+
+:func:`read_json` refuses oversized, deeply nested and non-object files; :class:`Fields` reads one JSON object
+field by field, checking each value's type (a bool is not a number) and range. Every failure is a
+:class:`~engine.errors.ModelError` that names the file and the field, so a damaged or foreign file never gets as far
+as allocating memory or raising an unexplained error.
+"""
+from __future__ import annotations
+
+import json
+import math
+import stat
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ModelError
+
+DAMAGED = "the checkpoint is damaged or not a Mapperatorinator model"
+# The largest published tokenizer.json is about 3 MB; configs are a few kB.
+MAX_JSON_BYTES = 32 << 20
+# Published files nest three levels deep (tokenizer.json: object > event_ranges list > range object).
+MAX_JSON_DEPTH = 16
+_MISSING: Any = object()
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def read_json(path: Path, folder_kind: str = "checkpoint", *, max_bytes: int = MAX_JSON_BYTES,
+              max_depth: int = MAX_JSON_DEPTH) -> dict:
+    """The JSON object in ``path``, a file of a checkpoint (or other ``folder_kind``) folder.
+
+    ModelError naming the file when it is missing, not a regular file, larger than ``max_bytes``, unreadable,
+    nested deeper than ``max_depth`` or not a JSON object.
+    """
+    path = Path(path)
+    damaged = f"it is damaged or not a {folder_kind} file"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing: {path.parent} is not a complete {folder_kind}") from None
+    except OSError as e:
+        raise ModelError(f"{path} cannot be read: {e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelError(f"{path} is not a regular file; {damaged}")
+    if info.st_size > max_bytes:
+        raise ModelError(f"{path} is {info.st_size / 2**20:.0f} MB, more than the {max_bytes >> 20} MB a "
+                         f"{folder_kind} file can be; {damaged}")
+    try:
+        with path.open("rb") as f:
+            text = f.read(max_bytes + 1).decode("utf-8")
+        data = json.loads(text)
+    except RecursionError:
+        raise ModelError(f"{path} nests JSON more than {max_depth} levels deep; {damaged}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or an integer of 4300+ digits
+        raise ModelError(f"{path} cannot be read: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} holds a JSON {_type_name(data)} where a JSON object is expected; {damaged}")
+    if _depth(data) > max_depth:
+        raise ModelError(f"{path} nests JSON more than {max_depth} levels deep; {damaged}")
+    return data
+
+
+def show(value: Any) -> str:
+    """A short rendering of a JSON value for an error message."""
+    if isinstance(value, (dict, list)):
+        return f"a JSON {_type_name(value)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Fields:
+    """Typed, bounded access to the fields of one JSON object; errors name ``where`` (the file) and the field."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, prefix: str = ""):
+        self.data, self.where, self.prefix = data, where, prefix
+
+    def error(self, key: str, problem: str) -> ModelError:
+        return ModelError(f"{self.where}: {self.prefix}{key}{problem}; {DAMAGED}")
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        """The value as stored; ``default`` when it is absent or null (an error when there is no default)."""
+        value = self.data.get(key)
+        if value is None:
+            if default is _MISSING:
+                raise self.error(key, " is missing")
+            return default
+        return value
+
+    def integer(self, key: str, lo: int, hi: int, default: Any = _MISSING) -> int:
+        return check_int(self.raw(key, default), lo, hi, lambda p: self.error(key, p))
+
+    def number(self, key: str, lo: float, hi: float, default: Any = _MISSING) -> float:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"={show(value)} is not a number")
+        if not math.isfinite(value):
+            raise self.error(key, f"={value} is not a finite number")
+        if not lo <= value <= hi:
+            raise self.error(key, f"={value} is out of range ({lo}..{hi} expected)")
+        return float(value)
+
+    def flag(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"={show(value)} is not true or false")
+        return value
+
+    def text(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str) or len(value) > 200:
+            raise self.error(key, f"={show(value)} is not a name")
+        if choices is not None and value not in choices:
+            raise self.error(key, f"={value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+
+    def obj(self, key: str, default: Any = _MISSING) -> "Fields":
+        value = self.raw(key, default)
+        if not isinstance(value, dict):
+            raise self.error(key, f"={show(value)} is not a JSON object")
+        return Fields(value, self.where, f"{self.prefix}{key}.")
+
+    def items(self, key: str, default: Any = _MISSING) -> list:
+        value = self.raw(key, default)
+        if not isinstance(value, list):
+            raise self.error(key, f"={show(value)} is not a JSON list")
+        return value
+
+
+def check_int(value: Any, lo: int, hi: int, error: Callable[[str], ModelError]) -> int:
+    """``value`` when it is a whole number (not a bool) in lo..hi, else ``error(problem)``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"={show(value)} is not a whole number")
+    if not lo <= value <= hi:
+        raise error(f"={show(value)} is out of range ({lo}..{hi} expected)")
+    return value
