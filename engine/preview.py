@@ -7,7 +7,7 @@ Layout of :func:`preview_json`'s result (times in ms, rounded to whole ms; posit
 
 - ``format`` (1), ``mode`` (0 osu!, 1 taiko, 2 catch, 3 mania), ``meta`` (artist, title, version, creator),
   ``difficulty`` (cs, ar, od, hp, slider_multiplier, slider_tick_rate), ``preempt`` and ``fade_in`` (approach
-  time and fade-in, osu!lazer's formulas), ``radius`` (hit circle / fruit radius), ``colours`` (combo colours as
+  time in whole ms and fade-in, osu!lazer's formulas), ``radius`` (hit circle / fruit radius), ``colours`` (combo colours as
   ``[r, g, b]``; osu!'s default skin colours when the map has none), ``end`` (when the last object ends).
 - ``red_lines`` ``[[time, beat_length, meter], ...]``, ``kiai`` ``[[start, end], ...]``, ``breaks``.
 - ``objects``: one array per field, one entry per hit object in time order (stable, as osu! sorts them):
@@ -35,6 +35,7 @@ import numpy as np
 
 from .beatmap import Beatmap, HitObject, HoldNote, Slider, Spinner
 from .beatmap.model import HITSOUND_CLAP, HITSOUND_FINISH, HITSOUND_WHISTLE
+from .beatmap.stacking import GAMEFIELD_FUDGE, preempt_ms, stack_heights, stacked_offset
 
 FORMAT = 1
 DEFAULT_COMBO_COLOURS = ((255, 192, 0), (0, 202, 0), (18, 124, 255), (242, 24, 57))  # osu!'s default skin
@@ -53,20 +54,13 @@ CATCH_RNG_SEED = 1337
 GRACE_MS = float(np.float32(1000.0 / 60.0 / 4))  # a quarter frame, in C# floats
 
 
-def preempt_ms(approach_rate: float) -> float:
-    """How long before its time an object appears (osu!lazer: 1800 ms at AR0, 1200 at AR5, 450 at AR10)."""
-    if approach_rate < 5:
-        return 1200.0 + 600.0 * (5 - approach_rate) / 5
-    return 1200.0 - 750.0 * (approach_rate - 5) / 5
-
-
 def fade_in_ms(preempt: float) -> float:
     return 400.0 * min(1.0, preempt / 450.0)
 
 
 def circle_radius(circle_size: float) -> float:
-    """Hit circle (and catch fruit) radius in osu! pixels."""
-    return 32.0 * (1.0 - 0.7 * (circle_size - 5) / 5)
+    """Hit circle (and catch fruit) radius in osu! pixels (osu!'s circle scale with its 1.00041 fudge)."""
+    return 32.0 * (1.0 - 0.7 * (circle_size - 5) / 5) * GAMEFIELD_FUDGE
 
 
 def preview_json(beatmap: Beatmap) -> dict[str, Any]:
@@ -155,13 +149,8 @@ def _kind(obj: HitObject) -> int:
 
 
 def _stack_offsets(beatmap: Beatmap, objects: list[HitObject]) -> list[float]:
-    """The x/y shift osu! draws each (time-ordered) object with: -stack height * radius / 10."""
-    from .rules.context import MapContext
-    from .rules.stacking import stack_heights
-
-    heights = stack_heights(MapContext(beatmap))
-    step = circle_radius(beatmap.difficulty.circle_size) / 10
-    return [-heights.get(id(o), 0) * step for o in objects]
+    """The x/y shift osu! draws each (time-ordered) object with."""
+    return [stacked_offset(beatmap, h) for h in stack_heights(beatmap, objects)]
 
 
 def _path(beatmap: Beatmap, slider: Slider, offset: float) -> list[float | int]:
@@ -341,7 +330,7 @@ def _hyperdash_starts(beatmap: Beatmap, palpable: list[tuple[float, float]]) -> 
     for i in range(len(palpable) - 1):
         (t0, x0), (t1, x1) = palpable[i], palpable[i + 1]
         direction = 1 if x1 > x0 else -1
-        time_to_next = t1 - t0 - GRACE_MS
+        time_to_next = int(t1) - int(t0) - GRACE_MS  # whole ms, as osu!stable (lazer's pixel-jump test)
         distance = abs(x1 - x0) - (last_excess if last_direction == direction else half_width)
         to_hyper = float(np.float32(time_to_next * BASE_DASH_SPEED - distance))
         if to_hyper < 0:
