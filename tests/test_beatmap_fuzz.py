@@ -9,6 +9,10 @@ from hypothesis import strategies as st
 
 from engine.beatmap import Slider, encode_beatmap, parse_beatmap
 from engine.errors import BeatmapError
+from engine.events import context_events
+from engine.presets import PRESETS
+from engine.rules import check_beatmap
+from engine.tokenizer import ContextType
 from tests.conftest import BEATMAPS, EDGE_CASES, UPSTREAM
 
 _SOURCES = sorted(EDGE_CASES.glob("*.osu")) + sorted(BEATMAPS.glob("sample-beatmap-*.osu")) + [
@@ -20,9 +24,16 @@ _SOURCES = sorted(EDGE_CASES.glob("*.osu")) + sorted(BEATMAPS.glob("sample-beatm
 SOURCES = [p.read_bytes() for p in _SOURCES if p.exists()]
 pytestmark = pytest.mark.skipif(not SOURCES, reason="shared beatmaps are missing")
 
+# A Bezier slider of 1,100 control points (its binomial coefficients overflow a float) and subnormal
+# beat lengths (60000 / 1e-320 is infinite): both once crashed the tokenizer.
+_LONG_BEZIER = b"256,192,1000,2,0,B|" + b"|".join(b"%d:%d" % (i * 7 % 512, i * 13 % 384) for i in range(1100)) + b",1,300"
+_EXTREME = [b"1e-320", b"-1e-320", b"5e-324", b"-5e-324", b"1e-300", b"0.0001", b"2147483647", b"-2147483647",
+            b"NaN"]
+SOURCES.append(SOURCES[0].replace(b"[HitObjects]", b"[HitObjects]\n" + _LONG_BEZIER, 1) if SOURCES else b"")
+
 _NUMBER = re.compile(rb"-?\d+(\.\d+)?")
 _TOKENS = [b"NaN", b"nan", b"1e400", b"-2147483649", b"99999999999", b"0", b"-1", b"1.5", b"", b"+3", b"1e3",
-           b"9001", b"-0", b"\xff", b"a", b"|", b":", b",", b"//", b"[", b"]"]
+           b"9001", b"-0", b"\xff", b"a", b"|", b":", b",", b"//", b"[", b"]"] + _EXTREME
 
 # one mutation: (kind, where, what)
 _MUTATION = st.tuples(
@@ -101,3 +112,46 @@ def test_arbitrary_bytes_parse_or_raise_beatmap_error(data):
     b"2,100,50", b'0,0,"bg.jpg"', b"Combo1 : 1,2,3", b"CircleSize:40", b"ApproachRate:-3"]), max_size=25))
 def test_recombined_lines_parse_or_raise_beatmap_error(lines):
     _check(b"\r\n".join(lines))
+
+
+def _timing_and_objects(data: bytes) -> list[int]:
+    """Indexes of the lines in [TimingPoints] and [HitObjects]."""
+    out, section = [], b""
+    for i, line in enumerate(data.split(b"\n")):
+        if line.strip().startswith(b"["):
+            section = line.strip()
+        elif section in (b"[TimingPoints]", b"[HitObjects]") and line.strip():
+            out.append(i)
+    return out
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(source=st.sampled_from(range(max(len(SOURCES), 1))),
+       changes=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 2**31), st.sampled_from(_EXTREME)),
+                        min_size=1, max_size=4))
+def test_extreme_numbers_pass_through_timing_tokenizer_and_rules(source, changes):
+    """Extreme numbers in timing and object lines: read, tokenized and rule-checked without a crash."""
+    data = SOURCES[source]
+    lines = data.split(b"\n")
+    targets = _timing_and_objects(data)
+    for a, b, value in changes:
+        if not targets:
+            break
+        i = targets[a % len(targets)]
+        numbers = list(_NUMBER.finditer(lines[i]))
+        if numbers:
+            m = numbers[b % len(numbers)]
+            lines[i] = lines[i][:m.start()] + value + lines[i][m.end():]
+    try:
+        beatmap = parse_beatmap(b"\n".join(lines), "fuzzed.osu")
+    except BeatmapError as e:
+        assert not e.reason.startswith("internal error"), e.reason
+        return
+    for obj in beatmap.hit_objects:
+        beatmap.end_time(obj)
+    for context in (ContextType.TIMING, ContextType.MAP, ContextType.SV):
+        try:
+            context_events(context, beatmap, PRESETS["v32"].data, song_length_ms=60_000)
+        except BeatmapError as e:  # a clear refusal (no timing left, an absurd beat grid) is fine
+            assert "no timing points" in e.reason or "beat grid" in e.reason, e.reason
+    check_beatmap(beatmap)

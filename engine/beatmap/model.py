@@ -49,6 +49,7 @@ def sample_set_number(name: str) -> int:
 
 # Timing point effect bits.
 EFFECT_KIAI, EFFECT_OMIT_FIRST_BARLINE = 1, 8
+MIN_BEAT_LENGTH, MAX_BEAT_LENGTH = 6.0, 60000.0  # osu! clamps beat lengths to these ms
 
 # The comment skeleton osu!stable writes into [Events]; new beatmaps start with it.
 STORYBOARD_SKELETON = (
@@ -231,10 +232,11 @@ class TimingPoint:
 
     @property
     def bpm(self) -> float | None:
-        """Beats per minute of an uninherited point (``None`` for inherited ones)."""
+        """Beats per minute of an uninherited point (``None`` for inherited ones), from the beat
+        length osu! plays: clamped to 6..60000 ms, so 1..10000 BPM even for ``1e-320``."""
         if not self.uninherited or not self.beat_length > 0:
             return None
-        return 60000.0 / self.beat_length
+        return 60000.0 / min(max(self.beat_length, MIN_BEAT_LENGTH), MAX_BEAT_LENGTH)
 
 
 # --------------------------------------------------------------------------------- sections

@@ -25,9 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import TimingPoint, sample_set_number
+from .model import MAX_BEAT_LENGTH, MIN_BEAT_LENGTH, TimingPoint, sample_set_number
 
-MIN_BEAT_LENGTH, MAX_BEAT_LENGTH = 6.0, 60000.0
 MIN_SLIDER_VELOCITY, MAX_SLIDER_VELOCITY = 0.1, 10.0
 MIN_SCROLL_SPEED, MAX_SCROLL_SPEED = 0.01, 10.0
 

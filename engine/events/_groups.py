@@ -10,6 +10,8 @@ All events of a group carry the group's time (int ms, truncated from the microse
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +26,9 @@ Pos = np.ndarray
 
 DISTANCE_RANGE = (0, 640)  # fixed by upstream's tokenizer for every version with distance tokens
 _MS = 1000  # microseconds per millisecond
+# Songs are at most 2 hours long. Repeated events (sustains, the beat grid) stop at this time, so an
+# object ending at 2147483647 ms (24 days) costs a few thousand events, not millions.
+LAST_EVENT_MS = 3 * 60 * 60 * 1000
 
 
 @dataclass
@@ -86,6 +91,7 @@ class Groups:
         if not interval:
             return
         time_us = start_us + interval * _MS
+        end_us = min(end_us, LAST_EVENT_MS * _MS)
         while time_us < end_us - 10 * _MS:
             self.add(kind, time_us, timed=True, snap=False, **group)
             time_us += interval * _MS
@@ -131,6 +137,8 @@ def snapping(view: BeatmapView, time_us: int) -> int:
     if tp.beat_length == 0 or tp.beat_length != tp.beat_length:  # upstream crashes on 0 and NaN
         return 0
     beats = sc.ms_of(time_us - tp.offset_us) / tp.beat_length
+    if not math.isfinite(beats):  # a subnormal beat length: no grid to snap to (upstream crashes)
+        return 0
     for divisor in range(1, 17):
         if abs(beats - round(beats * divisor) / divisor) * tp.beat_length < 2:
             return divisor

@@ -185,26 +185,50 @@ def _bezier_at(points: Sequence[tuple[int, int]], t: np.ndarray) -> np.ndarray:
     t = np.asarray(t).reshape(-1, 1)
     degree = len(points) - 1
     index = np.arange(degree + 1)
-    weights = _binomials(degree) * (1 - t) ** (degree - index) * t**index
+    binomials = _binomials(degree)
+    if binomials is None:
+        weights = _log_bernstein_weights(degree, t)
+    else:
+        weights = binomials * (1 - t) ** (degree - index) * t**index
     return np.sum(weights[:, np.newaxis] * np.array(points).T, axis=-1)
 
 
-_BINOMIALS: dict[int, np.ndarray] = {}
+def _log_bernstein_weights(degree: int, t: np.ndarray) -> np.ndarray:
+    """Bernstein weights computed through logarithms, for degrees whose binomials overflow a float.
+
+    slider (scipy's ``comb``) gives infinite weights there and NaN positions; these are the true
+    weights, to within rounding, in O(degree) per ``t``. Outside [0, 1] the signs are kept and
+    magnitudes may overflow to infinity (the caller then falls back to the last point).
+    """
+    k = np.arange(degree + 1)
+    log_comb = (math.lgamma(degree + 1) - np.array([math.lgamma(i + 1) for i in k])
+                - np.array([math.lgamma(degree - i + 1) for i in k]))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_t, log_u = np.log(np.abs(t)), np.log(np.abs(1 - t))  # -inf at 0 and 1: exp gives the 0 weights
+        magnitude = np.exp(log_comb + k * log_t + (degree - k) * log_u)
+    magnitude = np.where((k == 0) & (t == 0) | (k == degree) & (t == 1), 1.0, magnitude)
+    sign = np.where((t < 0) & (k % 2 == 1), -1.0, 1.0) * np.where((t > 1) & ((degree - k) % 2 == 1), -1.0, 1.0)
+    return sign * magnitude
 
 
-def _binomials(n: int) -> np.ndarray:
+_BINOMIALS: dict[int, np.ndarray | None] = {}
+
+
+def _binomials(n: int) -> np.ndarray | None:
     """Row ``n`` of Pascal's triangle as float64, rounded the way scipy.special.comb(n, k) rounds it.
 
     scipy multiplies out ``(n-k+1)...n / k!`` in doubles when the smaller of k and n-k is below 20,
     which is inexact from n of about 25 on; slider's beziers inherit those values. Beyond that scipy
     switches to a beta-function formula we do not reproduce; the exact value is used instead (it can
-    differ in the last bit for bezier segments of more than 40 points).
+    differ in the last bit for bezier segments of more than 40 points). ``None`` when the row does not
+    fit a float (n above about 1030).
     """
-    row = _BINOMIALS.get(n)
-    if row is None:
-        row = np.array([_binomial(n, k) for k in range(n + 1)], dtype=np.float64)
-        _BINOMIALS[n] = row
-    return row
+    if n not in _BINOMIALS:
+        try:
+            _BINOMIALS[n] = np.array([_binomial(n, k) for k in range(n + 1)], dtype=np.float64)
+        except OverflowError:
+            _BINOMIALS[n] = None
+    return _BINOMIALS[n]
 
 
 def _binomial(n: int, k: int) -> float:

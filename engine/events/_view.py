@@ -7,6 +7,7 @@ computed once here with :mod:`._slider_compat`.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
@@ -41,7 +42,10 @@ class TimingPoint:
     @property
     def bpm_valid(self) -> bool:
         """Whether slider gives this point a (truthy) BPM: upstream's test for "starts a beat grid"."""
-        return self.beat_length > 0 and round(60000 / self.beat_length) != 0
+        if not self.beat_length > 0:
+            return False
+        bpm = 60000 / self.beat_length
+        return not math.isfinite(bpm) or round(bpm) != 0  # a subnormal beat length: an infinite (truthy) BPM
 
 
 DEFAULT_TIMING_POINT = TimingPoint(0, 1000.0, 4, 0, 100, False, None)

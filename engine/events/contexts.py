@@ -44,7 +44,7 @@ def map_events(
     if flags.add_kiai:
         stream = merge_events(kiai_stream(view, flags), stream)
     if flags.add_timing:
-        stream = merge_events(grid_stream(view, flags, song_length_ms), stream)
+        stream = merge_events(_grid(beatmap, view, flags, song_length_ms, True), stream)
     return _at_speed(stream, speed)
 
 
@@ -73,7 +73,15 @@ def timing_events(
     if not view.timing_points:
         raise BeatmapError("no timing points were given, so there is no beat grid to tokenize",
                            getattr(source, "path", None))
-    return _at_speed(grid_stream(view, flags, song_length_ms, from_hit_objects=from_objects), speed)
+    return _at_speed(_grid(source, view, flags, song_length_ms, from_objects), speed)
+
+
+def _grid(source, view, flags: DataFlags, song_length_ms: float | None, from_objects: bool) -> EventStream:
+    """:func:`grid_stream`, with the beatmap's file named when its timing is refused."""
+    try:
+        return grid_stream(view, flags, song_length_ms, from_hit_objects=from_objects)
+    except BeatmapError as e:
+        raise BeatmapError(e.reason, e.path or getattr(source, "path", None)) from None
 
 
 def kiai_events(beatmap: "Beatmap", flags: DataFlags, *, speed: float = 1.0) -> EventStream:

@@ -4,16 +4,21 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
+from ..errors import BeatmapError
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType
 from . import _slider_compat as sc
 from ._view import BeatmapView, TimingPoint
-from ._groups import Groups
+from ._groups import LAST_EVENT_MS, Groups
 from .stream import EventStream
 
 T = EventType
 
 MIN_BEAT_LENGTH = 1.0  # ms; shorter beats (no real map has them) would make a grid of millions of events
+# The grid only covers times a song can have (songs are at most 2 hours): an object or line at
+# 2147483647 ms (24 days) would otherwise ask for millions of beats.
+GRID_START_MS, GRID_END_MS = -60 * 60 * 1000.0, float(LAST_EVENT_MS)
+MAX_GRID_BEATS = 1_000_000  # a 2-hour song at 1000 BPM has 120,000
 
 
 def grid_stream(
@@ -28,12 +33,20 @@ def grid_stream(
     """
     out = Groups(flags, view, (False, False))
     points = [tp for tp in view.timing_points if tp.bpm_valid and tp.beat_length >= MIN_BEAT_LENGTH]
-    end_ms = _grid_end_ms(view, song_length_ms, from_hit_objects)
+    end_ms = min(_grid_end_ms(view, song_length_ms, from_hit_objects), GRID_END_MS)
+    spans = []
     for i, tp in enumerate(points):
         next_ms = sc.ms_of(points[i + 1].offset_us) - 10 if i + 1 < len(points) else end_ms
         start_ms = sc.ms_of(tp.offset_us)
+        first = 0 if start_ms >= GRID_START_MS else math.ceil((GRID_START_MS - start_ms) / tp.beat_length)
+        spans.append((tp, start_ms, min(next_ms, GRID_END_MS), first))
+    beats = sum(max(0.0, (stop - start) / tp.beat_length - first) for tp, start, stop, first in spans)
+    if beats > MAX_GRID_BEATS:
+        raise BeatmapError(f"its timing makes a beat grid of {beats:.0f} beats, more than the {MAX_GRID_BEATS} "
+                           "a song can have; check the timing points' beat lengths")
+    for tp, start_ms, next_ms, beat in spans:
         meter = tp.meter if tp.meter > 0 else 4
-        beat, time_ms = 0, start_ms
+        time_ms = int(start_ms + beat * tp.beat_length) if beat else start_ms
         while time_ms <= next_ms:
             if flags.add_timing_points and beat == 0:
                 kind = T.TIMING_POINT

@@ -452,7 +452,8 @@ def settings_from_beatmap(beatmap: Beatmap, **overrides) -> BeatmapSettings:
     earliest timing point (rounded), tags re-joined with single spaces. As upstream reads it, a
     preview time of -1 (none) becomes 0: it adds 1e-5 and truncates towards zero."""
     m, d, g = beatmap.metadata, beatmap.difficulty, beatmap.general
-    bpms = [round(60000 / p.beat_length) for p in beatmap.timing_points if p.beat_length > 0]
+    # osu! plays beat lengths under 6 ms as 6 ms (10000 BPM); 1e-320 would otherwise give an infinite BPM
+    bpms = [round(60000 / max(p.beat_length, 6.0)) for p in beatmap.timing_points if p.beat_length > 0]
     values = dict(
         audio_filename=g.audio_filename, preview_time=int(g.preview_time + 1e-5), mode=g.mode,
         title=m.title, title_unicode=m.title_unicode, artist=m.artist, artist_unicode=m.artist_unicode,
