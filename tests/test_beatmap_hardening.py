@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -139,3 +140,49 @@ def test_a_beat_grid_of_millions_of_beats_is_refused():
     with pytest.raises(BeatmapError, match="fuzzed.osu: its timing makes a beat grid of 7000001 beats"):
         context_events(ContextType.TIMING, beatmap, PRESETS["v32"].data)
     check_beatmap(beatmap)  # the rules have no grid to walk
+
+
+# --- beatmaps with too many objects ----------------------------------------------------------------------------
+
+decoder = importlib.import_module("engine.beatmap.decoder")
+
+
+def test_a_beatmap_with_more_objects_than_the_cap_is_refused_before_parsing(tmp_path, monkeypatch):
+    """250,000 circles (a 6.5 MB file; the 50 MB one of the issue has 1.9 million) fail at once, naming
+    the file, the count and the limit, before a single object is parsed."""
+    parsed = []
+    original = decoder._Decoder._hit_object
+    monkeypatch.setattr(decoder._Decoder, "_hit_object", lambda self, *a: parsed.append(1) or original(self, *a))
+    path = tmp_path / "huge.osu"
+    path.write_bytes(osu_text(["0,500,4,2,0,100,1,0"], []).encode() + b"256,192,1000,1,0,0:0:0:0:\n" * 250_000)
+    with pytest.raises(BeatmapError) as e:
+        decoder.read_beatmap(path)
+    assert e.value.path == path  # 250,000 lines of objects and a blank one:
+    assert re.search(r"has 25000\d lines of hit objects, more than the 200000 allowed", e.value.reason)
+    assert parsed == []
+
+
+def test_the_object_cap_also_holds_while_parsing(monkeypatch):
+    """With old Mac line ends (CR only) the fast count sees one line; parsing still stops at the cap."""
+    monkeypatch.setattr(decoder, "MAX_HIT_OBJECTS", 1000)
+    parsed = []
+    original = decoder._Decoder._hit_object
+    monkeypatch.setattr(decoder._Decoder, "_hit_object", lambda self, *a: parsed.append(1) or original(self, *a))
+    text = osu_text(["0,500,4,2,0,100,1,0"], ["256,192,1000,1,0,0:0:0:0:"] * 5000).replace("\n", "\r")
+    with pytest.raises(BeatmapError, match="more than the 1000 hit objects allowed") as e:
+        parse_beatmap(text, "cr.osu")
+    assert e.value.line is not None and len(parsed) == 1001
+
+
+def test_timing_point_cap(monkeypatch):
+    monkeypatch.setattr(decoder, "MAX_TIMING_POINTS", 100)
+    with pytest.raises(BeatmapError, match="101 lines of timing points, more than the 100 allowed"):
+        parse_beatmap(osu_text([f"{i},500,4,2,0,100,1,0" for i in range(101)], []), "lines.osu")
+    assert len(parse_beatmap(osu_text([f"{i},500,4,2,0,100,1,0" for i in range(100)], [])).timing_points) == 100
+
+
+def test_a_slider_with_too_many_control_points_is_dropped_with_a_warning(monkeypatch):
+    monkeypatch.setattr(decoder, "MAX_SLIDER_POINTS", 1000)
+    beatmap = parse_beatmap(osu_text(["0,500,4,2,0,100,1,0"], [long_bezier(1001), long_bezier(1000)]))
+    assert [len(s.curve_points) for s in beatmap.hit_objects] == [1000]
+    assert any("1001 control points, more than the 1000" in w.reason for w in beatmap.warnings)

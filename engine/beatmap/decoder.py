@@ -21,7 +21,7 @@ from __future__ import annotations
 import codecs
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import BeatmapError
 from .model import (CIRCLE, COMBO_SKIP_MASK, COMBO_SKIP_SHIFT, HOLD, NEW_COMBO, SLIDER, SPINNER,
@@ -35,6 +35,12 @@ LATEST_STABLE_VERSION = 14
 EARLY_VERSION_TIMING_OFFSET = 24
 MAX_MANIA_KEY_COUNT = 18
 MAX_FILE_SIZE = 64 * 1024 * 1024
+# Far above any real map (the longest ranked maps have under 20,000 objects, a few thousand timing
+# lines and sliders of at most a few hundred points), low enough that absurd files fail in seconds
+# instead of taking minutes and gigabytes (a 50 MB .osu holds about two million objects).
+MAX_HIT_OBJECTS = 200_000
+MAX_TIMING_POINTS = 200_000
+MAX_SLIDER_POINTS = 10_000
 
 _HEADER = "osu file format v"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -113,7 +119,7 @@ class _Decoder:
                       data[:e.start].count(b"\n") + 1)
             return data.decode("utf-8", errors="replace"), bom
 
-    def _header(self, lines: list[str]) -> int | None:
+    def _header(self, lines: Iterable[str]) -> int | None:
         for i, line in enumerate(lines):
             text = line.strip()
             if not text:
@@ -136,9 +142,9 @@ class _Decoder:
         if not text.strip():
             raise BeatmapError("the file is empty", self.path)
         newline = m.group() if (m := _LINE_BREAK.search(text)) else "\r\n"
-        lines = _LINE_BREAK.split(text)
-        header = self._header(lines)
-        seen_section = self._read_lines(lines, header)
+        self._check_section_sizes(text)
+        header = self._header(_lines(text))
+        seen_section = self._read_lines(_lines(text), header)
         if header is None and not seen_section:
             raise BeatmapError("not an osu! beatmap: no 'osu file format' header and no [Section] in it", self.path)
         self.lineno = None
@@ -149,7 +155,7 @@ class _Decoder:
                        format_version=self.version, warnings=self.warnings, path=self.path,
                        newline=newline, bom=bom)
 
-    def _read_lines(self, lines: list[str], header: int | None) -> bool:
+    def _read_lines(self, lines: Iterable[str], header: int | None) -> bool:
         handlers: dict[str, Callable[[str, str], None]] = {
             "General": self._general, "Editor": self._editor, "Metadata": self._metadata,
             "Difficulty": self._difficulty, "Events": self._event, "TimingPoints": self._timing_point,
@@ -303,6 +309,8 @@ class _Decoder:
             return 0
 
     def _timing_point(self, text: str, raw: str) -> None:
+        if len(self.timing_points) >= MAX_TIMING_POINTS:
+            self._too_many(f"more than the {MAX_TIMING_POINTS} timing points allowed")
         f = text.split(",")
         time = parse_float(f[0]) + self.offset
         beat_length = parse_float(f[1], allow_nan=True)
@@ -329,6 +337,24 @@ class _Decoder:
             time=time, beat_length=beat_length, meter=meter, sample_set=sample_set, sample_index=sample_index,
             volume=volume, uninherited=uninherited, effects=effects, fields=min(len(f), 8)))
 
+    def _check_section_sizes(self, text: str) -> None:
+        """Refuse a file whose [HitObjects] or [TimingPoints] has more lines than the caps allow
+        before parsing any of it (counting is fast; parsing 200,000 objects takes seconds)."""
+        for name, limit, what in (("HitObjects", MAX_HIT_OBJECTS, "hit objects"),
+                                  ("TimingPoints", MAX_TIMING_POINTS, "timing points")):
+            count, first_line = 0, None
+            for start in _section_starts(text, f"[{name}]"):
+                end = text.find("\n[", start)
+                count += max(text.count("\n", start, len(text) if end < 0 else end) - 1, 0)  # after the header
+                first_line = first_line or text.count("\n", 0, start) + 1
+            if count > limit:
+                self.lineno = first_line
+                self._too_many(f"{count} lines of {what}, more than the {limit} allowed")
+
+    def _too_many(self, what: str) -> None:
+        raise BeatmapError(f"has {what} (real maps have under a tenth of that); not a usable beatmap, "
+                           "so reading stopped here", self.path, self.lineno)
+
     # -- hit objects -----------------------------------------------------------------------
     def _coordinate(self, text: str) -> float:
         value = parse_float(text, MAX_COORDINATE_VALUE)
@@ -339,6 +365,8 @@ class _Decoder:
         return int(value)
 
     def _hit_object(self, text: str, raw: str) -> None:
+        if len(self.hit_objects) >= MAX_HIT_OBJECTS:
+            self._too_many(f"more than the {MAX_HIT_OBJECTS} hit objects allowed")
         f = text.split(",")
         if len(f) < 5:
             raise ValueError("a hit object needs at least x,y,time,type,hitSound")
@@ -404,6 +432,9 @@ class _Decoder:
 
     def _path(self, text: str) -> tuple[str, tuple[CurvePoint, ...]]:
         tokens = text.split("|")
+        if len(tokens) > MAX_SLIDER_POINTS + 1:
+            raise ValueError(f"slider has {len(tokens) - 1} control points, more than the {MAX_SLIDER_POINTS} "
+                             "a slider can have here (its path would take minutes to compute)")
         if not tokens[0] or not tokens[0][0].isalpha():
             raise ValueError("slider path must start with a curve type letter")
         if tokens[0][0] not in "BCLP":
@@ -451,6 +482,27 @@ class _Decoder:
         d.approach_rate = self._clamped("ApproachRate", d.approach_rate, 0, 10)
         d.slider_multiplier = self._clamped("SliderMultiplier", d.slider_multiplier, 0.4, 3.6)
         d.slider_tick_rate = self._clamped("SliderTickRate", d.slider_tick_rate, 0.5, 8)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` (as ``_LINE_BREAK.split``), one at a time: a file that turns out too
+    big is refused before all of it is split."""
+    start = 0
+    for m in _LINE_BREAK.finditer(text):
+        yield text[start:m.start()]
+        start = m.end()
+    yield text[start:]
+
+
+def _section_starts(text: str, header: str) -> Iterator[int]:
+    """Where each line consisting of ``header`` (after indentation) starts in ``text``."""
+    at = text.find(header)
+    while at >= 0:
+        before = text[max(at - 64, 0):at]
+        line_start = max(before.rfind("\n"), before.rfind("\r"))
+        if not before[line_start + 1:].strip(" \t") and (line_start >= 0 or at <= 64):
+            yield at
+        at = text.find(header, at + len(header))
 
 
 def _strip_comment(line: str) -> str:
