@@ -167,28 +167,32 @@ def _path(beatmap: Beatmap, slider: Slider, offset: float) -> list[float | int]:
 
 def _simplify(points: np.ndarray, tolerance: float) -> list[int]:
     """Indices of the vertices Ramer-Douglas-Peucker keeps: every dropped vertex lies within ``tolerance`` of
-    the kept polyline (first and last always kept)."""
-    if len(points) <= 2:
-        return list(range(len(points)))
-    keep = np.zeros(len(points), dtype=bool)
+    the kept polyline (first and last always kept). Plain floats: paths are short, numpy calls would dominate."""
+    pts = points.tolist()
+    n = len(pts)
+    if n <= 2:
+        return list(range(n))
+    keep = [False] * n
     keep[0] = keep[-1] = True
-    spans = [(0, len(points) - 1)]
+    spans = [(0, n - 1)]
     while spans:
         a, b = spans.pop()
         if b - a < 2:
             continue
-        inner = points[a + 1:b] - points[a]
-        chord = points[b] - points[a]
-        length = math.hypot(*chord)
-        if length > 1e-9:
-            distances = np.abs(inner[:, 0] * chord[1] - inner[:, 1] * chord[0]) / length
-        else:
-            distances = np.hypot(inner[:, 0], inner[:, 1])
-        i = int(np.argmax(distances))
-        if distances[i] > tolerance:
-            keep[a + 1 + i] = True
-            spans += [(a, a + 1 + i), (a + 1 + i, b)]
-    return list(np.flatnonzero(keep))
+        ax, ay = pts[a]
+        cx, cy = pts[b][0] - ax, pts[b][1] - ay
+        chord = cx * cx + cy * cy
+        worst, at = -1.0, a
+        for k in range(a + 1, b):
+            px, py = pts[k][0] - ax, pts[k][1] - ay
+            t = min(max((px * cx + py * cy) / chord, 0.0), 1.0) if chord > 1e-12 else 0.0  # to the segment
+            dx, dy = px - t * cx, py - t * cy
+            if dx * dx + dy * dy > worst:
+                worst, at = dx * dx + dy * dy, k
+        if worst > tolerance * tolerance:
+            keep[at] = True
+            spans += [(a, at), (at, b)]
+    return [i for i in range(n) if keep[i]]
 
 
 def _timing(beatmap: Beatmap, end: float) -> dict[str, list]:
