@@ -7,8 +7,9 @@ Layout of :func:`preview_json`'s result (times in ms, rounded to whole ms; posit
 
 - ``format`` (1), ``mode`` (0 osu!, 1 taiko, 2 catch, 3 mania), ``meta`` (artist, title, version, creator),
   ``difficulty`` (cs, ar, od, hp, slider_multiplier, slider_tick_rate), ``preempt`` and ``fade_in`` (approach
-  time in whole ms and fade-in, osu!lazer's formulas), ``radius`` (hit circle / fruit radius), ``colours`` (combo colours as
-  ``[r, g, b]``; osu!'s default skin colours when the map has none), ``end`` (when the last object ends).
+  time in whole ms and fade-in, osu!lazer's formulas), ``radius`` (hit circle / fruit radius), ``colours``
+  (combo colours as ``[r, g, b]``; osu!'s default skin colours when the map has none), ``end`` (when the last
+  object ends).
 - ``red_lines`` ``[[time, beat_length, meter], ...]``, ``kiai`` ``[[start, end], ...]``, ``breaks``.
 - ``objects``: one array per field, one entry per hit object in time order (stable, as osu! sorts them):
   ``kind`` (0 circle, 1 slider, 2 spinner, 3 hold), ``time``, ``end``, ``x``, ``y`` (osu!: after stacking),
