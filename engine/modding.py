@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import AudioError, BeatmapError, Cancelled, OptionError
 from .generation import Progress, ProgressCallback
+from .options import SEED, check_options, ranged
 from .suggestions import Suggestion, sort_suggestions
 
 DEFAULT_MODEL = "v30"
@@ -31,14 +32,17 @@ class ModOptions:
     precision: str = "fp32"  # fp32, bf16, amp
     ai: bool = True  # MaiMod's suggestions
     rules: bool = True  # the rule checks
-    seed: int | None = None  # accepted for upstream's command lines; scoring draws no random numbers
+    seed: int | None = ranged(None, SEED)  # accepted for upstream's command lines; scoring draws no random numbers
     revision: str | None = None
     auto_select_gamemode_model: bool = True
-    lookback: float | None = None  # window layout; default: the model version's
-    lookahead: float | None = None
-    max_batch_size: int | None = None  # windows per forward pass (default 4; the results do not depend on it)
-    min_surprisal: float = 20.0  # relative surprisal a MaiMod suggestion needs (upstream's 2 on its /10 scale)
-    max_per_category: int = 10  # printing only: suggestions shown per category (0: all)
+    lookback: float | None = ranged(None, 0, 1, high_open=True)  # window layout; default: the model version's
+    lookahead: float | None = ranged(None, 0, 1, high_open=True)
+    max_batch_size: int | None = ranged(None, 1, 1024)  # windows per forward pass (default 4; no effect on results)
+    min_surprisal: float = ranged(20.0, 0, 1e6)  # relative surprisal a suggestion needs (upstream's 2 on its /10 scale)
+    max_per_category: int = ranged(10, 0, 10 ** 6)  # printing only: suggestions shown per category (0: all)
+
+    def __post_init__(self):
+        check_options(self)  # numbers in range and finite, paths usable: before anything is read or loaded
 
 
 def mod(
@@ -115,12 +119,6 @@ def _check(o: ModOptions) -> None:
         raise OptionError("beatmap_path is required, e.g. beatmap_path=\"Artist - Title (Mapper) [Hard].osu\"")
     if not (o.ai or o.rules):
         raise OptionError("ai=false and rules=false leave nothing to check; enable at least one")
-    if o.max_batch_size is not None and o.max_batch_size < 1:
-        raise OptionError(f"max_batch_size={o.max_batch_size} must be at least 1")
-    if o.min_surprisal < 0:
-        raise OptionError(f"min_surprisal={o.min_surprisal} must not be negative")
-    if o.max_per_category < 0:
-        raise OptionError(f"max_per_category={o.max_per_category} must be 0 (all) or more")
 
 
 def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None]:

@@ -11,6 +11,9 @@ and ``title=true`` is the title "true".
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -27,6 +30,111 @@ PATH_OPTIONS = frozenset({
 })
 TEXT_OPTIONS = frozenset({"title", "title_unicode", "artist", "artist_unicode", "creator", "version", "source", "tags"})
 VERBATIM_OPTIONS = PATH_OPTIONS | TEXT_OPTIONS
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX; Windows' long paths stop near 32,767 but no real path comes close
+MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
+
+
+# --- value rules ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers an option accepts (each item, for a list option); NaN and infinities never."""
+
+    low: float
+    high: float
+    low_open: bool = False  # the bound itself is not allowed
+    high_open: bool = False
+    hint: str = ""  # said after the range, e.g. how to get a random seed
+
+    def allows(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        low = f"above {_number(self.low)}" if self.low_open else f"at least {_number(self.low)}"
+        high = f"below {_number(self.high)}" if self.high_open else f"at most {_number(self.high)}"
+        if not (self.low_open or self.high_open):
+            return f"between {_number(self.low)} and {_number(self.high)}"
+        return f"{low} and {high}"
+
+
+def ranged(default: Any, low: float | Range, high: float | None = None, **rule: Any) -> Any:
+    """A dataclass field whose values :func:`check_options` keeps in ``[low, high]`` (see :class:`Range`)."""
+    limits = low if isinstance(low, Range) else Range(low, high, **rule)
+    return dataclasses.field(default=default, metadata={"range": limits})
+
+
+SEED = Range(0, 2 ** 32 - 1, hint="; leave it unset (null) for a random seed")  # NumPy's and torch's common range
+MAX_MS = 24 * 3600 * 1000  # times in a song, in milliseconds: a day is far beyond any song
+MAX_COUNT = 10 ** 9  # steps, items and similar counts
+TEMPERATURE = Range(0.001, 100)  # far below 0.001, logits / temperature overflow to inf and sampling breaks
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        value = int(value)
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    if len(text) <= 60:
+        return text
+    return f"{text[:40]}... ({len(value) if isinstance(value, str) else len(text)} characters)"
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    return {name: _strip_optional(tp) for name, tp in typing.get_type_hints(cls).items()}
+
+
+def check_options(options: Any, paths: frozenset[str] = PATH_OPTIONS) -> None:
+    """Refuse NaN, infinities, numbers outside a field's :class:`Range`, and unusable paths, with an
+    OptionError naming the option, its value and what it accepts. Options dataclasses call it in
+    ``__post_init__``, so no job ever starts with such a value."""
+    types_ = _field_types(type(options))
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if value is None:
+            continue
+        limits = f.metadata.get("range")
+        if limits is not None:
+            whole = types_[f.name] is int or typing.get_args(types_[f.name]) == (int, ...)
+            for item in value if isinstance(value, tuple) else (value,):
+                _check_number(f.name, item, limits, whole)
+        elif isinstance(value, str):
+            _check_text(f.name, value, is_path=f.name in paths)
+
+
+def _check_number(name: str, value: Any, limits: Range, whole: bool) -> None:
+    kind = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+        raise OptionError(f"option {name}={_shown(value)} is not valid: expected {kind} {limits.describe()}"
+                          f"{limits.hint}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise OptionError(f"option {name}={value} is not a finite number: {name} must be {limits.describe()}"
+                          f"{limits.hint}")
+    if not limits.allows(value):
+        raise OptionError(f"option {name}={_shown(value)} is out of range: {name} must be {limits.describe()}"
+                          f"{limits.hint}")
+
+
+def _check_text(name: str, value: str, is_path: bool) -> None:
+    if "\0" in value:
+        raise OptionError(f"option {name} contains a NUL character (\\0), which no file name or text may hold")
+    if not is_path:
+        return
+    if len(value) > MAX_PATH_CHARS:
+        raise OptionError(f"option {name} is {len(value)} characters long; a path can have at most "
+                          f"{MAX_PATH_CHARS}: {_shown(value)}")
+    for part in Path(value).parts:
+        size = len(part) if os.name == "nt" else len(os.fsencode(part))
+        if size > MAX_NAME_BYTES:
+            raise OptionError(f"option {name} has a file or folder name of {size} "
+                              f"{'characters' if os.name == 'nt' else 'bytes'} ({_shown(part)}); "
+                              f"file systems allow at most {MAX_NAME_BYTES}")
 
 
 @dataclass(frozen=True)
@@ -43,62 +151,62 @@ class GenerateOptions:
     auto_select_gamemode_model: bool = True
     revision: str | None = None
     # what to map
-    gamemode: int | None = None
-    beatmap_id: int | None = None
-    difficulty: float | None = None
-    mapper_id: int | None = None
-    year: int | None = None
+    gamemode: int | None = ranged(None, 0, 3)
+    beatmap_id: int | None = ranged(None, 0, 2 ** 31 - 1)
+    difficulty: float | None = ranged(None, 0, 50)  # stars; each model's own range is checked with its vocabulary
+    mapper_id: int | None = ranged(None, 0, 2 ** 31 - 1)
+    year: int | None = ranged(None, 2000, 2100)  # each model's own years are checked with its vocabulary
     hitsounded: bool | None = None
-    hp_drain_rate: float | None = None
-    circle_size: float | None = None
-    overall_difficulty: float | None = None
-    approach_rate: float | None = None
-    slider_multiplier: float | None = None
-    slider_tick_rate: float | None = None
-    keycount: int | None = None
-    hold_note_ratio: float | None = None
-    scroll_speed_ratio: float | None = None
+    hp_drain_rate: float | None = ranged(None, 0, 10)
+    circle_size: float | None = ranged(None, 0, 10)
+    overall_difficulty: float | None = ranged(None, 0, 10)
+    approach_rate: float | None = ranged(None, 0, 10)
+    slider_multiplier: float | None = ranged(None, 0.4, 3.6)  # osu!'s editor limits
+    slider_tick_rate: float | None = ranged(None, 0.5, 8)
+    keycount: int | None = ranged(None, 1, 18)
+    hold_note_ratio: float | None = ranged(None, 0, 1)
+    scroll_speed_ratio: float | None = ranged(None, 0, 1)
     descriptors: tuple[str, ...] | None = None
     negative_descriptors: tuple[str, ...] | None = None
     # how
-    seed: int | None = None
+    seed: int | None = ranged(None, SEED)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: str = "fp32"  # fp32, bf16, amp
     attn_implementation: str = "auto"  # accepted for compatibility; attention always runs through SDPA
     add_to_beatmap: bool = False
     overwrite_reference_beatmap: bool = False
     export_osz: bool = False
-    start_time: int | None = None
-    end_time: int | None = None
-    lookback: float | None = None
-    lookahead: float | None = None
-    timing_leniency: int = 20
+    start_time: int | None = ranged(None, 0, MAX_MS)
+    end_time: int | None = ranged(None, 0, MAX_MS)
+    lookback: float | None = ranged(None, 0, 1, high_open=True)
+    lookahead: float | None = ranged(None, 0, 1, high_open=True)
+    timing_leniency: int = ranged(20, 0, 1000)
     in_context: tuple[str, ...] = ()
     output_type: tuple[str, ...] | None = None
-    cfg_scale: float = 1.0
-    temperature: float | None = None
-    timing_temperature: float | None = None
-    mania_column_temperature: float | None = None
-    taiko_hit_temperature: float | None = None
-    timeshift_bias: float = 0.0
-    top_p: float | None = None
-    top_k: int | None = None
+    cfg_scale: float = ranged(1.0, 1, 100)  # 1: no guidance
+    temperature: float | None = ranged(None, TEMPERATURE)
+    timing_temperature: float | None = ranged(None, TEMPERATURE)
+    mania_column_temperature: float | None = ranged(None, TEMPERATURE)
+    taiko_hit_temperature: float | None = ranged(None, TEMPERATURE)
+    timeshift_bias: float = ranged(0.0, -100, 100)  # a logit bias
+    top_p: float | None = ranged(None, 0, 1, low_open=True)
+    top_k: int | None = ranged(None, 0, 1_000_000)  # 0: off
     parallel: bool = False
     do_sample: bool = True
-    num_beams: int = 1
+    num_beams: int = ranged(1, 1, 64)
     super_timing: bool = False
-    timer_num_beams: int = 1
-    timer_bpm_threshold: float = 0.1
-    timer_cfg_scale: float = 1.0
-    timer_iterations: int = 20
-    max_batch_size: int | None = None
+    timer_num_beams: int = ranged(1, 1, 64)
+    timer_bpm_threshold: float = ranged(0.1, 0, 1)
+    timer_cfg_scale: float = ranged(1.0, 1, 100)
+    timer_iterations: int = ranged(20, 1, 1000)
+    max_batch_size: int | None = ranged(None, 1, 1024)
     resnap_events: bool = True
     snap_near_perfect_overlaps: bool | None = None
     use_server: bool = False  # accepted for compatibility; there is no separate inference server
     generate_positions: bool = False  # upstream's diffusion refinement: not part of v30+ defaults
     # metadata
-    bpm: float | None = None
-    offset: float | None = None
+    bpm: float | None = ranged(None, 0, 10_000, low_open=True)
+    offset: float | None = ranged(None, -MAX_MS, MAX_MS)
     title: str | None = None
     title_unicode: str | None = None
     artist: str | None = None
@@ -108,7 +216,12 @@ class GenerateOptions:
     source: str | None = None
     tags: str | None = None
     background: str | None = None
-    preview_time: int | None = None
+    preview_time: int | None = ranged(None, -1, MAX_MS)  # -1: osu!'s 'none'
+
+    def __post_init__(self):
+        check_options(self)
+        if self.start_time is not None and self.end_time is not None and self.start_time >= self.end_time:
+            raise OptionError(f"start_time ({self.start_time}) must be before end_time ({self.end_time})")
 
 
 # --- parsing ------------------------------------------------------------------------------------------
@@ -132,8 +245,9 @@ def _parse_text(text: str) -> Any:
         return text
 
 
-def _coerce(name: str, value: Any, tp: Any) -> Any:
-    """Convert a parsed value to the field's type, or raise OptionError naming the option."""
+def _coerce(name: str, value: Any, tp: Any, limits: Range | None = None) -> Any:
+    """Convert a parsed value to the field's type, or raise OptionError naming the option (and the range of
+    numbers it takes)."""
     tp = _strip_optional(tp)
     if value is None:
         return None
@@ -169,11 +283,12 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                 value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 value = [value]
-            return tuple(_coerce(name, v, item) for v in value)
-    except (TypeError, ValueError):
+            return tuple(_coerce(name, v, item, limits) for v in value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of an int with hundreds of digits
         pass
     kind = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(tp, str(tp))
-    raise OptionError(f"option {name}={value!r} is not valid: expected {kind}")
+    accepts = f" {limits.describe()}{limits.hint}" if limits is not None else ""
+    raise OptionError(f"option {name}={_shown(value)} is not valid: expected {kind}{accepts}")
 
 
 def option_names(cls: type) -> list[str]:
@@ -189,13 +304,13 @@ def suggest(name: str, choices: Sequence[str]) -> str:
 
 def build_options(cls: type[T], values: dict[str, Any]) -> T:
     """An options dataclass from a mapping; unknown names and bad values raise OptionError."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
         if name not in fields:
             raise OptionError(f"unknown option {name!r}{suggest(name, sorted(fields))}")
-        kwargs[name] = _coerce(name, value, hints[name])
+        kwargs[name] = _coerce(name, value, hints[name], fields[name].metadata.get("range"))
     return cls(**kwargs)
 
 

@@ -414,12 +414,14 @@ def timing(
 
     from .errors import OptionError
     from .generation import _write_outputs, run_job
-    from .options import GenerateOptions
+    from .options import GenerateOptions, build_options
 
     started = _time.perf_counter()
-    opts = GenerateOptions(audio_path=str(audio_path), model_path=model, super_timing=super_timing, device=device,
-                           precision=precision, output_type=("TIMING",),
-                           output_path=str(output_path) if output_path else None, **options)
+    # build_options: unknown names and bad values are OptionErrors, before anything loads or is written
+    opts = build_options(GenerateOptions, {
+        "audio_path": str(audio_path), "model_path": model, "super_timing": super_timing, "device": device,
+        "precision": precision, "output_type": ("TIMING",), "output_path": str(output_path) if output_path else None,
+        **options})
     if model == "v30":
         raise OptionError("v30 has no timing context to generate timing with; use model v31, v32 or v32-mini")
     plan, job, beatmap = run_job(opts, progress, cancel)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import OptionError
+from ..options import MAX_COUNT, PATH_OPTIONS as _GENERATE_PATHS, SEED, Range, check_options, ranged
 from ..presets import PRESETS
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ LOGGERS = ("none", "wandb", "tensorboard")
 DESCRIPTOR_SOURCES = ("auto", "omdb", "user_tags", "none")
 PATH_OPTIONS = frozenset({"pretrained_path", "checkpoint_path", "tokenizer_path", "train_dataset_path",
                           "test_dataset_path", "descriptors_path", "output_dir", "run_name"})
+PROBABILITY = Range(0, 1)
 
 
 @dataclass(frozen=True)
@@ -35,90 +37,91 @@ class TrainOptions:
     # the model
     version: str = "v32"  # which published recipe (data flags, vocabulary, augmentations) to train
     pretrained_path: str | None = None  # start from this checkpoint (folder, hub repo id or version name)
-    pretrained_gamemode: int | None = None  # use its gamemode=N subfolder when it has one
+    pretrained_gamemode: int | None = ranged(None, 0, 3)  # use its gamemode=N subfolder when it has one
     revision: str | None = None
     checkpoint_path: str | None = None  # resume a run from one of its checkpoint folders
     tokenizer_path: str | None = None  # from scratch: reuse this checkpoint's vocabulary instead of building one
-    d_model: int | None = None  # from scratch: backbone size (None = the version's)
-    encoder_layers: int | None = None
-    decoder_layers: int | None = None
-    attention_heads: int | None = None
-    ffn_dim: int | None = None
+    d_model: int | None = ranged(None, 1, 65536)  # from scratch: backbone size (None = the version's)
+    encoder_layers: int | None = ranged(None, 1, 1024)
+    decoder_layers: int | None = ranged(None, 1, 1024)
+    attention_heads: int | None = ranged(None, 1, 1024)
+    ffn_dim: int | None = ranged(None, 1, 10 ** 6)
     # the data
     dataset_type: str = "auto"  # mmrs (Mapperator console app dataset), osz (folder of .osz), songs (osu! Songs folder)
     train_dataset_path: str | None = None
     test_dataset_path: str | None = None  # defaults to the training dataset
-    train_dataset_start: int = 0  # mapset index range [start, end) after sorting by set id
-    train_dataset_end: int | None = None
-    test_dataset_start: int = 0
-    test_dataset_end: int = 0  # an empty range means no evaluation
-    gamemodes: tuple[int, ...] | None = None
-    ranked_statuses: tuple[int, ...] | None = None  # mmrs only: -2 graveyard … 4 loved
-    min_year: int | None = None
-    max_year: int | None = None
-    min_difficulty: float | None = None
-    max_difficulty: float | None = None
+    train_dataset_start: int = ranged(0, 0, MAX_COUNT)  # mapset index range [start, end) after sorting by set id
+    train_dataset_end: int | None = ranged(None, 0, MAX_COUNT)
+    test_dataset_start: int = ranged(0, 0, MAX_COUNT)
+    test_dataset_end: int = ranged(0, 0, MAX_COUNT)  # an empty range means no evaluation
+    gamemodes: tuple[int, ...] | None = ranged(None, 0, 3)
+    ranked_statuses: tuple[int, ...] | None = ranged(None, -2, 4)  # mmrs only: -2 graveyard … 4 loved
+    min_year: int | None = ranged(None, 2000, 2100)
+    max_year: int | None = ranged(None, 2000, 2100)
+    min_difficulty: float | None = ranged(None, 0, 50)
+    max_difficulty: float | None = ranged(None, 0, 50)
     descriptors_path: str | None = None  # tags json ({"tags": [{"id", "name"}]}) for a from-scratch vocabulary
     descriptor_source: str = "auto"
-    min_top_tag_count: int = 2
+    min_top_tag_count: int = ranged(2, 0, MAX_COUNT)
     # augmentations and conditioning dropout (None = the version's published value)
-    timing_random_offset: int | None = None
-    dt_augment_prob: float | None = None
-    dt_augment_range: tuple[float, ...] | None = None
+    timing_random_offset: int | None = ranged(None, 0, 10_000)
+    dt_augment_prob: float | None = ranged(None, PROBABILITY)
+    dt_augment_range: tuple[float, ...] | None = ranged(None, 0, 10, low_open=True)
     dt_augment_sqrt: bool | None = None
-    flip_horizontal_prob: float | None = None
-    flip_vertical_prob: float | None = None
-    snapping_random_prob: float | None = None
-    lookback: float | None = None
-    lookback_prob: float | None = None
-    frame_offset_augment_prob: float | None = None
-    class_dropout_prob: float | None = None
-    diff_dropout_prob: float | None = None
-    mapper_dropout_prob: float | None = None
-    cs_dropout_prob: float | None = None
-    year_dropout_prob: float | None = None
-    hold_note_ratio_dropout_prob: float | None = None
-    scroll_speed_ratio_dropout_prob: float | None = None
-    descriptor_dropout_prob: float | None = None
+    flip_horizontal_prob: float | None = ranged(None, PROBABILITY)
+    flip_vertical_prob: float | None = ranged(None, PROBABILITY)
+    snapping_random_prob: float | None = ranged(None, PROBABILITY)
+    lookback: float | None = ranged(None, PROBABILITY)
+    lookback_prob: float | None = ranged(None, PROBABILITY)
+    frame_offset_augment_prob: float | None = ranged(None, PROBABILITY)
+    class_dropout_prob: float | None = ranged(None, PROBABILITY)
+    diff_dropout_prob: float | None = ranged(None, PROBABILITY)
+    mapper_dropout_prob: float | None = ranged(None, PROBABILITY)
+    cs_dropout_prob: float | None = ranged(None, PROBABILITY)
+    year_dropout_prob: float | None = ranged(None, PROBABILITY)
+    hold_note_ratio_dropout_prob: float | None = ranged(None, PROBABILITY)
+    scroll_speed_ratio_dropout_prob: float | None = ranged(None, PROBABILITY)
+    descriptor_dropout_prob: float | None = ranged(None, PROBABILITY)
     # the loss
-    label_smoothing: float | None = None
-    rhythm_weight: float | None = None
+    label_smoothing: float | None = ranged(None, PROBABILITY)
+    rhythm_weight: float | None = ranged(None, 0, 1000)
     # optimisation (AdamW)
-    seed: int = 42
-    total_steps: int = 1000
-    batch_size: int = 8  # examples per optimizer step (per device), split over grad_acc micro-batches
-    grad_acc: int = 1
-    base_lr: float = 1e-4
-    warmup_steps: int = 0
-    sustain_steps: int = 0
+    seed: int = ranged(42, SEED)
+    total_steps: int = ranged(1000, 1, MAX_COUNT)
+    batch_size: int = ranged(8, 1, 65536)  # examples per optimizer step (per device), split over grad_acc micro-batches
+    grad_acc: int = ranged(1, 1, 65536)
+    base_lr: float = ranged(1e-4, 0, 10, low_open=True)
+    warmup_steps: int = ranged(0, 0, MAX_COUNT)
+    sustain_steps: int = ranged(0, 0, MAX_COUNT)
     lr_scheduler: str = "cosine"
-    final_lr: float = 1e-5
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    final_lr: float = ranged(1e-5, 0, 10)
+    weight_decay: float = ranged(0.01, 0, 10)
+    grad_clip: float = ranged(1.0, 0, 1e6)
     # where and how
     device: str = "auto"
     mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it, else no
     use_accelerate: bool | None = None  # None: use accelerate when it is installed
-    num_workers: int = 0
+    num_workers: int = ranged(0, 0, 1024)
     output_dir: str | None = None
-    save_every_steps: int = 1000
-    keep_checkpoints: int = 2
-    eval_every_steps: int = 1000
-    eval_steps: int = 50
-    log_every_steps: int = 10
+    save_every_steps: int = ranged(1000, 1, MAX_COUNT)
+    keep_checkpoints: int = ranged(2, 1, 10 ** 6)
+    eval_every_steps: int = ranged(1000, 1, MAX_COUNT)
+    eval_steps: int = ranged(50, 1, MAX_COUNT)
+    log_every_steps: int = ranged(10, 1, MAX_COUNT)
     log_with: str = "none"
     run_name: str | None = None
     # LoRA
     enable_lora: bool = False
-    lora_r: int = 64
-    lora_alpha: float = 128
-    lora_dropout: float = 0.05
+    lora_r: int = ranged(64, 1, 65536)
+    lora_alpha: float = ranged(128, 0, 1e6, low_open=True)
+    lora_dropout: float = ranged(0.05, PROBABILITY)
     lora_target_modules: tuple[str, ...] | None = None
     lora_bias: str = "none"
     init_lora_weights: str = "pissa"
     lora_ckpt_subfolders: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        check_options(self, paths=PATH_OPTIONS | _GENERATE_PATHS)  # each number finite and in its field's range
         checks = [
             (self.version in PRESETS, f"version={self.version!r}: known versions are {', '.join(PRESETS)}"),
             (self.dataset_type in DATASET_TYPES, f"dataset_type must be one of {', '.join(DATASET_TYPES)}"),
@@ -128,30 +131,13 @@ class TrainOptions:
             (self.log_with in LOGGERS, f"log_with must be one of {', '.join(LOGGERS)}"),
             (self.descriptor_source in DESCRIPTOR_SOURCES,
              f"descriptor_source must be one of {', '.join(DESCRIPTOR_SOURCES)}"),
-            (self.total_steps > 0, "total_steps must be at least 1"),
-            (self.batch_size > 0 and self.grad_acc > 0, "batch_size and grad_acc must be at least 1"),
             (self.batch_size % self.grad_acc == 0, "batch_size must be a multiple of grad_acc"),
-            (self.base_lr > 0, "base_lr must be positive"),
-            (self.warmup_steps >= 0 and self.sustain_steps >= 0, "warmup_steps and sustain_steps cannot be negative"),
-            (self.num_workers >= 0, "num_workers cannot be negative"),
-            (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
-            (min(self.save_every_steps, self.eval_every_steps, self.log_every_steps) > 0,
-             "save_every_steps, eval_every_steps and log_every_steps must be at least 1"),
-            (self.lora_r > 0, "lora_r must be at least 1"),
-            (self.pretrained_gamemode in (None, 0, 1, 2, 3), "pretrained_gamemode must be 0, 1, 2 or 3"),
             (self.dt_augment_range is None or len(self.dt_augment_range) == 2,
              "dt_augment_range must be [min, max]"),
         ]
         for ok, message in checks:
             if not ok:
                 raise OptionError(message)
-        if self.gamemodes is not None and not set(self.gamemodes) <= {0, 1, 2, 3}:
-            raise OptionError("gamemodes may only contain 0 (osu!), 1 (taiko), 2 (catch) and 3 (mania)")
-        for name in ("lookback", "lookback_prob", "dt_augment_prob", "flip_horizontal_prob", "flip_vertical_prob",
-                     "snapping_random_prob", "frame_offset_augment_prob", "label_smoothing", "lora_dropout"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
-                raise OptionError(f"{name} must be between 0 and 1, not {value}")
         if self.enable_lora and not self.pretrained_path and not self.checkpoint_path:
             raise OptionError("enable_lora=true fine-tunes an existing model: give pretrained_path "
                               "(a version such as v32, a hub repo id or a checkpoint folder)")
