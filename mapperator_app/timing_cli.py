@@ -20,6 +20,11 @@ class TimingCommand:
     timer_cfg_scale: float = 1.0
     timing_leniency: int = 20
 
+    def __post_init__(self):  # the engine's checks of these options, before a progress bar shows
+        from engine.options import GenerateOptions, build_options
+
+        build_options(GenerateOptions, dataclasses.asdict(self))
+
 
 def cmd_timing(words: Sequence[str]) -> int:
     from rich.console import Console
