@@ -10,9 +10,10 @@ into a Beatmap -> write the .osu (and .osz), with the song and background beside
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
-import shutil
+import os
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -89,8 +90,18 @@ def _context_types(names: Sequence[str], option: str) -> tuple[ContextType, ...]
 
 
 def _check_output_dir(folder: Path) -> None:
+    """The folder takes files, or can be made; it is only made when the outputs are written, so a job that
+    fails leaves no empty folder behind."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file, not a folder")
+        if existing != folder:
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, f"cannot create folders in {existing}")
+            return
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".mapperator-write-test-"):
             pass
     except OSError as e:
@@ -198,7 +209,7 @@ def prepare(opts: GenerateOptions) -> Plan:
         reference = read_beatmap(path)
     audio = opts.audio_path
     if not audio and reference is not None and reference.general.audio_filename:
-        audio = str(Path(opts.beatmap_path).expanduser().parent / reference.general.audio_filename)
+        audio = str(_reference_song(Path(opts.beatmap_path).expanduser(), reference.general.audio_filename))
     if not audio:
         raise OptionError("audio_path is required (or a beatmap_path whose folder holds its song)")
     audio_path = Path(audio).expanduser()
@@ -270,7 +281,7 @@ def generate(
     plan, job, beatmap = run_job(options, progress, cancel)
     report = job.report
     report.stage("Writing the beatmap", 0.99)
-    written, osu_path = _write_outputs(plan, job.opts, beatmap)
+    written, osu_path = _write_outputs(job, beatmap)
     report.stage("Done", 1.0)
     return GenerationResult(beatmap, written, osu_path, job.opts, plan.preset.name, job.seed,
                             job.stats.tokens, job.stats.seconds, job.warnings)
@@ -329,6 +340,17 @@ class _Job:
             in_context=tuple(c.name for c in self.plan.in_context), **filled)
 
     @functools.cached_property
+    def reference_folder(self) -> Path | None:
+        return Path(self.plan.options.beatmap_path).expanduser().parent if self.plan.reference is not None else None
+
+    @functools.cached_property
+    def reference_background(self) -> Path | None:
+        """The reference's background image, when it is a file inside the reference's folder."""
+        name = self.plan.reference.background_file if self.plan.reference is not None else None
+        path = _inside(self.reference_folder, name, self.warnings) if name else None
+        return path if path is not None and path.is_file() else None
+
+    @functools.cached_property
     def reference_conditions(self):
         """What the reference beatmap says about itself (star rating by rosu-pp, ratios, ...)."""
         from .beatmap_stats import conditions_from_beatmap
@@ -359,14 +381,15 @@ class _Job:
     def checkpoint(self, root: bool = False):
         """The map checkpoint (``gamemode=N`` subfolder when there is one) or, with ``root``, the root one."""
         from .checkpoint import load_checkpoint, locate
-        from .runtime import MODELS, ModelKey, weight_dtype
+        from .runtime import MODELS, ModelKey, check_precision, prepare_model, quantization, weight_dtype
 
         o = self.opts
+        check_precision(self.device, o.precision)
         gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
         folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
         dtype = weight_dtype(o.precision)
         lora = None if root else o.lora_path
-        key = ModelKey(str(folder), o.revision, str(self.device), str(dtype), lora)
+        key = ModelKey(str(folder), o.revision, str(self.device), str(dtype), lora, quantization(o.precision))
 
         def load():
             ck = load_checkpoint(str(folder), device=self.device, dtype=dtype, version=self.plan.preset.name)
@@ -374,6 +397,7 @@ class _Job:
                 from .lora import apply_lora
 
                 apply_lora(ck, lora)
+            prepare_model(ck.model, o.precision)  # after the LoRA merge: int8 quantizes the merged weights
             return ck
 
         return MODELS.get(key, load)
@@ -538,6 +562,8 @@ class _Job:
         o, plan = self.opts, self.plan
         if plan.reference is not None:
             base = settings_from_beatmap(plan.reference)
+            if base.background and _inside(self.reference_folder, base.background, self.warnings) is None:
+                base = dataclasses.replace(base, background=None)
         else:
             base = BeatmapSettings(mode=plan.gamemode)
             tags = read_tags(plan.audio_path)
@@ -589,54 +615,69 @@ def _free_name(folder: Path, name: str) -> Path:
     return path
 
 
-def _copy_beside(source: Path, folder: Path, created: list[Path]) -> None:
-    """Copy a song/background into the output folder (through a .part file) unless it is there already."""
+def _copy_beside(source: Path, folder: Path, out: "OutputTransaction") -> None:  # noqa: F821
+    """Stage a copy of the song/background in the output folder unless it is there already."""
     target = folder / source.name
     if source.parent.resolve() == folder.resolve() or target.exists():
         return
-    partial = target.with_name(target.name + ".part")
-    created.append(partial)
-    shutil.copy2(source, partial)
-    partial.replace(target)
-    created[-1] = target
+    out.copy(source, target)
 
 
-def _write_outputs(plan: Plan, opts: GenerateOptions, beatmap) -> tuple[Path, Path | None]:
-    """Write the .osu (or .osz) and copy the song and background beside it; all or nothing.
+def _write_outputs(job: _Job, beatmap, opts: GenerateOptions | None = None) -> tuple[Path, Path | None]:
+    """Write the .osu (or .osz) and copy the song and background beside it; all or nothing, whatever stops it
+    (an error, Ctrl-C): the output folder is only created here, and removed again with every file written.
 
     A reference beatmap is only replaced when ``add_to_beatmap`` and ``overwrite_reference_beatmap`` are both
     set, and then the old file is kept as ``.bak``; otherwise a new file is written next to nothing it replaces.
     """
-    from .beatmap import write_beatmap
+    from .beatmap import beatmap_bytes
+    from .beatmap.files import OutputTransaction
     from .postprocess import export_osz, osu_filename
 
+    plan, opts = job.plan, opts or job.opts
     folder = plan.output_dir
-    background = Path(opts.background).expanduser() if opts.background else _reference_background(plan)
-    created: list[Path] = []
+    background = Path(opts.background).expanduser() if opts.background else job.reference_background
     try:
-        if opts.export_osz:
-            osz = _free_name(folder, f"{Path(osu_filename(beatmap)).stem}.osz")
-            export_osz(beatmap, osz, plan.audio_path, background)
-            return osz, None
-        if opts.add_to_beatmap and opts.overwrite_reference_beatmap:
-            reference = Path(opts.beatmap_path).expanduser()
-            backup = write_beatmap(beatmap, reference)
-            log.info("replaced %s (the previous version is kept as %s)", reference, backup)
-            return reference, reference
-        for source in (plan.audio_path, background):
-            if source is not None and source.is_file():
-                _copy_beside(source, folder, created)
-        osu = _free_name(folder, osu_filename(beatmap))
-        write_beatmap(beatmap, osu)
-        return osu, osu
+        with OutputTransaction() as out:
+            if opts.export_osz:
+                out.make_folder(folder)
+                written, osu = _free_name(folder, f"{Path(osu_filename(beatmap)).stem}.osz"), None
+                export_osz(beatmap, written, plan.audio_path, background, transaction=out)
+            elif opts.add_to_beatmap and opts.overwrite_reference_beatmap:
+                written = osu = Path(opts.beatmap_path).expanduser()
+                out.write(written, beatmap_bytes(beatmap), replace=True)
+            else:
+                out.make_folder(folder)
+                for source in (plan.audio_path, background):
+                    if source is not None and source.is_file():
+                        _copy_beside(source, folder, out)
+                written = osu = _free_name(folder, osu_filename(beatmap))
+                out.write(osu, beatmap_bytes(beatmap))
     except OSError as e:
-        for path in created:
-            path.unlink(missing_ok=True)
         raise OptionError(f"could not write to {folder}: {e.strerror or e}; nothing was written") from None
+    if written in out.backups:
+        log.info("replaced %s (the previous version is kept as %s)", written, out.backups[written])
+    return written, osu
 
 
-def _reference_background(plan: Plan) -> Path | None:
-    if plan.reference is None or plan.reference.background_file is None:
+def _inside(folder: Path, name: str, warnings: list[str]) -> Path | None:
+    """``folder/name`` for a file a reference beatmap names; None (and a warning) when it leads outside."""
+    from .beatmap.files import UnsafeFileName, referenced_file
+
+    try:
+        return referenced_file(folder, name)
+    except UnsafeFileName:
+        warning = f'the reference names "{name}", which is outside its folder; that file is not used'
+        if warning not in warnings:
+            warnings.append(warning)
         return None
-    path = Path(plan.options.beatmap_path).expanduser().parent / plan.reference.background_file
-    return path if path.is_file() else None
+
+
+def _reference_song(beatmap_path: Path, name: str) -> Path:
+    from .beatmap.files import UnsafeFileName, referenced_file
+
+    try:
+        return referenced_file(beatmap_path.parent, name)
+    except UnsafeFileName:
+        raise OptionError(f'{beatmap_path.name} names its song "{name}", which is outside the beatmap\'s folder; '
+                          "put the song beside the beatmap or pass audio_path") from None

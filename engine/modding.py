@@ -130,8 +130,16 @@ def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None
         if not audio.is_file():
             raise AudioError(f"audio file {audio} not found")
     else:
+        from .beatmap.files import UnsafeFileName, referenced_file
+
         name = beatmap.general.audio_filename
-        audio = path.parent / name if name else None
+        try:
+            audio = referenced_file(path.parent, name) if name else None
+        except UnsafeFileName:
+            if not o.ai:
+                return None, None  # the rule checks report the name
+            raise AudioError(f'{path.name} names its song "{name}", which is outside the beatmap\'s folder; put '
+                             "the song beside the beatmap or pass audio_path=") from None
         if audio is None or not audio.is_file():
             if not o.ai:
                 return None, None

@@ -430,7 +430,7 @@ def timing(
     path = None
     if output_path:
         report.stage("Writing the timing", 0.99)
-        path, _ = _write_outputs(plan, dataclasses.replace(job.opts, export_osz=False), beatmap)
+        path, _ = _write_outputs(job, beatmap, dataclasses.replace(job.opts, export_osz=False))
     report.stage("Done", 1.0)
     return TimingResult(list(beatmap.timing_points), beatmap, path, plan.preset.name,
                         _time.perf_counter() - started, job.warnings)
