@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.errors import OptionError
+from engine.beatmap.files import OutputTransaction
+from engine.errors import BeatmapError, OptionError
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +102,27 @@ def open_path(path: str | Path) -> str:
     return f"Opened {target}"
 
 
-def _set_files(osu_path: Path):
-    """The beatmap and the song/background files it names that exist beside it."""
+def _set_files(osu_path: Path) -> tuple[object, dict[str, Path], list[str]]:
+    """The beatmap; its file and the song/background it names that exist inside its folder, by their names in
+    the set; and the names left out because they lead outside that folder (absolute paths, ``..``, links)."""
     from engine.beatmap import read_beatmap
+    from engine.beatmap.files import UnsafeFileName, referenced_file
 
     beatmap = read_beatmap(osu_path)
-    files = [osu_path]
+    files = {osu_path.name: osu_path}
+    outside: list[str] = []
     for name in (beatmap.general.audio_filename, beatmap.background_file):
-        if name:
-            candidate = osu_path.parent / name
-            if candidate.is_file():
-                files.append(candidate)
-    return beatmap, files
+        if not name:
+            continue
+        try:
+            candidate = referenced_file(osu_path.parent, name)
+        except UnsafeFileName:
+            log.warning("%s names %r, which is outside its folder; not included", osu_path.name, name)
+            outside.append(name)
+            continue
+        if candidate.is_file():
+            files[candidate.relative_to(osu_path.parent).as_posix()] = candidate
+    return beatmap, files, outside
 
 
 def set_folder_name(beatmap) -> str:
@@ -135,17 +145,21 @@ def install_mapset(osu_path: str | Path, songs_folder: str | Path) -> Path:
         raise OptionError(f"{osu_path} does not exist (was it moved or deleted?)")
     if not songs.is_dir():
         raise OptionError(f"the osu! Songs folder {songs} does not exist; set it in Settings")
-    beatmap, files = _set_files(osu_path)
+    beatmap, files, _ = _set_files(osu_path)
     folder = songs / set_folder_name(beatmap)
     try:
-        folder.mkdir(exist_ok=True)
-        for source in files:
-            target = folder / source.name
-            if target.exists():
-                if source.suffix.lower() == ".osu":
-                    raise OptionError(f"{target} already exists; not replacing it")
-                continue
-            shutil.copy2(source, target)
+        with OutputTransaction() as out:  # all files or none, and no folder left behind by a failure
+            out.make_folder(folder)
+            for name, source in files.items():
+                target = folder / name
+                if target.exists():
+                    if source.suffix.lower() == ".osu":
+                        raise OptionError(f"{target} already exists; not replacing it")
+                    continue
+                out.make_folder(target.parent)
+                out.copy(source, target)
+    except BeatmapError as e:
+        raise OptionError(f"could not copy into {folder}: {e.reason}") from None
     except OSError as e:
         raise OptionError(f"could not copy into {folder}: {e.strerror or e}") from None
     log.info("copied %s into %s", osu_path.name, folder)
@@ -157,13 +171,13 @@ def pack_osz(osu_path: str | Path) -> Path:
     from engine.beatmap import write_osz
 
     osu_path = Path(osu_path).expanduser()
-    _, files = _set_files(osu_path)
+    _, files, _ = _set_files(osu_path)
     target = osu_path.with_suffix(".osz")
     n = 2
     while target.exists():
         target = osu_path.with_name(f"{osu_path.stem} ({n}).osz")
         n += 1
-    write_osz(target, files={f.name: f for f in files})
+    write_osz(target, files=files)
     return target
 
 
@@ -176,10 +190,12 @@ def open_in_osu(path: str | Path, songs_folder: str | Path | None = None) -> str
         open_path(path)
         return f"Opened {path.name}: osu! imports it (osu!lazer or osu!stable must be installed)"
     songs = Path(songs_folder).expanduser() if songs_folder else detect_songs_folder()
+    _, _, outside = _set_files(path)
+    note = "".join(f' Left out "{name}": it is outside the beatmap\'s folder.' for name in outside)
     if songs is not None and songs.is_dir():
         folder = install_mapset(path, songs)
-        return f"Copied into {folder}. In osu!stable press F5 in song select to see it."
+        return f"Copied into {folder}. In osu!stable press F5 in song select to see it.{note}"
     osz = pack_osz(path)
     open_path(osz)
     return (f"No osu!stable Songs folder found (set one in Settings), so {osz.name} was written and opened: "
-            f"osu!lazer imports it.")
+            f"osu!lazer imports it.{note}")

@@ -3,6 +3,12 @@
 :func:`read_osz` lists the difficulties and parses each lazily; :func:`write_osz` packs a folder,
 or beatmaps plus their files, atomically (see :mod:`.files`). :func:`write_beatmap` writes a
 single ``.osu`` the same safe way.
+
+Archives are untrusted: a zip bomb of a few MB can expand to gigabytes. Before anything is
+decompressed the entry count and the sizes the archive declares are checked against the caps
+below, and every read counts the bytes it actually gets (declared sizes can lie), so memory stays
+bounded whatever the archive holds. Real mapsets are far below the caps: a few dozen difficulties
+of well under 1 MB each, a song, images and at most a video, in a few hundred files.
 """
 from __future__ import annotations
 
@@ -21,6 +27,12 @@ from .model import Beatmap
 
 _UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _TEXT_SUFFIXES = (".osu", ".osb", ".txt")
+
+MAX_OSZ_ENTRIES = 10_000  # files in one archive (storyboards with sprite sequences have a few thousand)
+MAX_OSZ_SIZE = 1 << 30  # 1 GiB: everything in the archive, uncompressed
+MAX_OSZ_BEATMAP_BYTES = 128 << 20  # all its .osu files together
+MAX_OSZ_MEMBER_SIZE = 4 * MAX_FILE_SIZE  # one file read into memory (a song, an image)
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -46,17 +58,8 @@ class OszArchive:
     difficulties: list[OszEntry]
 
     def read(self, name: str) -> bytes:
-        """The bytes of one file of the archive."""
-        try:
-            with zipfile.ZipFile(self.path) as z:
-                info = z.getinfo(name)
-                if info.file_size > 4 * MAX_FILE_SIZE:
-                    raise BeatmapError(f"{name} is too large to read", self.path)
-                return z.read(info)
-        except KeyError:
-            raise BeatmapError(f"the archive has no file {name!r}", self.path) from None
-        except (OSError, zipfile.BadZipFile) as e:
-            raise BeatmapError(f"cannot read the archive: {e}", self.path) from e
+        """The bytes of one file of the archive (at most :data:`MAX_OSZ_MEMBER_SIZE`)."""
+        return read_member(self.path, name)
 
     def _find(self, wanted: str | None) -> str | None:
         if not wanted:
@@ -95,20 +98,103 @@ class OszArchive:
 
 
 def read_osz(path: str | Path) -> OszArchive:
-    """Open an ``.osz``; difficulties are read now and parsed when first used."""
+    """Open an ``.osz``; difficulties are read now and parsed when first used.
+
+    Raises :class:`BeatmapError` for an archive over the caps (see the module docstring) before
+    decompressing anything, or as soon as its content turns out larger than it declared.
+    """
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as z:
             infos = [i for i in z.infolist() if not i.is_dir()]
-            entries = []
+            _check_declared_sizes(path, infos)
+            entries, budget = [], MAX_OSZ_BEATMAP_BYTES
             for info in infos:
                 if info.filename.lower().endswith(".osu"):
                     if info.file_size > MAX_FILE_SIZE:
-                        raise BeatmapError(f"{info.filename} is too large to be a beatmap", path)
-                    entries.append(OszEntry(info.filename, z.read(info), path))
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError) as e:
+                        raise BeatmapError(f"{info.filename} is too large to be a beatmap "
+                                           f"({_mib(info.file_size)}, the limit is {_mib(MAX_FILE_SIZE)})", path)
+                    too_large = (f"{info.filename} unpacks to more than {_mib(MAX_FILE_SIZE)}" if budget > MAX_FILE_SIZE
+                                 else f"its .osu files together unpack to more than {_mib(MAX_OSZ_BEATMAP_BYTES)}")
+                    data = _read_capped(z, info, min(MAX_FILE_SIZE, budget), path, too_large)
+                    budget -= len(data)
+                    entries.append(OszEntry(info.filename, data, path))
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError,
+            NotImplementedError) as e:
         raise BeatmapError(f"not a readable .osz archive: {e}", path) from e
     return OszArchive(path, [i.filename for i in infos], entries)
+
+
+def read_member(archive: str | Path, name: str, limit: int | None = None) -> bytes:
+    """One file of an archive, refused (:class:`BeatmapError`) when larger than ``limit`` bytes
+    (default :data:`MAX_OSZ_MEMBER_SIZE`), whatever size the archive declares for it."""
+    archive, limit = Path(archive), MAX_OSZ_MEMBER_SIZE if limit is None else limit
+    try:
+        with zipfile.ZipFile(archive) as z:
+            info = z.getinfo(name)
+            if info.file_size > limit:
+                raise BeatmapError(f"{name} is too large to read ({_mib(info.file_size)}, the limit is {_mib(limit)})",
+                                   archive)
+            return _read_capped(z, info, limit, archive, f"{name} is larger than {_mib(limit)}")
+    except KeyError:
+        raise BeatmapError(f"the archive has no file {name!r}", archive) from None
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError,
+            NotImplementedError) as e:
+        raise BeatmapError(f"cannot read the archive: {e}", archive) from e
+
+
+def extract_member(archive: str | Path, name: str, target: BinaryIO, limit: int) -> int:
+    """Copy one file of an archive into ``target`` in 1 MiB pieces (memory stays bounded), refusing
+    it (:class:`BeatmapError`) once more than ``limit`` bytes come out; returns the size."""
+    archive = Path(archive)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            info = z.getinfo(name)
+            if info.file_size > limit:
+                raise BeatmapError(f"{name} is too large ({_mib(info.file_size)}, the limit is {_mib(limit)})", archive)
+            size = 0
+            with z.open(info) as source:
+                while chunk := source.read(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise BeatmapError(f"{name} is larger than {_mib(limit)} (the archive said "
+                                           f"{_mib(info.file_size)})", archive)
+                    target.write(chunk)
+            return size
+    except KeyError:
+        raise BeatmapError(f"the archive has no file {name!r}", archive) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError, NotImplementedError) as e:
+        raise BeatmapError(f"cannot read the archive: {e}", archive) from e
+
+
+def _check_declared_sizes(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    if len(infos) > MAX_OSZ_ENTRIES:
+        raise BeatmapError(f"the archive has {len(infos)} files, more than the {MAX_OSZ_ENTRIES} a mapset can have",
+                           path)
+    total = sum(i.file_size for i in infos)
+    if total > MAX_OSZ_SIZE:
+        raise BeatmapError(f"the archive would unpack to {_mib(total)}, more than the {_mib(MAX_OSZ_SIZE)} a mapset "
+                           "can have (a zip bomb?)", path)
+    beatmaps = sum(i.file_size for i in infos if i.filename.lower().endswith(".osu"))
+    if beatmaps > MAX_OSZ_BEATMAP_BYTES:
+        raise BeatmapError(f"its .osu files would unpack to {_mib(beatmaps)}, more than the "
+                           f"{_mib(MAX_OSZ_BEATMAP_BYTES)} a mapset can have (a zip bomb?)", path)
+
+
+def _read_capped(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path, too_large: str) -> bytes:
+    """An entry's bytes, stopping with :class:`BeatmapError` as soon as more than ``limit`` come out."""
+    parts, size = [], 0
+    with z.open(info) as source:
+        while chunk := source.read(min(_CHUNK, limit - size + 1)):
+            size += len(chunk)
+            if size > limit:
+                raise BeatmapError(f"{too_large} (a zip bomb?)", path)
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.0f} MiB" if size >= 1 << 20 else f"{size} bytes"
 
 
 def beatmap_filename(beatmap: Beatmap) -> str:
@@ -139,7 +225,8 @@ def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: S
     ``Artist - Title (Creator) [Version].osu``; ``files`` maps archive names to bytes or to files
     on disk (audio, background, ...). The archive is written atomically; a previous file at
     ``path`` is kept as a backup, whose path is returned. With ``transaction`` it is only staged
-    there (a new file, no backup). It is no more readable than the files packed into it.
+    there (and a backup shows in its ``backups`` once committed). It is no more readable than the
+    files packed into it.
     """
     entries: dict[str, bytes | Path] = {}
     if folder is not None:
@@ -174,7 +261,7 @@ def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: S
 
     sources = [c for c in entries.values() if isinstance(c, Path)]
     if transaction is not None:
-        transaction.write(path, write, private_as=sources)
+        transaction.write(path, write, replace=True, private_as=sources)
         return None
     return atomic_write(path, write, private_as=sources)
 

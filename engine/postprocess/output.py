@@ -6,9 +6,11 @@ file they replace). Files are named as osu! names them, ``Artist - Title (Creato
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
-from ..beatmap import Beatmap, write_beatmap, write_osz
+from ..beatmap import Beatmap, beatmap_bytes, write_osz
+from ..beatmap.files import OutputTransaction
 from ..beatmap.osz import beatmap_filename, safe_filename
 from ..errors import BeatmapError
 
@@ -23,15 +25,17 @@ def save_beatmap(beatmap: Beatmap, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / osu_filename(beatmap)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_beatmap(beatmap, path)
+    with OutputTransaction() as out:
+        out.make_folder(path.parent)
+        out.write(path, beatmap_bytes(beatmap), replace=True)
     return path
 
 
 def export_osz(beatmap: Beatmap, path: str | Path, audio_path: str | Path,
-               background_path: str | Path | None = None) -> Path:
+               background_path: str | Path | None = None, transaction: OutputTransaction | None = None) -> Path:
     """Write an ``.osz`` holding ``beatmap``, its audio and (when the file exists) its background;
-    into ``path`` under ``Artist - Title (Creator).osz`` when it is a folder. Returns the archive."""
+    into ``path`` under ``Artist - Title (Creator).osz`` when it is a folder. Returns the archive.
+    With ``transaction`` the archive (and its folder) are staged there instead of written at once."""
     path = Path(path)
     audio_path = Path(audio_path)
     if not audio_path.is_file():
@@ -39,9 +43,10 @@ def export_osz(beatmap: Beatmap, path: str | Path, audio_path: str | Path,
     if path.is_dir():
         m = beatmap.metadata
         path = path / safe_filename(f"{m.artist} - {m.title} ({m.creator}).osz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {audio_path.name: audio_path}
     if background_path and os.path.isfile(background_path):
         files[Path(background_path).name] = Path(background_path)
-    write_osz(path, beatmaps=[beatmap], files=files)
+    with OutputTransaction() if transaction is None else nullcontext(transaction) as out:
+        out.make_folder(path.parent)
+        write_osz(path, beatmaps=[beatmap], files=files, transaction=out)
     return path
