@@ -701,11 +701,24 @@ class TrainingRun:
         folder = self.output_dir / f"checkpoint-{self.step}"
         if not rt.is_main:
             return folder
-        from ..lora import save_adapter
-
         tmp = folder.with_name(folder.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        model = rt.unwrap(self.model)
+        try:
+            self._write_checkpoint(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        except BaseException:  # an error or Ctrl-C: no half-written checkpoint folder is left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.saved.append(folder)
+        self._prune()
+        log.info("saved %s", folder)
+        return folder
+
+    def _write_checkpoint(self, tmp: Path) -> None:
+        from ..lora import save_adapter
+
+        model = self.runtime.unwrap(self.model)
         state: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "version": self.preset.name,
                                  "lora": self.lora, "options": _jsonable(dataclasses.asdict(self.options))}
         if self.lora:
@@ -720,12 +733,6 @@ class TrainingRun:
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / OPTIMIZER_STATE)
         (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        self.saved.append(folder)
-        self._prune()
-        log.info("saved %s", folder)
-        return folder
 
     def _prune(self) -> None:
         keep = self.options.keep_checkpoints
