@@ -640,6 +640,9 @@
     ctx.scale(s, s);
     const catcherY = L.catcherY;
     const yAt = (time) => catcherY - (time - t) / preempt * catcherY;
+    ctx.beginPath();
+    ctx.rect(-2 * r, 0, OSU_W + 4 * r, OSU_H + 2 * r);  // fruits enter at the playfield's top edge
+    ctx.clip();
     if (c && c.time.length) {
       // the catcher follows fruits and droplets (not tiny droplets or bananas)
       const path = p.catcherPath(), n = path.time.length;
