@@ -94,21 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--selftest", action="store_true",
                     help="check this installation: generate a tiny map through the app's server (headless) and exit")
     sub = ap.add_subparsers(dest="command")
+    # --verbose is accepted after the command too; SUPPRESS keeps a subcommand from resetting it to False.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    g = sub.add_parser("generate", help="generate a beatmap from a song",
+    g = sub.add_parser("generate", parents=[verbose], help="generate a beatmap from a song",
                        description="Generate a beatmap. Options are key=value (upstream's names), e.g. "
                                    "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.")
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
-    g.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+    g.add_argument("words", nargs="*", metavar="key=value")
 
-    m = sub.add_parser("mod", help="MaiMod: AI and rule-based suggestions for a beatmap")
+    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap")
     m.add_argument("--json", action="store_true", help="print suggestions as JSON")
-    m.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+    m.add_argument("words", nargs="*", metavar="key=value")
 
-    t = sub.add_parser("timing", help="find a song's timing points")
-    t.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points")
+    t.add_argument("words", nargs="*", metavar="key=value")
 
-    e = sub.add_parser("evaluate", help="compare generated beatmaps with reference beatmaps",
+    e = sub.add_parser("evaluate", parents=[verbose], help="compare generated beatmaps with reference beatmaps",
                        description="Rhythm F1, BPM and offset error, star-rating and drain-time difference. "
                                    "Folders are paired by file name; a folder against one file compares every map "
                                    "with that file.")
@@ -116,27 +119,42 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("reference", help="the reference .osu or a folder of them")
     e.add_argument("--json", action="store_true", help="print one JSON object (the means and every pair)")
 
-    a = sub.add_parser("app", help="open the desktop app")
+    a = sub.add_parser("app", parents=[verbose], help="open the desktop app")
     a.add_argument("--browser", action="store_true", help="serve the UI for a normal web browser")
     a.add_argument("--no-open", action="store_true", help="with --browser: only print the address")
     a.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or a free one)")
 
-    d = sub.add_parser("download", help="download a model into the Hugging Face cache")
+    d = sub.add_parser("download", parents=[verbose], help="download a model into the Hugging Face cache")
     d.add_argument("source", nargs="?", default="v32", help="v30, v31, v32, v32-mini or a Hugging Face repo id")
     d.add_argument("--gamemode", type=int, default=None, help="also fetch the gamemode=N model of the repo")
     d.add_argument("--revision", default=None)
 
-    sub.add_parser("wizard", help="guided generation in the terminal")
+    sub.add_parser("wizard", parents=[verbose], help="guided generation in the terminal")
 
-    tr = sub.add_parser("train", help="train a model or a LoRA adapter")
-    tr.add_argument("words", nargs=argparse.REMAINDER, metavar="key=value")
+    tr = sub.add_parser("train", parents=[verbose], help="train a model or a LoRA adapter")
+    tr.add_argument("words", nargs="*", metavar="key=value")
     return ap
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Flags anywhere on the line: ``mod beatmap_path=map.osu --json rules=false`` keeps every key=value word.
+
+    argparse gives a ``*`` positional only the words before the first flag; the later ones come back as
+    unknown and join the command's key=value words in their order. Unknown flags are still an error.
+    """
+    args, unknown = parser.parse_known_args(argv)
+    if hasattr(args, "words"):
+        args.words += [word for word in unknown if not word.startswith("-")]
+        unknown = [word for word in unknown if word.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.version:
         from importlib.metadata import version
 
