@@ -42,6 +42,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -58,6 +59,7 @@ __all__ = [
     "LONG_AUDIO_S",
     "MAX_AUDIO_S",
     "audio_duration_ms",
+    "check_announced_duration",
     "load_audio",
     "read_tags",
 ]
@@ -194,6 +196,27 @@ def audio_duration_ms(path: str | os.PathLike) -> int:
         if length is not None:
             return round(length * 1000)
     return round(frames * 1000 / rate)
+
+
+def check_announced_duration(source: BinaryIO, name: str, max_duration_s: float = MAX_AUDIO_S) -> float | None:
+    """Refuse audio whose header announces more than ``max_duration_s``, before any sample is decoded.
+
+    ``source`` is a seekable binary file object (e.g. a member of a zip archive, so that a song is
+    refused before it is extracted); ``name`` names it in the error. Returns the announced length in
+    seconds, or None when the header does not say or libsndfile cannot read it (then
+    :func:`load_audio` decides, still stopping at ``max_duration_s`` while it decodes).
+    """
+    try:
+        with sf.SoundFile(source) as f:
+            frames, rate = f.frames, f.samplerate
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
+        return None
+    if rate <= 0 or not 0 < frames < _UNKNOWN_FRAMES:
+        return None
+    seconds = frames / rate
+    if seconds > max_duration_s:
+        raise AudioError(_too_long(name, seconds, max_duration_s))
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -448,7 +471,7 @@ def _to_mono(data: bytes, width: int, channels: int) -> np.ndarray:
     return ints.astype(np.float32)
 
 
-def _too_long(path: Path, seconds: float, limit: float) -> str:
+def _too_long(path: Path | str, seconds: float, limit: float) -> str:
     return (
         f"{path}: the audio is {seconds / 60:.0f} minutes long, over the {limit / 60:.0f}-minute limit; "
         "cut the song to the part you want to map"

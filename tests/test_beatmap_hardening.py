@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import struct
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -186,3 +189,157 @@ def test_a_slider_with_too_many_control_points_is_dropped_with_a_warning(monkeyp
     beatmap = parse_beatmap(osu_text(["0,500,4,2,0,100,1,0"], [long_bezier(1001), long_bezier(1000)]))
     assert [len(s.curve_points) for s in beatmap.hit_objects] == [1000]
     assert any("1001 control points, more than the 1000" in w.reason for w in beatmap.warnings)
+
+
+# --- archives ------------------------------------------------------------------------------------------------
+
+osz_module = importlib.import_module("engine.beatmap.osz")
+SOME_MAP = osu_text(["0,500,4,2,0,100,1,0"], ["256,192,1000,1,0,0:0:0:0:"])
+
+
+def write_zip(path, files: dict) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+def peak_memory(call) -> int:
+    """Peak bytes Python allocated while ``call`` ran (what it raised is re-raised)."""
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.fixture
+def small_caps(monkeypatch):
+    """The archive caps scaled down 64 times, so that a bomb over them takes milliseconds to make."""
+    monkeypatch.setattr(osz_module, "MAX_OSZ_BEATMAP_BYTES", 2 << 20)
+    monkeypatch.setattr(osz_module, "MAX_OSZ_SIZE", 16 << 20)
+    monkeypatch.setattr(osz_module, "MAX_OSZ_ENTRIES", 100)
+
+
+def test_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, small_caps):
+    """8 MB of .osu compressing to 8 kB, over the (scaled) cap for beatmaps: refused from the sizes the
+    archive declares, naming the file and the limit, with no memory spent on its content."""
+    bomb = tmp_path / "bomb.osz"
+    write_zip(bomb, {"map.osu": SOME_MAP, "bomb.osu": SOME_MAP + " " * (8 << 20)})
+    assert bomb.stat().st_size < 100_000
+    errors = []
+    peak = peak_memory(lambda: errors.append(pytest.raises(BeatmapError, osz_module.read_osz, bomb)))
+    error = errors[0].value
+    assert error.path == bomb and "8 MiB, more than the 2 MiB" in error.reason and "zip bomb" in error.reason
+    assert peak < 1 << 20
+
+
+def test_zip_bomb_with_lying_sizes_stops_while_reading(tmp_path, small_caps):
+    """The same bomb with its declared size patched to 100 bytes: reading stops at what was declared
+    and at the cap, never holding the 8 MB. (zipfile itself reads no further than the declared size
+    and then fails its CRC check; the reader must keep that property.)"""
+    bomb = tmp_path / "liar.osz"
+    write_zip(bomb, {"bomb.osu": SOME_MAP + " " * (8 << 20)})
+    data = bytearray(bomb.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers
+        at = data.index(signature)
+        data[at + offset:at + offset + 4] = struct.pack("<I", 100)
+    bomb.write_bytes(bytes(data))
+    errors = []
+    peak = peak_memory(lambda: errors.append(pytest.raises(BeatmapError, osz_module.read_osz, bomb)))
+    assert errors[0].value.path == bomb
+    assert peak < 4 << 20
+    with pytest.raises(BeatmapError):
+        osz_module.read_member(bomb, "bomb.osu", 1 << 20)
+
+
+def test_the_real_caps_refuse_a_bomb_and_keep_real_sets(tmp_path):
+    """Unscaled: three .osu of 45 MiB each (each under the 64 MiB a single .osu may have, 135 MiB in
+    all, 140 kB compressed) are refused without being read; two ordinary difficulties are read."""
+    bomb = tmp_path / "bomb.osz"
+    block = b" " * (1 << 20)
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("a.osu", "b.osu", "c.osu"):
+            with z.open(name, "w") as f:
+                for _ in range(45):
+                    f.write(block)
+    errors = []
+    peak = peak_memory(lambda: errors.append(pytest.raises(BeatmapError, osz_module.read_osz, bomb)))
+    assert "135 MiB, more than the 128 MiB" in errors[0].value.reason and peak < 1 << 20
+    fine = tmp_path / "fine.osz"
+    write_zip(fine, {"a.osu": SOME_MAP, "b.osu": SOME_MAP, "audio.mp3": b"\xff" * 1000})
+    assert len(osz_module.read_osz(fine).difficulties) == 2
+
+
+def test_an_archive_with_too_many_files_is_refused(tmp_path):
+    many = tmp_path / "many.osz"
+    with zipfile.ZipFile(many, "w") as z:
+        z.writestr("map.osu", SOME_MAP)
+        for i in range(10_000):
+            z.writestr(f"sb/{i}.png", b"")
+    with pytest.raises(BeatmapError, match="10001 files, more than the 10000") as e:
+        osz_module.read_osz(many)
+    assert e.value.path == many
+
+
+# --- songs and training --------------------------------------------------------------------------------------
+
+
+def wav_header(rate: int, frames: int) -> bytes:
+    """A PCM WAV header: 8-bit mono at ``rate`` Hz announcing ``frames`` samples."""
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    return b"RIFF" + struct.pack("<I", 36 + frames) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + \
+        b"data" + struct.pack("<I", frames)
+
+
+def osz_set(path, song_name: str, song: bytes):
+    from engine.training.dataset import MapSet
+
+    write_zip(path, {"map.osu": SOME_MAP.replace("audio.mp3", song_name), song_name: song})
+    return MapSet((1, path.name), path.stem, (), osz_path=path, audio_member=song_name)
+
+
+def test_a_song_announcing_hours_is_refused_before_it_is_extracted(tmp_path):
+    """Inside an .osz, a WAV whose header announces 2.5 hours (9 MB of samples, 9 kB compressed) is
+    refused from its header, naming the archive member and the limit, without unpacking the 9 MB."""
+    from engine.errors import AudioError
+    from engine.training.dataset import AudioSource
+
+    seconds = 9000
+    s = osz_set(tmp_path / "long.osz", "song.wav", wav_header(1000, 1000 * seconds) + b"\x80" * (1000 * seconds))
+    errors = []
+    peak = peak_memory(lambda: errors.append(pytest.raises(AudioError, AudioSource(s).load, 16000)))
+    message = str(errors[0].value)
+    assert "long.osz/song.wav" in message and "150 minutes long, over the 120-minute limit" in message
+    assert peak < 4 << 20
+
+
+def test_a_huge_song_entry_is_refused_from_its_declared_size(tmp_path):
+    """A song entry the archive declares as 800 MB is refused before a byte of it is read."""
+    from engine.errors import AudioError
+    from engine.training.dataset import AudioSource
+
+    path = tmp_path / "huge.osz"
+    s = osz_set(path, "song.mp3", b"\xff\xfb" * 1000)
+    data = bytearray(path.read_bytes())
+    song = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)  # the central header of the 2nd entry
+    data[song + 24:song + 28] = struct.pack("<I", 800 << 20)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"huge.osz/song.mp3: the song is 800 MiB, over the 512 MiB limit"):
+        AudioSource(s).load(16000)
+
+
+def test_training_skips_a_zip_bomb_and_lists_it(tmp_path, small_caps):
+    from engine.training.dataset import SkipLog, read_dataset
+
+    root = tmp_path / "osz"
+    root.mkdir()
+    write_zip(root / "1 fine.osz", {"map.osu": SOME_MAP, "audio.mp3": b"\xff" * 100})
+    write_zip(root / "2 bomb.osz", {f"{i}.osu": SOME_MAP + " " * (1 << 20) for i in range(3)} | {"audio.mp3": b""})
+    skipped, sets = SkipLog(), []
+    peak = peak_memory(lambda: sets.extend(read_dataset(root, "osz", skipped)))
+    assert [s.osz_path.name for s in sets] == ["1 fine.osz"]
+    reasons = [r for r in skipped.counts if r.startswith("unreadable .osz")]
+    assert len(reasons) == 1 and "zip bomb" in reasons[0] and "2 bomb.osz" in skipped.summary()
+    assert peak < 2 << 20

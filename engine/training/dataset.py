@@ -32,6 +32,9 @@ from ..errors import AudioError, BeatmapError, MapperatorError, OptionError
 log = logging.getLogger(__name__)
 
 STAR_RATING_SPEEDS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # the speeds of MMRS's StarRating column
+# A song inside an .osz, extracted for training: 2 hours (engine.audio.MAX_AUDIO_S) of 320 kbps mp3 is
+# 288 MB; osu! songs are at most 192 kbps.
+MAX_AUDIO_MEMBER_BYTES = 512 << 20
 _NUMBER = re.compile(r"^(\d+)")
 
 
@@ -241,8 +244,9 @@ def read_mmrs(root: Path, skipped: SkipLog) -> list[MapSet]:
 
 
 def read_osz_folder(root: Path, skipped: SkipLog) -> list[MapSet]:
-    """Every ``.osz`` under ``root`` (or ``root`` itself); unreadable archives and difficulties are skipped."""
-    from ..beatmap import read_osz
+    """Every ``.osz`` under ``root`` (or ``root`` itself); unreadable archives and difficulties are skipped,
+    archives over the size caps of :mod:`engine.beatmap.osz` (zip bombs) among them."""
+    from ..beatmap import parse_beatmap, read_osz
 
     archives = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() == ".osz")
     sets = []
@@ -255,8 +259,8 @@ def read_osz_folder(root: Path, skipped: SkipLog) -> list[MapSet]:
         groups: dict[str | None, list[BeatmapItem]] = {}
         set_id = None
         for entry in archive.difficulties:
-            try:
-                beatmap = entry.beatmap
+            try:  # parsed here and dropped, not cached on the entry: one parsed difficulty at a time
+                beatmap = parse_beatmap(entry.data, f"{path}/{entry.name}")
             except BeatmapError as e:
                 skipped.add(f"unreadable beatmap ({e.reason})", f"{path.name}/{entry.name}")
                 continue
@@ -377,14 +381,10 @@ def read_item_beatmap(s: MapSet, item: BeatmapItem):
     if item.osu_path is not None:
         return read_beatmap(item.osu_path)
     if s.osz_path is not None and item.osz_member is not None:
-        import zipfile
+        from ..beatmap.decoder import MAX_FILE_SIZE
+        from ..beatmap.osz import read_member
 
-        try:
-            with zipfile.ZipFile(s.osz_path) as z:
-                data = z.read(item.osz_member)
-        except (OSError, KeyError, zipfile.BadZipFile) as e:
-            raise BeatmapError(f"cannot read {item.osz_member}: {e}", s.osz_path) from None
-        return parse_beatmap(data, f"{s.osz_path}/{item.osz_member}")
+        return parse_beatmap(read_member(s.osz_path, item.osz_member, MAX_FILE_SIZE), f"{s.osz_path}/{item.osz_member}")
     raise BeatmapError("the dataset entry names no .osu file", item.name)
 
 
@@ -400,7 +400,12 @@ def star_rating_at(s: MapSet, item: BeatmapItem, beatmap, speed: float = 1.0) ->
 
 
 class AudioSource:
-    """Loads a set's song at a given speed (from the .osz through a temporary file when needed)."""
+    """Loads a set's song at a given speed (from the .osz through a temporary file when needed).
+
+    A song inside an .osz is checked before it is extracted: its header must announce at most
+    :data:`engine.audio.MAX_AUDIO_S`, and it is copied out in pieces, refused past
+    :data:`MAX_AUDIO_MEMBER_BYTES`, so a huge or endless entry never sits in memory whole.
+    """
 
     def __init__(self, s: MapSet):
         self.set = s
@@ -408,7 +413,6 @@ class AudioSource:
     def load(self, sample_rate: int, speed: float = 1.0, normalize: bool = True) -> np.ndarray:
         import tempfile
         import warnings
-        import zipfile
 
         from ..audio import AudioWarning, load_audio
 
@@ -422,12 +426,35 @@ class AudioSource:
             suffix = Path(s.audio_member).suffix
             with tempfile.TemporaryDirectory(prefix="mapperator-train-") as tmp:
                 target = Path(tmp) / f"audio{suffix}"
-                try:
-                    with zipfile.ZipFile(s.osz_path) as z:
-                        target.write_bytes(z.read(s.audio_member))
-                except (OSError, KeyError, zipfile.BadZipFile) as e:
-                    raise MapperatorError(f"{s.osz_path}: cannot extract {s.audio_member}: {e}") from None
+                self._extract(target)
                 try:
                     return load_audio(target, sample_rate, speed=speed, normalize=normalize)
                 except AudioError as e:  # name the archive member, not the temporary copy
-                    raise AudioError(str(e).replace(str(target), f"{s.osz_path.name}/{s.audio_member}")) from None
+                    raise AudioError(str(e).replace(str(target), self._member_name)) from None
+
+    @property
+    def _member_name(self) -> str:
+        return f"{self.set.osz_path.name}/{self.set.audio_member}"
+
+    def _extract(self, target: Path) -> None:
+        import zipfile
+
+        from ..audio import check_announced_duration
+        from ..beatmap.osz import extract_member
+
+        s = self.set
+        try:
+            with zipfile.ZipFile(s.osz_path) as z:
+                info = z.getinfo(s.audio_member)
+                if info.file_size > MAX_AUDIO_MEMBER_BYTES:
+                    raise AudioError(f"{self._member_name}: the song is {info.file_size >> 20} MiB, over the "
+                                     f"{MAX_AUDIO_MEMBER_BYTES >> 20} MiB limit for a song inside an .osz")
+                with z.open(info) as member:
+                    member.MAX_SEEK_READ = 1 << 20  # zipfile seeks by decompressing; keep its pieces small
+                    check_announced_duration(member, self._member_name)
+            with open(target, "wb") as out:
+                extract_member(s.osz_path, s.audio_member, out, MAX_AUDIO_MEMBER_BYTES)
+        except BeatmapError as e:
+            raise AudioError(f"{self._member_name}: {e.reason}") from None
+        except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
+            raise MapperatorError(f"{s.osz_path}: cannot extract {s.audio_member}: {e}") from None
