@@ -53,10 +53,6 @@ Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # --- logit rules ----------------------------------------------------------------------------------------------
 
 
-def _ids_tensor(ids: Iterable[int], device) -> torch.Tensor:
-    return torch.tensor(sorted(set(ids)), dtype=torch.long, device=device)
-
-
 class MonotonicTime:
     """Forbid a time shift earlier than the last one since the last SOS (events never go back in time)."""
 

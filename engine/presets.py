@@ -251,13 +251,6 @@ PRESETS: dict[str, VersionPreset] = {
 DEFAULT_VERSION = "v32"
 
 
-def preset_for(name: str) -> VersionPreset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown model version {name!r}; known: {', '.join(PRESETS)}") from None
-
-
 def detect_version(backbone_model_name: str, context_types: set[ContextType]) -> str | None:
     """Which preset a checkpoint belongs to, from its config.json backbone and its tokenizer's contexts."""
     if backbone_model_name.startswith("Tiger14n/ropewhisper"):

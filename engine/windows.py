@@ -186,9 +186,3 @@ class Segments:
     def stacked(self) -> np.ndarray:
         """All windows as one [num_windows, window_samples] float32 array (a copy)."""
         return np.stack([self.samples(i) for i in range(len(self))])
-
-    def is_first(self, i: int) -> bool:
-        return i == 0
-
-    def is_last(self, i: int) -> bool:
-        return i == len(self) - 1

@@ -164,9 +164,6 @@ class Timeline:
                 return line
         return self.lines[0] if self.lines else None
 
-    def at_ms(self, time_ms: float) -> TimingLine | None:
-        return self.at(to_us(time_ms))
-
     def red_after(self, time_us: int) -> TimingLine | None:
         """The first red line strictly after ``time_us`` (in list order)."""
         return next((line for line in self.lines if line.uninherited and line.time_us > time_us), None)
