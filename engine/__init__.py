@@ -26,6 +26,7 @@ _LAZY = {
     # models
     "load_checkpoint": "engine.checkpoint",
     "PRESETS": "engine.presets",
+    "DEFAULT_VERSION": "engine.presets",
     # jobs
     "GenerateOptions": "engine.options",
     "generate": "engine.generation",
@@ -58,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import load_checkpoint
     from .generation import GenerationResult, Progress, generate
     from .options import GenerateOptions
-    from .presets import PRESETS
+    from .presets import DEFAULT_VERSION, PRESETS
     from .modding import ModOptions, mod
     from .evaluation import evaluate, evaluate_all
     from .timer import TimingResult, timing

@@ -76,11 +76,12 @@ def cmd_generate(words: Sequence[str], interactive: bool = False) -> int:
     return 0
 
 
-def cmd_download(source: str, gamemode: int | None, revision: str | None) -> int:
+def cmd_download(source: str | None, gamemode: int | None, revision: str | None) -> int:
     from tqdm import tqdm
 
     from engine.checkpoint import locate
 
+    source = source or _engine().DEFAULT_VERSION
     folder, subfolder = locate(source, gamemode=gamemode, revision=revision, progress=tqdm)
     print(f"{source}{'/' + subfolder if subfolder else ''} is ready in {folder}")
     return 0
@@ -125,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or a free one)")
 
     d = sub.add_parser("download", parents=[verbose], help="download a model into the Hugging Face cache")
-    d.add_argument("source", nargs="?", default="v32", help="v30, v31, v32, v32-mini or a Hugging Face repo id")
+    d.add_argument("source", nargs="?", default=None,
+                   help="v30, v31, v32, v32-mini or a Hugging Face repo id (default: the newest version)")
     d.add_argument("--gamemode", type=int, default=None, help="also fetch the gamemode=N model of the repo")
     d.add_argument("--revision", default=None)
 

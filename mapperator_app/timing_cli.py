@@ -5,11 +5,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
+from engine import DEFAULT_VERSION
+
 
 @dataclass(frozen=True)
 class TimingCommand:
     audio_path: str | None = None
-    model_path: str = "v32"
+    model_path: str = DEFAULT_VERSION
     super_timing: bool = False
     output_path: str | None = None
     device: str = "auto"
