@@ -1,6 +1,8 @@
-"""Where and how models run: device and precision choice, seeding, and a small cache of loaded models."""
+"""Where and how models run: device, precision and CPU threads, seeding, and a small cache of loaded models."""
 from __future__ import annotations
 
+import math
+import os
 import random
 import threading
 from collections import OrderedDict
@@ -11,7 +13,8 @@ import torch
 
 from .errors import OptionError
 
-PRECISIONS = ("fp32", "bf16", "amp")
+PRECISIONS = ("fp32", "bf16", "amp", "int8")
+PRECISION_CHOICES = ("auto", *PRECISIONS)  # auto: default_precision(device)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -22,6 +25,7 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
+        use_cpu_threads()
         return torch.device("cpu")
     try:
         device = torch.device(name)
@@ -32,18 +36,135 @@ def pick_device(name: str = "auto") -> torch.device:
                           "or use device=cpu)")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise OptionError("device=mps was asked for, but Apple's Metal backend is not available here")
+    if device.type == "cpu":
+        use_cpu_threads()
     return device
 
 
 def weight_dtype(precision: str) -> torch.dtype:
-    """Weights stay fp32 for fp32 and amp (autocast computes in bf16); bf16 stores them in bf16."""
+    """Weights stay fp32 for fp32 and amp (autocast computes in bf16); bf16 stores them in bf16; int8 loads
+    fp32 weights that :func:`prepare_model` then quantizes."""
     if precision not in PRECISIONS:
-        raise OptionError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise OptionError(f"precision={precision!r} is not one of {', '.join(PRECISION_CHOICES)}")
     return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def default_precision(device: torch.device) -> str:
+    """What ``precision=auto`` means on ``device``: int8 on the CPU (it passed the quality gate of
+    bench/speed.py on the trained fixtures: the same maps as fp32), fp32 elsewhere."""
+    if device.type == "cpu":
+        from .quantize import int8_supported
+
+        return "int8" if int8_supported() else "fp32"
+    return "fp32"
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``auto`` replaced by :func:`default_precision`; any other value checked against ``device``."""
+    precision = (precision or "auto").lower()
+    if precision == "auto":
+        precision = default_precision(device)
+    check_precision(device, precision)
+    return precision
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """int8 has CPU kernels only: on a GPU it is refused rather than silently run in another precision."""
+    weight_dtype(precision)
+    if precision == "int8" and device.type != "cpu":
+        raise OptionError(f"precision=int8 runs on the CPU only, and device={device.type} was chosen: use "
+                          f"device=cpu with int8, or precision=bf16 (or fp32) on {device.type}")
+
+
+def quantization(precision: str) -> str | None:
+    """What :func:`prepare_model` does to the weights after loading (part of the model cache key)."""
+    return "int8" if precision == "int8" else None
+
+
+def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The loaded (and LoRA-merged) fp32 model made ready for ``precision``: int8 quantizes its linear layers."""
+    if precision == "int8":
+        from .quantize import quantize_int8
+
+        return quantize_int8(model)
+    return model
 
 
 def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "amp")
+
+
+# --- CPU threads -------------------------------------------------------------------------------------------
+
+
+def physical_cores(cpuinfo: str, allowed: set[int] | None = None) -> int | None:
+    """Distinct (physical id, core id) pairs among the processors of a Linux ``/proc/cpuinfo`` text
+    (only those in ``allowed``, when given); None when the text does not say (e.g. ARM kernels)."""
+    cores: set[tuple[str, str]] = set()
+    for block in cpuinfo.split("\n\n"):
+        fields = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+        if "processor" not in fields or "core id" not in fields:
+            continue
+        if allowed is not None and fields["processor"].isdigit() and int(fields["processor"]) not in allowed:
+            continue
+        cores.add((fields.get("physical id", "0"), fields["core id"]))
+    return len(cores) or None
+
+
+def cgroup_cpus(cpu_max: str) -> int | None:
+    """CPUs a cgroup v2 ``cpu.max`` text (``"quota period"`` or ``"max period"``) allows, rounded up."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return max(1, math.ceil(quota / period)) if quota > 0 and period > 0 else None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def cpu_threads() -> int | None:
+    """Threads for CPU inference on Linux: the physical cores this process may run on, no more than its
+    cgroup's CPU quota; None elsewhere (torch's own default then stands).
+
+    torch already starts one thread per physical core of the CPUs it may use (its affinity), but does not
+    read a container's CPU quota (``docker run --cpus=2`` on a 16-core host), where more threads than
+    the quota only queue behind each other.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    text = _read("/proc/cpuinfo")
+    cores = (physical_cores(text, allowed) if text else None) or len(allowed)
+    quota = cgroup_cpus(_read("/sys/fs/cgroup/cpu.max") or "")
+    return min(cores, quota) if quota else cores
+
+
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def use_cpu_threads() -> int:
+    """Set torch's CPU threads to :func:`cpu_threads`, unless the user chose a count (OMP_NUM_THREADS,
+    MKL_NUM_THREADS, or ``torch.set_num_threads`` before this); returns the thread count in effect."""
+    chosen = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
+    if not chosen and torch.get_num_threads() == _TORCH_DEFAULT_THREADS:
+        wanted = cpu_threads()
+        if wanted and wanted != torch.get_num_threads():
+            torch.set_num_threads(wanted)
+    return torch.get_num_threads()
 
 
 def new_seed() -> int:
@@ -63,6 +184,7 @@ class ModelKey:
     device: str
     dtype: str
     lora: str | None
+    quantization: str | None = None  # runtime.quantization(precision): int8 models are cached apart
 
 
 class ModelCache:
