@@ -326,6 +326,8 @@ class _Job:
     # options and conditions
 
     def _resolved_options(self) -> GenerateOptions:
+        from .runtime import resolve_precision
+
         o, inf = self.plan.options, self.plan.preset.inference
         defaults = {
             "temperature": inf.temperature, "top_p": inf.top_p, "top_k": inf.top_k,
@@ -336,7 +338,8 @@ class _Job:
         }
         filled = {k: v for k, v in defaults.items() if getattr(o, k) is None}
         return dataclasses.replace(
-            o, seed=self.seed, gamemode=self.plan.gamemode, output_type=tuple(c.name for c in self.plan.output_type),
+            o, seed=self.seed, gamemode=self.plan.gamemode, precision=resolve_precision(self.device, o.precision),
+            output_type=tuple(c.name for c in self.plan.output_type),
             in_context=tuple(c.name for c in self.plan.in_context), **filled)
 
     @functools.cached_property
@@ -381,10 +384,9 @@ class _Job:
     def checkpoint(self, root: bool = False):
         """The map checkpoint (``gamemode=N`` subfolder when there is one) or, with ``root``, the root one."""
         from .checkpoint import load_checkpoint, locate
-        from .runtime import MODELS, ModelKey, check_precision, prepare_model, quantization, weight_dtype
+        from .runtime import MODELS, ModelKey, prepare_model, quantization, weight_dtype
 
         o = self.opts
-        check_precision(self.device, o.precision)
         gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
         folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
         dtype = weight_dtype(o.precision)
