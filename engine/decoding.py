@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .errors import Cancelled
 from .model import Mapperatorinator
+from .presets import MS_PER_STEP
 from .prompt import left_pad
 from .tokenizer import PAD_ID, EventType, Tokenizer
 
@@ -29,7 +30,6 @@ TIMED_EVENT_TYPES = (
     EventType.HOLD_NOTE, EventType.HOLD_NOTE_END, EventType.DRUMROLL, EventType.DRUMROLL_END, EventType.DENDEN,
     EventType.DENDEN_END, EventType.SCROLL_SPEED_CHANGE,
 )
-MS_PER_STEP = 10
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from .tokenizer import ContextType
 
 C = ContextType
 
+MS_PER_STEP = 10  # one time-shift token, in every version: window times are counted in 10 ms steps
+
 
 @dataclass(frozen=True)
 class ContextTemplate:

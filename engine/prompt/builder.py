@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import OptionError
-from ..presets import DataFlags
+from ..presets import MS_PER_STEP, DataFlags
 from ..tokenizer import ContextType, Event, EventType, Tokenizer
-from .streams import MS_PER_STEP, ContextStream, WindowCodec, time_shift_ids
+from .streams import ContextStream, WindowCodec, time_shift_ids
 
 C = ContextType
 

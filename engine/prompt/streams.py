@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..presets import DataFlags
+from ..presets import MS_PER_STEP, DataFlags
 from ..tokenizer import ContextType, Event, EventType, Tokenizer
-
-MS_PER_STEP = 10
 
 # (events, times, end_time, types_first) -> None; extends ``times`` to cover ``events``
 UpdateTimes = Callable[[list[Event], list[int], "float | None", bool], None]

@@ -21,14 +21,14 @@ import numpy as np
 from .. import beatmap_stats
 from ..events import (EventStream, HITSOUND_TYPES, kiai_events, map_events, remove_events_of_type,
                       scroll_speed_events, timing_events)
-from ..presets import DataFlags, VersionPreset
+from ..presets import MS_PER_STEP, DataFlags, VersionPreset
 from ..tokenizer import ContextType, Event, EventType, Tokenizer
 from .augment import Augmentations, Draws
 
 C = ContextType
 T = EventType
 IGNORE = -100
-STEPS_PER_MS = 0.1  # time-shift tokens count 10 ms steps
+STEPS_PER_MS = 1 / MS_PER_STEP  # the same float as 0.1: tokens stay bit-identical to upstream's
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..presets import DataFlags, VersionPreset
+from ..presets import MS_PER_STEP, DataFlags, VersionPreset
 from ..tokenizer import ContextType, EventRange, EventType, Tokenizer
 from .recipes import Recipe
 
 T = EventType
-MS_PER_STEP = 10
 
 # Always in the output vocabulary, after the version-dependent ranges.
 _COMMON_OUTPUT = (
