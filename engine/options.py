@@ -171,7 +171,7 @@ class GenerateOptions:
     # how
     seed: int | None = ranged(None, SEED)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    precision: str = "fp32"  # fp32, bf16, amp
+    precision: str = "fp32"  # fp32, bf16, amp, int8 (CPU only), auto (int8 on a CPU, else fp32)
     attn_implementation: str = "auto"  # accepted for compatibility; attention always runs through SDPA
     add_to_beatmap: bool = False
     overwrite_reference_beatmap: bool = False
