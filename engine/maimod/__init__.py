@@ -50,7 +50,7 @@ def load_model(model: str, gamemode: int, *, device: str = "auto", precision: st
     replaced by v31 as upstream does.
     """
     from ..checkpoint import load_checkpoint, locate
-    from ..runtime import MODELS, ModelKey, pick_device, weight_dtype
+    from ..runtime import MODELS, ModelKey, pick_device, prepare_model, quantization, resolve_precision, weight_dtype
 
     if model in PRESETS and gamemode not in PRESETS[model].data.gamemodes:
         if model != DEFAULT_MODEL:
@@ -58,11 +58,18 @@ def load_model(model: str, gamemode: int, *, device: str = "auto", precision: st
         log.info("%s maps osu!standard only; MaiMod uses %s for game mode %d", model, FALLBACK_MODEL, gamemode)
         model = FALLBACK_MODEL
     torch_device = pick_device(device)
+    precision = resolve_precision(torch_device, precision)
     dtype = weight_dtype(precision)
     folder, _ = locate(model, gamemode=gamemode if auto_select_gamemode_model else None, revision=revision)
-    key = ModelKey(str(folder), revision, str(torch_device), str(dtype), None)
+    key = ModelKey(str(folder), revision, str(torch_device), str(dtype), None, quantization(precision))
     version = model if model in PRESETS else None
-    ck = MODELS.get(key, lambda: load_checkpoint(str(folder), device=torch_device, dtype=dtype, version=version))
+
+    def load():
+        loaded = load_checkpoint(str(folder), device=torch_device, dtype=dtype, version=version)
+        prepare_model(loaded.model, precision)
+        return loaded
+
+    ck = MODELS.get(key, load)
     if gamemode not in ck.preset.data.gamemodes:
         modes = ", ".join(str(m) for m in ck.preset.data.gamemodes)
         raise OptionError(f"the {ck.preset.name} model at {folder} maps game modes {modes} only; this beatmap is "
