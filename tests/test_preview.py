@@ -154,6 +154,17 @@ def test_old_maps_use_the_forward_rule():
                                     (round(200 + 2 * step, 1), round(100 + 2 * step, 1))]
 
 
+def test_stacking_stays_fast_on_absurd_maps():
+    import time
+
+    # 4000 circles at one time on different spots (quadratic without a search limit: 13 s here), then a stack
+    lines = [f"{(i * 7) % 504},{(i * 7) // 504 * 7 % 384},1000,1,0" for i in range(4000)] + ["200,200,1000,1,0"] * 2
+    started = time.perf_counter()
+    data = preview_json(parse_beatmap(_osu("\n".join(lines))))
+    assert time.perf_counter() - started < 5
+    assert data["objects"]["x"][-1] == 200 and data["objects"]["x"][-2] < 200
+
+
 def test_stacking_is_osu_standard_only():
     text = _osu("200,200,1000,1,0\n200,200,1100,1,0").replace("Mode: 0", "Mode: 2")
     assert _positions(text) == [(200, 200), (200, 200)]

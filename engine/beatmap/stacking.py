@@ -15,6 +15,10 @@ Facts followed (osu!lazer, checked against its conversion test expectations):
   path end move down-right, one step more each (times are start times, as stable's unprocessed objects had).
 - One step shifts x and y by ``-6.4 * scale`` with osu!'s circle scale ``(1 - 0.7 * (CS - 5) / 5) / 2`` and
   its 1.00041 replay fudge (about a tenth of the circle radius).
+
+Deviation: the search for one object's stack partners looks at most MAX_STACK_SEARCH objects back (ahead, before
+v6). osu! has no limit, but then thousands of objects inside one approach time (all at one time, or a huge
+StackLeniency) take time quadratic in their number; real maps have a few dozen objects inside one approach time.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from .model import Beatmap, HitCircle, HitObject, Slider, Spinner
 
 STACK_DISTANCE = 3.0
 FIRST_BACKWARD_VERSION = 6
+MAX_STACK_SEARCH = 128  # objects looked at for one object's stack partners (see the module docstring)
 GAMEFIELD_FUDGE = 1.00041
 
 
@@ -95,8 +100,9 @@ def _backward(objects: Sequence[HitObject], ends: list[float], end_positions: li
         if heights[i] != 0 or isinstance(objects[i], Spinner):
             continue
         top = i  # the object the next match stacks onto
+        lowest = max(i - MAX_STACK_SEARCH, 0)
         if isinstance(objects[i], HitCircle):
-            for n in range(i - 1, -1, -1):
+            for n in range(i - 1, lowest - 1, -1):
                 if isinstance(objects[n], Spinner):
                     continue
                 if int(objects[top].time) - int(ends[n]) > threshold:
@@ -111,7 +117,7 @@ def _backward(objects: Sequence[HitObject], ends: list[float], end_positions: li
                     heights[n] = heights[top] + 1
                     top = n
         elif isinstance(objects[i], Slider):
-            for n in range(i - 1, -1, -1):
+            for n in range(i - 1, lowest - 1, -1):
                 if isinstance(objects[n], Spinner):
                     continue
                 if objects[top].time - objects[n].time > threshold:
@@ -133,7 +139,7 @@ def _forward(beatmap: Beatmap, objects: Sequence[HitObject], ends: list[float], 
             path_end = (float(x), float(y))
         last = ends[i]
         below = 0
-        for j in range(i + 1, len(objects)):
+        for j in range(i + 1, min(i + 1 + MAX_STACK_SEARCH, len(objects))):
             if objects[j].time - threshold > last:
                 break
             if _near(objects[j].position, obj.position):
