@@ -11,11 +11,11 @@
  *   player.focus(ms, what);                 // pause, seek to ms and highlight `what` (default: the objects at ms)
  *   player.destroy();
  *
- * Markup can also mount players by itself (for pages that insert HTML, e.g. Gradio's gr.HTML):
- *   <div class="mapperator-player" data-audio="URL" data-player-id="generate">
- *     <script type="application/json">{...preview json...}</script>   (or data-map-url="URL of the JSON")
- *   </div>
- * and `MapperatorPlayer.get("generate")` finds the player again.
+ * Markup mounts players by itself too (for pages that insert HTML, e.g. Gradio's gr.HTML):
+ *   <div class="mapperator-player" data-player-id="generate" data-audio="URL" data-map="{...preview json...}"></div>
+ * with the JSON HTML-escaped in data-map (or data-map-url="URL of the JSON", or the JSON as the text of a child
+ * script element of type application/json); `MapperatorPlayer.get("generate")` finds the player again.
+ * (This file never contains the closing script tag, so it can be inlined in a page's head.)
  *
  * Layout (tests rely on it): osu! and catch fit the 640x480 virtual screen into the view and centre the 512x384
  * playfield in it; `player.layout()` returns the geometry of every mode.
@@ -1250,7 +1250,8 @@
         }
       };
       const inline = el.querySelector('script[type="application/json"]');
-      if (inline) start(inline.textContent);
+      if (el.dataset.map) start(el.dataset.map);
+      else if (inline) start(inline.textContent);
       else if (el.dataset.mapUrl) {
         fetch(el.dataset.mapUrl).then((r) => r.json()).then(start)
           .catch((e) => { el.textContent = `The preview could not be loaded: ${e.message}`; });

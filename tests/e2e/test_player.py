@@ -348,3 +348,25 @@ def test_dense_map_plays_smoothly(page, tmp_path, song):
     assert abs(advanced - 0.5 * wall) < 0.15 * wall, "half speed"
     page.click(".mp-play")
     assert page.evaluate("player.playing") is False
+
+
+def test_markup_mounts_a_player_and_removing_it_stops_the_song(page, tmp_path, song):
+    """How a page that inserts HTML (Gradio's gr.HTML) embeds the player: data attributes, no script."""
+    import html
+
+    data = preview_json(read_beatmap(need(BEATMAPS / MODE_MAPS[3])))
+    page_file = tmp_path / "markup.html"
+    page_file.write_text(f"""<!doctype html><html><head><meta charset="utf-8">
+<link rel="stylesheet" href="{(STATIC / 'player.css').as_uri()}">
+<script src="{(STATIC / 'player.js').as_uri()}"></script></head><body><div id="result"></div></body></html>""")
+    page.goto(page_file.as_uri())
+    markup = (f'<div class="mapperator-player" data-player-id="maimod" data-audio="{html.escape(song.as_uri())}" '
+              f'data-map="{html.escape(json.dumps(data), quote=True)}"></div>')
+    page.evaluate("(markup) => { document.getElementById('result').innerHTML = markup; }", markup)
+    page.wait_for_function("window.MapperatorPlayer.get('maimod') && MapperatorPlayer.get('maimod').stats.frames > 0",
+                           timeout=TIMEOUT_MS)
+    assert page.evaluate("MapperatorPlayer.get('maimod').map.n") == len(data["objects"]["time"])
+    page.click("#result .mp-play")
+    page.wait_for_function("MapperatorPlayer.get('maimod').currentTime > 300", timeout=TIMEOUT_MS)
+    page.evaluate("window.kept = MapperatorPlayer.get('maimod'); document.getElementById('result').innerHTML = ''")
+    page.wait_for_function("kept.destroyed && kept.audio.paused && !MapperatorPlayer.get('maimod')", timeout=TIMEOUT_MS)
