@@ -1,10 +1,11 @@
 """Encoder time per audio window and decoder time per generated token.
 
-    python bench/forward.py [--device cpu|cuda] [--dtype fp32|bf16] [--tokens 256] [--threads N]
+    python bench/forward.py [--device cpu|cuda] [--precision fp32|bf16|int8] [--tokens 256] [--threads N]
 
 Runs the tiny fixture checkpoints (when ../shared is present) and random weights at the published sizes:
 v32 = varwhisper-small dims (d 768, 12+12 layers, 12 heads), v32-mini = varwhisper-base dims (d 512, 6+6, 8),
-v30/v31 = ropewhisper-small dims with the 464-channel conditioned encoder input.
+v30/v31 = ropewhisper-small dims with the 464-channel conditioned encoder input. :func:`random_model` is the one
+way the benchmarks build such a model.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.checkpoint import load_checkpoint, new_model  # noqa: E402
 from engine.model import ROPEWHISPER, VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig  # noqa: E402
+from engine.runtime import PRECISIONS, prepare_model, weight_dtype  # noqa: E402
 
 SHARED = Path(os.environ.get("MAPPERATOR_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "fixtures" / "upstream"
 
@@ -36,6 +38,26 @@ def real_size(name: str) -> ModelConfig:
     return ModelConfig("Tiger14n/ropewhisper-small", backbone, SpectrogramConfig(n_mels=80), vocab_size_in=7000,
                        vocab_size_out=5650, do_difficulty_embed=True, do_mapper_embed=True,
                        do_song_position_embed=True, num_mappers=4000, cond_size=384)
+
+
+def random_model(name: str, device: torch.device | str = "cpu", precision: str = "fp32", seed: int = 0):
+    """A model of ``name``'s published size with random weights (seeded: the same weights every run), in
+    ``precision`` as the engine loads it: bf16 casts all but the spectrogram, int8 quantizes on the CPU."""
+    model = new_model(real_size(name), seed=seed).to(device).eval()
+    dtype = weight_dtype(precision)
+    if dtype != torch.float32:
+        spectrogram = model.spectrogram
+        model.to(dtype)
+        spectrogram.float()
+    return prepare_model(model, precision)
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters of a model of ``config`` (counted on the meta device: int8 weights hide from parameters())."""
+    from engine.model import Mapperatorinator
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in Mapperatorinator(config).parameters())
 
 
 def conditioning(config: ModelConfig, device) -> dict[str, torch.Tensor]:
@@ -77,7 +99,7 @@ def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: 
         model.decode_step(step, state)
     sync(device)
     per_token_ms = (time.perf_counter() - t) * 1000 / tokens
-    params = sum(p.numel() for p in model.parameters()) / 1e6
+    params = parameter_count(config) / 1e6
     return (f"{name:<22} {params:8.1f}M  encoder {encode_ms:9.1f} ms/window  decoder {per_token_ms:7.2f} ms/token"
             f"  ({1000 / per_token_ms:7.1f} tok/s)")
 
@@ -85,7 +107,7 @@ def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--precision", "--dtype", choices=PRECISIONS, default="fp32")
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--only", nargs="*", help="subset of: tiny-v30 tiny-v31 tiny-v32 v30 v31 v32 v32-mini")
@@ -93,23 +115,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    print(f"device {device}, dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    dtype = weight_dtype(args.precision)
+    print(f"device {device}, precision {args.precision}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     wanted = set(args.only or ["tiny-v30", "tiny-v31", "tiny-v32", "v30", "v31", "v32", "v32-mini"])
     for version in ("v30", "v31", "v32"):
         name = f"tiny-{version}"
         if name in wanted and (SHARED / version / "checkpoint").is_dir():
             ck = load_checkpoint(str(SHARED / version / "checkpoint"), device=device, dtype=dtype)
-            print(measure(name, ck.model, ck.config, device, args.tokens))
+            print(measure(name, prepare_model(ck.model, args.precision), ck.config, device, args.tokens))
     for version in ("v30", "v31", "v32", "v32-mini"):
         if version in wanted:
-            config = real_size(version)
-            model = new_model(config, seed=0).to(device).eval()
-            if dtype != torch.float32:
-                spectrogram = model.spectrogram
-                model.to(dtype)
-                spectrogram.float()
-            print(measure(f"{version} (random)", model, config, device, args.tokens))
+            model = random_model(version, device, args.precision)
+            print(measure(f"{version} (random)", model, real_size(version), device, args.tokens))
 
 
 if __name__ == "__main__":
