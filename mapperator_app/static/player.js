@@ -1075,8 +1075,8 @@
       this.raf = 0;
       if (this.destroyed) return;
       if (!this.root.isConnected) {  // the page removed us (e.g. a new result replaced the component)
-        this.destroy();
-        return;
+        if (this.wasConnected) this.destroy();
+        return;  // not in a page yet: the resize observer draws once we are
       }
       let t = this.clock.now();
       if (this.clock.playing) {
@@ -1093,7 +1093,10 @@
       if (this.destroyed) return;
       if (t === undefined) t = this.clock.now();
       const started = performance.now();
-      if (this.viewW !== this.view.clientWidth || this.viewH !== this.view.clientHeight) this.resize();
+      if (this.root.isConnected) this.wasConnected = true;
+      if (!this.resizeObserver && (this.viewW !== this.view.clientWidth || this.viewH !== this.view.clientHeight)) {
+        this.resize();
+      }
       const ctx = this.ctx, w = this.viewW, h = this.viewH;
       ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
       ctx.globalAlpha = 1;
