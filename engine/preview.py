@@ -13,10 +13,10 @@ Layout of :func:`preview_json`'s result (times in ms, rounded to whole ms; posit
 - ``red_lines`` ``[[time, beat_length, meter], ...]``, ``kiai`` ``[[start, end], ...]``, ``breaks``.
 - ``objects``: one array per field, one entry per hit object in time order (stable, as osu! sorts them):
   ``kind`` (0 circle, 1 slider, 2 spinner, 3 hold), ``time``, ``end``, ``x``, ``y`` (osu!: after stacking),
-  ``combo`` (the number shown), ``colour`` (index into ``colours``), ``new_combo`` (0/1), ``slides`` (span
-  count, 0 for non-sliders); osu! adds ``path`` (per object ``null`` or a flat ``[x0, y0, x1, y1, ...]``
-  polyline of the stacked slider path, within 0.25 px of osu!'s); taiko adds ``kat`` and ``big`` (0/1);
-  mania adds ``column`` and the top level ``keys``. ``index`` (the position in ``Beatmap.hit_objects``) is
+  ``combo`` (the number shown), ``combo_index`` (which combo, from 1), ``colour`` (index into ``colours``),
+  ``new_combo`` (0/1), ``slides`` (span count, 0 for non-sliders); osu! adds ``path`` (per object ``null``
+  or a flat ``[x0, y0, x1, y1, ...]`` polyline of the stacked slider path, within 0.25 px of osu!'s); taiko
+  adds ``kat`` and ``big`` (0/1); mania adds ``column`` and the top level ``keys``. ``index`` (the position in ``Beatmap.hit_objects``) is
   present only when time order differs from file order.
 - catch: ``catch`` with ``time``, ``x``, ``kind`` (0 fruit, 1 droplet, 2 tiny droplet, 3 banana), ``colour``
   and ``hyper`` (0/1: a hyperdash starts at this fruit), in time order, generated as osu!lazer's JuiceStream and
@@ -103,6 +103,7 @@ def preview_json(beatmap: Beatmap) -> dict[str, Any]:
         "x": [_px(x) for x, _ in positions],
         "y": [_px(y) for _, y in positions],
         "combo": [combos[i].number for i in order],
+        "combo_index": [combos[i].combo_index for i in order],
         "colour": [combos[i].combo_index_with_offsets % len(colours) for i in order],
         "new_combo": [int(combos[i].new_combo) for i in order],
         "slides": [beatmap.slider_info(o).span_count if isinstance(o, Slider) else 0 for o in objects],

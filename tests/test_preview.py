@@ -47,6 +47,7 @@ def test_objects_match_the_model(shared_map):
     assert table["kind"] == [{HitCircle: 0, Slider: 1, Spinner: 2, HoldNote: 3}[type(o)] for o in objects]
     combos = {id(o): c for o, c in zip(beatmap.hit_objects, beatmap.combo_info())}
     assert table["combo"] == [combos[id(o)].number for o in objects]
+    assert table["combo_index"] == [combos[id(o)].combo_index for o in objects]
     assert table["new_combo"] == [int(combos[id(o)].new_combo) for o in objects]
     assert all(0 <= c < len(data["colours"]) for c in table["colour"])
     assert sum(data["density"]["counts"]) == len(objects)
