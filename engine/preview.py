@@ -16,8 +16,8 @@ Layout of :func:`preview_json`'s result (times in ms, rounded to whole ms; posit
   ``combo`` (the number shown), ``combo_index`` (which combo, from 1), ``colour`` (index into ``colours``),
   ``new_combo`` (0/1), ``slides`` (span count, 0 for non-sliders); osu! adds ``path`` (per object ``null``
   or a flat ``[x0, y0, x1, y1, ...]`` polyline of the stacked slider path, within 0.25 px of osu!'s); taiko
-  adds ``kat`` and ``big`` (0/1); mania adds ``column`` and the top level ``keys``. ``index`` (the position in ``Beatmap.hit_objects``) is
-  present only when time order differs from file order.
+  adds ``kat`` and ``big`` (0/1); mania adds ``column`` and the top level ``keys``. ``index`` (the position in
+  ``Beatmap.hit_objects``) is present only when time order differs from file order.
 - catch: ``catch`` with ``time``, ``x``, ``kind`` (0 fruit, 1 droplet, 2 tiny droplet, 3 banana), ``colour``
   and ``hyper`` (0/1: a hyperdash starts at this fruit), in time order, generated as osu!lazer's JuiceStream and
   BananaShower do (x offsets from ``CatchBeatmapProcessor`` with its seeded legacy random), and
