@@ -343,3 +343,51 @@ def test_training_skips_a_zip_bomb_and_lists_it(tmp_path, small_caps):
     reasons = [r for r in skipped.counts if r.startswith("unreadable .osz")]
     assert len(reasons) == 1 and "zip bomb" in reasons[0] and "2 bomb.osz" in skipped.summary()
     assert peak < 2 << 20
+
+
+# --- rule checks stay linear ---------------------------------------------------------------------------------
+
+rules_stacking = importlib.import_module("engine.rules.stacking")
+rules_timing = importlib.import_module("engine.rules.timing")
+
+
+def counting(monkeypatch, module, name: str) -> list:
+    """Count the calls of ``module.name`` (a module-level function the rules look up when called)."""
+    calls = []
+    original = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+def test_rules_on_a_large_map_fetch_the_timing_once(monkeypatch):
+    """Every slider's timing used to re-check the whole list of timing points (time in proportion to
+    sliders x timing points); the checks now fetch the lookups once. (bench/rules.py times it.)"""
+    from bench.rules import synthetic_map
+    from engine.beatmap import Beatmap
+
+    beatmap = synthetic_map(8000)
+    assert len(beatmap.hit_objects) == 8000 and len(beatmap.timing_points) > 2000
+    fetched = counting(monkeypatch, Beatmap, "control_points")
+    found = check_beatmap(beatmap)
+    assert {s.check for s in found} >= {"unsnapped", "offscreen"}
+    assert len(fetched) <= 2
+
+
+def test_many_lines_at_one_time_are_checked_in_linear_time(monkeypatch):
+    """3000 green lines whose times differ by float noise (1e-13 ms) count as one time: each line's
+    section end used to be found by walking all the lines after it."""
+    lines = ["0,500,4,2,0,100,1,0"] + [f"{1000 + i * 1e-13!r},-{50 + i % 100},4,2,0,{i % 100},0,0"
+                                       for i in range(3000)]
+    beatmap = parse_beatmap(osu_text(lines, ["256,192,1000,2,0,L|300:192,1,40"]))
+    compared = counting(monkeypatch, rules_timing, "_same_time")
+    found = check_beatmap(beatmap, checks=["unused-lines", "concurrent-lines"])
+    assert any("3000 concurrent inherited lines" in s.message for s in found)
+    assert len(compared) < 20 * 3000  # one pass; it was 3000 x 3000 / 2
+
+
+def test_thousands_of_objects_inside_one_approach_time_are_stacked_in_linear_time(monkeypatch):
+    objects = [f"{i % 500},{i // 500 * 10},1000,1,0,0:0:0:0:" for i in range(3000)]  # all at 1000 ms, apart
+    beatmap = parse_beatmap(osu_text(["0,500,4,2,0,100,1,0"], objects))
+    near = counting(monkeypatch, rules_stacking, "_near")
+    check_beatmap(beatmap, checks=["offscreen"])
+    assert 0 < len(near) <= 3000 * rules_stacking.MAX_STACK_SEARCH  # it was 3000 x 3000 / 2

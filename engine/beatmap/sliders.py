@@ -28,7 +28,7 @@ import numpy as np
 
 from .model import Beatmap, Slider
 from .slider_path import SliderPath, slider_path
-from .timing import sv_beat_length_multiplier
+from .timing import ControlPoints, sv_beat_length_multiplier
 
 BASE_SCORING_DISTANCE = 100.0
 TAIL_LENIENCY = -36.0
@@ -103,9 +103,11 @@ class SliderInfo:
         return [e for e in self.events if e.kind == "repeat"]
 
 
-def slider_info(beatmap: Beatmap, slider: Slider) -> SliderInfo:
-    """Timing and geometry of ``slider`` within ``beatmap`` (see the module docstring)."""
-    points = beatmap.control_points()
+def slider_info(beatmap: Beatmap, slider: Slider, points: ControlPoints | None = None) -> SliderInfo:
+    """Timing and geometry of ``slider`` within ``beatmap`` (see the module docstring). ``points``:
+    the beatmap's :meth:`~Beatmap.control_points` when the caller holds them (checking that they are
+    current costs time in proportion to the number of timing points, on every call)."""
+    points = beatmap.control_points() if points is None else points
     beat_length = points.beat_length_at(slider.time)
     sv = points.slider_velocity_at(slider.time)
     path = slider_path(slider, beatmap.format_version, beatmap.mode == 0)

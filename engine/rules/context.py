@@ -6,7 +6,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..beatmap import Beatmap, HitObject, Slider, SliderInfo, Spinner
+from ..beatmap import Beatmap, ControlPoints, HitObject, Slider, SliderInfo, Spinner
+from ..beatmap.sliders import slider_info
 from ..suggestions import Severity, Source, Suggestion, editor_timestamp
 
 
@@ -39,10 +40,15 @@ class MapContext:
             return {}
         return {id(obj): info.number for obj, info in zip(self.beatmap.hit_objects, self.beatmap.combo_info())}
 
+    @cached_property
+    def control_points(self) -> ControlPoints:
+        """The beatmap's timing lookups, fetched once (the beatmap checks they are current on every call)."""
+        return self.beatmap.control_points()
+
     def slider_info(self, slider: Slider) -> SliderInfo:
         info = self._slider_infos.get(id(slider))
         if info is None:
-            info = self._slider_infos[id(slider)] = self.beatmap.slider_info(slider)
+            info = self._slider_infos[id(slider)] = slider_info(self.beatmap, slider, self.control_points)
         return info
 
     def end_position(self, obj: HitObject) -> tuple[float, float]:

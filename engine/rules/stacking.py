@@ -13,6 +13,10 @@ Facts (osu!'s beatmap processor, the same in stable and lazer):
 - One step is a tenth of the circle radius, applied to x and y alike.
 
 Spinners never stack and never interrupt a stack (the old rule included, a simplification).
+A search for an object's stack partners looks at most 128 objects back (or ahead, before v6):
+osu! has no such limit, but without one a map of thousands of objects inside one approach time
+(all at the same time, or a StackLeniency of 10000) takes time quadratic in its length. Real maps
+have at most a few dozen objects inside one approach time.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..beatmap import HitCircle, HitObject, Slider, Spinner
 from .context import MapContext
 
 STACK_DISTANCE = 3.0
+MAX_STACK_SEARCH = 128  # objects looked at for one object's stack (see the module docstring)
 
 
 def preempt_ms(approach_rate: float) -> float:
@@ -63,8 +68,9 @@ def _stack(ctx: MapContext, objects: Sequence[HitObject], threshold: float) -> l
         if heights[i] != 0 or isinstance(base, Spinner):
             continue
         top = i  # the object the next match stacks on
+        lowest = max(i - MAX_STACK_SEARCH, 0)
         if isinstance(base, HitCircle):
-            for n in range(i - 1, -1, -1):
+            for n in range(i - 1, lowest - 1, -1):
                 if isinstance(objects[n], Spinner):
                     continue
                 if objects[top].time - ends[n] > threshold:
@@ -80,7 +86,7 @@ def _stack(ctx: MapContext, objects: Sequence[HitObject], threshold: float) -> l
                     heights[n] = heights[top] + 1
                     top = n
         elif isinstance(base, Slider):
-            for n in range(i - 1, -1, -1):
+            for n in range(i - 1, lowest - 1, -1):
                 if isinstance(objects[n], Spinner):
                     continue
                 if objects[top].time - objects[n].time > threshold:
@@ -99,7 +105,7 @@ def _stack_before_v6(ctx: MapContext, objects: Sequence[HitObject], threshold: f
         path_end = tuple(ctx.slider_info(obj).path.position_at(1.0)) if isinstance(obj, Slider) else obj.position
         last_end = ctx.end_time(obj)
         below = 0
-        for j in range(i + 1, len(objects)):
+        for j in range(i + 1, min(i + 1 + MAX_STACK_SEARCH, len(objects))):
             other = objects[j]
             if other.time - threshold > last_end:
                 break

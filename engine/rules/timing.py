@@ -103,8 +103,7 @@ def _tail_before_new_grid(points: list[TimingPoint], times: list[float], time: f
 
 @rule("unsnapped", TIMING, "Unsnapped hit objects.")
 def unsnapped(ctx: MapContext) -> Iterator[Suggestion]:
-    control = ctx.beatmap.control_points()
-    reds = control.uninherited_points
+    reds = ctx.control_points.uninherited_points
     if not reds:
         return
     red_times = [p.time for p in reds]
@@ -147,7 +146,7 @@ def first_line(ctx: MapContext) -> Iterator[Suggestion]:
 
 @rule("before-first-line", TIMING, "Hit objects before the first uninherited line.")
 def before_first_line(ctx: MapContext) -> Iterator[Suggestion]:
-    reds = ctx.beatmap.control_points().uninherited_points
+    reds = ctx.control_points.uninherited_points
     if not reds:
         return
     start = reds[0].time
@@ -243,10 +242,21 @@ class _Sections:
     def _slider_starts(self) -> list[float]:
         return [o.time for o in self.ctx.objects if isinstance(o, Slider)]
 
+    @cached_property
+    def _next_other_time(self) -> list[int]:
+        """For each i: the first index at or after i whose time differs (``_same_time``) from line
+        i - 1's, found in one pass (a loop per line is quadratic when many lines share a time)."""
+        times, out, j = self._line_times, [0], 0
+        for i in range(1, len(times) + 1):
+            j = max(j, i)
+            while j < len(times) and _same_time(times[j], times[i - 1]):
+                j += 1
+            out.append(j)
+        return out
+
     def bounds(self, line: TimingPoint) -> tuple[float, float]:
         i = bisect.bisect_right(self._line_times, line.time)
-        while i < len(self.lines) and _same_time(self.lines[i].time, line.time):
-            i += 1
+        i = self._next_other_time[i] if i > 0 else i  # i > 0: line i - 1 has line's time
         return line.time, self.lines[i].time if i < len(self.lines) else math.inf
 
     def overlaps_object(self, line: TimingPoint) -> bool:
@@ -270,7 +280,7 @@ class _Sections:
 
 
 def _red_line_issue(ctx: MapContext, sections: _Sections, line: TimingPoint) -> Suggestion | None:
-    control = ctx.beatmap.control_points()
+    control = ctx.control_points
     previous_red = control.uninherited_point_at(line.time - 1)
     previous = control.effective_point_at(line.time - 1)
     if previous_red is None or previous is None or previous_red.time >= line.time:
