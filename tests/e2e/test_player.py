@@ -97,7 +97,8 @@ def open_player(page, folder: Path, name: str, song: Path):
 def pixel(page, x: float, y: float) -> tuple[int, int, int]:
     """The view canvas's colour at CSS pixel (x, y)."""
     return tuple(page.evaluate("""([x, y]) => {
-        const d = player.view.getContext("2d").getImageData(Math.round(x * player.dpr), Math.round(y * player.dpr), 1, 1).data;
+        const dpr = player.dpr;
+        const d = player.view.getContext("2d").getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data;
         return [d[0], d[1], d[2]];
     }""", [x, y]))
 
