@@ -127,6 +127,7 @@ class AccessGuard:
 
 
 def _headers(scope: Scope) -> dict[str, str]:
+    """Lower-case names to values: the first of a repeated header counts; repeated Cookie headers are joined."""
     found: dict[str, str] = {}
     for name, value in scope.get("headers") or []:
         key = name.decode("latin-1").lower()

@@ -136,6 +136,14 @@ class AppContext:
     settings: Settings
     log_file: str | None = None
     written: WrittenFiles = field(default_factory=WrittenFiles)
+    page_loads: list[tuple[Callable, Any, dict[str, Any]]] = field(default_factory=list)
+
+
+def on_page_load(ctx: AppContext, fn: Callable, outputs: Any, **kwargs: Any) -> None:
+    """Fill ``outputs`` with ``fn()`` when a page opens (a tab's last values, a table). :func:`build_app`
+    runs these one after another and then marks the page ``data-mapperator-ready`` on ``<html>``: from then
+    on nothing the page loads overwrites what the user (or a test) types."""
+    ctx.page_loads.append((fn, outputs, kwargs))
 
 
 def theme() -> gr.themes.Base:
@@ -245,10 +253,25 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 models.build(ctx, demo)
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx, demo)
+        _chain_page_loads(ctx, demo)
         timer = gr.Timer(1.0)
         timer.tick(lambda: forms.jobs_html(ctx.worker.active()), None, jobs, api_name="jobs",
                    show_progress="hidden", concurrency_limit=None, queue=False)
     return demo
+
+
+READY_JS = "() => { document.documentElement.dataset.mapperatorReady = 'true'; }"
+
+
+def _chain_page_loads(ctx: AppContext, demo: gr.Blocks) -> None:
+    event = None
+    for fn, outputs, kwargs in ctx.page_loads:
+        kwargs = dict(kwargs, show_progress="hidden")
+        event = demo.load(fn, None, outputs, **kwargs) if event is None else event.then(fn, None, outputs, **kwargs)
+    if event is None:
+        demo.load(None, None, None, js=READY_JS)
+    else:
+        event.then(None, None, None, js=READY_JS)  # .then: also after a failed load, so the page still counts
 
 
 def launch_kwargs(key: AccessKey) -> dict[str, Any]:

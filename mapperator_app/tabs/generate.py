@@ -17,7 +17,7 @@ from engine.errors import MapperatorError
 from engine.presets import PRESETS
 
 from .. import forms, models, osu, path_checks
-from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -305,5 +305,4 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 updates[components.index(component)] = update
         return (*updates, lists[-1])
 
-    demo.load(restore_generate, None, [*components, model_note], api_name="restore_generate",
-              show_progress="hidden")
+    on_page_load(ctx, restore_generate, [*components, model_note], api_name="restore_generate")

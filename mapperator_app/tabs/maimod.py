@@ -15,7 +15,7 @@ from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
 from .. import forms, models, path_checks
-from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 SEVERITIES = ["problem", "warning", "minor"]
@@ -155,4 +155,4 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         saved = ctx.settings.tab("mod")
         return tuple(saved.get(n, fields[n].value) for n in names)
 
-    demo.load(restore_mod, None, components, api_name="restore_mod", show_progress="hidden")
+    on_page_load(ctx, restore_mod, components, api_name="restore_mod")

@@ -12,7 +12,7 @@ import gradio as gr
 from engine.presets import PRESETS
 
 from .. import forms, models
-from ..ui import AppContext, cancel_button, follow, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, on_page_load, session_of, with_signature
 from ..worker import Job, JobState
 
 HEADERS = ["Version", "Repository", "Installed", "Game mode models", "Size", "Folder"]
@@ -45,7 +45,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="models-status")
 
     refresh.click(model_rows, None, table, api_name="models_list")
-    demo.load(model_rows, None, table, api_visibility="private", show_progress="hidden")
+    on_page_load(ctx, model_rows, table, api_visibility="private")
 
     def render(job: Job, ahead: int):
         return forms.progress_html(job, ahead), gr.update()

@@ -9,7 +9,7 @@ import gradio as gr
 from engine.errors import MapperatorError
 
 from .. import osu, path_checks
-from ..ui import AppContext, path_field
+from ..ui import AppContext, on_page_load, path_field
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
@@ -48,5 +48,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     save.click(save_settings, [songs, output], message, api_name="save_settings")
     detect.click(detect_songs_folder, None, [songs, message], api_name="detect_songs_folder")
-    demo.load(lambda: (ctx.settings.songs_folder, ctx.settings.output_folder), None, [songs, output],
-              api_name="restore_settings", show_progress="hidden")
+    def restore_settings():
+        """The saved Songs and output folders."""
+        return ctx.settings.songs_folder, ctx.settings.output_folder
+
+    on_page_load(ctx, restore_settings, [songs, output], api_name="restore_settings")

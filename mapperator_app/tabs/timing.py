@@ -16,7 +16,7 @@ from engine.errors import MapperatorError, OptionError
 from engine.presets import PRESETS
 
 from .. import forms, models, path_checks
-from ..ui import AppContext, cancel_button, follow, path_field, session_of, with_signature
+from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30"]
@@ -161,4 +161,4 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         saved = ctx.settings.tab("timing")
         return tuple(saved.get(n, fields[n].value) for n in names)
 
-    demo.load(restore_timing, None, components, api_name="restore_timing", show_progress="hidden")
+    on_page_load(ctx, restore_timing, components, api_name="restore_timing")
