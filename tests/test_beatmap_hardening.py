@@ -391,3 +391,22 @@ def test_thousands_of_objects_inside_one_approach_time_are_stacked_in_linear_tim
     near = counting(monkeypatch, rules_stacking, "_near")
     check_beatmap(beatmap, checks=["offscreen"])
     assert 0 < len(near) <= 3000 * rules_stacking.MAX_STACK_SEARCH  # it was 3000 x 3000 / 2
+
+
+def test_an_archive_announcing_a_million_files_is_refused_before_zipfile_lists_them(tmp_path, monkeypatch):
+    """The count in the archive's end record (here ZIP64: 1,000,001 files) is checked before zipfile
+    builds an object per file."""
+    many = tmp_path / "million.osz"
+    write_zip(many, {"map.osu": SOME_MAP})
+    data = bytearray(many.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    zip64 = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, 1_000_001, 1_000_001,
+                        end - data.index(b"PK\x01\x02"), data.index(b"PK\x01\x02"))
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, end, 1)
+    record = bytearray(data[end:])
+    record[8:12] = struct.pack("<HH", 0xFFFF, 0xFFFF)
+    many.write_bytes(bytes(data[:end]) + zip64 + locator + bytes(record))
+    listed = counting(monkeypatch, zipfile.ZipFile, "_RealGetContents")
+    with pytest.raises(BeatmapError, match="1000001 files, more than the 10000") as e:
+        osz_module.read_osz(many)
+    assert e.value.path == many and listed == []

@@ -13,6 +13,7 @@ of well under 1 MB each, a song, images and at most a video, in a few hundred fi
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -105,6 +106,7 @@ def read_osz(path: str | Path) -> OszArchive:
     """
     path = Path(path)
     try:
+        _check_entry_count(path)
         with zipfile.ZipFile(path) as z:
             infos = [i for i in z.infolist() if not i.is_dir()]
             _check_declared_sizes(path, infos)
@@ -165,6 +167,28 @@ def extract_member(archive: str | Path, name: str, target: BinaryIO, limit: int)
         raise BeatmapError(f"the archive has no file {name!r}", archive) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError, NotImplementedError) as e:
         raise BeatmapError(f"cannot read the archive: {e}", archive) from e
+
+
+def _check_entry_count(path: Path) -> None:
+    """Refuse an archive whose end record announces too many files, before zipfile builds an
+    object for each of them (a million tiny entries would take hundreds of MB)."""
+    with open(path, "rb") as f:
+        f.seek(max(f.seek(0, 2) - (1 << 16) - 22, 0))
+        tail = f.read()
+        end = tail.rfind(b"PK\x05\x06")
+        if end < 0 or len(tail) < end + 22:
+            return  # not a zip: zipfile says so
+        count = struct.unpack_from("<H", tail, end + 10)[0]
+        if count == 0xFFFF:  # ZIP64: the real count is in the ZIP64 end record, if it can be found
+            count, locator = 0, end - 20
+            if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+                f.seek(struct.unpack_from("<Q", tail, locator + 8)[0])
+                record = f.read(56)
+                if record[:4] == b"PK\x06\x06" and len(record) == 56:
+                    count = struct.unpack_from("<Q", record, 32)[0]
+    if count > MAX_OSZ_ENTRIES:
+        raise BeatmapError(f"the archive has {count} files, more than the {MAX_OSZ_ENTRIES} a mapset can have",
+                           path)
 
 
 def _check_declared_sizes(path: Path, infos: list[zipfile.ZipInfo]) -> None:
