@@ -84,7 +84,7 @@ def code_block_commands(text: str) -> list[str]:
 
 def inline_commands(text: str) -> list[list[str]]:
     """Inline code spans that are a program form followed by a command name or a flag, as words."""
-    names = set(cli.build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse has no API)
+    names = set(cli.build_parser()._subparsers._group_actions[0].choices)  # argparse has no public way
     found = []
     for span in re.findall(r"`([^`\n]+)`", text):
         words = span.split()
@@ -99,7 +99,7 @@ COMMANDS = code_block_commands(README_TEXT)
 
 
 def subcommand(command: str) -> str:
-    return shlex.split(command)[1]
+    return next((w for w in shlex.split(command)[1:] if not w.startswith("-")), "")
 
 
 # --- the scratch folder --------------------------------------------------------------------------------------
