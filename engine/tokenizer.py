@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .checked_json import Fields, check_int, read_json
+from .checked_json import Fields, check_int, read_json, show
 from .errors import ModelError
 
 PAD_ID, SOS_ID, EOS_ID = 0, 1, 2
@@ -184,9 +184,8 @@ class Tokenizer:
         self._id_value = np.zeros(self.vocab_size_in, dtype=np.int64)
         for er in ranges:
             s = self.start[er.type]
-            for i in range(er.size):
-                self._id_type[s + i] = er.type
-                self._id_value[s + i] = er.min_value + i
+            self._id_type[s: s + er.size] = [er.type] * er.size
+            self._id_value[s: s + er.size] = np.arange(er.min_value, er.max_value + 1)
 
     # --- loading and saving -------------------------------------------------------------------
 
@@ -404,14 +403,9 @@ def _checked_state(state: Any, where: str) -> dict[str, Any]:
     args["beatmap_mapper"] = _int_map(f, "beatmap_mapper", osu_id, osu_id)
     args["mapper_idx"] = _int_map(f, "mapper_idx", osu_id, (0, args["num_mapper_classes"] - 1))
     descriptors = f.obj("descriptor_idx", {})
-    args["descriptor_idx"] = {
-        name: check_int(value, 0, args["num_descriptor_classes"] - 1,
-                        lambda p, n=name: descriptors.error(repr(n)[1:-1], p))
-        for name, value in descriptors.data.items()}
-    per_beatmap = f.obj("beatmap_descriptors", {})
-    args["beatmap_descriptors"] = {
-        _int_key(per_beatmap, key, osu_id): _int_list(per_beatmap, key, value, (0, VOCAB_LIMIT))
-        for key, value in per_beatmap.data.items()}
+    _check_ints(descriptors, list(descriptors.data.items()), (0, args["num_descriptor_classes"] - 1))
+    args["descriptor_idx"] = dict(descriptors.data)
+    args["beatmap_descriptors"] = _int_list_map(f, "beatmap_descriptors", osu_id, (0, VOCAB_LIMIT))
     _check_conditioning_ranges(f, all_ranges, args)
     for key, expected in (("vocab_size_out", offset + sum(r.size for r in event_ranges)),
                           ("vocab_size_in", vocab_size)):
@@ -448,23 +442,45 @@ def _ranges(f: Fields, key: str, items: list) -> list[EventRange]:
     return ranges
 
 
-def _int_key(f: Fields, key: str, bounds: tuple[int, int]) -> int:
-    text = key.strip()
-    if not (text.isascii() and text.lstrip("-").isdigit() and len(text) <= 20):
-        raise f.error(repr(key)[1:-1], " is not a whole-number key")
-    return check_int(int(text), *bounds, lambda p: f.error(repr(key)[1:-1], p))
+def _check_ints(f: Fields, named_values: list[tuple[str, Any]], bounds: tuple[int, int]) -> None:
+    """Every value a whole number in bounds; checked in bulk, since published id tables have 100,000s of entries."""
+    values = [v for _, v in named_values]
+    if all(type(v) is int for v in values) and (not values or bounds[0] <= min(values) and max(values) <= bounds[1]):
+        return
+    for name, value in named_values:
+        check_int(value, *bounds, lambda p: f.error(name[:40], p))
+
+
+def _int_keys(table: Fields, bounds: tuple[int, int]) -> list[int]:
+    """The keys of a table keyed by osu! ids (JSON keys are strings)."""
+    try:
+        keys = [int(k) for k in table.data]
+    except ValueError:
+        for k in table.data:
+            if not k.strip().lstrip("+-").isdigit() or len(k) > 4000:
+                raise table.error(k[:40], " is not a whole-number key") from None
+        raise
+    _check_ints(table, list(zip(table.data, keys)), bounds)
+    return keys
 
 
 def _int_map(f: Fields, key: str, key_bounds: tuple[int, int], value_bounds: tuple[int, int]) -> dict[int, int]:
     table = f.obj(key, {})
-    return {_int_key(table, k, key_bounds): check_int(v, *value_bounds, lambda p, k=k: table.error(k, p))
-            for k, v in table.data.items()}
+    keys = _int_keys(table, key_bounds)
+    _check_ints(table, list(table.data.items()), value_bounds)
+    return dict(zip(keys, table.data.values()))
 
 
-def _int_list(f: Fields, key: str, value: Any, bounds: tuple[int, int]) -> list[int]:
-    if not isinstance(value, list):
-        raise f.error(key, " is not a JSON list")
-    return [check_int(v, *bounds, lambda p, i=i: f.error(f"{key}[{i}]", p)) for i, v in enumerate(value)]
+def _int_list_map(f: Fields, key: str, key_bounds: tuple[int, int], value_bounds: tuple[int, int]
+                  ) -> dict[int, list[int]]:
+    table = f.obj(key, {})
+    keys = _int_keys(table, key_bounds)
+    for name, values in table.data.items():
+        if not isinstance(values, list):
+            raise table.error(name[:40], f"={show(values)} is not a JSON list")
+    _check_ints(table, [(f"{name}[{i}]", v) for name, values in table.data.items() for i, v in enumerate(values)],
+                value_bounds)
+    return {k: list(values) for k, values in zip(keys, table.data.values())}
 
 
 # Conditioning ranges hold the known values 0..n-1 plus "unknown" n, n the class count beside them.

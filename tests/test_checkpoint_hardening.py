@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.checkpoint import load_checkpoint, parse_config, read_json
 from engine.errors import ModelError
+from engine.model import Mapperatorinator, parameter_count
+from engine.tokenizer import Tokenizer
 
 from .conftest import REPO, UPSTREAM, need
 
@@ -209,3 +211,175 @@ def test_bad_loads_stay_in_bounded_memory(bad_loads):
     assert "peak_rss" in bad_loads, bad_loads["_stderr"][0]
     assert bad_loads["peak_rss"][0] < 1.5 * 2**30
 
+
+
+# --- every field, every wrong type ------------------------------------------------------------------------------
+
+WRONG_VALUES = ["text", [1, 2], {"a": 1}, None, True, False, 0.5, math.nan, math.inf, 10**30, -(10**30), -1, 0,
+                2**63, 1e308]
+
+
+def all_fields(document: dict, prefix: tuple = ()) -> list[tuple]:
+    """Paths to every field of a JSON object and of the objects nested in it (lists: their first entry; the
+    id tables of tokenizer.json: their first entries)."""
+    paths = []
+    items = list(document.items())
+    for key, value in items if not prefix or len(items) < 60 else items[:4]:
+        paths.append(prefix + (key,))
+        if isinstance(value, dict):
+            paths += all_fields(value, prefix + (key,))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            paths += all_fields(value[0], prefix + (key, 0))
+    return paths
+
+
+def replaced(document: dict, path: tuple, value: Any) -> dict:
+    """``document`` with the field at ``path`` set to ``value`` (or removed); the containers on the path are copies."""
+    document = copy.copy(document)
+    container = document
+    for step in path[:-1]:
+        container[step] = copy.copy(container[step])
+        container = container[step]
+    if value is _REMOVE:
+        del container[path[-1]]
+    else:
+        container[path[-1]] = value
+    return document
+
+
+_REMOVE = object()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_config_field_of_a_wrong_type_is_a_model_error(version):
+    config = fixture_json(version, "config.json")
+    tried = 0
+    for path in all_fields(config):
+        for value in WRONG_VALUES + [_REMOVE]:
+            try:
+                parse_config(replaced(config, path, value))
+            except ModelError as e:
+                assert "config.json" in str(e)
+            tried += 1
+    assert tried > 1000
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_tokenizer_field_of_a_wrong_type_is_a_model_error(version):
+    state = fixture_json(version, "tokenizer.json")
+    tried = refused = 0
+    for path in all_fields(state):
+        for value in WRONG_VALUES + [_REMOVE]:
+            try:
+                Tokenizer.from_dict(replaced(state, path, value))
+            except ModelError as e:
+                assert "tokenizer.json" in str(e)
+                refused += 1
+            tried += 1
+    assert tried > 300 and refused > 300
+
+
+# --- random damage, full loads --------------------------------------------------------------------------------
+
+JSON_VALUES = st.one_of(
+    st.text(max_size=6), st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-2**70, 2**70), st.sampled_from([0, -1, 1, 2, 3, 10**6, 10**9, 2**31, 2**63, 10**30]),
+    st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(-3, 3), max_size=2),
+)
+
+
+def _pick(data, document: dict) -> tuple[Any, Any]:
+    """A random field (at any depth) as (container, key)."""
+    container, key = document, data.draw(st.sampled_from(sorted(document)))
+    while isinstance(container[key], (dict, list)) and container[key] and data.draw(st.booleans()):
+        container = container[key]
+        key = (data.draw(st.sampled_from(sorted(container))) if isinstance(container, dict)
+               else data.draw(st.integers(0, len(container) - 1)))
+    return container, key
+
+
+def _damage(data, document: dict) -> dict:
+    document = copy.deepcopy(document)
+    for _ in range(data.draw(st.integers(1, 3))):
+        container, key = _pick(data, document)
+        value = container[key]
+        how = data.draw(st.sampled_from(["replace", "remove", "nest", "nudge"]))
+        if how == "remove":
+            del container[key]
+        elif how == "nest":
+            container[key] = data.draw(st.sampled_from([[value], {"value": value}, [[[value]]]]))
+        elif how == "nudge" and isinstance(value, int) and not isinstance(value, bool):
+            container[key] = data.draw(st.sampled_from([value + 1, value - 1, -value, value * 2, value * 1000, 0]))
+        else:
+            container[key] = data.draw(JSON_VALUES)
+        if not document:
+            break
+    return document
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), version=st.sampled_from(VERSIONS), which=st.sampled_from(["config", "tokenizer", "both"]))
+def test_randomly_damaged_checkpoints_load_or_raise_model_error(data, version, which):
+    config = fixture_json(version, "config.json")
+    tokenizer = fixture_json(version, "tokenizer.json")
+    if which != "tokenizer":
+        config = _damage(data, config)
+    if which != "config":
+        tokenizer = _damage(data, tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_checkpoint(Path(tmp) / "ckpt", version, config=config, tokenizer=tokenizer)
+        try:
+            load_checkpoint(str(folder))
+            event("loaded")
+        except ModelError as e:
+            event("refused: " + ("config.json" if "config.json" in str(e) else
+                                 "tokenizer.json" if "tokenizer.json" in str(e) else "other"))
+
+
+# --- the pieces ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_parameter_count_matches_the_built_model(version):
+    import torch
+
+    config = parse_config(fixture_json(version, "config.json"))
+    with torch.device("meta"):
+        model = Mapperatorinator(config)
+    assert parameter_count(config) == sum(t.numel() for t in model.state_dict().values())
+
+
+def test_json_reader_refuses_oversized_and_deep_files(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('{"a": "' + "x" * 2000 + '"}')
+    with pytest.raises(ModelError, match=r"big\.json is 0 MB, more than the 0 MB"):
+        read_json(big, max_bytes=1000)
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' * 20 + "1" + "}" * 20)
+    with pytest.raises(ModelError, match=r"deep\.json nests JSON more than 16 levels deep"):
+        read_json(deep)
+    huge_int = tmp_path / "int.json"
+    huge_int.write_text('{"a": ' + "9" * 5000 + "}")
+    with pytest.raises(ModelError, match=r"int\.json cannot be read"):
+        read_json(huge_int)
+
+
+def test_sharded_index_with_a_bad_weight_map_is_a_model_error(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", "v32")
+    (folder / "model.safetensors").unlink()
+    index = folder / "model.safetensors.index.json"
+    for weight_map in ([], {"decoder_embedder.weight": "../../etc/passwd"}):
+        index.write_text(json.dumps({"weight_map": weight_map}))
+        with pytest.raises(ModelError, match=r"model\.safetensors\.index\.json: weight_map"):
+            load_checkpoint(str(folder))
+
+
+def test_memory_estimate_refuses_a_model_larger_than_the_machine(tmp_path, monkeypatch):
+    import engine.checkpoint as checkpoint
+
+    folder = write_checkpoint(tmp_path / "ckpt", "v32")
+    monkeypatch.setattr(checkpoint, "host_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(ModelError, match=r"config\.json: this model has 1 M parameters and needs about 0\.0 GB"):
+        load_checkpoint(str(folder))
+    monkeypatch.setattr(checkpoint, "host_memory_bytes", lambda: None)  # unknown: no check, the load goes on
+    assert load_checkpoint(str(folder)).model is not None
