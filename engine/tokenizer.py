@@ -455,9 +455,11 @@ def _int_keys(table: Fields, bounds: tuple[int, int]) -> list[int]:
     """The keys of a table keyed by osu! ids (JSON keys are strings)."""
     try:
         keys = [int(k) for k in table.data]
-    except ValueError:
+    except ValueError:  # find the culprit only on the slow path
         for k in table.data:
-            if not k.strip().lstrip("+-").isdigit() or len(k) > 4000:
+            try:
+                int(k)
+            except ValueError:
                 raise table.error(k[:40], " is not a whole-number key") from None
         raise
     _check_ints(table, list(zip(table.data, keys)), bounds)

@@ -383,3 +383,11 @@ def test_memory_estimate_refuses_a_model_larger_than_the_machine(tmp_path, monke
         load_checkpoint(str(folder))
     monkeypatch.setattr(checkpoint, "host_memory_bytes", lambda: None)  # unknown: no check, the load goes on
     assert load_checkpoint(str(folder)).model is not None
+
+
+@pytest.mark.parametrize("key", ["x", "²", "9" * 5000, "1e5", ""])
+def test_tokenizer_id_tables_need_whole_number_keys(key):
+    state = fixture_json("v32", "tokenizer.json")
+    state["beatmap_mapper"] = {"100000": 2, key: 2}
+    with pytest.raises(ModelError, match=r"tokenizer\.json: beatmap_mapper\..* is not a whole-number key"):
+        Tokenizer.from_dict(state)
