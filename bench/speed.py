@@ -1,0 +1,361 @@
+"""Speed of the published model sizes, and the quality gate of the precision that bought it.
+
+    python bench/speed.py --device cpu|cuda [--precision auto|fp32|bf16|amp|int8] [--models v32 v32-mini]
+                          [--json] [--quick] [--no-gate]
+
+For v32 and v32-mini, with random weights at the published sizes (bench/forward.py's ``random_model``):
+
+- **s per min audio**: a minute of a song costs 36.6 windows in each of the timing and the map pass (16.4 s
+  windows, 1.64 s apart). One window of each pass is run through the engine's own ``decode`` (encoder,
+  prompt, sampling with the logit rules) with a fixed token budget, and the two are scaled to a minute. The
+  budgets come from a ranked map (the tokenization golden ``kimi_no_bouken``: 3,576 map and 386 timing events
+  per minute): a prompt carries the events of the window's lookback half (8.2 s) plus, in the map pass, the
+  window's timing; a window generates the events of one stride. Random weights emit junk of any length, so the
+  budget, not the model, ends each window, and runs stay comparable.
+- **decoder tok/s, batch 1 and 2**: decoder steps per second after a map-pass prompt (batch 2 is what
+  classifier-free guidance runs: one token per step for two rows).
+- **encoder windows/s**, **peak memory** (CUDA: the most allocated; CPU: the measuring process's peak
+  resident set, Python and torch included). Each model is measured in a process of its own.
+
+Quality gate (precisions other than fp32): on the trained fixture checkpoints (../shared/fixtures/upstream/
+trained), greedy generation in the precision compared with the fp32 beatmaps (upstream's goldens, which fp32
+reproduces exactly) by :func:`engine.evaluate`: rhythm precision/recall/F1 of object times within 10 ms, red-line
+BPM and offset error, star-rating difference; plus, on the real-size random models, the largest logit difference
+from fp32 on one window. ``GATE`` holds the thresholds.
+
+With ``--json`` the last line is one JSON object keyed by model name. ``--quick`` is a smoke test (tiny budgets,
+one gate run, well under a minute); its figures mean nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.forward import random_model  # noqa: E402
+from engine.runtime import PRECISION_CHOICES, autocast, resolve_precision  # noqa: E402
+
+SHARED = Path(os.environ.get("MAPPERATOR_SHARED", ROOT.parent / "shared")) / "fixtures" / "upstream"
+TRAINED = SHARED / "trained"
+MODELS = ("v32", "v32-mini")
+
+
+@dataclass(frozen=True)
+class Budget:
+    prompt: int  # prompt tokens (prefilled in one decoder call)
+    generate: int  # tokens generated after it
+
+
+# events per minute of a ranked map: 3,576 map, 386 timing; lookback half 8.19 s, stride 1.64 s
+TIMING_WINDOW = Budget(prompt=64, generate=12)  # 53 lookback beats + conditioning; 11 beats + end
+MAP_WINDOW = Budget(prompt=608, generate=100)  # 488 lookback events + 105 timing + conditioning; 98 + end
+QUICK_WINDOW = Budget(prompt=16, generate=4)
+DECODER_STEPS = 64
+ENCODER_REPEATS = 3
+
+# Thresholds a precision must meet on every trained fixture run (generated vs fp32 beatmap).
+GATE = {"active_rhythm_f1": 0.95, "passive_rhythm_f1": 0.95, "bpm_error": 1.0, "offset_error_ms": 5.0,
+        "star_rating_diff": 0.2}
+# (checkpoint version, golden run, GenerateOptions overrides) as upstream ran them (fixtures README 9.3, 9.6)
+GATE_RUNS = [
+    ("v32", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2)),
+    ("v32", "pipeline_greedy_taiko", dict(gamemode=1, difficulty=1.16, mapper_id=1002, scroll_speed_ratio=0.0)),
+    ("v32", "pipeline_greedy_catch", dict(gamemode=2, difficulty=1.84, mapper_id=2002)),
+    ("v32", "pipeline_greedy_mania", dict(gamemode=3, difficulty=1.04, mapper_id=3002, keycount=4,
+                                          scroll_speed_ratio=0.0, hold_note_ratio=0.0)),
+    ("v30", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2)),
+    ("v31", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2)),
+]
+
+
+# --- timing one model ---------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _clock(device: torch.device) -> float:
+    _sync(device)
+    return time.perf_counter()
+
+
+def _tokenizer(name: str):
+    from engine.presets import PRESETS
+    from engine.training.recipes import RECIPES
+    from engine.training.vocab import build_tokenizer
+
+    return build_tokenizer(PRESETS[name], RECIPES[name])
+
+
+def _prompt(tokenizer, length: int, gen: torch.Generator) -> list[int]:
+    return torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (length,), generator=gen).tolist()
+
+
+def window_seconds(model, name: str, device: torch.device, precision: str, budget: Budget, runs: int) -> float:
+    """Wall seconds of one window of a pass through ``engine.decoding.decode`` (best of ``runs``, so the
+    first, warming up, rarely counts)."""
+    from engine.decoding import DecodingOptions, decode
+    from engine.presets import PRESETS
+    from engine.windows import WindowLayout
+
+    preset = PRESETS[name]
+    layout = WindowLayout.for_preset(preset)
+    tokenizer = _tokenizer(name)
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randn(1, layout.window_samples, generator=gen)
+    prompt = _prompt(tokenizer, budget.prompt, gen)
+    opts = DecodingOptions(do_sample=True, temperature=preset.inference.temperature, top_p=preset.inference.top_p,
+                           timing_temperature=preset.inference.timing_temperature,
+                           max_length=budget.prompt + budget.generate, types_first=preset.data.types_first)
+    best = float("inf")
+    for _ in range(runs):
+        sampler = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(1)
+        t = _clock(device)
+        with autocast(device, precision):
+            rows = decode(model, tokenizer, frames, [prompt], opts, stop=(), lookback_ms=layout.lookback_ms,
+                          generator=sampler)
+        elapsed = _clock(device) - t
+        assert len(rows[0]) == budget.generate, "the token budget must end the window"
+        best = min(best, elapsed)
+    return best
+
+
+@torch.inference_mode()
+def decoder_tokens_per_second(model, device: torch.device, precision: str, batch: int, prompt: int,
+                              steps: int) -> float:
+    samples = 2047 * model.config.spectrogram.hop_length
+    gen = torch.Generator().manual_seed(2)
+    with autocast(device, precision):
+        encoder_out = model.encode(torch.randn(1, samples, generator=gen).to(device)).expand(batch, -1, -1)
+        ids = torch.randint(3, model.config.vocab_size_out, (batch, prompt), generator=gen).to(device)
+        state = model.start_decoding(encoder_out, torch.ones(batch, prompt, dtype=torch.bool, device=device),
+                                     prompt + steps + 4)
+        model.decode_step(ids, state)
+        step = ids[:, -1:]
+        model.decode_step(step, state)  # warm-up
+        t = _clock(device)
+        for _ in range(steps):
+            model.decode_step(step, state)
+        return steps / (_clock(device) - t)
+
+
+@torch.inference_mode()
+def encoder_windows_per_second(model, device: torch.device, precision: str, batch: int, repeats: int) -> float:
+    samples = 2047 * model.config.spectrogram.hop_length
+    frames = torch.randn(batch, samples, generator=torch.Generator().manual_seed(3)).to(device)
+    with autocast(device, precision):
+        model.encode(frames)
+        t = _clock(device)
+        for _ in range(repeats):
+            model.encode(frames)
+        return batch * repeats / (_clock(device) - t)
+
+
+@torch.inference_mode()
+def logit_difference(name: str, device: torch.device, precision: str, prompt: int) -> dict[str, float]:
+    """Largest and mean |logit difference| from fp32, teacher-forced over one window, same random weights."""
+    gen = torch.Generator().manual_seed(4)
+    reference = random_model(name, device, "fp32")
+    samples = 2047 * reference.config.spectrogram.hop_length
+    frames = torch.randn(1, samples, generator=gen).to(device)
+    ids = torch.randint(3, reference.config.vocab_size_out, (1, prompt), generator=gen).to(device)
+    expected = reference(frames, ids).float()
+    del reference
+    model = random_model(name, device, precision)
+    with autocast(device, precision):
+        got = model(frames, ids).float()
+    diff = (got - expected).abs()
+    return {"max_logit_diff": float(diff.max()), "mean_logit_diff": float(diff.mean()),
+            "logit_std": float(expected.std()),
+            "argmax_agreement": float((got.argmax(-1) == expected.argmax(-1)).float().mean())}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 2 ** 10  # bytes on macOS, KiB on Linux
+
+
+def measure_model(name: str, device: torch.device, precision: str, quick: bool, gate: bool) -> dict:
+    """Every figure of one model (run in a process of its own, so that peak memory is the model's)."""
+    from engine.presets import PRESETS
+    from engine.windows import WindowLayout
+
+    torch.manual_seed(0)
+    timing, mapping = (QUICK_WINDOW, QUICK_WINDOW) if quick else (TIMING_WINDOW, MAP_WINDOW)
+    runs = 1 if quick else 3
+    steps = 4 if quick else DECODER_STEPS
+    model = random_model(name, device, precision)
+    windows_per_minute = 60000 / WindowLayout.for_preset(PRESETS[name]).stride_ms
+    timing_s = window_seconds(model, name, device, precision, timing, runs)
+    map_s = window_seconds(model, name, device, precision, mapping, runs)
+    result = {
+        "s_per_min_audio": windows_per_minute * (timing_s + map_s),
+        "decoder_tok_s_bs1": decoder_tokens_per_second(model, device, precision, 1, mapping.prompt, steps),
+        "decoder_tok_s_bs2": decoder_tokens_per_second(model, device, precision, 2, mapping.prompt, steps),
+        "encoder_windows_s": encoder_windows_per_second(model, device, precision, 8 if device.type == "cuda" else 1,
+                                                        1 if quick else ENCODER_REPEATS),
+        "peak_mem_mb": peak_memory_mb(device),
+        "precision": precision,
+        "timing_window_s": timing_s,
+        "map_window_s": map_s,
+    }
+    del model
+    if gate and precision != "fp32":
+        result.update(logit_difference(name, device, precision, 64 if quick else 256))
+    return result
+
+
+def measure_in_child(name: str, args, precision: str) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--device", args.device,
+               "--precision", precision] + (["--quick"] if args.quick else []) + ([] if args.gate else ["--no-gate"])
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"measuring {name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the quality gate on the trained fixtures ---------------------------------------------------------------------
+
+
+def gate_run(version: str, run: str, overrides: dict, device: str, precision: str, out: Path) -> dict:
+    """One trained fixture run generated in ``precision``, evaluated against upstream's fp32 beatmap."""
+    import engine
+    from engine.options import GenerateOptions
+
+    opts = GenerateOptions(audio_path=str(TRAINED / "audio" / "synth150.wav"), output_path=str(out),
+                           model_path=str(TRAINED / version / "checkpoint"), year=2023, do_sample=False, seed=12345,
+                           device=device, precision=precision, **overrides)
+    generated = engine.generate(opts)
+    evaluation = engine.evaluate(generated.path, TRAINED / version / run / "generated.osu").to_dict()
+    keep = ("active_rhythm_precision", "active_rhythm_recall", "active_rhythm_f1", "passive_rhythm_f1", "bpm_error",
+            "offset_error_ms", "star_rating_diff")
+    row = {"run": f"{version}/{run}", **{k: evaluation[k] for k in keep}}
+    row["passed"] = gate_passed(row)
+    return row
+
+
+def gate_passed(row: dict) -> bool:
+    """Whether one evaluated run meets :data:`GATE` (a measure that could not be computed fails)."""
+    def value(key):
+        return row.get(key)
+
+    if any(value(k) is None for k in GATE):
+        return False
+    return (value("active_rhythm_f1") >= GATE["active_rhythm_f1"]
+            and value("passive_rhythm_f1") >= GATE["passive_rhythm_f1"]
+            and value("bpm_error") <= GATE["bpm_error"]
+            and value("offset_error_ms") <= GATE["offset_error_ms"]
+            and abs(value("star_rating_diff")) <= GATE["star_rating_diff"])
+
+
+def quality_gate(device: str, precision: str, quick: bool) -> list[dict]:
+    runs = [r for r in GATE_RUNS if (TRAINED / r[0] / r[1] / "generated.osu").is_file()]
+    if quick:
+        runs = runs[:1]
+    with tempfile.TemporaryDirectory() as out:
+        return [gate_run(version, run, overrides, device, precision, Path(out) / f"{version}-{run}")
+                for version, run, overrides in runs]
+
+
+# --- printing -----------------------------------------------------------------------------------------------------
+
+
+def _f(value, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def print_tables(results: dict, gate_rows: list[dict] | None, header: str) -> None:
+    print(header)
+    print()
+    print("| model | precision | s per min audio | timing window s | map window s | decoder tok/s bs1 | bs2 "
+          "| encoder windows/s | peak MB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
+        print(f"| {name} | {r['precision']} | {r['s_per_min_audio']:.1f} | {r['timing_window_s']:.2f} "
+              f"| {r['map_window_s']:.2f} | {r['decoder_tok_s_bs1']:.1f} | {r['decoder_tok_s_bs2']:.1f} "
+              f"| {r['encoder_windows_s']:.2f} | {r['peak_mem_mb']:.0f} |")
+    if any("max_logit_diff" in r for r in results.values()):
+        print()
+        print("| model | max abs logit diff from fp32 | mean | logit std | argmax agreement |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for name, r in results.items():
+            if "max_logit_diff" in r:
+                print(f"| {name} (random) | {r['max_logit_diff']:.4f} | {r['mean_logit_diff']:.4f} "
+                      f"| {r['logit_std']:.3f} | {r['argmax_agreement']:.3f} |")
+    if gate_rows is not None:
+        print()
+        limits = ", ".join(f"{k} {'>=' if 'f1' in k else '<='} {v}" for k, v in GATE.items())
+        print(f"Quality gate against the fp32 beatmaps ({limits}):")
+        print()
+        print("| run | active P / R / F1 | passive F1 | BPM error | offset error ms | star diff | passed |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+        for row in gate_rows:
+            print(f"| {row['run']} | {_f(row['active_rhythm_precision'], 3)} / {_f(row['active_rhythm_recall'], 3)} / "
+                  f"{_f(row['active_rhythm_f1'], 3)} | {_f(row['passive_rhythm_f1'], 3)} | {_f(row['bpm_error'])} "
+                  f"| {_f(row['offset_error_ms'])} | {_f(row['star_rating_diff'])} | "
+                  f"{'yes' if row['passed'] else 'NO'} |")
+        if not gate_rows:
+            print("(no trained fixtures found: gate not run)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                    help="default: the device's default (int8 on the CPU)")
+    ap.add_argument("--models", nargs="*", choices=MODELS, help="default: both (--quick: v32-mini)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: the engine's choice)")
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON object, last line")
+    ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, figures mean nothing")
+    ap.add_argument("--no-gate", dest="gate", action="store_false", help="skip the quality gate")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    from engine.runtime import pick_device
+
+    device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precision = resolve_precision(device, args.precision)
+    if args.child:
+        print(json.dumps(measure_model(args.child, device, precision, args.quick, args.gate)))
+        return
+
+    started = time.perf_counter()
+    models = args.models or (["v32-mini"] if args.quick else list(MODELS))
+    results = {name: measure_in_child(name, args, precision) for name in models}
+    gate_rows = quality_gate(args.device, precision, args.quick) if args.gate and precision != "fp32" else None
+    budgets = "quick budgets" if args.quick else (
+        f"per window: timing {TIMING_WINDOW.prompt}+{TIMING_WINDOW.generate}, map {MAP_WINDOW.prompt}+"
+        f"{MAP_WINDOW.generate} tokens (prompt+generated)")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} logical CPUs"
+    header = (f"{device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, precision "
+              f"{precision}, {budgets}, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
+    print_tables(results, gate_rows, header)
+    if args.json:
+        if gate_rows is not None:
+            for r in results.values():
+                r["gate_passed"] = all(row["passed"] for row in gate_rows) and bool(gate_rows)
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

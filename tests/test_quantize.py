@@ -1,0 +1,160 @@
+"""precision=int8 (engine.quantize), precision=auto, and the CPU thread count (engine.runtime)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+import engine
+from bench.speed import GATE, GATE_RUNS, gate_run
+from engine import runtime
+from engine.audio import load_audio
+from engine.checkpoint import load_checkpoint
+from engine.errors import OptionError
+from engine.options import GenerateOptions
+from engine.quantize import is_int8, quantize_int8
+
+from .conftest import UPSTREAM, need
+
+TRAINED = UPSTREAM / "trained"
+V32 = TRAINED / "v32" / "checkpoint"
+V30 = TRAINED / "v30" / "checkpoint"
+SONG = TRAINED / "audio" / "synth150.wav"
+DAMAGED = TRAINED / "v30" / "maimod" / "std_damaged" / "synth150_std_damaged.osu"
+
+# Two sockets, two cores each, two hyper-threads per core: 8 processors, 4 physical cores.
+CPUINFO_HT = "\n\n".join(
+    f"processor\t: {n}\nvendor_id\t: GenuineIntel\nphysical id\t: {n // 4}\nsiblings\t: 4\ncore id\t\t: {n % 2}\n"
+    f"cpu cores\t: 2\nflags\t\t: fpu sse2 avx2"
+    for n in range(8)
+) + "\n"
+CPUINFO_ARM = "processor\t: 0\nBogoMIPS\t: 48.00\n\nprocessor\t: 1\nBogoMIPS\t: 48.00\n\nHardware\t: BCM2835\n"
+
+
+# --- CPU threads -------------------------------------------------------------------------------------------------
+
+
+def test_physical_cores_counts_cores_not_hyperthreads():
+    assert runtime.physical_cores(CPUINFO_HT) == 4
+    assert runtime.physical_cores(CPUINFO_HT, allowed={0, 2}) == 1  # the two hyper-threads of socket 0, core 0
+    assert runtime.physical_cores(CPUINFO_HT, allowed={0, 1, 4}) == 3
+    assert runtime.physical_cores(CPUINFO_ARM) is None  # no core ids: the caller falls back to the CPU count
+
+
+def test_cgroup_quota():
+    assert runtime.cgroup_cpus("max 100000\n") is None
+    assert runtime.cgroup_cpus("200000 100000\n") == 2
+    assert runtime.cgroup_cpus("150000 100000") == 2
+    assert runtime.cgroup_cpus("50000 100000") == 1
+    assert runtime.cgroup_cpus("") is None and runtime.cgroup_cpus("garbage") is None
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cpu_threads_follow_the_machine_unless_the_user_chose(monkeypatch, restore_threads):
+    wanted = runtime._TORCH_DEFAULT_THREADS + 1
+    monkeypatch.setattr(runtime, "cpu_threads", lambda: wanted)
+    torch.set_num_threads(runtime._TORCH_DEFAULT_THREADS)
+    monkeypatch.setenv("OMP_NUM_THREADS", str(runtime._TORCH_DEFAULT_THREADS))
+    assert runtime.use_cpu_threads() == runtime._TORCH_DEFAULT_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert runtime.pick_device("cpu") == torch.device("cpu") and torch.get_num_threads() == wanted
+    monkeypatch.setattr(runtime, "cpu_threads", lambda: wanted + 1)
+    assert runtime.use_cpu_threads() == wanted  # set once; a count already changed is left alone
+
+
+def test_cpu_threads_agree_with_torch_on_this_machine():
+    """torch counts the physical cores of the CPUs it may use (cpuinfo); our /proc/cpuinfo reading must agree."""
+    if runtime._read("/proc/cpuinfo") is None or os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        pytest.skip("needs Linux's /proc/cpuinfo and torch's own default thread count")
+    if runtime.cgroup_cpus(runtime._read("/sys/fs/cgroup/cpu.max") or ""):
+        pytest.skip("a cgroup CPU quota: torch does not read it, so the two may differ")
+    assert runtime.cpu_threads() == runtime._TORCH_DEFAULT_THREADS
+
+
+# --- precision choice ------------------------------------------------------------------------------------------
+
+
+def test_auto_precision_and_int8_on_a_gpu():
+    assert runtime.resolve_precision(torch.device("cpu"), "auto") == "int8"
+    assert runtime.resolve_precision(torch.device("cuda"), "auto") == "fp32"
+    assert runtime.resolve_precision(torch.device("cpu"), "FP32") == "fp32"
+    with pytest.raises(OptionError, match="CPU only.*device=cpu"):
+        runtime.resolve_precision(torch.device("cuda"), "int8")
+    with pytest.raises(OptionError, match="precision='fp8' is not one of auto, fp32, bf16, amp, int8"):
+        runtime.resolve_precision(torch.device("cpu"), "fp8")
+
+
+# --- the quantized model ---------------------------------------------------------------------------------------
+
+
+def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits():
+    reference = load_checkpoint(str(need(V32)))
+    linears = sum(isinstance(m, torch.nn.Linear) for m in reference.model.transformer.modules())
+    quantized = load_checkpoint(str(V32))
+    assert quantize_int8(quantized.model) is quantized.model
+    assert is_int8(quantized.model) and not is_int8(reference.model)
+    assert sum(isinstance(m, DynamicLinear) for m in quantized.model.modules()) == linears > 0
+    assert not any(type(m) is torch.nn.Linear for m in quantized.model.transformer.modules())
+    assert quantized.model.decoder_embedder.weight.dtype == torch.float32
+
+    # the training example the model learned (fixtures README 9.2), so that the logits mean something
+    example = json.loads(need(TRAINED / "v32" / "train" / "train_example0.json").read_text())
+    ids = torch.tensor([example["decoder_input_ids"]])
+    frames = torch.from_numpy(load_audio(need(SONG), 16000)[: 2047 * 128]).float().unsqueeze(0)
+    with torch.inference_mode():
+        expected, got = reference.model(frames, ids), quantized.model(frames, ids)
+    diff = (got - expected).abs()
+    # measured: max 1.67, mean 0.10 (logit std 2.86); a wrong scale or layout would be off by whole logits
+    assert 0 < diff.max() < 3 and diff.mean() < 0.25
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+def test_int8_refuses_a_model_on_a_gpu_device():
+    model = load_checkpoint(str(need(V32))).model.to("meta")
+    with pytest.raises(OptionError, match="CPU only"):
+        quantize_int8(model)
+
+
+def test_the_model_cache_keeps_int8_and_fp32_apart(tmp_path):
+    """int8 quantizes in place: a shared cache entry would turn a later fp32 job into an int8 one."""
+    runtime.MODELS.clear()
+    base = dict(audio_path=str(need(SONG)), model_path=str(need(V32)), gamemode=0, difficulty=3.2, mapper_id=2,
+                year=2023, do_sample=False, seed=1, device="cpu", output_type=("TIMING",), end_time=2000)
+    engine.generate(GenerateOptions(output_path=str(tmp_path / "a"), precision="fp32", **base))
+    engine.generate(GenerateOptions(output_path=str(tmp_path / "b"), precision="int8", **base))
+    models = {key.quantization: ck.model for key, ck in runtime.MODELS._items.items()}
+    assert set(models) == {None, "int8"}
+    assert is_int8(models["int8"]) and not is_int8(models[None])
+    runtime.MODELS.clear()
+
+
+# --- the quality gate (bench/speed.py) ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version, run, overrides", GATE_RUNS, ids=[f"{v}/{r}" for v, r, _ in GATE_RUNS])
+def test_int8_generation_passes_the_quality_gate(version, run, overrides, tmp_path):
+    need(TRAINED / version / run / "generated.osu")
+    row = gate_run(version, run, overrides, "cpu", "int8", tmp_path)
+    assert row["active_rhythm_f1"] >= GATE["active_rhythm_f1"]
+    assert row["passive_rhythm_f1"] >= GATE["passive_rhythm_f1"]
+    assert row["bpm_error"] <= GATE["bpm_error"]
+    assert row["offset_error_ms"] <= GATE["offset_error_ms"]
+    assert abs(row["star_rating_diff"]) <= GATE["star_rating_diff"]
+    assert row["passed"]
+
+
+@pytest.mark.slow
+def test_int8_maimod_finds_the_same_spots():
+    found = engine.mod(need(DAMAGED), need(SONG), model=str(need(V30)), rules=False, device="cpu", precision="int8")
+    assert [s.time_ms for s in found] == [3430, 6400, 9775, 9775, 12200, 13400, 13800, 14600, 15400, 19040]
