@@ -124,11 +124,12 @@ class OutputTransaction:
             missing.append(current)
             current = current.parent
         for path in reversed(missing):
+            self._folders.append(path)  # first: Ctrl-C right after mkdir must not leave the folder behind
             try:
                 path.mkdir()
             except OSError as e:
+                self._folders.pop()
                 raise BeatmapError(f"cannot create the folder: {e.strerror or e}", path) from e
-            self._folders.append(path)
         return Path(folder)
 
     def write(self, target: str | Path, content: Content, *, replace: bool = False,
@@ -143,6 +144,8 @@ class OutputTransaction:
         if target.is_dir():
             raise BeatmapError("a folder exists at this path; choose a file name", target)
         tmp, fd = self._temporary(target)
+        staged = (tmp, target, replace)
+        self._staged.append(staged)  # from now on a rollback removes it
         try:
             with os.fdopen(fd, "wb") as f:
                 if isinstance(content, (bytes, bytearray)):
@@ -156,13 +159,12 @@ class OutputTransaction:
                 mode &= stat.S_IMODE(os.stat(source).st_mode)
             if mode != stat.S_IMODE(tmp.stat().st_mode):
                 os.chmod(tmp, mode)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as e:
+            self._staged.remove(staged)
+            _remove(tmp)
+            if isinstance(e, OSError):
+                raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
             raise
-        self._staged.append((tmp, target, replace))
         return target
 
     def copy(self, source: str | Path, target: str | Path) -> Path:
