@@ -70,13 +70,14 @@ GATE = {"active_rhythm_f1": 0.95, "passive_rhythm_f1": 0.95, "bpm_error": 1.0, "
         "star_rating_diff": 0.2}
 # (checkpoint version, golden run, GenerateOptions overrides) as upstream ran them (fixtures README 9.3, 9.6)
 GATE_RUNS = [
-    ("v32", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2)),
-    ("v32", "pipeline_greedy_taiko", dict(gamemode=1, difficulty=1.16, mapper_id=1002, scroll_speed_ratio=0.0)),
-    ("v32", "pipeline_greedy_catch", dict(gamemode=2, difficulty=1.84, mapper_id=2002)),
+    ("v32", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2, year=2023)),
+    ("v32", "pipeline_greedy_taiko", dict(gamemode=1, difficulty=1.16, mapper_id=1002, scroll_speed_ratio=0.0,
+                                          year=2023)),
+    ("v32", "pipeline_greedy_catch", dict(gamemode=2, difficulty=1.84, mapper_id=2002, year=2023)),
     ("v32", "pipeline_greedy_mania", dict(gamemode=3, difficulty=1.04, mapper_id=3002, keycount=4,
-                                          scroll_speed_ratio=0.0, hold_note_ratio=0.0)),
-    ("v30", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2)),
-    ("v31", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2)),
+                                          scroll_speed_ratio=0.0, hold_note_ratio=0.0, year=2023)),
+    ("v30", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2)),  # v30 has no year
+    ("v31", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, year=2023)),
 ]
 
 
@@ -241,7 +242,7 @@ def gate_run(version: str, run: str, overrides: dict, device: str, precision: st
     from engine.options import GenerateOptions
 
     opts = GenerateOptions(audio_path=str(TRAINED / "audio" / "synth150.wav"), output_path=str(out),
-                           model_path=str(TRAINED / version / "checkpoint"), year=2023, do_sample=False, seed=12345,
+                           model_path=str(TRAINED / version / "checkpoint"), do_sample=False, seed=12345,
                            device=device, precision=precision, **overrides)
     generated = engine.generate(opts)
     evaluation = engine.evaluate(generated.path, TRAINED / version / run / "generated.osu").to_dict()
