@@ -130,7 +130,7 @@ def _check_text(name: str, value: str, is_path: bool) -> None:
         raise OptionError(f"option {name} is {len(value)} characters long; a path can have at most "
                           f"{MAX_PATH_CHARS}: {_shown(value)}")
     for part in Path(value).parts:
-        size = len(part) if os.name == "nt" else len(os.fsencode(part))
+        size = len(part) if os.name == "nt" else len(part.encode("utf-8", "surrogatepass"))
         if size > MAX_NAME_BYTES:
             raise OptionError(f"option {name} has a file or folder name of {size} "
                               f"{'characters' if os.name == 'nt' else 'bytes'} ({_shown(part)}); "
