@@ -19,6 +19,20 @@ _LAZY = {
     "read_osz": "engine.beatmap",
     "write_osz": "engine.beatmap",
     "preview_json": "engine.preview",
+    "HitCircle": "engine.beatmap",
+    "Slider": "engine.beatmap",
+    "Spinner": "engine.beatmap",
+    "HoldNote": "engine.beatmap",
+    "mania_column": "engine.beatmap",
+    "star_rating": "engine.beatmap_stats",
+    "editor_timestamp": "engine.suggestions",
+    "GAMEMODE_NAMES": "engine.gamemodes",
+    "gamemode_index": "engine.gamemodes",
+    # a beatmap's set on disk
+    "set_files": "engine.mapsets",
+    "set_folder_name": "engine.mapsets",
+    "install_mapset": "engine.mapsets",
+    "pack_osz": "engine.mapsets",
     # audio
     "load_audio": "engine.audio",
     "read_tags": "engine.audio",
@@ -27,17 +41,38 @@ _LAZY = {
     "load_checkpoint": "engine.checkpoint",
     "PRESETS": "engine.presets",
     "DEFAULT_VERSION": "engine.presets",
+    "VersionPreset": "engine.presets",
+    "ContextType": "engine.tokenizer",
+    "Tokenizer": "engine.tokenizer",
+    "CheckpointState": "engine.model_files",
+    "checkpoint_state": "engine.model_files",
+    "InstalledModel": "engine.model_files",
+    "find_models": "engine.model_files",
+    "model_folder": "engine.model_files",
+    "Vocabulary": "engine.model_files",
+    "model_vocabulary": "engine.model_files",
+    "download_model": "engine.model_files",
+    "fetch_model": "engine.model_files",
+    "resolve_source": "engine.checkpoint",
+    "PARTIAL_SUFFIX": "engine.hub_resume",
     # jobs
     "GenerateOptions": "engine.options",
+    "PATH_OPTIONS": "engine.options",
+    "build_options": "engine.options",
+    "parse_overrides": "engine.options",
+    "options_to_words": "engine.options",
+    "check_generate_options": "engine.validation",
     "generate": "engine.generation",
     "GenerationResult": "engine.generation",
     "Progress": "engine.generation",
     "train": "engine.training",
     "TrainOptions": "engine.training",
+    "train_from_words": "engine.training",
     "timing": "engine.timer",
     "TimingResult": "engine.timer",
     "mod": "engine.modding",
     "ModOptions": "engine.modding",
+    "run_mod": "engine.modding",
     "evaluate": "engine.evaluation",
     "evaluate_all": "engine.evaluation",
 }
@@ -56,12 +91,22 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .audio import audio_duration_ms, load_audio, read_tags
-    from .checkpoint import load_checkpoint
+    from .beatmap import HitCircle, HoldNote, Slider, Spinner, mania_column
+    from .beatmap_stats import star_rating
+    from .checkpoint import load_checkpoint, resolve_source
+    from .gamemodes import GAMEMODE_NAMES, gamemode_index
+    from .hub_resume import PARTIAL_SUFFIX
+    from .mapsets import install_mapset, pack_osz, set_files, set_folder_name
+    from .model_files import (CheckpointState, InstalledModel, Vocabulary, checkpoint_state, download_model,
+                              fetch_model, find_models, model_folder, model_vocabulary)
+    from .suggestions import editor_timestamp
+    from .tokenizer import ContextType, Tokenizer
+    from .validation import check_generate_options
     from .generation import GenerationResult, Progress, generate
-    from .options import GenerateOptions
-    from .presets import DEFAULT_VERSION, PRESETS
-    from .modding import ModOptions, mod
+    from .options import PATH_OPTIONS, GenerateOptions, build_options, options_to_words, parse_overrides
+    from .presets import DEFAULT_VERSION, PRESETS, VersionPreset
+    from .modding import ModOptions, mod, run_mod
     from .evaluation import evaluate, evaluate_all
     from .timer import TimingResult, timing
-    from .training import TrainOptions, train
+    from .training import TrainOptions, train, train_from_words
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

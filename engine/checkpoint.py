@@ -22,6 +22,7 @@ from .model import (
     ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, BackboneConfig, Mapperatorinator, ModelConfig,
     SpectrogramConfig, parameter_count,
 )
+from .model_files import CheckpointState, checkpoint_state
 from .presets import PRESETS, VersionPreset, detect_version
 from .tokenizer import VOCAB_LIMIT, Tokenizer
 
@@ -117,11 +118,6 @@ def _offline_advice(repo_id: str, subfolder: str | None) -> str:
             f"or point model_path at a local checkpoint folder.")
 
 
-def _complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file() and (
-        (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file())
-
-
 def download(
     repo_id: str,
     revision: str | None = None,
@@ -160,7 +156,7 @@ def download(
     except Exception as e:  # network failures surface as several httpx/hub/OS error types
         log.warning("download of %s failed", where, exc_info=True)
         raise ModelError(f"could not download {where}: {e}. " + _offline_advice(repo_id, subfolder)) from None
-    if not _complete(snapshot / subfolder if subfolder else snapshot):
+    if checkpoint_state(snapshot / subfolder if subfolder else snapshot) is not CheckpointState.COMPLETE:
         raise ModelError(f"{where} in the Hugging Face cache is incomplete. " + _offline_advice(repo_id, subfolder))
     _drop_finished_partials(snapshot.parent.parent / "blobs")
     return snapshot

@@ -408,7 +408,8 @@ def timing(
     """Find a song's timing points (offset, BPM, meter and changes) with a model's timing pass or super timing.
 
     ``options`` are GenerateOptions fields (seed, timer_iterations, timer_bpm_threshold, timer_cfg_scale, ...).
-    With ``output_path`` (a folder or an .osu path) a timing-only .osu is written there.
+    With ``output_path`` a timing-only .osu is written: into that folder (named like a generated map, the song
+    copied beside it), or, for a path ending in ``.osu``, as that file (a file it replaces is kept as ``.bak``).
     """
     import time as _time
 
@@ -417,10 +418,12 @@ def timing(
     from .options import GenerateOptions, build_options
 
     started = _time.perf_counter()
+    osu_file = Path(output_path).expanduser() if output_path and str(output_path).lower().endswith(".osu") else None
     # build_options: unknown names and bad values are OptionErrors, before anything loads or is written
     opts = build_options(GenerateOptions, {
         "audio_path": str(audio_path), "model_path": model, "super_timing": super_timing, "device": device,
-        "precision": precision, "output_type": ("TIMING",), "output_path": str(output_path) if output_path else None,
+        "precision": precision, "output_type": ("TIMING",),
+        "output_path": str(osu_file.parent if osu_file else output_path) if output_path else None,
         **options})
     if model == "v30":
         raise OptionError("v30 has no timing context to generate timing with; use model v31, v32 or v32-mini")
@@ -428,7 +431,16 @@ def timing(
     report = job.report
     beatmap.metadata = dataclasses.replace(beatmap.metadata, version="Timing")
     path = None
-    if output_path:
+    if osu_file is not None:
+        from .beatmap import write_beatmap
+
+        report.stage("Writing the timing", 0.99)
+        try:
+            write_beatmap(beatmap, osu_file)
+        except OSError as e:
+            raise OptionError(f"could not write {osu_file}: {e.strerror or e}; nothing was written") from None
+        path = osu_file
+    elif output_path:
         report.stage("Writing the timing", 0.99)
         path, _ = _write_outputs(job, beatmap, dataclasses.replace(job.opts, export_osz=False))
     report.stage("Done", 1.0)
