@@ -104,10 +104,6 @@ class ModelConfig:
     init_std: float = 0.02
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
-    def samples_per_frame(self) -> int:
-        return self.spectrogram.hop_length
-
 
 def parameter_count(config: ModelConfig) -> int:
     """Values in the model's weights and stored buffers, worked out from the config alone: what loading it costs

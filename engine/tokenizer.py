@@ -294,11 +294,6 @@ class Tokenizer:
         value = int(stars * self.num_diff_classes / self.max_difficulty)
         return self.encode(Event(EventType.DIFFICULTY, int(np.clip(value, 0, self.num_diff_classes - 1))))
 
-    def difficulty_of_token(self, token_id: int) -> float | None:
-        if token_id == self.unknown(EventType.DIFFICULTY):
-            return None
-        return self.decode(token_id).value * self.max_difficulty / self.num_diff_classes
-
     def mapper_index(self, user_id: int | None) -> int:
         """Row of a mapper (osu! user id) in the checkpoint's mapper table; the last row when unknown."""
         return self.mapper_idx.get(user_id, self.num_mapper_classes) if user_id is not None else self.num_mapper_classes
