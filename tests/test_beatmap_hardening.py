@@ -347,7 +347,7 @@ def test_training_skips_a_zip_bomb_and_lists_it(tmp_path, small_caps):
 
 # --- rule checks stay linear ---------------------------------------------------------------------------------
 
-rules_stacking = importlib.import_module("engine.rules.stacking")
+beatmap_stacking = importlib.import_module("engine.beatmap.stacking")
 rules_timing = importlib.import_module("engine.rules.timing")
 
 
@@ -388,9 +388,9 @@ def test_many_lines_at_one_time_are_checked_in_linear_time(monkeypatch):
 def test_thousands_of_objects_inside_one_approach_time_are_stacked_in_linear_time(monkeypatch):
     objects = [f"{i % 500},{i // 500 * 10},1000,1,0,0:0:0:0:" for i in range(3000)]  # all at 1000 ms, apart
     beatmap = parse_beatmap(osu_text(["0,500,4,2,0,100,1,0"], objects))
-    near = counting(monkeypatch, rules_stacking, "_near")
+    near = counting(monkeypatch, beatmap_stacking, "_near")
     check_beatmap(beatmap, checks=["offscreen"])
-    assert 0 < len(near) <= 3000 * rules_stacking.MAX_STACK_SEARCH  # it was 3000 x 3000 / 2
+    assert 0 < len(near) <= 3000 * beatmap_stacking.MAX_STACK_SEARCH  # it was 3000 x 3000 / 2
 
 
 def test_an_archive_announcing_a_million_files_is_refused_before_zipfile_lists_them(tmp_path, monkeypatch):

@@ -23,11 +23,12 @@ StackLeniency) take time quadratic in their number; real maps have a few dozen o
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .model import Beatmap, HitCircle, HitObject, Slider, Spinner
+from .sliders import SliderInfo
 
 STACK_DISTANCE = 3.0
 FIRST_BACKWARD_VERSION = 6
@@ -60,19 +61,22 @@ def stack_step(circle_size: float) -> float:
     return _f32(np.float32(scale) * np.float32(6.4))
 
 
-def stack_heights(beatmap: Beatmap, objects: Sequence[HitObject] | None = None) -> list[int]:
+def stack_heights(beatmap: Beatmap, objects: Sequence[HitObject] | None = None,
+                  slider_info: Callable[[Slider], SliderInfo] | None = None) -> list[int]:
     """Stack height of each of ``objects`` (default: the beatmap's hit objects in time order, stably sorted);
-    all zero outside osu!standard. ``objects`` must be in time order."""
+    all zero outside osu!standard. ``objects`` must be in time order. ``slider_info`` is the caller's (cached)
+    slider geometry lookup, by default the beatmap's."""
     if objects is None:
         objects = sorted(beatmap.hit_objects, key=lambda o: o.time)
     if beatmap.mode != 0 or not objects:
         return [0] * len(objects)
-    ends = [beatmap.end_time(o) for o in objects]
-    end_positions = [_end_position(beatmap, o) for o in objects]
+    info = slider_info or beatmap.slider_info
+    ends = [info(o).end_time if isinstance(o, Slider) else beatmap.end_time(o) for o in objects]
+    end_positions = [_end_position(info, o) for o in objects]
     threshold = stack_threshold(beatmap)
     if beatmap.format_version >= FIRST_BACKWARD_VERSION:
         return _backward(objects, ends, end_positions, threshold)
-    return _forward(beatmap, objects, ends, threshold)
+    return _forward(info, objects, ends, threshold)
 
 
 def stacked_offset(beatmap: Beatmap, height: int) -> float:
@@ -80,11 +84,11 @@ def stacked_offset(beatmap: Beatmap, height: int) -> float:
     return -height * stack_step(beatmap.difficulty.circle_size)
 
 
-def _end_position(beatmap: Beatmap, obj: HitObject) -> tuple[float, float]:
+def _end_position(slider_info: Callable[[Slider], SliderInfo], obj: HitObject) -> tuple[float, float]:
     """Where the object finishes: a slider's path end after an odd span count, its head after an even one."""
     if not isinstance(obj, Slider):
         return obj.position
-    info = beatmap.slider_info(obj)
+    info = slider_info(obj)
     x, y = info.path.position_at(float(info.span_count % 2))
     return float(x), float(y)
 
@@ -128,14 +132,14 @@ def _backward(objects: Sequence[HitObject], ends: list[float], end_positions: li
     return heights
 
 
-def _forward(beatmap: Beatmap, objects: Sequence[HitObject], ends: list[float], threshold: float) -> list[int]:
+def _forward(slider_info: Callable[[Slider], SliderInfo], objects: Sequence[HitObject], ends: list[float], threshold: float) -> list[int]:
     heights = [0] * len(objects)
     for i, obj in enumerate(objects):
         if heights[i] != 0 and not isinstance(obj, Slider):
             continue
         path_end = obj.position
         if isinstance(obj, Slider):
-            x, y = beatmap.slider_info(obj).path.position_at(1.0)
+            x, y = slider_info(obj).path.position_at(1.0)
             path_end = (float(x), float(y))
         last = ends[i]
         below = 0
