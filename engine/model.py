@@ -367,6 +367,8 @@ _CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SD
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+    if q.dtype == torch.float32 and k.dtype == torch.bfloat16:  # bf16 keys/values (Mapperatorinator.kv_dtype)
+        return attend(q.to(k.dtype), k, v, None if mask is None else mask.to(k.dtype), causal).to(q.dtype)
     is_causal = causal and mask is None
     if q.is_cuda:
         with sdpa_kernel(_CUDA_BACKENDS):
@@ -617,6 +619,10 @@ class Backbone(nn.Module):
 class Mapperatorinator(nn.Module):
     """Audio window + decoder tokens -> next-token logits, with a cached incremental decoder for generation."""
 
+    # dtype of the cached decoder keys/values (cross and self attention) when it differs from the weights':
+    # int8 CPU inference keeps them in bf16, half the bytes each decoder step reads (engine.quantize)
+    kv_dtype: torch.dtype | None = None
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -742,11 +748,14 @@ class Mapperatorinator(nn.Module):
         batch = encoder_out.shape[0]
         head_dim = b.d_model // b.decoder_heads
         reserve = prompt_padding.shape[1] + 256
-        caches = [LayerCache(batch, b.decoder_heads, max_len, head_dim, encoder_out.device, self.dtype, reserve)
-                  for _ in range(b.decoder_layers)]
+        caches = [LayerCache(batch, b.decoder_heads, max_len, head_dim, encoder_out.device,
+                             self.kv_dtype or self.dtype, reserve) for _ in range(b.decoder_layers)]
         key_padding = torch.ones(batch, max_len, dtype=torch.bool, device=encoder_out.device)
         key_padding[:, : prompt_padding.shape[1]] = prompt_padding
-        return DecoderState(self.cross_kv(encoder_out), caches, key_padding)
+        cross_kv = self.cross_kv(encoder_out)
+        if self.kv_dtype is not None:
+            cross_kv = [(k.to(self.kv_dtype), v.to(self.kv_dtype)) for k, v in cross_kv]
+        return DecoderState(cross_kv, caches, key_padding)
 
     def decode_step(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Feed ``ids`` (batch, n) after what ``state`` holds; returns the logits of the last position (batch, vocab)."""

@@ -4,7 +4,9 @@ A CPU decoder step is bound by memory traffic: every token reads every decoder w
 in fp32). Here each ``nn.Linear`` of the encoder, the decoder and the output head becomes torch's dynamically
 quantized linear: int8 weights with one scale per output channel, the activations quantized per call, int32
 sums (``quantized::linear_dynamic``: fbgemm on x86 from AVX2 up, Windows included; qnnpack on ARM). The
-embeddings, norms, attention and the conditioning embedders stay fp32.
+decoder's cached keys and values (cross attention over the 1,024 encoder frames, and self attention) are
+kept in bf16, attention computed in bf16: at v32's size they are otherwise half of what a step reads. The
+embeddings, norms, the encoder's attention and the conditioning embedders stay fp32.
 
 Why this kernel and not a weight-only one: ``torch._weight_int8pack_mm`` (int8 weights, bf16 activations) is
 vectorised only on AVX512 builds without MSVC, is 2-3x slower than fp32 with fp32 activations, and was slower
@@ -42,6 +44,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
         quantize_dynamic(model.transformer, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
                          inplace=True)
+    model.kv_dtype = torch.bfloat16
     return model
 
 

@@ -118,6 +118,17 @@ def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits():
     assert 0 < diff.max() < 3 and diff.mean() < 0.25
     assert torch.equal(got.argmax(-1), expected.argmax(-1))
 
+    # token by token, as generation runs: the cached keys/values are bf16, the next tokens the same
+    steps = []
+    for ck in (reference, quantized):
+        with torch.inference_mode():
+            state = ck.model.start_decoding(ck.model.encode(frames), torch.ones(1, 1, dtype=torch.bool), 200)
+            steps.append(torch.stack([ck.model.decode_step(ids[:, i: i + 1], state) for i in range(150)], 1))
+            assert state.cross_kv[0][0].dtype == state.caches[0].k.dtype == (
+                torch.bfloat16 if ck is quantized else torch.float32)
+    assert torch.equal(steps[0].argmax(-1), steps[1].argmax(-1))
+    assert (steps[0] - steps[1]).abs().max() < 3
+
 
 def test_int8_refuses_a_model_on_a_gpu_device():
     model = load_checkpoint(str(need(V32))).model.to("meta")
