@@ -68,8 +68,8 @@ _LAZY = {
     "train": "engine.training",
     "TrainOptions": "engine.training",
     "train_from_words": "engine.training",
-    "timing": "engine.timer",
-    "TimingResult": "engine.timer",
+    "timing": "engine.super_timing",
+    "TimingResult": "engine.super_timing",
     "mod": "engine.modding",
     "ModOptions": "engine.modding",
     "run_mod": "engine.modding",
@@ -107,6 +107,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .presets import DEFAULT_VERSION, PRESETS, VersionPreset
     from .modding import ModOptions, mod, run_mod
     from .evaluation import evaluate, evaluate_all
-    from .timer import TimingResult, timing
+    from .super_timing import TimingResult, timing
     from .training import TrainOptions, train, train_from_words
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .events._view import BeatmapView, view_of
-from .events.timing import median_beat_length as _median_beat_length
-from .events.timing import scroll_speed_changes
+from .events.timing_streams import median_beat_length as _median_beat_length
+from .events.timing_streams import scroll_speed_changes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .beatmap import Beatmap

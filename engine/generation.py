@@ -445,7 +445,7 @@ class _Job:
             timing_points = [tp for tp in plan.reference.timing_points if tp.uninherited]
         elif not plan.in_context and (o.super_timing or self._has_timing_output()):
             if o.super_timing:
-                from .timer import super_timing_events
+                from .super_timing import super_timing_events
 
                 events = super_timing_events(self, conditions)
             else:

@@ -21,7 +21,7 @@ from engine.rules import check_beatmap
 from engine.tokenizer import ContextType
 
 slider_path_module = importlib.import_module("engine.beatmap.slider_path")
-slider_compat = importlib.import_module("engine.events._slider_compat")
+slider_compat = importlib.import_module("engine.events._upstream_parser")
 
 HEAD = """osu file format v14
 
@@ -348,7 +348,7 @@ def test_training_skips_a_zip_bomb_and_lists_it(tmp_path, small_caps):
 # --- rule checks stay linear ---------------------------------------------------------------------------------
 
 beatmap_stacking = importlib.import_module("engine.beatmap.stacking")
-rules_timing = importlib.import_module("engine.rules.timing")
+rules_timing = importlib.import_module("engine.rules.timing_checks")
 
 
 def counting(monkeypatch, module, name: str) -> list:

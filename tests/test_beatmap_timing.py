@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from engine.beatmap import TimingPoint, parse_beatmap, read_beatmap
-from engine.beatmap.timing import sv_beat_length_multiplier
+from engine.beatmap.timing_lookup import sv_beat_length_multiplier
 
 
 def _timing(lines: str, general: str = ""):

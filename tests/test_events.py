@@ -26,7 +26,7 @@ from engine.events import (
     timing_events,
     update_event_times,
 )
-from engine.events._slider_compat import curve_kind, end_position
+from engine.events._upstream_parser import curve_kind, end_position
 from engine.presets import PRESETS
 from engine.tokenizer import ContextType, Event, EventType, Tokenizer
 from tests.conftest import BEATMAPS, UPSTREAM, need

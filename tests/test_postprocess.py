@@ -12,7 +12,7 @@ from engine.postprocess import (BeatmapSettings, PostprocessOptions, add_to_beat
                                 postprocess, resnap, resnap_events, save_beatmap, settings_from_beatmap,
                                 snap_near_perfect_overlaps)
 from engine.postprocess.groups import decode_hitsound
-from engine.postprocess.paths import SliderCurve
+from engine.postprocess.upstream_curves import SliderCurve
 from engine.presets import PRESETS
 from engine.tokenizer import ContextType, Event, EventType
 from tests.conftest import UPSTREAM, need

@@ -11,7 +11,7 @@ import engine
 import engine.decoding
 from engine.beatmap import read_beatmap
 from engine.errors import OptionError
-from engine.timer import BeatVotes, beat_grid
+from engine.super_timing import BeatVotes, beat_grid
 from engine.tokenizer import EventType
 
 from .conftest import REPO, UPSTREAM, need

@@ -2,7 +2,7 @@
 
 Modelled on osu!lazer's decoder/encoder split: :mod:`.model` holds one typed beatmap,
 :mod:`.decoder` reads any .osu version as tolerantly as osu!, :mod:`.encoder` writes v14 the
-way osu!stable does, :mod:`.timing`, :mod:`.slider_path`, :mod:`.sliders` and :mod:`.gameplay`
+way osu!stable does, :mod:`.timing_lookup`, :mod:`.slider_path`, :mod:`.slider_timing` and :mod:`.gameplay`
 compute what osu! derives from it, and :mod:`.osz` handles archives and safe writes.
 """
 from .decoder import parse_beatmap, read_beatmap
@@ -13,8 +13,8 @@ from .model import (Background, Beatmap, Break, Colour, Colours, CurvePoint, Dif
                     Slider, Spinner, TimingPoint, Video)
 from .osz import OszArchive, OszEntry, read_osz, write_beatmap, write_osz
 from .slider_path import PathControlPoint, SliderPath, control_points, slider_path
-from .sliders import SliderEvent, SliderInfo, slider_info
-from .timing import ControlPoints, SampleState
+from .slider_timing import SliderEvent, SliderInfo, slider_info
+from .timing_lookup import ControlPoints, SampleState
 
 __all__ = [
     "Background", "Beatmap", "Break", "ComboInfo", "Colour", "Colours", "ControlPoints", "CurvePoint",

@@ -9,7 +9,7 @@ Units and conventions (shared by every module that builds on this one):
   integers and osu! truncates any fraction, so those are ``int``; v128 files keep ``float``.
 - Values are kept as written wherever osu! would throw information away (hit-object and
   timing-point order, duplicate timing points, missing edge sounds, NaN slider velocities, slider
-  control points); clamping and defaulting happen in the helpers (:mod:`.timing`, :mod:`.sliders`,
+  control points); clamping and defaulting happen in the helpers (:mod:`.timing_lookup`, :mod:`.slider_timing`,
   :mod:`.gameplay`), except for [Difficulty] values which are clamped at read time as osu! does.
 
 Hit objects, timing points and the small value types are frozen, so ``dataclasses.replace``
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from .gameplay import ComboInfo, HitSound
-    from .sliders import SliderInfo
-    from .timing import ControlPoints
+    from .slider_timing import SliderInfo
+    from .timing_lookup import ControlPoints
 
 # Hit object type bits.
 CIRCLE, SLIDER, NEW_COMBO, SPINNER, HOLD = 1, 2, 4, 8, 128
@@ -453,7 +453,7 @@ class Beatmap:
     # -- timing ----------------------------------------------------------------------------
     def control_points(self) -> "ControlPoints":
         """Timing lookups with osu!'s rules, rebuilt whenever ``timing_points`` changes."""
-        from .timing import ControlPoints
+        from .timing_lookup import ControlPoints
 
         key = (tuple(self.timing_points), self.general.sample_set, self.general.sample_volume, self.mode)
         cached = self._cache.get("control_points")
@@ -481,8 +481,8 @@ class Beatmap:
 
     # -- hit objects -----------------------------------------------------------------------
     def slider_info(self, slider: Slider) -> "SliderInfo":
-        """Path, velocity, spans, duration and end time of ``slider`` (see :mod:`.sliders`)."""
-        from .sliders import slider_info
+        """Path, velocity, spans, duration and end time of ``slider`` (see :mod:`.slider_timing`)."""
+        from .slider_timing import slider_info
 
         return slider_info(self, slider)
 

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .model import Beatmap, HitCircle, HitObject, Slider, Spinner
-from .sliders import SliderInfo
+from .slider_timing import SliderInfo
 
 STACK_DISTANCE = 3.0
 FIRST_BACKWARD_VERSION = 6

@@ -3,8 +3,8 @@
 - :mod:`.contexts`: one function per context type (MAP, TIMING, KIAI, SV, NO_HS, GD) from a Beatmap
 - :mod:`.stream`: :class:`EventStream` (events + absolute int-ms times) and the list operations
   inference needs (merge, speed, filter, :func:`update_event_times`)
-- :mod:`.hit_objects`, :mod:`.timing`, :mod:`._groups`: how objects and timing become groups of events
-- :mod:`._slider_compat`, :mod:`._view`: the numbers of upstream's .osu parser (``slider``), which the
+- :mod:`.hit_objects`, :mod:`.timing_streams`, :mod:`._groups`: how objects and timing become groups of events
+- :mod:`._upstream_parser`, :mod:`._view`: the numbers of upstream's .osu parser (``slider``), which the
   checkpoints learned and which differ slightly from osu!'s own geometry
 
 Times in every stream are absolute integer milliseconds; TIME_SHIFT values are absolute too until

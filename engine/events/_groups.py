@@ -18,7 +18,7 @@ import numpy as np
 
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType
-from . import _slider_compat as sc
+from . import _upstream_parser as sc
 from ._view import BeatmapView, Sample, TimingPoint
 
 T = EventType

@@ -2,7 +2,7 @@
 
 :func:`view_of` builds one from our :class:`engine.beatmap.Beatmap`. Times are integer microseconds
 (slider's ``timedelta`` resolution); slider's geometry (curve class, end position, duration) is
-computed once here with :mod:`._slider_compat`.
+computed once here with :mod:`._upstream_parser`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
-from . import _slider_compat as sc
+from . import _upstream_parser as sc
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..beatmap import Beatmap
@@ -104,7 +104,7 @@ class BeatmapView:
 # --- from our Beatmap -----------------------------------------------------------------------------
 
 def view_of(beatmap: "Beatmap") -> BeatmapView:
-    """Read ``beatmap`` the way slider does (see :mod:`._slider_compat` for why it matters).
+    """Read ``beatmap`` the way slider does (see :mod:`._upstream_parser` for why it matters).
 
     Differences from osu!'s reading that are reproduced on purpose: times and coordinates truncated
     to ints, no +24 ms for format v3/v4 files, every non-zero effects value counts as kiai, and an

@@ -14,7 +14,7 @@ from ..tokenizer import ContextType
 from ._view import timing_view, view_of
 from .hit_objects import objects_stream
 from .stream import HITSOUND_TYPES, EventStream, merge_events, remove_events_of_type, speed_events
-from .timing import grid_stream, kiai_stream, sv_stream
+from .timing_streams import grid_stream, kiai_stream, sv_stream
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..beatmap import Beatmap

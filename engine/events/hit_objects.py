@@ -12,7 +12,7 @@ import numpy as np
 
 from ..presets import DataFlags
 from ..tokenizer import EventType
-from . import _slider_compat as sc
+from . import _upstream_parser as sc
 from ._groups import Groups, Pos, scroll_speed_at
 from ._view import BeatmapView, HitObject, Sample
 from .stream import EventStream, sort_by_time

@@ -1,6 +1,6 @@
 """Event streams: a list of events with the absolute time (int ms) of each, and the operations on them.
 
-A stream comes out of :mod:`engine.events.hit_objects` / :mod:`engine.events.timing` with TIME_SHIFT
+A stream comes out of :mod:`engine.events.hit_objects` / :mod:`engine.events.timing_streams` with TIME_SHIFT
 values in absolute milliseconds. Prompt building later rewrites those values relative to a window; the
 decoder produces streams without times, which :func:`update_event_times` fills in.
 """

@@ -1,10 +1,10 @@
 """Finished event streams to a playable beatmap, with the results of upstream's post-processor.
 
 - :mod:`.contexts`: :func:`postprocess`, the whole step: timing, merge, resnap, build
-- :mod:`.timing`: :func:`generate_timing` (red lines from beat events), :func:`resnap_events`
+- :mod:`.red_lines`: :func:`generate_timing` (red lines from beat events), :func:`resnap_events`
 - :mod:`.groups`: events grouped per object, near-overlap snapping
 - :mod:`.build`: :class:`BeatmapSettings`, :class:`PostprocessOptions`, :func:`build_beatmap`
-- :mod:`.sliders`, :mod:`.paths`: slider velocity and length, upstream's curve numbers
+- :mod:`.slider_velocity`, :mod:`.upstream_curves`: slider velocity and length, upstream's curve numbers
 - :mod:`.timeline`: the timing-point list and its editing rules (volume, SV, kiai, scroll speed)
 - :mod:`.merge`: :func:`add_to_beatmap`; :mod:`.output`: :func:`save_beatmap`, :func:`export_osz`
 
@@ -22,8 +22,8 @@ from .contexts import merge_contexts, postprocess, timing_from_contexts
 from .groups import Group, event_groups, snap_near_perfect_overlaps
 from .merge import add_to_beatmap
 from .output import export_osz, osu_filename, save_beatmap
-from .sliders import human_sv_and_length, length_for
-from .timing import beat_length_for, generate_timing, resnap, resnap_events
+from .slider_velocity import human_sv_and_length, length_for
+from .red_lines import beat_length_for, generate_timing, resnap, resnap_events
 
 __all__ = [
     "BeatmapSettings",

@@ -7,7 +7,7 @@ Objects are written in stream order, with upstream's choices:
 - circles, spinners (hitsounds from the spinner end), hold notes, dendens (as spinners) and
   drumrolls (as linear sliders whose length gives the duration at the current SV);
 - sliders from head, anchors, last anchor (end of the first span) and end (after all spans), see
-  :mod:`.sliders`; the chosen SV becomes a green line at the head;
+  :mod:`.slider_velocity`; the chosen SV becomes a green line at the head;
 - a VOLUME event becomes a green line (mania keeps it on the note instead), a slider's per-node
   volumes a line at every node plus one 6 ms later restoring the body volume; KIAI and
   SCROLL_SPEED_CHANGE events become green lines (mania scroll speeds relative to the main BPM);
@@ -28,10 +28,10 @@ from ..beatmap import (Background, Beatmap, Colour, Colours, CurvePoint, Difficu
 from ..presets import VersionPreset
 from ..tokenizer import Event, EventType
 from .groups import Group, event_groups, snap_near_perfect_overlaps
-from .paths import SliderCurve
-from .sliders import capped_sv, drumroll_points, human_sv_and_length, length_for
+from .upstream_curves import SliderCurve
+from .slider_velocity import capped_sv, drumroll_points, human_sv_and_length, length_for
 from .timeline import Timeline, TimingLine, lines_from_points, median_beat_length, to_us, usable_timing
-from .timing import DEFAULT_LENIENCY_MS
+from .red_lines import DEFAULT_LENIENCY_MS
 
 log = logging.getLogger(__name__)
 T = EventType

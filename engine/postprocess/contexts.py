@@ -15,7 +15,7 @@ from ..beatmap import Beatmap, TimingPoint
 from ..events import BEAT_TYPES, EventStream, events_of_type, merge_events
 from ..tokenizer import ContextType, Event, EventType
 from .build import BeatmapSettings, PostprocessOptions, build_beatmap
-from .timing import generate_timing, resnap_events
+from .red_lines import generate_timing, resnap_events
 
 C = ContextType
 MERGE_ORDER = (C.TIMING, C.KIAI, C.MAP, C.SV)  # the order of upstream's context templates

@@ -6,11 +6,11 @@ Verifier users know.
 
 Rules by module (each module's docstring has the exact definitions and thresholds):
 
-- :mod:`.timing` — ``unsnapped``, ``first-line``, ``before-first-line``, ``concurrent-lines``,
+- :mod:`.timing_checks` — ``unsnapped``, ``first-line``, ``before-first-line``, ``concurrent-lines``,
   ``unused-lines``
 - :mod:`.compose` — ``zero-length``, ``offscreen`` (osu!standard, with :mod:`.stacking`),
   ``after-audio`` (needs the audio duration)
-- :mod:`.sliders` — ``slider-length``, ``straight-bezier``
+- :mod:`.slider_checks` — ``slider-length``, ``straight-bezier``
 - :mod:`.files` — ``missing-files`` (file existence needs the beatmap's folder or .osz)
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Iterable
 from ..beatmap import Beatmap
 from ..errors import OptionError
 from ..suggestions import Suggestion, sort_suggestions
-from . import compose, files, sliders, timing  # noqa: F401  (registers the rules)
+from . import compose, files, slider_checks, timing_checks  # noqa: F401  (registers the rules)
 from .context import MapContext
 from .registry import RULES, Rule
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..beatmap import Beatmap, ControlPoints, HitObject, Slider, SliderInfo, Spinner
-from ..beatmap.sliders import slider_info
+from ..beatmap.slider_timing import slider_info
 from ..suggestions import Severity, Source, Suggestion, editor_timestamp
 
 

@@ -30,8 +30,8 @@ from functools import cached_property
 from typing import Iterator
 
 from ..beatmap import HoldNote, Slider, Spinner, TimingPoint
-from ..beatmap.timing import (MAX_BEAT_LENGTH, MAX_SLIDER_VELOCITY, MIN_BEAT_LENGTH, MIN_SLIDER_VELOCITY, clamp,
-                              raw_speed_multiplier)
+from ..beatmap.timing_lookup import (MAX_BEAT_LENGTH, MAX_SLIDER_VELOCITY, MIN_BEAT_LENGTH, MIN_SLIDER_VELOCITY,
+                                      clamp, raw_speed_multiplier)
 from ..suggestions import Severity, Suggestion, editor_timestamp
 from .context import MapContext, object_name
 from .registry import rule

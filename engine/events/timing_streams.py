@@ -7,7 +7,7 @@ from typing import Iterator
 from ..errors import BeatmapError
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType
-from . import _slider_compat as sc
+from . import _upstream_parser as sc
 from ._view import BeatmapView, TimingPoint
 from ._groups import LAST_EVENT_MS, Groups
 from .stream import EventStream

@@ -28,7 +28,7 @@ import numpy as np
 
 from .model import Beatmap, Slider
 from .slider_path import SliderPath, slider_path
-from .timing import ControlPoints, sv_beat_length_multiplier
+from .timing_lookup import ControlPoints, sv_beat_length_multiplier
 
 BASE_SCORING_DISTANCE = 100.0
 TAIL_LENIENCY = -36.0
