@@ -19,7 +19,7 @@ import numpy as np
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType
 from . import _upstream_parser as sc
-from ._view import BeatmapView, Sample, TimingPoint
+from ._view import BeatmapView, Sample, TimingRecord
 
 T = EventType
 Pos = np.ndarray
@@ -145,7 +145,7 @@ def snapping(view: BeatmapView, time_us: int) -> int:
     return 0
 
 
-def hitsound_value(tp: TimingPoint, bits: int, sample: Sample) -> tuple[int, int]:
+def hitsound_value(tp: TimingRecord, bits: int, sample: Sample) -> tuple[int, int]:
     """HITSOUND index and VOLUME of one sound.
 
     index = (whistle/finish/clap bits) / 2 + 8 * (sample set - 1) + 24 * (addition set - 1), sets 1..3.

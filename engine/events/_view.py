@@ -30,7 +30,9 @@ class Sample:
 
 
 @dataclass(frozen=True, slots=True)
-class TimingPoint:
+class TimingRecord:
+    """A timing point as upstream's parser reads it (tokenization's input; the file's is :class:`TimingPoint`)."""
+
     offset_us: int
     beat_length: float  # the raw column: ms per beat, or -100/SV for inherited points
     meter: int
@@ -48,11 +50,13 @@ class TimingPoint:
         return not math.isfinite(bpm) or round(bpm) != 0  # a subnormal beat length: an infinite (truthy) BPM
 
 
-DEFAULT_TIMING_POINT = TimingPoint(0, 1000.0, 4, 0, 100, False, None)
+DEFAULT_TIMING_POINT = TimingRecord(0, 1000.0, 4, 0, 100, False, None)
 
 
 @dataclass(frozen=True, slots=True)
-class HitObject:
+class ObjectRecord:
+    """A hit object as upstream's parser reads it, slider geometry computed (the file's is :class:`HitObject`)."""
+
     kind: Kind
     position: tuple[int, int]
     time_us: int
@@ -73,15 +77,15 @@ class HitObject:
 class BeatmapView:
     mode: int
     circle_size: float
-    timing_points: tuple[TimingPoint, ...]
-    hit_objects: tuple[HitObject, ...]  # file order, hold notes included
+    timing_points: tuple[TimingRecord, ...]
+    hit_objects: tuple[ObjectRecord, ...]  # file order, hold notes included
 
     def __post_init__(self):
         offsets = [tp.offset_us for tp in self.timing_points]
         object.__setattr__(self, "_offsets", offsets)
         object.__setattr__(self, "_sorted", all(a <= b for a, b in zip(offsets, offsets[1:])))
 
-    def timing_point_at(self, time_us: int) -> TimingPoint:
+    def timing_point_at(self, time_us: int) -> TimingRecord:
         """The last point (in file order) at or before ``time_us``; the first point when none is.
 
         A map without timing points gets osu!'s default (60 BPM from 0 ms, volume 100).
@@ -96,7 +100,7 @@ class BeatmapView:
                 return tp
         return self.timing_points[0]
 
-    def uninherited_point_at(self, time_us: int) -> TimingPoint:
+    def uninherited_point_at(self, time_us: int) -> TimingRecord:
         tp = self.timing_point_at(time_us)
         return tp if tp.parent is None else self.timing_points[tp.parent]
 
@@ -124,11 +128,11 @@ def timing_view(timing_points: "Sequence[BeatmapTimingPoint]") -> BeatmapView:
     return BeatmapView(0, 0.0, _timing_points(timing_points, 0), ())
 
 
-def _timing_points(timing_points: "Sequence[BeatmapTimingPoint]", shift: float) -> tuple[TimingPoint, ...]:
+def _timing_points(timing_points: "Sequence[BeatmapTimingPoint]", shift: float) -> tuple[TimingRecord, ...]:
     points, parent = [], None
     for i, tp in enumerate(timing_points):
         inherits = not tp.uninherited and parent is not None
-        points.append(TimingPoint(
+        points.append(TimingRecord(
             offset_us=sc.us_from_ms(tp.time + shift),
             beat_length=tp.beat_length,
             meter=tp.meter,
@@ -142,7 +146,7 @@ def _timing_points(timing_points: "Sequence[BeatmapTimingPoint]", shift: float) 
     return tuple(points)
 
 
-def _hit_object(beatmap: "Beatmap", view: BeatmapView, obj, shift: float) -> HitObject:
+def _hit_object(beatmap: "Beatmap", view: BeatmapView, obj, shift: float) -> ObjectRecord:
     from ..beatmap.model import HoldNote, Slider, Spinner
 
     time_us = sc.us_from_ms(int(obj.time + shift))
@@ -157,11 +161,11 @@ def _hit_object(beatmap: "Beatmap", view: BeatmapView, obj, shift: float) -> Hit
         return _slider(beatmap, view, obj, common)
     if isinstance(obj, (Spinner, HoldNote)):
         kind = "spinner" if isinstance(obj, Spinner) else "hold"
-        return HitObject(kind, end_time_us=sc.us_from_ms(int(obj.end_time + shift)), **common)
-    return HitObject("circle", end_time_us=time_us, **common)
+        return ObjectRecord(kind, end_time_us=sc.us_from_ms(int(obj.end_time + shift)), **common)
+    return ObjectRecord("circle", end_time_us=time_us, **common)
 
 
-def _slider(beatmap: "Beatmap", view: BeatmapView, obj, common: dict) -> HitObject:
+def _slider(beatmap: "Beatmap", view: BeatmapView, obj, common: dict) -> ObjectRecord:
     points = _control_points(obj)
     kind = "B" if any(p.type for p in obj.curve_points) else sc.curve_kind(obj.curve_type, points)
     length = obj.length if obj.length is not None else _path_length(beatmap, obj)
@@ -172,7 +176,7 @@ def _slider(beatmap: "Beatmap", view: BeatmapView, obj, common: dict) -> HitObje
     else:
         beat_length, sv_beat_length = view.timing_points[tp.parent].beat_length, tp.beat_length
     duration = sc.slider_duration_ms(length, repeats, beatmap.difficulty.slider_multiplier, beat_length, sv_beat_length)
-    return HitObject(
+    return ObjectRecord(
         "slider",
         end_time_us=common["time_us"] + duration * 1000,
         curve=kind,

@@ -14,7 +14,7 @@ from ..presets import DataFlags
 from ..tokenizer import EventType
 from . import _upstream_parser as sc
 from ._groups import Groups, Pos, scroll_speed_at
-from ._view import BeatmapView, HitObject, Sample
+from ._view import BeatmapView, ObjectRecord, Sample
 from .stream import EventStream, sort_by_time
 
 T = EventType
@@ -50,7 +50,7 @@ def objects_stream(view: BeatmapView, flags: DataFlags, flip: tuple[bool, bool] 
 
 # --- one function per object kind ---------------------------------------------------------------
 
-def _circle(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
+def _circle(out: Groups, obj: ObjectRecord, last_pos: Pos) -> Pos:
     return out.add(
         T.CIRCLE,
         obj.time_us,
@@ -63,7 +63,7 @@ def _circle(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
     )
 
 
-def _slider(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
+def _slider(out: Groups, obj: ObjectRecord, last_pos: Pos) -> Pos:
     if len(obj.points) >= MAX_SLIDER_POINTS:
         return last_pos
     v2 = out.flags.slider_version == 2
@@ -108,7 +108,7 @@ def _slider(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
     )
 
 
-def _anchors(obj: HitObject):
+def _anchors(obj: ObjectRecord):
     """(index, anchor type) of the control points between head and last point that become anchors.
 
     In a bezier a repeated point is one red anchor (written at its first occurrence); the second copy
@@ -124,7 +124,7 @@ def _anchors(obj: HitObject):
             yield i, T.BEZIER_ANCHOR
 
 
-def _spinner(out: Groups, obj: HitObject) -> Pos:
+def _spinner(out: Groups, obj: ObjectRecord) -> Pos:
     out.add(T.SPINNER, obj.time_us, timed=True)
     out.add_sustains(T.SPINNER_SUSTAIN, obj.time_us, obj.end_time_us)
     out.add(
@@ -136,7 +136,7 @@ def _spinner(out: Groups, obj: HitObject) -> Pos:
     return np.array(PLAYFIELD_CENTER)
 
 
-def _hold_note(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
+def _hold_note(out: Groups, obj: ObjectRecord, last_pos: Pos) -> Pos:
     pos = obj.position
     sound = ((obj.time_us, obj.hitsound, obj.sample),)
     out.add(T.HOLD_NOTE, obj.time_us, timed=True, pos=pos, last_pos=last_pos, hitsounds=sound)
@@ -145,7 +145,7 @@ def _hold_note(out: Groups, obj: HitObject, last_pos: Pos) -> Pos:
     return np.array(pos)
 
 
-def _long_note(out: Groups, obj: HitObject, head: EventType, sustain: EventType, end: EventType) -> None:
+def _long_note(out: Groups, obj: ObjectRecord, head: EventType, sustain: EventType, end: EventType) -> None:
     """A taiko drumroll (from a slider) or denden (from a spinner); edge sounds do not apply."""
     out.add(
         head,
@@ -158,13 +158,13 @@ def _long_note(out: Groups, obj: HitObject, head: EventType, sustain: EventType,
     out.add(end, obj.end_time_us, timed=True)
 
 
-def _edge_sound(obj: HitObject, i: int) -> int:
+def _edge_sound(obj: ObjectRecord, i: int) -> int:
     if not obj.edge_sounds:
         return 0
     return obj.edge_sounds[i] if i < 0 or i < len(obj.edge_sounds) else 0
 
 
-def _edge_sample(obj: HitObject, i: int) -> Sample:
+def _edge_sample(obj: ObjectRecord, i: int) -> Sample:
     if not obj.edge_samples:
         return Sample()
     return obj.edge_samples[i] if i < 0 or i < len(obj.edge_samples) else Sample()

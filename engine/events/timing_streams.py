@@ -8,7 +8,7 @@ from ..errors import BeatmapError
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType
 from . import _upstream_parser as sc
-from ._view import BeatmapView, TimingPoint
+from ._view import BeatmapView, TimingRecord
 from ._groups import LAST_EVENT_MS, Groups
 from .stream import EventStream
 
@@ -95,7 +95,7 @@ def sv_stream(view: BeatmapView, flags: DataFlags) -> EventStream:
     return EventStream(out.events, out.times)
 
 
-def scroll_speed_changes(view: BeatmapView, normalized: bool) -> Iterator[tuple[TimingPoint, float]]:
+def scroll_speed_changes(view: BeatmapView, normalized: bool) -> Iterator[tuple[TimingRecord, float]]:
     """(point, scroll speed) for each timing point that is the last one at its offset.
 
     Uninherited points reset the speed to 1; inherited ones set -100 / beat length. With

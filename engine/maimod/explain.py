@@ -97,7 +97,7 @@ def type_name(event_type: EventType) -> str:
 
 
 @dataclass
-class Group:
+class GroupSummary:
     """What MaiMod needs of a group: its type event, time and whether it carries a position."""
 
     type: EventType | None = None
@@ -105,7 +105,8 @@ class Group:
     has_position: bool = False
 
 
-def group_events(events: Sequence[Event], times: Sequence[int], types_first: bool) -> tuple[list[Group], list[int]]:
+def group_events(events: Sequence[Event], times: Sequence[int],
+                 types_first: bool) -> tuple[list[GroupSummary], list[int]]:
     """The groups of a stream and the group index of every event (-1 for none).
 
     Like upstream's ``get_groups`` with event times: a group's time is its type event's time (with
@@ -114,9 +115,9 @@ def group_events(events: Sequence[Event], times: Sequence[int], types_first: boo
     :func:`engine.postprocess.groups.event_groups` builds the post-processor's richer groups but
     neither keeps which event belongs to which group nor uses the stream's event times.
     """
-    groups: list[Group] = []
+    groups: list[GroupSummary] = []
     owner = [-1] * len(events)
-    current = Group()
+    current = GroupSummary()
     members: list[int] = []
 
     def close() -> None:
@@ -124,7 +125,7 @@ def group_events(events: Sequence[Event], times: Sequence[int], types_first: boo
         groups.append(current)
         for m in members:
             owner[m] = len(groups) - 1
-        current, members = Group(), []
+        current, members = GroupSummary(), []
 
     for i, event in enumerate(events):
         kind = event.type
@@ -209,11 +210,11 @@ class Candidate:
     event: Event
     expected: Event
     surprisal: float
-    group: Group | None
+    group: GroupSummary | None
     group_label: str = "None"
     previous_group_label: str = "None"
-    next_group: Group | None = None
-    next_beat_group: Group | None = None
+    next_group: GroupSummary | None = None
+    next_beat_group: GroupSummary | None = None
     combo_numbers: list = field(default_factory=list)  # of the object the timestamp selects
     timestamp_time: int | None = None  # that object's time; None: the event's own time
 
@@ -244,7 +245,7 @@ def candidates(scored: Sequence[ScoredContext], types_first: bool,
     return out
 
 
-def _label(groups: list[Group], g: int, c: Candidate, events: Sequence[Event], owner: list[int]) -> str:
+def _label(groups: list[GroupSummary], g: int, c: Candidate, events: Sequence[Event], owner: list[int]) -> str:
     group = groups[g]
     if group.type == T.LAST_ANCHOR and g == owner[c.index] and c.event.type in SOUND_TYPES:
         # A slider end's group holds one hitsound per node; count back to its time shift for which one.
