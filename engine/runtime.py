@@ -1,6 +1,7 @@
 """Where and how models run: device, precision and CPU threads, seeding, and a small cache of loaded models."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -135,6 +136,7 @@ def _read(path: str) -> str | None:
         return None
 
 
+@functools.cache
 def cpu_threads() -> int | None:
     """Threads for CPU inference on Linux: the physical cores this process may run on, no more than its
     cgroup's CPU quota; None elsewhere (torch's own default then stands).
