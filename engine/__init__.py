@@ -44,8 +44,8 @@ _LAZY = {
     "VersionPreset": "engine.presets",
     "ContextType": "engine.tokenizer",
     "Tokenizer": "engine.tokenizer",
-    "CheckpointState": "engine.model_files",
-    "checkpoint_state": "engine.model_files",
+    "CheckpointState": "engine.checkpoint_files",
+    "checkpoint_state": "engine.checkpoint_files",
     "InstalledModel": "engine.model_files",
     "find_models": "engine.model_files",
     "model_folder": "engine.model_files",
@@ -97,8 +97,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gamemodes import GAMEMODE_NAMES, gamemode_index
     from .hub_resume import PARTIAL_SUFFIX
     from .mapsets import install_mapset, pack_osz, set_files, set_folder_name
-    from .model_files import (CheckpointState, InstalledModel, Vocabulary, checkpoint_state, download_model,
-                              fetch_model, find_models, model_folder, model_vocabulary)
+    from .checkpoint_files import CheckpointState, checkpoint_state
+    from .model_files import (InstalledModel, Vocabulary, download_model, fetch_model, find_models, model_folder,
+                              model_vocabulary)
     from .suggestions import editor_timestamp
     from .tokenizer import ContextType, Tokenizer
     from .validation import check_generate_options

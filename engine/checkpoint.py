@@ -17,12 +17,12 @@ from typing import Any, Callable
 import torch
 
 from .checked_json import DAMAGED, Fields, read_json, show
+from .checkpoint_files import CheckpointState, checkpoint_state
 from .errors import MapperatorError, ModelError
 from .model import (
     ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, BackboneConfig, Mapperatorinator, ModelConfig,
     SpectrogramConfig, parameter_count,
 )
-from .model_files import CheckpointState, checkpoint_state
 from .presets import PRESETS, VersionPreset, detect_version
 from .tokenizer import VOCAB_LIMIT, Tokenizer
 

@@ -180,8 +180,6 @@ def _check_sampling(opts: GenerateOptions) -> None:
     if opts.generate_positions:
         raise OptionError("generate_positions (upstream's diffusion position model) is not part of Mapperator; "
                           "v30+ models place objects themselves")
-    if opts.parallel:
-        raise OptionError("parallel=true is not supported; windows are generated in order")
 
 
 def _check_ranges(opts: GenerateOptions) -> None:

@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, ClassVar, Sequence, TypeVar
 
 from .errors import OptionError
 
@@ -191,11 +191,9 @@ class GenerateOptions:
     timeshift_bias: float = ranged(0.0, -100, 100)  # a logit bias
     top_p: float | None = ranged(None, 0, 1, low_open=True)
     top_k: int | None = ranged(None, 0, 1_000_000)  # 0: off
-    parallel: bool = False
     do_sample: bool = True
     num_beams: int = ranged(1, 1, 64)
     super_timing: bool = False
-    timer_num_beams: int = ranged(1, 1, 64)
     timer_bpm_threshold: float = ranged(0.1, 0, 1)
     timer_cfg_scale: float = ranged(1.0, 1, 100)
     timer_iterations: int = ranged(20, 1, 1000)
@@ -217,6 +215,15 @@ class GenerateOptions:
     tags: str | None = None
     background: str | None = None
     preview_time: int | None = ranged(None, -1, MAX_MS)  # -1: osu!'s 'none'
+
+    # Upstream options nothing here reads: accepted (and dropped) at the value upstream's configs give them, so
+    # those configs keep working; any other value is refused with this message instead of silently doing nothing.
+    RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
+        "parallel": (False, "parallel=true (windows side by side) is not supported: windows are generated in "
+                            "order; leave parallel out or set it to false"),
+        "timer_num_beams": (1, "timer_num_beams (beam search in super timing) is not supported: super timing "
+                               "samples one sequence per pass; leave timer_num_beams out or set it to 1"),
+    }
 
     def __post_init__(self):
         check_options(self)
@@ -306,8 +313,14 @@ def build_options(cls: type[T], values: dict[str, Any]) -> T:
     """An options dataclass from a mapping; unknown names and bad values raise OptionError."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    retired: dict[str, tuple[Any, str]] = getattr(cls, "RETIRED", {})
     kwargs = {}
     for name, value in values.items():
+        if name in retired and name not in fields:
+            default, refusal = retired[name]
+            if _coerce(name, value, type(default)) != default:
+                raise OptionError(refusal)
+            continue
         if name not in fields:
             raise OptionError(f"unknown option {name!r}{suggest(name, sorted(fields))}")
         kwargs[name] = _coerce(name, value, hints[name], fields[name].metadata.get("range"))

@@ -256,7 +256,7 @@ def remove_key_file(path: Path | None, key: str) -> None:
 
 def read_key(port: int) -> str:
     """The key of this user's Mapperator server on ``port``; OptionError when there is none."""
-    from engine.errors import OptionError
+    from engine import OptionError
 
     path = key_file(port)
     if path is None:

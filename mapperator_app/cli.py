@@ -60,9 +60,7 @@ def cmd_generate(words: Sequence[str], interactive: bool = False) -> int:
 
         return run_wizard()
     engine = _engine()
-    from engine.options import GenerateOptions, parse_overrides
-
-    options = parse_overrides(GenerateOptions, words)
+    options = engine.parse_overrides(engine.GenerateOptions, words)
     bar = _Bar("generate")
     try:
         result = engine.generate(options, progress=bar)
@@ -79,10 +77,10 @@ def cmd_generate(words: Sequence[str], interactive: bool = False) -> int:
 def cmd_download(source: str | None, gamemode: int | None, revision: str | None) -> int:
     from tqdm import tqdm
 
-    from engine.checkpoint import locate
+    import engine
 
-    source = source or _engine().DEFAULT_VERSION
-    folder, subfolder = locate(source, gamemode=gamemode, revision=revision, progress=tqdm)
+    source = source or engine.DEFAULT_VERSION
+    folder, subfolder = engine.fetch_model(source, gamemode=gamemode, revision=revision, progress=tqdm)
     print(f"{source}{'/' + subfolder if subfolder else ''} is ready in {folder}")
     return 0
 
@@ -210,9 +208,7 @@ def _dispatch(args) -> int:
 
         return run_wizard()
     if args.command == "train":
-        from engine.training import train_from_words
-
-        return train_from_words(args.words)
+        return _engine().train_from_words(args.words)
     raise AssertionError(args.command)
 
 

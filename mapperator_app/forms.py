@@ -7,11 +7,12 @@ from __future__ import annotations
 import html
 from typing import Any, Iterable, Sequence
 
-from engine.errors import OptionError
+import engine
+from engine import OptionError
 
 from .worker import Job, JobState
 
-GAMEMODES = ["osu!", "taiko", "catch", "mania"]
+GAMEMODES = list(engine.GAMEMODE_NAMES.values())  # the Radio choices, by mode number
 CONTEXTS = ["TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS"]
 OUTPUT_CONTEXTS = ["TIMING", "KIAI", "MAP", "SV"]
 SEVERITY_COLOURS = {"problem": "#ffd6d6", "warning": "#fff0c2", "minor": "#e6f0ff"}
@@ -24,20 +25,7 @@ def _blank(value: Any) -> bool:
 
 def gamemode_index(value: Any) -> int | None:
     """0-3 from an index, a digit or a mode name (osu!, taiko, catch/fruits/ctb, mania)."""
-    if _blank(value):
-        return None
-    if isinstance(value, bool):
-        raise OptionError(f"game mode {value!r} is not one of {', '.join(GAMEMODES)}")
-    if isinstance(value, (int, float)) and int(value) in range(4):
-        return int(value)
-    text = str(value).strip().lower()
-    aliases = {"osu": 0, "osu!": 0, "std": 0, "standard": 0, "taiko": 1, "catch": 2, "fruits": 2, "ctb": 2,
-               "mania": 3}
-    if text.isdigit() and int(text) in range(4):
-        return int(text)
-    if text in aliases:
-        return aliases[text]
-    raise OptionError(f"game mode {value!r} is not one of {', '.join(GAMEMODES)}")
+    return engine.gamemode_index(value)
 
 
 def mapper_id(value: Any) -> int | None:
@@ -66,8 +54,6 @@ def clean_values(values: dict[str, Any]) -> dict[str, Any]:
 
 def generate_options(values: dict[str, Any]):
     """GenerateOptions from the Generate tab's values, named after the options themselves."""
-    from engine.options import GenerateOptions, build_options
-
     data = clean_values(values)
     if "gamemode" in data:
         data["gamemode"] = gamemode_index(data["gamemode"])
@@ -79,7 +65,7 @@ def generate_options(values: dict[str, Any]):
     for key in ("descriptors", "negative_descriptors"):
         if key in data:
             data[key] = tuple(str(v) for v in data[key])
-    return build_options(GenerateOptions, data)
+    return engine.build_options(engine.GenerateOptions, data)
 
 
 # --- HTML fragments -------------------------------------------------------------------------------------
@@ -198,13 +184,11 @@ TIMING_HEADERS = ["Time (ms)", "Timestamp", "Kind", "BPM", "Meter", "Slider velo
 
 
 def timing_rows(points: Iterable[Any]) -> list[list[Any]]:
-    from engine.suggestions import editor_timestamp
-
     rows = []
     for p in points:
         red = bool(p.uninherited)
         bpm = round(60000.0 / p.beat_length, 3) if red and p.beat_length > 0 else None
         sv = round(-100.0 / p.beat_length, 3) if not red and p.beat_length < 0 else None
-        rows.append([round(float(p.time), 2), editor_timestamp(p.time).rstrip(" -"), "red line" if red else "green line",
+        rows.append([round(float(p.time), 2), engine.editor_timestamp(p.time).rstrip(" -"), "red line" if red else "green line",
                      bpm, p.meter if red else None, sv, bool(p.kiai)])
     return rows

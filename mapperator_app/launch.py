@@ -44,7 +44,7 @@ def configure_environment() -> None:
 def check_port(port: int | None) -> int | None:
     """``port`` when it is a TCP port, or None (then GRADIO_SERVER_PORT, when set, must be one); OptionError
     otherwise, before anything starts."""
-    from engine.errors import OptionError
+    from engine import OptionError
 
     if port is not None:
         if port not in PORTS:
@@ -158,7 +158,7 @@ def _serve_in_browser(server: Server, open_browser: bool) -> None:
 def launch(browser: bool = False, open_browser: bool = True, port: int | None = None) -> int:
     port = check_port(port)
     configure_environment()
-    from engine.errors import OptionError
+    from engine import OptionError
 
     try:
         server = start_server(port)
@@ -200,7 +200,7 @@ def _icon_path() -> str | None:
 def main() -> int:  # ``python -m mapperator_app.launch [--browser] [--no-open] [--port N]``
     import argparse
 
-    from engine.errors import MapperatorError
+    from engine import MapperatorError
 
     ap = argparse.ArgumentParser(prog="mapperator app")
     ap.add_argument("--browser", action="store_true")

@@ -18,15 +18,14 @@ SEVERITY_STYLE = {"problem": "bold red", "warning": "bold yellow", "minor": ""}
 def cmd_mod(words: Sequence[str], as_json: bool = False) -> int:
     from rich.console import Console
 
-    from engine.modding import ModOptions, run_mod
-    from engine.options import parse_overrides
+    import engine
 
     from .cli import _Bar
 
-    options = parse_overrides(ModOptions, words)
+    options = engine.parse_overrides(engine.ModOptions, words)
     bar = _Bar("mod")
     try:
-        found = run_mod(options, progress=bar)
+        found = engine.run_mod(options, progress=bar)
     finally:
         bar.close()
     if as_json:

@@ -14,8 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.beatmap.files import OutputTransaction
-from engine.errors import BeatmapError, OptionError
+from engine import OptionError, install_mapset, pack_osz, set_folder_name, set_files
 
 log = logging.getLogger(__name__)
 
@@ -102,85 +101,6 @@ def open_path(path: str | Path) -> str:
     return f"Opened {target}"
 
 
-def _set_files(osu_path: Path) -> tuple[object, dict[str, Path], list[str]]:
-    """The beatmap; its file and the song/background it names that exist inside its folder, by their names in
-    the set; and the names left out because they lead outside that folder (absolute paths, ``..``, links)."""
-    from engine.beatmap import read_beatmap
-    from engine.beatmap.files import UnsafeFileName, referenced_file
-
-    beatmap = read_beatmap(osu_path)
-    files = {osu_path.name: osu_path}
-    outside: list[str] = []
-    for name in (beatmap.general.audio_filename, beatmap.background_file):
-        if not name:
-            continue
-        try:
-            candidate = referenced_file(osu_path.parent, name)
-        except UnsafeFileName:
-            log.warning("%s names %r, which is outside its folder; not included", osu_path.name, name)
-            outside.append(name)
-            continue
-        if candidate.is_file():
-            files[candidate.relative_to(osu_path.parent).as_posix()] = candidate
-    return beatmap, files, outside
-
-
-def set_folder_name(beatmap) -> str:
-    """``Artist - Title`` as osu! names unsubmitted sets, made safe for every file system."""
-    from engine.beatmap.osz import safe_filename
-
-    name = f"{beatmap.metadata.artist or 'Unknown Artist'} - {beatmap.metadata.title or 'Unknown Title'}"
-    return safe_filename(name).strip(" .") or "Mapperator"
-
-
-def install_mapset(osu_path: str | Path, songs_folder: str | Path) -> Path:
-    """Copy a generated .osu with its song and background into ``Songs/Artist - Title``; returns that folder.
-
-    Files already there are kept (another difficulty of the same song may share them); an .osu of the
-    same name is never replaced.
-    """
-    osu_path = Path(osu_path).expanduser()
-    songs = Path(songs_folder).expanduser()
-    if not osu_path.is_file():
-        raise OptionError(f"{osu_path} does not exist (was it moved or deleted?)")
-    if not songs.is_dir():
-        raise OptionError(f"the osu! Songs folder {songs} does not exist; set it in Settings")
-    beatmap, files, _ = _set_files(osu_path)
-    folder = songs / set_folder_name(beatmap)
-    try:
-        with OutputTransaction() as out:  # all files or none, and no folder left behind by a failure
-            out.make_folder(folder)
-            for name, source in files.items():
-                target = folder / name
-                if target.exists():
-                    if source.suffix.lower() == ".osu":
-                        raise OptionError(f"{target} already exists; not replacing it")
-                    continue
-                out.make_folder(target.parent)
-                out.copy(source, target)
-    except BeatmapError as e:
-        raise OptionError(f"could not copy into {folder}: {e.reason}") from None
-    except OSError as e:
-        raise OptionError(f"could not copy into {folder}: {e.strerror or e}") from None
-    log.info("copied %s into %s", osu_path.name, folder)
-    return folder
-
-
-def pack_osz(osu_path: str | Path) -> Path:
-    """An .osz beside the .osu holding it, its song and its background (a new name when one exists)."""
-    from engine.beatmap import write_osz
-
-    osu_path = Path(osu_path).expanduser()
-    _, files, _ = _set_files(osu_path)
-    target = osu_path.with_suffix(".osz")
-    n = 2
-    while target.exists():
-        target = osu_path.with_name(f"{osu_path.stem} ({n}).osz")
-        n += 1
-    write_osz(target, files=files)
-    return target
-
-
 def open_in_osu(path: str | Path, songs_folder: str | Path | None = None) -> str:
     """Give a generated map to osu!; returns a sentence saying what happened."""
     path = Path(path).expanduser()
@@ -190,7 +110,7 @@ def open_in_osu(path: str | Path, songs_folder: str | Path | None = None) -> str
         open_path(path)
         return f"Opened {path.name}: osu! imports it (osu!lazer or osu!stable must be installed)"
     songs = Path(songs_folder).expanduser() if songs_folder else detect_songs_folder()
-    _, _, outside = _set_files(path)
+    _, _, outside = set_files(path)
     note = "".join(f' Left out "{name}": it is outside the beatmap\'s folder.' for name in outside)
     if songs is not None and songs.is_dir():
         folder = install_mapset(path, songs)

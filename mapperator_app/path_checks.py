@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import AudioError, BeatmapError, OptionError
+import engine
+from engine import AudioError, BeatmapError, OptionError
 
 # Folders (and everything in them) no map, timing file or setting may point at. Filesystem roots are
 # refused too. Checked after resolving links, so /etc is refused as /private/etc on macOS.
@@ -49,26 +50,22 @@ def _path(value: str | Path, field: str) -> Path:
 
 def check_audio(value: str | Path, field: str = "audio_path") -> Path:
     """A song: a file whose header decodes as audio."""
-    from engine.audio import audio_duration_ms
-
     path = _path(value, field)
     if not path.is_file():
         raise AudioError(f"{field}: {path}: audio file not found" if not path.exists() else
                          f"{field}: {path} is not a file; choose an audio file")
-    audio_duration_ms(path)  # reads the header; raises AudioError naming the file when it is not audio
+    engine.audio_duration_ms(path)  # reads the header; raises AudioError naming the file when it is not audio
     return path
 
 
 def check_beatmap(value: str | Path, field: str = "beatmap_path"):
     """A beatmap: an .osu file that parses; returns (path, Beatmap)."""
-    from engine.beatmap import read_beatmap
-
     path = _path(value, field)
     if path.suffix.lower() != ".osu":
         raise OptionError(f"{field} must be an .osu file, not {path.name}")
     if not path.is_file():
         raise BeatmapError("file not found", path)
-    return path, read_beatmap(path)
+    return path, engine.read_beatmap(path)
 
 
 def check_image(value: str | Path, field: str = "background") -> Path:

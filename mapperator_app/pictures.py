@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.beatmap import Beatmap
+    from engine import Beatmap
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ PLAYFIELD = (512, 384)
 
 
 def _kind(obj) -> str:
-    from engine.beatmap import HoldNote, Slider, Spinner
+    from engine import HoldNote, Slider, Spinner
 
     if isinstance(obj, Slider):
         return "slider"
@@ -150,7 +150,7 @@ def _chart(beatmap: "Beatmap", size: tuple[int, int]) -> Image.Image:
     (taiko: don/kat), the key (mania) or the x position (catch)."""
     import math
 
-    from engine.beatmap import mania_column
+    from engine import mania_column
 
     width, height = size
     image = Image.new("RGB", size, BACKGROUND)

@@ -105,7 +105,8 @@ def check_assets(folder: Path) -> tuple[Path, Path]:
 
 
 def check_page(server) -> str:
-    """The page answers with its key in the address, and refuses a request without it."""
+    """The page answers with its key in the address (with the preview player's script inlined), and refuses a
+    request without it."""
     import httpx
 
     with httpx.Client(trust_env=False, timeout=60) as http:  # never through a proxy: the server is local
@@ -114,13 +115,16 @@ def check_page(server) -> str:
         refused = http.get(server.url)
     if page.status_code != 200 or "Mapperator" not in page.text:
         raise SelftestError(f"GET {server.url} with its key answered {page.status_code} without the app's page")
+    if "MapperatorPlayer" not in page.text:
+        raise SelftestError(f"GET {server.url}: the page lacks the preview player's script (static/player.js)")
     if refused.status_code != 401:
         raise SelftestError(f"GET {server.url} without the key answered {refused.status_code}, not 401")
-    return f"GET {server.url}: {page.status_code}, {len(page.content)} bytes; without the key: 401"
+    return (f"GET {server.url}: {page.status_code}, {len(page.content)} bytes, player script included; "
+            f"without the key: 401")
 
 
 def check_generate(client, song: Path, checkpoint: Path, out: Path) -> str:
-    from engine.beatmap import read_beatmap
+    from engine import read_beatmap
 
     job = client.submit(audio_path=str(song), model_path=str(checkpoint), gamemode="osu!", do_sample=False,
                         seed="1", output_path=str(out), api_name="/generate")

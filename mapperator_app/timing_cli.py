@@ -23,9 +23,9 @@ class TimingCommand:
     timing_leniency: int = 20
 
     def __post_init__(self):  # the engine's checks of these options, before a progress bar shows
-        from engine.options import GenerateOptions, build_options
+        import engine
 
-        build_options(GenerateOptions, dataclasses.asdict(self))
+        engine.build_options(engine.GenerateOptions, dataclasses.asdict(self))
 
 
 def cmd_timing(words: Sequence[str]) -> int:
@@ -33,11 +33,10 @@ def cmd_timing(words: Sequence[str]) -> int:
     from rich.table import Table
 
     import engine
-    from engine.options import parse_overrides
 
     from .cli import _Bar
 
-    cmd = parse_overrides(TimingCommand, words)
+    cmd = engine.parse_overrides(TimingCommand, words)
     if not cmd.audio_path:
         raise engine.OptionError("audio_path is required, e.g. mapperator timing audio_path=song.mp3")
     extra = {k: v for k, v in dataclasses.asdict(cmd).items()

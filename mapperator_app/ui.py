@@ -10,6 +10,7 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -94,6 +95,12 @@ HEAD = """
 })();
 </script>
 """
+
+# The preview player (static/player.js, plain JS; it never contains a closing script tag) mounts itself on
+# `.mapperator-player` markup that :func:`mapperator_app.player.player_html` writes into gr.HTML outputs.
+_STATIC = files("mapperator_app") / "static"
+HEAD += "<script>" + (_STATIC / "player.js").read_text(encoding="utf-8") + "</script>\n"
+CSS += (_STATIC / "player.css").read_text(encoding="utf-8")
 
 UPLOAD_TYPES = {
     "audio": [".mp3", ".ogg", ".wav", ".flac", ".m4a", ".opus"],
@@ -277,9 +284,7 @@ def _chain_page_loads(ctx: AppContext, demo: gr.Blocks) -> None:
 def launch_kwargs(key: AccessKey) -> dict[str, Any]:
     """What every launch of the page passes to Gradio: local only, no share link, no outbound fetches, no
     static file workers on other ports, and every request through the access guard (:mod:`.access`)."""
-    from importlib.resources import files
-
-    icon = files("mapperator_app") / "static" / "icon.png"
+    icon = _STATIC / "icon.png"
     return dict(server_name="127.0.0.1", share=False, inbrowser=False, quiet=True, ssr_mode=False, pwa=False,
                 mcp_server=False, enable_monitoring=False, footer_links=["api"], theme=theme(), css=CSS, head=HEAD,
                 favicon_path=str(icon) if icon.is_file() else None, max_file_size="1gb", num_workers=0,

@@ -3,7 +3,7 @@ the equivalent ``mapperator generate key=value ...`` command.
 
 Questions are questionary prompts (prompt_toolkit underneath), so arrow keys, space-to-select and path
 completion work the same in Windows consoles and Unix terminals. Answers are checked by the engine itself:
-``build_options`` for types, and once the model's small files are at hand, ``engine.generation.prepare`` with
+``build_options`` for types, and once the model's small files are at hand, ``engine.check_generate_options`` with
 the answers so far (the checks ``mapperator generate`` runs before any heavy work). The model's weights are
 never loaded here; its ``tokenizer.json`` gives the descriptor and mapper lists.
 """
@@ -22,12 +22,11 @@ from questionary import Choice, Separator
 from rich.console import Console
 from rich.markup import escape
 
-from engine.errors import MapperatorError, ModelError
-from engine.options import PATH_OPTIONS, GenerateOptions, build_options, options_to_words, parse_overrides
-from engine.presets import PRESETS, VersionPreset
-from engine.tokenizer import ContextType, Tokenizer
+import engine
+from engine import (GAMEMODE_NAMES, PATH_OPTIONS, PRESETS, ContextType, GenerateOptions, MapperatorError, ModelError,
+                    Tokenizer, VersionPreset, build_options, options_to_words, parse_overrides)
 
-MODES = {0: "osu!", 1: "osu!taiko", 2: "osu!catch", 3: "osu!mania"}
+MODES = {m: name if name.startswith("osu") else f"osu!{name}" for m, name in GAMEMODE_NAMES.items()}
 VERSION_NOTES = {
     "v32": "the newest model, all four modes",
     "v32-mini": "a smaller, faster v32",
@@ -141,17 +140,6 @@ def clean_path(text: str) -> str:
     return text
 
 
-def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
-    """The Hugging Face cache folder of ``repo_id`` when its small files are there (no network)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
-    except Exception:  # not cached (LocalEntryNotFoundError), or an unusable cache: either way not available
-        return None
-    return folder if any(folder.rglob("tokenizer.json")) else None
-
-
 def descriptor_choices(tokenizer: Tokenizer, exclude: Sequence[str] = ()) -> list[Choice | Separator]:
     """The checkpoint's descriptors grouped by their ``group/`` prefix, in the tokenizer's order within a group."""
     groups: dict[str, list[str]] = {}
@@ -219,14 +207,13 @@ class Wizard:
     def problem(self, **changes: Any) -> str | None:
         """Why the answers with ``changes`` (None: back to the default) would be refused by ``mapperator
         generate``, or None."""
-        from engine.generation import prepare
-
         values = {**self.answers, **changes}
         values = {k: v for k, v in values.items() if v is not None}
         try:
             opts = build_options(GenerateOptions, values)
             if self.model_root is not None and opts.audio_path:
-                prepare(dataclasses.replace(opts, model_path=str(self.model_root), output_path=self.scratch))
+                engine.check_generate_options(dataclasses.replace(opts, model_path=str(self.model_root),
+                                                                  output_path=self.scratch))
         except MapperatorError as e:
             return str(e)
         return None
@@ -298,9 +285,7 @@ class Wizard:
         out = self.ask_path("Output folder:", _check_output, default=default_out, only_directories=True)
         self.set("output_path", None if out == default_out else out)
         if beatmap:
-            from engine.beatmap import read_beatmap
-
-            self.reference = read_beatmap(Path(beatmap).expanduser())
+            self.reference = engine.read_beatmap(Path(beatmap).expanduser())
 
     def model(self) -> None:
         self.section("Model")
@@ -313,8 +298,11 @@ class Wizard:
 
     def ask_model(self) -> str:
         choices = []
+        found = {m.version: m for m in engine.find_models()}
         for name, note in VERSION_NOTES.items():
-            state = "downloaded" if cached_snapshot(PRESETS[name].repo_id) else "not downloaded yet"
+            row = found.get(name)
+            state = ("downloaded" if row is not None and row.installed else
+                     "partly downloaded" if row is not None and row.partial else "not downloaded yet")
             choices.append(Choice(f"{name:<9}{note} ({state})", value=name))
         choices.append(Choice("another checkpoint: a folder or a Hugging Face repo id…", value=OTHER_MODEL))
         current = self.answers.get("model_path", GenerateOptions.model_path)
@@ -339,11 +327,9 @@ class Wizard:
 
     def load_model(self, source: str) -> bool:
         """Find the checkpoint's small files (downloading them if asked); False to choose the model again."""
-        from engine.checkpoint import resolve_source
-
         self.model_root = self.tokenizer = self.preset = None
-        where, local = resolve_source(source)
-        root = Path(where) if local else cached_snapshot(where, self.answers.get("revision"))
+        where, local = engine.resolve_source(source)
+        root = Path(where) if local else engine.model_folder(source)
         if root is None:
             self.console.print(f"[yellow]{escape(source)} ({escape(where)}) is not downloaded yet.[/]")
             what = questionary.select("What now?", style=STYLE, choices=[
@@ -367,11 +353,9 @@ class Wizard:
                 self.console.print("[dim]Descriptors and mapper are skipped; other answers are checked only for "
                                    "their type until `mapperator generate` runs.[/]")
                 return True
-        from engine.generation import prepare
-
         try:
             opts = build_options(GenerateOptions, self.answers)
-            plan = prepare(dataclasses.replace(opts, model_path=str(root), output_path=self.scratch))
+            plan = engine.check_generate_options(dataclasses.replace(opts, model_path=str(root), output_path=self.scratch))
         except MapperatorError as e:
             self.console.print(f"[bold red]{escape(str(e))}[/]")
             return False
@@ -383,11 +367,9 @@ class Wizard:
 
         from tqdm import tqdm
 
-        from engine.checkpoint import locate
-
         self.console.print(f"Downloading {escape(source)}…")
         try:
-            folder, subfolder = locate(source, gamemode=self.answers.get("gamemode"),
+            folder, subfolder = engine.fetch_model(source, gamemode=self.answers.get("gamemode"),
                                        revision=self.answers.get("revision"), progress=tqdm)
         except Exception as e:  # noqa: BLE001 - network libraries raise many kinds; all mean "not now"
             logging.getLogger("mapperator").info("wizard: download of %s failed", source, exc_info=True)
@@ -504,7 +486,6 @@ class Wizard:
         self.set("hitsounded", {"auto": None, "yes": True, "no": False}[value])
         if self.ask_bool("super_timing", "Super timing (slower, for songs with changing tempo)?"):
             self.ask_value("timer_iterations", "Super timing passes:", default=GenerateOptions.timer_iterations)
-            self.ask_value("timer_num_beams", "Super timing beams:", default=GenerateOptions.timer_num_beams)
             self.ask_value("timer_cfg_scale", "Super timing guidance:", default=GenerateOptions.timer_cfg_scale)
             self.ask_value("timer_bpm_threshold", "Super timing BPM threshold:",
                            default=GenerateOptions.timer_bpm_threshold)
@@ -548,27 +529,23 @@ def _text(value: Any) -> str:
 
 
 def _check_audio(path: str) -> bool | str:
-    from engine.audio import audio_duration_ms
-
     if not path:
         return "a song is needed: type its path (Tab completes)"
     try:
-        audio_duration_ms(Path(path).expanduser())
+        engine.audio_duration_ms(Path(path).expanduser())
     except MapperatorError as e:
         return str(e)
     return True
 
 
 def _check_beatmap(path: str) -> bool | str:
-    from engine.beatmap import read_beatmap
-
     if not path:
         return True
     p = Path(path).expanduser()
     if p.suffix.lower() != ".osu":
         return f"the reference must be an .osu file, not {p.name}"
     try:
-        read_beatmap(p)
+        engine.read_beatmap(p)
     except MapperatorError as e:
         return str(e)
     return True
@@ -587,12 +564,10 @@ def _check_output(path: str) -> bool | str:
 
 
 def _check_model_source(text: str) -> bool | str:
-    from engine.checkpoint import resolve_source
-
     if not text:
         return "type a checkpoint folder or a Hugging Face repo id (user/name)"
     try:
-        resolve_source(text)
+        engine.resolve_source(text)
     except ModelError as e:
         return str(e)
     return True

@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.errors import MapperatorError
-from engine.presets import PRESETS
+from engine import PRESETS, MapperatorError
 
 from .. import forms, models, osu, path_checks
+from ..player import preview_file
 from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
@@ -33,15 +33,16 @@ class Outcome:
     stars: float | None
     timeline: Any
     thumbnail: Any
+    player: str = ""  # the preview player's markup
 
 
 def _generation_job(options, download_first: bool, on_written: Callable[[Path], None]):
     """The function the worker runs: fetch the model when needed, generate, rate and draw the map;
     ``on_written`` gets the path of the file written."""
     import engine
-    from engine.beatmap_stats import star_rating
 
     from ..pictures import playfield_thumbnail, timeline_strip
+    from ..player import beatmap_song, player_html
 
     def run(progress, cancel: threading.Event) -> Outcome:
         if download_first:
@@ -51,13 +52,16 @@ def _generation_job(options, download_first: bool, on_written: Callable[[Path], 
         on_written(result.path)
         progress((1.0, "Rating and drawing the map", None))
         rated = result.osu_path if result.osu_path is not None else result.beatmap
-        stars = star_rating(rated)
+        stars = engine.star_rating(rated)
         length = None
         try:
             length = engine.audio_duration_ms(result.options.audio_path) if result.options.audio_path else None
         except MapperatorError:
             pass
-        return Outcome(result, stars, timeline_strip(result.beatmap, length), playfield_thumbnail(result.beatmap))
+        song = beatmap_song(result.osu_path) if result.osu_path is not None else None
+        song = song or (Path(result.options.audio_path).expanduser() if result.options.audio_path else None)
+        return Outcome(result, stars, timeline_strip(result.beatmap, length), playfield_thumbnail(result.beatmap),
+                       player_html(result.beatmap, song, "generate"))
 
     return run
 
@@ -73,12 +77,9 @@ def result_markdown(outcome: Outcome) -> str:
     counts = ", ".join(f"{n} {names.get(k, k)}{'s' if n != 1 else ''}" for k, n in kinds.items())
     stars = f"**{outcome.stars:.2f}★**" if outcome.stars is not None else "unknown (rosu-pp could not rate it)"
     asked_text = f" (asked for {asked:.2f}★)" if asked is not None else " (difficulty left to the model)"
-    lines = [
-        f"**Wrote** `{r.path}`",
-        "",
-        "| | |",
-        "|---|---|",
+    lines = [  # the first row is the table's header: Markdown tables have no header-less form
         f"| Star rating | {stars}{asked_text} |",
+        "|---|---|",
         f"| Objects | {len(objects)} ({counts or 'none'}) |",
         f"| Model | {r.version}, seed {r.seed} |",
         f"| Tokens | {r.tokens} in {r.seconds:.1f} s ({r.tokens_per_second:.0f} tokens/s) |",
@@ -97,6 +98,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             fields["beatmap_path"] = path_field(
                 "Reference beatmap (optional)", "beatmap", elem_id="gen-beatmap", placeholder="path to an .osu file",
                 info="Its song, timing and metadata are reused; in-context types below take more from it.")
+            reference_preview = gr.Button("Preview the reference", size="sm", elem_id="gen-beatmap-preview")
+            reference_player = gr.HTML("", elem_id="gen-reference-player")
             with gr.Row(equal_height=True):
                 fields["model_path"] = gr.Dropdown(VERSIONS, value="v32", allow_custom_value=True, label="Model",
                                                    info="a version, or a checkpoint folder", elem_id="gen-model",
@@ -177,13 +180,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                     fields["timing_leniency"] = gr.Textbox(value="", label="Timing leniency (ms)", placeholder="20")
                     fields["max_batch_size"] = gr.Textbox(value="", label="Max batch size", placeholder="model default")
                 with gr.Row():
-                    fields["timer_num_beams"] = gr.Textbox(value="", label="Super timing beams", placeholder="1")
                     fields["timer_iterations"] = gr.Textbox(value="", label="Super timing iterations", placeholder="20")
                     fields["timer_cfg_scale"] = gr.Textbox(value="", label="Super timing CFG", placeholder="1.0")
                     fields["timer_bpm_threshold"] = gr.Textbox(value="", label="Super timing BPM threshold", placeholder="0.1")
                 with gr.Row():
                     fields["resnap_events"] = gr.Checkbox(True, label="Resnap to the timing")
-                    fields["parallel"] = gr.Checkbox(False, label="Parallel windows")
                     fields["add_to_beatmap"] = gr.Checkbox(False, label="Add to the reference beatmap")
                 fields["lora_path"] = path_field("LoRA adapter folder", "folder")
         with gr.Column(scale=2):
@@ -191,8 +192,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 start = gr.Button("Generate", variant="primary", elem_id="gen-start")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="gen-cancel")
             status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="gen-status")
-            output = gr.Textbox(value="", label="Output", interactive=False, elem_id="gen-output", buttons=["copy"])
+            output = gr.Textbox(value="", label="Written to", interactive=False, elem_id="gen-output", buttons=["copy"])
             summary = gr.Markdown("", label="Result", elem_id="gen-result")
+            player = gr.HTML("", elem_id="gen-player")
             gr.Markdown("Objects over time (blue circles, pink sliders, yellow spinners and holds; shaded kiai; "
                         "red ticks: timing points), and where they are:", elem_classes=["mp-caption"])
             timeline = gr.Image(label="Timeline", show_label=False, type="pil", interactive=False,
@@ -231,16 +233,17 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gr.on([fields["model_path"].change, fields["gamemode"].change], checkpoint_lists, lists_inputs, lists_outputs,
           api_name="checkpoint_lists", show_progress="hidden")
 
-    outputs = [status, output, summary, timeline, thumbnail]
+    outputs = [status, output, summary, timeline, thumbnail, player]
 
     def render(job: Job, ahead: int):
-        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update(), gr.update()
+        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
 
     def finish(job: Job):
         if job.state is JobState.DONE:
             o: Outcome = job.result
-            return forms.progress_html(job), str(o.result.path), result_markdown(o), o.timeline, o.thumbnail
-        return forms.progress_html(job), "", "", None, None
+            return (forms.progress_html(job), str(o.result.path), result_markdown(o), o.timeline, o.thumbnail,
+                    o.player)
+        return forms.progress_html(job), "", "", None, None, ""
 
     def generate(values: dict[str, Any], request: gr.Request | None):
         """Generate a beatmap; yields progress while it runs. Values are GenerateOptions fields."""
@@ -248,7 +251,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             options = forms.generate_options(values)
             path_checks.check_generate(options)
         except MapperatorError as e:
-            yield forms.error_html(str(e)), "", "", None, None
+            yield forms.error_html(str(e)), "", "", None, None, ""
             return
         ctx.settings.remember("generate", values)
         download_first = options.model_path in PRESETS and options.model_path not in models.installed_versions()
@@ -256,11 +259,23 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         label = f"Generate {song} ({options.model_path}, {forms.GAMEMODES[options.gamemode or 0]})"
         job = ctx.worker.submit("generate", label, _generation_job(options, download_first, ctx.written.add),
                                 session_of(request))
-        yield forms.progress_html(job, ctx.worker.position(job)), "", "", None, None
+        yield forms.progress_html(job, ctx.worker.position(job)), "", "", None, None, ""
         yield from follow(ctx.worker, job, render, finish)
 
     start.click(with_signature(generate, names), components, outputs, api_name="generate", concurrency_limit=None,
                 show_progress="hidden")
+
+    def preview_reference(beatmap_path: str, audio_path: str):
+        """The reference beatmap in the preview player (with the chosen song, else the one beside it)."""
+        try:
+            checked, _ = path_checks.check_beatmap(beatmap_path)
+            song = path_checks.check_audio(audio_path) if (audio_path or "").strip() else None
+            return preview_file(checked, song, "reference")
+        except MapperatorError as e:
+            return forms.error_html(str(e))
+
+    reference_preview.click(preview_reference, [fields["beatmap_path"], fields["audio_path"]], reference_player,
+                            api_name="preview_reference", show_progress="hidden")
 
     cancel_button(ctx, cancel, status, "generate", "cancel_generate",
                   "Cancel this page's generation (or, when it has none, every generation).")

@@ -1,7 +1,7 @@
 """MaiMod tab: AI and rule-based suggestions for a beatmap in a table that sorts, filters and copies timestamps.
 
 API: ``/mod`` (beatmap_path, audio_path, model, ai, rules, device, precision; yields progress, returns the
-table), ``/cancel_mod``, ``/mod_filter``, ``/copy_timestamp``, ``/restore_mod``.
+table), ``/cancel_mod``, ``/mod_filter``, ``/copy_timestamp``, ``/preview_mod``, ``/restore_mod``.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import gradio as gr
 
-from engine.errors import MapperatorError, OptionError
-from engine.presets import PRESETS
+from engine import PRESETS, MapperatorError, OptionError
 
 from .. import forms, models, path_checks
+from ..player import preview_file
 from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
@@ -30,10 +30,12 @@ def _mod_job(values: dict[str, Any], download_first: bool):
     def run(progress, cancel: threading.Event):
         if download_first:
             models.download_version(values["model"], [], progress=progress, cancel=cancel)
-        return engine.mod(values["beatmap_path"], values.get("audio_path") or None, values.get("model") or "v30",
+        found = engine.mod(values["beatmap_path"], values.get("audio_path") or None, values.get("model") or "v30",
                           ai=bool(values.get("ai", True)), rules=bool(values.get("rules", True)),
                           device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
                           progress=progress, cancel=cancel)
+        progress((1.0, "Loading the map into the player", None))
+        return found, preview_file(values["beatmap_path"], values.get("audio_path") or None, "maimod")
 
     return run
 
@@ -74,6 +76,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="mm-status")
             summary = gr.Markdown("", label="Summary", elem_id="mm-summary")
             copied = gr.Textbox(value="", label="Copied timestamp", interactive=False, elem_id="mm-copied", buttons=["copy"])
+            copied_ms = gr.Number(None, visible="hidden", elem_id="mm-copied-ms")  # where the player seeks
+    with gr.Row():
+        preview = gr.Button("Preview the map", size="sm", elem_id="mm-preview", scale=0)
+    player = gr.HTML("", elem_id="mm-player")
     with gr.Row():
         severity = gr.CheckboxGroup(SEVERITIES, value=SEVERITIES, label="Severity", elem_id="mm-severity")
         source = gr.CheckboxGroup(SOURCES, value=SOURCES, label="Source", elem_id="mm-source")
@@ -88,20 +94,22 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     filters = [severity, source, category, search]
 
     def render(job: Job, ahead: int):
-        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update(), gr.update()
+        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
 
     def finish_with(filter_values):
         def finish(job: Job):
             if job.state is not JobState.DONE:
-                return forms.progress_html(job), gr.update(), "", [], gr.update(choices=[], value=[])
-            rows = forms.suggestion_records(job.result)
+                return forms.progress_html(job), gr.update(), "", [], gr.update(choices=[], value=[]), gr.update()
+            found, markup = job.result
+            rows = forms.suggestion_records(found)
             shown = forms.filter_suggestions(rows, *filter_values)
             categories = sorted({r["category"] for r in rows if r["category"]})
             return (forms.progress_html(job), forms.suggestion_table(shown), summary_text(rows, len(shown)), rows,
-                    gr.update(choices=categories, value=[c for c in filter_values[2] or [] if c in categories]))
+                    gr.update(choices=categories, value=[c for c in filter_values[2] or [] if c in categories]),
+                    markup)
         return finish
 
-    outputs = [status, table, summary, records, category]
+    outputs = [status, table, summary, records, category, player]
 
     def mod(values: dict[str, Any], request: gr.Request | None):
         """Check a beatmap with MaiMod (AI) and the rule checks; yields progress, returns the suggestion table."""
@@ -116,7 +124,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             if (values.get("audio_path") or "").strip():
                 path_checks.check_audio(values["audio_path"])
         except MapperatorError as e:
-            yield forms.error_html(str(e)), gr.update(), "", [], gr.update()
+            yield forms.error_html(str(e)), gr.update(), "", [], gr.update(), gr.update()
             return
         values["beatmap_path"] = path
         ctx.settings.remember("mod", values)
@@ -125,7 +133,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             values["model"] not in models.installed_versions()
         job = ctx.worker.submit("mod", f"MaiMod {Path(path).name}", _mod_job(values, download_first),
                                 session_of(request))
-        yield forms.progress_html(job, ctx.worker.position(job)), forms.suggestion_table([]), "", [], gr.update()
+        yield (forms.progress_html(job, ctx.worker.position(job)), forms.suggestion_table([]), "", [], gr.update(),
+               gr.update())
         yield from follow(ctx.worker, job, render, finish_with(filter_values))
 
     run.click(with_signature(mod, names + ["severity", "source", "category", "search"]), components + filters,
@@ -142,13 +151,32 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gr.on([severity.change, source.change, category.change, search.submit], mod_filter, [records, *filters],
           [table, summary], api_name="mod_filter", show_progress="hidden")
 
-    def copy_timestamp(evt: gr.SelectData):
-        """The osu! timestamp of the clicked row (the page copies it to the clipboard)."""
+    def copy_timestamp(rows: list[dict], evt: gr.SelectData):
+        """The osu! timestamp of the clicked row (the page copies it to the clipboard) and its time in ms (the
+        player seeks there)."""
         row = getattr(evt, "row_value", None) or []
-        return row[1] if len(row) > 1 else ""
+        stamp = row[1] if len(row) > 1 else ""
+        time_ms = next((r["time_ms"] for r in rows or [] if r["timestamp"] == stamp and stamp), None)
+        return stamp, time_ms
 
-    table.select(copy_timestamp, None, copied, api_name="copy_timestamp", show_progress="hidden").then(
-        None, copied, None, js="(text) => { window.mapperator.copy(text); }", api_visibility="private")
+    table.select(copy_timestamp, records, [copied, copied_ms], api_name="copy_timestamp",
+                 show_progress="hidden").then(
+        None, [copied, copied_ms], None, api_visibility="private",
+        js="(text, ms) => { window.mapperator.copy(text); "
+           "if (ms !== null && ms !== undefined && window.MapperatorPlayer) "
+           "MapperatorPlayer.get('maimod')?.focus(ms, text || undefined); }")
+
+    def preview_map(beatmap_path: str, audio_path: str):
+        """The beatmap in the preview player, before (or without) checking it."""
+        try:
+            checked, _ = path_checks.check_beatmap(beatmap_path)
+            song = path_checks.check_audio(audio_path) if (audio_path or "").strip() else None
+            return preview_file(checked, song, "maimod")
+        except MapperatorError as e:
+            return forms.error_html(str(e))
+
+    preview.click(preview_map, [fields["beatmap_path"], fields["audio_path"]], player, api_name="preview_mod",
+                  show_progress="hidden")
 
     def restore_mod():
         """The last values used on this tab."""

@@ -9,7 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from engine.presets import PRESETS
+import engine
+from engine import PRESETS
 
 from .. import forms, models
 from ..ui import AppContext, cancel_button, follow, on_page_load, session_of, with_signature
@@ -22,7 +23,7 @@ def model_rows() -> list[list[Any]]:
     rows = []
     for m in models.scan_models():
         state = "yes" if m.installed else ("partly (Download finishes it)" if m.partial or m.size_bytes else "no")
-        modes = ", ".join(models.GAMEMODE_NAMES[g] for g in m.gamemodes) or "—"
+        modes = ", ".join(engine.GAMEMODE_NAMES[g] for g in m.gamemodes) or "—"
         rows.append([m.version, m.repo_id, state, modes, models.format_bytes(m.size_bytes) if m.size_bytes else "—",
                      str(m.snapshot) if m.snapshot else ""])
     return rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.errors import MapperatorError
+from engine import MapperatorError
 
 from .. import osu, path_checks
 from ..ui import AppContext, on_page_load, path_field

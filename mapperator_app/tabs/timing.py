@@ -1,7 +1,7 @@
-"""Timing tab: a song's timing points (offset, BPM, meter, changes) from the model, in a table, saved as .osu.
+"""Timing tab: a song's timing points (offset, BPM, meter, changes) from the model, in a table, written as .osu.
 
-API: ``/timing`` (audio_path, super_timing, model, device, precision, seed, timer_iterations,
-timer_bpm_threshold; yields progress, returns the table), ``/cancel_timing``, ``/save_timing``,
+API: ``/timing`` (audio_path, model, super_timing, output_path, device, precision, seed, timer_iterations,
+timer_bpm_threshold; yields progress, returns the table and writes the .osu), ``/cancel_timing``,
 ``/restore_timing``.
 """
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.errors import MapperatorError, OptionError
-from engine.presets import PRESETS
+from engine import PRESETS, MapperatorError, OptionError
 
 from .. import forms, models, path_checks
 from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
@@ -22,7 +21,17 @@ from ..worker import Job, JobState
 TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30"]
 
 
-def _timing_job(values: dict[str, Any], download_first: bool):
+def timing_target(value: str | None, audio_path: str) -> str:
+    """Where the timing .osu goes: an .osu path (``.osu`` added to another name), or a folder (the song's
+    when blank), where it gets a map's usual name; the folder must be one of yours that you can write in."""
+    text = (value or "").strip()
+    folder = Path(text).expanduser() if text else Path(audio_path).expanduser().parent
+    if not text or folder.is_dir():
+        return str(path_checks.check_writable_folder(folder, "save path"))
+    return str(path_checks.check_save_path(text, None, "timing.osu"))
+
+
+def _timing_job(values: dict[str, Any], download_first: bool, on_written):
     import engine
 
     options = forms.clean_values({k: values.get(k) for k in ("seed", "timer_iterations", "timer_bpm_threshold")})
@@ -36,9 +45,11 @@ def _timing_job(values: dict[str, Any], download_first: bool):
     def run(progress, cancel: threading.Event):
         if download_first:
             models.download_version(values["model"], [], progress=progress, cancel=cancel)
-        return engine.timing(values["audio_path"], bool(values.get("super_timing")), values["model"],
-                             device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
-                             progress=progress, cancel=cancel, **options)
+        result = engine.timing(values["audio_path"], bool(values.get("super_timing")), values["model"],
+                               device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
+                               output_path=values["output_path"], progress=progress, cancel=cancel, **options)
+        on_written(result.path)
+        return result
 
     return run
 
@@ -65,6 +76,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                                               elem_id="tm-model")
                 fields["super_timing"] = gr.Checkbox(False, label="Super timing (many passes; for tempo changes)",
                                                      elem_id="tm-super")
+            fields["output_path"] = path_field("Save as", "save", elem_id="tm-save-path", save_name="timing.osu",
+                                               placeholder="an .osu next to the song when left empty",
+                                               info="an .osu file, or a folder to write it in")
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
                     fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
@@ -80,28 +94,23 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 cancel = gr.Button("Cancel", variant="stop", elem_id="tm-cancel")
             status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="tm-status")
             summary = gr.Markdown("", label="Summary", elem_id="tm-summary")
+            saved_message = gr.Markdown("", elem_id="tm-saved")
     table = gr.Dataframe(headers=forms.TIMING_HEADERS, value=[], interactive=False, elem_id="tm-table",
                          max_height=480)
-    with gr.Row(equal_height=True):
-        with gr.Column(scale=4):
-            save_path = path_field("Save as", "save", elem_id="tm-save-path", save_name="timing.osu",
-                                   placeholder="an .osu next to the song when left empty")
-        save = gr.Button("Save .osu", elem_id="tm-save", scale=1)
-    saved_message = gr.Markdown("", elem_id="tm-saved")
-    result_state = gr.State(None)
 
     names = list(fields)
     components = [fields[n] for n in names]
-    outputs = [status, table, summary, result_state]
+    outputs = [status, table, summary, saved_message]
 
     def render(job: Job, ahead: int):
         return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update()
 
     def finish(job: Job):
         if job.state is not JobState.DONE:
-            return forms.progress_html(job), [], "", None
+            return forms.progress_html(job), [], "", ""
         result = job.result
-        return forms.progress_html(job), forms.timing_rows(result.timing_points), summary_text(result), result
+        return (forms.progress_html(job), forms.timing_rows(result.timing_points), summary_text(result),
+                f"Wrote `{result.path}`.")
 
     def timing(values: dict[str, Any], request: gr.Request | None):
         """Find the song's timing points; yields progress, returns the table."""
@@ -113,19 +122,20 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             if model == "v30" and not values.get("super_timing"):
                 raise OptionError("v30 has no timing pass of its own: tick super timing or choose v31/v32")
             path_checks.check_audio(audio)
+            target = timing_target(values.get("output_path"), audio)
         except MapperatorError as e:
-            yield forms.error_html(str(e)), [], "", None
+            yield forms.error_html(str(e)), [], "", ""
             return
         values.update(audio_path=audio, model=model)
         ctx.settings.remember("timing", values)
         download_first = model in PRESETS and model not in models.installed_versions()
         try:
-            function = _timing_job(values, download_first)
+            function = _timing_job({**values, "output_path": target}, download_first, ctx.written.add)
         except MapperatorError as e:
-            yield forms.error_html(str(e)), [], "", None
+            yield forms.error_html(str(e)), [], "", ""
             return
         job = ctx.worker.submit("timing", f"Timing {Path(audio).name} ({model})", function, session_of(request))
-        yield forms.progress_html(job, ctx.worker.position(job)), [], "", None
+        yield forms.progress_html(job, ctx.worker.position(job)), [], "", ""
         yield from follow(ctx.worker, job, render, finish)
 
     run.click(with_signature(timing, names), components, outputs, api_name="timing", concurrency_limit=None,
@@ -133,28 +143,6 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     cancel_button(ctx, cancel, status, "timing", "cancel_timing",
                   "Cancel this page's timing job (or, when it has none, every timing job).")
-
-    def save_timing(result, path: str, audio_path: str):
-        """Write the found timing as an .osu: to a file path, into a folder, or next to the song when no path
-        is given. The folder must be one of yours (not a system folder) that you can write in."""
-        from engine.beatmap import write_beatmap
-        from engine.beatmap.osz import beatmap_filename
-
-        if result is None:
-            return "Find the timing first."
-        song_folder = Path(audio_path.strip()).expanduser().parent if (audio_path or "").strip() else None
-        try:
-            target_path = path_checks.check_save_path(path, song_folder, beatmap_filename(result.beatmap))
-            backup = write_beatmap(result.beatmap, target_path)
-        except OSError as e:
-            return f"**Error:** could not write {target_path}: {e.strerror or e}"
-        except MapperatorError as e:
-            return f"**Error:** {e}"
-        ctx.written.add(target_path)
-        note = f" (the previous file is kept as {backup.name})" if backup else ""
-        return f"Saved `{target_path}`{note}."
-
-    save.click(save_timing, [result_state, save_path, fields["audio_path"]], saved_message, api_name="save_timing")
 
     def restore_timing():
         """The last values used on this tab."""

@@ -17,8 +17,9 @@ JOB_TIMEOUT = 600  # upper bound only: jobs take seconds on a free machine, much
 
 API_NAMES = {
     "/generate", "/cancel_generate", "/checkpoint_lists", "/open_output_folder", "/open_in_osu", "/restore_generate",
+    "/preview_reference", "/preview_mod",
     "/mod", "/cancel_mod", "/mod_filter", "/copy_timestamp", "/restore_mod",
-    "/timing", "/cancel_timing", "/save_timing", "/restore_timing",
+    "/timing", "/cancel_timing", "/restore_timing",
     "/models_list", "/download_model", "/cancel_download",
     "/save_settings", "/detect_songs_folder", "/restore_settings", "/jobs",
 }
@@ -67,7 +68,7 @@ def test_generate_streams_progress_and_returns_the_map(client, app_server, tmp_p
     out.mkdir()
     job = client.submit(audio_path=str(fixture_song()), model_path=v32(), gamemode="osu!", difficulty="3.2",
                         do_sample=False, seed="7", output_path=str(out), api_name="/generate")
-    status, path, summary, timeline, thumbnail = job.result(timeout=JOB_TIMEOUT)
+    status, path, summary, timeline, thumbnail, player = job.result(timeout=JOB_TIMEOUT)
     streamed = [o[0] for o in job.outputs()]
     assert any("mp-running" in s and "window" in s and "tokens/s" in s for s in streamed), streamed
     assert "mp-done" in status
@@ -78,6 +79,7 @@ def test_generate_streams_progress_and_returns_the_map(client, app_server, tmp_p
     beatmap = read_beatmap(written)
     assert f"| Objects | {len(beatmap.hit_objects)} (" in summary and "seed 7" in summary
     assert Image.open(timeline).size == (960, 96) and Image.open(thumbnail).size == (384, 288)
+    assert 'data-player-id="generate"' in player and 'data-audio="/gradio_api/file=' in player
     # the tab remembers what was used, for the next start
     restored = client.predict(api_name="/restore_generate")
     assert restored[0] == str(fixture_song()) and restored[4] == "3.2" and restored[10] == "7"
@@ -102,7 +104,7 @@ def test_cancel_stops_a_running_generation(client, tmp_path, asc_songs):
                         do_sample=False, output_path=str(out), api_name="/generate")
     assert wait_for_output(job, lambda o: "window" in o[0]) is not None, job.outputs()[-1:]
     assert "Cancelling" in client.predict(api_name="/cancel_generate")
-    status, path, summary, timeline, thumbnail = job.result(timeout=JOB_TIMEOUT)
+    status, path, summary, timeline, thumbnail, player = job.result(timeout=JOB_TIMEOUT)
     assert "mp-cancelled" in status and "cancel" in status.lower()
     assert path == "" and summary == "" and timeline is None
     assert list(out.iterdir()) == []
@@ -138,7 +140,7 @@ def test_checkpoint_lists_come_from_the_checkpoint(client):
 @pytest.mark.slow
 def test_mod_table_filter(client):
     damaged = need(TRAINED / "v30" / "maimod" / "std_damaged" / "synth150_std_damaged.osu")
-    status, table, summary, categories = client.predict(
+    status, table, summary, categories, player = client.predict(
         beatmap_path=str(damaged), audio_path=str(fixture_song()), model=str(need(TRAINED / "v30" / "checkpoint")),
         api_name="/mod")
     assert "mp-done" in status
@@ -168,7 +170,7 @@ def test_mod_without_a_beatmap_says_so(client):
 
 def test_mod_rules_only_work_without_a_model_and_ai_explains_offline(client):
     damaged = need(TRAINED / "v30" / "maimod" / "std_damaged" / "synth150_std_damaged.osu")
-    status, table, summary, _ = client.predict(beatmap_path=str(damaged), model="v30", ai=False, rules=True,
+    status, table, summary, _, _ = client.predict(beatmap_path=str(damaged), model="v30", ai=False, rules=True,
                                                api_name="/mod")
     assert "mp-done" in status and table["data"] and {r[5] for r in table["data"]} == {"rule"}
     status, *_ = client.predict(beatmap_path=str(damaged), model="v30", ai=True, api_name="/mod")
@@ -177,29 +179,27 @@ def test_mod_rules_only_work_without_a_model_and_ai_explains_offline(client):
 
 @pytest.mark.slow
 def test_timing_table_and_save(client, tmp_path):
-    status, table, summary = client.predict(audio_path=str(fixture_song()), model=v32(), seed="1",
-                                            api_name="/timing")
+    target = tmp_path / "timing.osu"
+    status, table, summary, saved = client.predict(audio_path=str(fixture_song()), model=v32(), seed="1",
+                                                   output_path=str(target), api_name="/timing")
     assert "mp-done" in status
     rows = table["data"]
     red = [r for r in rows if r[2] == "red line"]
     assert red and red[0][3] == pytest.approx(150, abs=1)  # synth150 is a 150 BPM song
     assert "150 BPM" in summary
-    target = tmp_path / "timing.osu"
-    message = client.predict(str(target), str(fixture_song()), api_name="/save_timing")
-    assert message.startswith("Saved") and target.is_file()
-    saved = read_beatmap(target)
-    assert [round(p.time, 2) for p in saved.timing_points] == [r[0] for r in rows]
+    assert str(target) in saved and sorted(p.name for p in tmp_path.iterdir()) == ["timing.osu"]
+    written = read_beatmap(target)
+    assert [round(p.time, 2) for p in written.timing_points] == [r[0] for r in rows]
     target.write_text(target.read_text(encoding="utf-8") + "// edited by hand\n", encoding="utf-8")
-    again = client.predict(str(target), str(fixture_song()), api_name="/save_timing")
-    assert "previous file is kept" in again  # an .osu is never lost to a save
-    assert "edited by hand" not in target.read_text(encoding="utf-8")
+    client.predict(audio_path=str(fixture_song()), model=v32(), seed="1", output_path=str(tmp_path),
+                   api_name="/timing")  # a folder: the .osu gets a map's name there, beside the copied song
+    assert len(list(tmp_path.glob("*.osu"))) == 2 and "edited by hand" in target.read_text(encoding="utf-8")
     assert client.predict(api_name="/restore_timing")[0] == str(fixture_song())
 
 
 def test_timing_v30_needs_super_timing(client):
     status, *_ = client.predict(audio_path=str(fixture_song()), model="v30", api_name="/timing")
     assert "mp-error" in status and "super timing" in status
-    assert client.predict("", "", api_name="/save_timing") == "Find the timing first."
 
 
 def test_models_offline(client):
