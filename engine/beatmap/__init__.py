@@ -8,9 +8,10 @@ compute what osu! derives from it, and :mod:`.osz` handles archives and safe wri
 from .decoder import parse_beatmap, read_beatmap
 from .encoder import beatmap_bytes, encode_beatmap
 from .gameplay import ComboInfo, HitSound, hit_sounds, mania_column, mania_key_count
-from .model import (Background, Beatmap, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor,
-                    Events, General, HitCircle, HitObject, HitSample, HoldNote, Metadata, ParseWarning,
-                    Slider, Spinner, TimingPoint, Video)
+from .beatmap import Beatmap
+from .model import (Background, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor, Events, General,
+                    HitCircle, HitObject, HitSample, HoldNote, Metadata, ParseWarning, Slider, Spinner, TimingPoint,
+                    Video)
 from .osz import OszArchive, OszEntry, read_osz, write_beatmap, write_osz
 from .slider_path import PathControlPoint, SliderPath, control_points, slider_path
 from .slider_timing import SliderEvent, SliderInfo, slider_info

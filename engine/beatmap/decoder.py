@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from ..errors import BeatmapError
-from .model import (CIRCLE, COMBO_SKIP_MASK, COMBO_SKIP_SHIFT, HOLD, NEW_COMBO, SLIDER, SPINNER,
-                    Background, Beatmap, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor,
-                    Events, General, HitCircle, HitSample, HoldNote, Metadata, ParseWarning, Slider, Spinner,
-                    TimingPoint, Video, sample_set_number)
+from .beatmap import Beatmap
+from .model import (CIRCLE, COMBO_SKIP_MASK, COMBO_SKIP_SHIFT, HOLD, NEW_COMBO, SLIDER, SPINNER, VIDEO_EXTENSIONS,
+                    Background, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor, Events, General,
+                    HitCircle, HitSample, HoldNote, Metadata, ParseWarning, Slider, Spinner, TimingPoint, Video,
+                    sample_set_number)
 from .numbers import MAX_COORDINATE_VALUE, parse_float, parse_int
 
 FIRST_LAZER_VERSION = 128
@@ -48,7 +49,6 @@ _SECTIONS = ("General", "Editor", "Metadata", "Difficulty", "Events", "TimingPoi
 _SKELETON_COMMENTS = {"//Background and Video events", "//Break Periods", "// Break Periods"}
 _EVENT_TYPES = {"0": "background", "Background": "background", "1": "video", "Video": "video",
                 "2": "break", "Break": "break"}
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".flv", ".mpg", ".wmv", ".m4v")
 _COUNTDOWNS = {"None": 0, "Normal": 1, "HalfSpeed": 2, "DoubleSpeed": 3}
 _INTERNAL = "internal error while reading"
 

@@ -19,8 +19,13 @@ of lazer (v128) files are written as they are; osu! truncates them when it reads
 """
 from __future__ import annotations
 
-from .model import Background, Beatmap, HitObject, HoldNote, Slider, Spinner, TimingPoint
+from typing import TYPE_CHECKING
+
+from .model import Background, HitObject, HoldNote, Slider, Spinner, TimingPoint
 from .numbers import format_number as num
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .beatmap import Beatmap
 
 FORMAT_VERSION = 14
 

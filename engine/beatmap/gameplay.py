@@ -13,10 +13,14 @@ Combo rules (osu!lazer's legacy decoder, ``OsuHitObject.UpdateComboInformation``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .model import Beatmap, EdgeSet, HitObject, HitSample, Slider, Spinner
+from .model import EdgeSet, HitObject, HitSample, Slider, Spinner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .beatmap import Beatmap
 
 # osu! looks hit samples up this much after the sound's time (rounding leniency).
 CONTROL_POINT_LENIENCY = 5.0
@@ -142,7 +146,7 @@ def mania_column(x: float, keys: int) -> int:
 def background_file(beatmap: Beatmap) -> str | None:
     """The background osu! shows: the last background event (or image given as a video),
     else the first storyboard sprite's image."""
-    from .decoder import VIDEO_EXTENSIONS  # local: decoder imports model too
+    from .model import VIDEO_EXTENSIONS
 
     found = None
     for media in beatmap.events.media:

@@ -18,13 +18,15 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Mapping, Sequence
 
 from ..errors import BeatmapError
 from .decoder import MAX_FILE_SIZE, parse_beatmap
 from .encoder import beatmap_bytes
 from .files import OutputTransaction, atomic_write
-from .model import Beatmap
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .beatmap import Beatmap
 
 _UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _TEXT_SUFFIXES = (".osu", ".osb", ".txt")

@@ -23,12 +23,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .model import Beatmap, Slider
+from .model import Slider
 from .slider_path import SliderPath, slider_path
 from .timing_lookup import ControlPoints, sv_beat_length_multiplier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .beatmap import Beatmap
 
 BASE_SCORING_DISTANCE = 100.0
 TAIL_LENIENCY = -36.0

@@ -23,12 +23,15 @@ StackLeniency) take time quadratic in their number; real maps have a few dozen o
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from .model import Beatmap, HitCircle, HitObject, Slider, Spinner
+from .model import HitCircle, HitObject, Slider, Spinner
 from .slider_timing import SliderInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .beatmap import Beatmap
 
 STACK_DISTANCE = 3.0
 FIRST_BACKWARD_VERSION = 6
