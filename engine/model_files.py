@@ -6,6 +6,7 @@ Listing models and reading vocabularies never loads torch, so the app fills its 
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class Vocabulary:
     max_difficulty: float | None = None
     folder: Path | None = None
     note: str = ""
+    version: str | None = None  # the published version the checkpoint belongs to (v30 ... v32-mini), when known
 
 
 def model_vocabulary(model: str, gamemode: int | None = None) -> Vocabulary:
@@ -133,8 +135,21 @@ def model_vocabulary(model: str, gamemode: int | None = None) -> Vocabulary:
     descriptors = list(tokenizer.descriptor_names())
     mappers = sorted(int(m) for m in tokenizer.mapper_idx)
     top = float(tokenizer.max_difficulty) if tokenizer.max_difficulty else None
-    note = f"{folder}: {len(descriptors)} descriptors, {len(mappers)} mappers"
-    return Vocabulary(descriptors, mappers, top, folder, note)
+    version = model if model in PRESETS else _detected_version(folder, tokenizer)
+    note = f"{version or 'checkpoint'} in {folder}: {len(descriptors)} descriptors, {len(mappers)} mappers"
+    return Vocabulary(descriptors, mappers, top, folder, note, version)
+
+
+def _detected_version(folder: Path, tokenizer) -> str | None:
+    """The version by the loader's rule (config.json's backbone and the tokenizer's contexts); None when the
+    config cannot say."""
+    from .presets import detect_version
+
+    try:
+        backbone = json.loads((folder / "config.json").read_text("utf-8")).get("backbone_model_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return detect_version(backbone, set(tokenizer.context_sos)) if isinstance(backbone, str) else None
 
 
 # --- downloading --------------------------------------------------------------------------------------------
