@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import AudioError, BeatmapError, Cancelled, ModelError, OptionError
+from .errors import AudioError, Cancelled, ModelError, OptionError
 from .options import GenerateOptions, suggest
 from .presets import PRESETS, VersionPreset
 from .tokenizer import ContextType, EventType, Tokenizer
@@ -193,18 +193,11 @@ def _check_ranges(opts: GenerateOptions) -> None:
 
 def prepare(opts: GenerateOptions) -> Plan:
     """Check everything that can be checked cheaply; raises a MapperatorError naming the problem."""
-    from .beatmap import read_beatmap
+    from .beatmap import read_reference_beatmap
 
     _check_sampling(opts)
     _check_ranges(opts)
-    reference = None
-    if opts.beatmap_path:
-        path = Path(opts.beatmap_path).expanduser()
-        if path.suffix.lower() != ".osu":
-            raise OptionError(f"beatmap_path must be an .osu file, not {path.name}")
-        if not path.is_file():
-            raise BeatmapError("file not found", path)
-        reference = read_beatmap(path)
+    reference = read_reference_beatmap(opts.beatmap_path) if opts.beatmap_path else None
     audio = opts.audio_path
     if not audio and reference is not None and reference.general.audio_filename:
         audio = str(_reference_song(Path(opts.beatmap_path).expanduser(), reference.general.audio_filename))

@@ -71,17 +71,13 @@ def mod(
 def run_mod(options: ModOptions, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> list[Suggestion]:
     """:func:`mod` for a ready :class:`ModOptions`."""
-    from .beatmap import read_beatmap
+    from .beatmap import read_reference_beatmap
 
     _check(options)
     report = progress or (lambda p: None)
     report(Progress(0.0, "Reading the beatmap"))
     path = Path(options.beatmap_path).expanduser()
-    if path.suffix.lower() != ".osu":
-        raise OptionError(f"beatmap_path must be an .osu file, not {path.name}")
-    if not path.is_file():
-        raise BeatmapError("file not found", path)
-    beatmap = read_beatmap(path)
+    beatmap = read_reference_beatmap(path)
     if options.ai and not beatmap.hit_objects:
         raise BeatmapError("has no hit objects, so there is nothing for MaiMod to judge (rules=true ai=false "
                            "still runs the rule checks)", path)

@@ -5,7 +5,7 @@ Modelled on osu!lazer's decoder/encoder split: :mod:`.model` holds one typed bea
 way osu!stable does, :mod:`.timing_lookup`, :mod:`.slider_path`, :mod:`.slider_timing` and :mod:`.gameplay`
 compute what osu! derives from it, and :mod:`.osz` handles archives and safe writes.
 """
-from .decoder import parse_beatmap, read_beatmap
+from .decoder import parse_beatmap, read_beatmap, read_reference_beatmap
 from .encoder import beatmap_bytes, encode_beatmap
 from .gameplay import ComboInfo, HitSound, hit_sounds, mania_column, mania_key_count
 from .beatmap import Beatmap
@@ -23,5 +23,5 @@ __all__ = [
     "Metadata", "OszArchive", "OszEntry", "ParseWarning", "PathControlPoint", "SampleState", "Slider",
     "SliderEvent", "SliderInfo", "SliderPath", "Spinner", "TimingPoint", "Video", "beatmap_bytes",
     "control_points", "encode_beatmap", "hit_sounds", "mania_column", "mania_key_count", "parse_beatmap", "read_beatmap",
-    "read_osz", "slider_info", "slider_path", "write_beatmap", "write_osz",
+    "read_osz", "read_reference_beatmap", "slider_info", "slider_path", "write_beatmap", "write_osz",
 ]

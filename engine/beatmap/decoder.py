@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..errors import BeatmapError
+from ..errors import BeatmapError, OptionError
 from .beatmap import Beatmap
 from .model import (CIRCLE, COMBO_SKIP_MASK, COMBO_SKIP_SHIFT, HOLD, NEW_COMBO, SLIDER, SPINNER, VIDEO_EXTENSIONS,
                     Background, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor, Events, General,
@@ -63,6 +63,17 @@ def read_beatmap(path: str | Path, *, strict: bool = False) -> Beatmap:
     except OSError as e:
         raise BeatmapError(f"cannot read the file: {e.strerror or e}", path) from e
     return parse_beatmap(data, path, strict=strict)
+
+
+def read_reference_beatmap(path: str | Path, option: str = "beatmap_path") -> Beatmap:
+    """The beatmap a job's ``option`` names: an OptionError unless it is an ``.osu`` path, a BeatmapError when it
+    is missing or unusable."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".osu":
+        raise OptionError(f"{option} must be an .osu file, not {path.name}")
+    if not path.is_file():
+        raise BeatmapError("file not found", path)
+    return read_beatmap(path)
 
 
 def parse_beatmap(text: str | bytes, path: str | Path | None = None, *, strict: bool = False) -> Beatmap:
