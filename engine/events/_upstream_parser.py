@@ -69,6 +69,33 @@ def whole_seconds_ms(us: int) -> int:
     return (us // 10**6) % 86400 * 1000
 
 
+def median_beat_length(points: Sequence[tuple[int, float, bool]], end_ms: float) -> float:
+    """The beat length covering most of the map up to ``end_ms`` (osu!stable's "median BPM" rule) with upstream's
+    arithmetic: timing point offsets read in whole seconds (:func:`whole_seconds_ms`).
+
+    ``points``: ``(offset_us, beat_length, uninherited)`` of every timing point in order. Walking back from the
+    end, each red line's beat length is credited with the time until the next counted point; inherited points
+    only count at index 0. 0 when nothing is credited.
+    """
+    durations: dict[float, int] = {}
+    current = 0.0
+    end = end_ms
+    for i in range(len(points) - 1, -1, -1):
+        offset_us, beat_length, uninherited = points[i]
+        offset = whole_seconds_ms(offset_us)
+        if uninherited:
+            current = beat_length
+        if current == 0 or offset > end or (not uninherited and i > 0):
+            continue
+        durations[current] = durations.get(current, 0) + int(end - (0 if i == 0 else offset))
+        end = offset
+    best, longest = 0.0, 0
+    for length, duration in durations.items():
+        if duration > longest:
+            best, longest = length, duration
+    return best
+
+
 # --- curves ---------------------------------------------------------------------------------------
 
 def curve_kind(letter: str, points: Sequence[tuple[int, int]]) -> str:

@@ -117,29 +117,10 @@ def scroll_speed_changes(view: BeatmapView, normalized: bool) -> Iterator[tuple[
 
 
 def median_beat_length(view: BeatmapView) -> float:
-    """The beat length covering most of the map, as osu!stable picks it ("median BPM").
-
-    Reproduces upstream's arithmetic: the end is the latest object start (hold notes: their end) and
-    offsets are read in whole seconds. A map without objects gets its first beat length.
-    """
+    """The beat length covering most of the map (:func:`._upstream_parser.median_beat_length`), up to the latest
+    object start (hold notes: their end). A map without objects gets its first beat length."""
     if not view.hit_objects:
         return next((tp.beat_length for tp in view.timing_points if tp.parent is None), 0.0)
     last_us = max(o.end_time_us if o.kind == "hold" else o.time_us for o in view.hit_objects)
-    last_ms = sc.whole_seconds_ms(last_us)
-    durations: dict[float, int] = {}
-    beat_length = 0.0
-    points = view.timing_points
-    for i in range(len(points) - 1, -1, -1):
-        tp = points[i]
-        offset = sc.whole_seconds_ms(tp.offset_us)
-        if tp.parent is None:
-            beat_length = tp.beat_length
-        if beat_length == 0 or offset > last_ms or (tp.parent is not None and i > 0):
-            continue
-        durations[beat_length] = durations.get(beat_length, 0) + int(last_ms - (0 if i == 0 else offset))
-        last_ms = offset
-    best, longest = 0.0, 0
-    for length, duration in durations.items():
-        if duration > longest:
-            best, longest = length, duration
-    return best
+    points = [(tp.offset_us, tp.beat_length, tp.parent is None) for tp in view.timing_points]
+    return sc.median_beat_length(points, sc.whole_seconds_ms(last_us))

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Iterable, Sequence
 
 from ..beatmap import TimingPoint
+from ..events._upstream_parser import median_beat_length as _median_beat_length
 
 SAMPLE_SET_SOFT = 2
 DEFAULT_SAMPLE_INDEX = -1  # upstream writes -1 (no custom index) on every point it makes
@@ -39,12 +40,6 @@ def to_us(ms: float) -> int:
 def to_ms(us: int) -> float:
     """The float upstream computes as ``offset.total_seconds() * 1000``."""
     return us / 1_000_000 * 1000
-
-
-def whole_seconds_ms(us: int) -> int:
-    """``int(offset.seconds * 1000)``: upstream's median-BPM helper reads the *seconds field* of a
-    timedelta, which drops the fraction of a second and wraps negative times to the day's end."""
-    return timedelta(microseconds=us).seconds * 1000
 
 
 @dataclass(eq=False)
@@ -280,22 +275,6 @@ class Timeline:
 
 
 def median_beat_length(lines: Sequence[TimingLine], last_time_ms: float) -> float:
-    """The beat length that covers most of the map up to ``last_time_ms`` (osu!stable's rule, with
-    upstream's whole-second reading of timing point offsets)."""
-    durations: dict[float, int] = {}
-    current = 0.0
-    end = last_time_ms
-    for i in range(len(lines) - 1, -1, -1):
-        line = lines[i]
-        offset = whole_seconds_ms(line.time_us)
-        if line.uninherited:
-            current = line.beat_length
-        if current == 0 or offset > end or (not line.uninherited and i > 0):
-            continue
-        durations[current] = durations.get(current, 0) + int(end - (0 if i == 0 else offset))
-        end = offset
-    best, longest = 0.0, 0
-    for beat_length, duration in durations.items():
-        if duration > longest:
-            best, longest = beat_length, duration
-    return best
+    """The beat length that covers most of the map up to ``last_time_ms`` (osu!stable's rule, upstream's
+    arithmetic: :func:`engine.events._upstream_parser.median_beat_length`)."""
+    return _median_beat_length([(line.time_us, line.beat_length, line.uninherited) for line in lines], last_time_ms)
