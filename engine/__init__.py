@@ -68,13 +68,14 @@ _LAZY = {
     "train": "engine.training",
     "TrainOptions": "engine.training",
     "train_from_words": "engine.training",
-    "timing": "engine.super_timing",
-    "TimingResult": "engine.super_timing",
+    "timing": "engine.timing_job",
+    "TimingResult": "engine.timing_job",
     "mod": "engine.modding",
     "ModOptions": "engine.modding",
     "run_mod": "engine.modding",
     "evaluate": "engine.evaluation",
     "evaluate_all": "engine.evaluation",
+    "check_result": "engine.result_check",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
@@ -108,6 +109,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .presets import DEFAULT_VERSION, PRESETS, VersionPreset
     from .modding import ModOptions, mod, run_mod
     from .evaluation import evaluate, evaluate_all
-    from .super_timing import TimingResult, timing
+    from .timing_job import TimingResult, timing
     from .training import TrainOptions, train, train_from_words
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

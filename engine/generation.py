@@ -235,26 +235,29 @@ def prepare(opts: GenerateOptions) -> Plan:
 
 
 class _Reporter:
-    """Turns the calls of each pass into one rising fraction of the job (passes get equal shares)."""
+    """Turns the progress of each pass into one rising fraction of the job (passes get equal shares)."""
 
     START, END = 0.03, 0.97
 
-    def __init__(self, callback: ProgressCallback | None):
+    def __init__(self, callback: ProgressCallback | None, stats: "DecodeStats | None" = None):  # noqa: F821
         self.callback = callback
-        self.stats = None
+        self.stats = stats
         self.passes = 1
         self.pass_index = 0
-        self.calls, self.done = 1, 0
+        self.pass_fraction = 0.0
 
-    def begin_pass(self, calls: int) -> None:
-        self.calls, self.done = max(calls, 1), 0
+    def pass_progress(self, text: str, fraction: float) -> None:
+        """A :data:`engine.passes.PassProgress`: ``fraction`` of the current pass is done."""
+        self.pass_fraction = fraction
+        self.stage(text)
 
     def end_pass(self) -> None:
         self.pass_index += 1
+        self.pass_fraction = 0.0
 
     def fraction(self) -> float:
         share = (self.END - self.START) / max(self.passes, 1)
-        return min(self.START + share * (self.pass_index + self.done / self.calls), self.END)
+        return min(self.START + share * (self.pass_index + self.pass_fraction), self.END)
 
     def stage(self, text: str, fraction: float | None = None) -> None:
         if self.callback is not None:
@@ -272,7 +275,7 @@ def generate(
     plan, job, beatmap = run_job(options, progress, cancel)
     report = job.report
     report.stage("Writing the beatmap", 0.99)
-    written, osu_path = _write_outputs(job, beatmap)
+    written, osu_path = write_outputs(job, beatmap)
     report.stage("Done", 1.0)
     return GenerationResult(beatmap, written, osu_path, job.opts, plan.preset.name, job.seed,
                             job.stats.tokens, job.stats.seconds, job.warnings)
@@ -284,10 +287,9 @@ def run_job(options: GenerateOptions, progress: ProgressCallback | None = None,
     from .decoding import DecodeStats
 
     plan = prepare(options)
-    report = _Reporter(progress)
+    report = _Reporter(progress, DecodeStats())
     report.stage("Loading the song", 0.0)
     job = _Job(plan, cancel, report)
-    report.stats = job.stats = DecodeStats()
     beatmap = job.run()
     _raise_if_cancelled(cancel)
     return plan, job, beatmap
@@ -302,7 +304,7 @@ class _Job:
     """One generation: holds the loaded song, models and conditions while the passes run."""
 
     def __init__(self, plan: Plan, cancel: threading.Event | None, report: _Reporter):
-        from .runtime import new_seed, pick_device
+        from .runtime import new_seed, pick_device, seeded_generator
 
         self.plan = plan
         self.cancel = cancel
@@ -311,8 +313,9 @@ class _Job:
         self.device = pick_device(plan.options.device)
         self.seed = plan.options.seed if plan.options.seed is not None else new_seed()
         self.opts = self._resolved_options()
-        self.stats = None
-        self.generator: torch.Generator | None = None
+        self.stats = report.stats
+        # one random stream for the whole job, as upstream's global seed
+        self.generator: torch.Generator = seeded_generator(self.seed, self.device)
 
     # options and conditions
 
@@ -397,6 +400,13 @@ class _Job:
 
     # the passes
 
+    def pass_context(self, ck) -> "PassContext":  # noqa: F821
+        """What running a pass with checkpoint ``ck`` needs from this job."""
+        from .passes import PassContext
+
+        return PassContext(ck, self.device, self.opts.precision, self.generator, self.cancel, self.stats,
+                           self.report.pass_progress)
+
     def run(self):
         from .audio import load_audio
         from .windows import WindowLayout
@@ -406,29 +416,28 @@ class _Job:
         _raise_if_cancelled(self.cancel)
         o = self.opts
         layout = WindowLayout.for_preset(self.plan.preset, o.lookback, o.lookahead)
-        self.segments = layout.segment(samples, o.start_time, o.end_time)
-        self.samples = samples
+        segments = layout.segment(samples, o.start_time, o.end_time)
         self.report.stage("Loading the model", 0.02)
         conditions = self.conditions()
         self.report.passes = 1 + (not self.plan.in_context and (self.opts.super_timing or self._has_timing_output()))
-        timing_points, given = self.timing(conditions)
+        timing_points, given = self.timing(conditions, samples, segments)
         wanted = tuple(c for c in self.plan.output_type if c not in given)
         contexts = {}
         if any(c != C.TIMING for c in wanted):
-            contexts = self.generate_pass(self.checkpoint(), conditions, wanted, given, "Map")
-        return self.build(contexts, timing_points, given)
+            contexts = self.generate_pass(self.checkpoint(), conditions, segments, wanted, given, "Map")
+        return self.build(contexts, timing_points, given, segments.song_length_ms)
 
-    def timing(self, conditions):
+    def timing(self, conditions, samples, segments):
         """Timing points and the contexts given to the map pass (TIMING, and reference contexts)."""
         from .events import context_events, timing_events
         from .prompt import ContextStream
 
         plan, o = self.plan, self.opts
         given: dict[ContextType, ContextStream] = {}
-        song_ms = self.segments.song_length_ms
+        song_ms = segments.song_length_ms
         for c in plan.in_context:
             stream = context_events(c, plan.reference, plan.preset.data, song_length_ms=song_ms)
-            class_tokens = self._reference_class_tokens(c)
+            class_tokens = self._reference_class_tokens(c, song_ms)
             given[c] = ContextStream.of(c, stream, class_tokens=class_tokens)
         timing_points = None
         if C.TIMING in plan.in_context or (plan.preset.data.add_timing and
@@ -438,9 +447,16 @@ class _Job:
             if o.super_timing:
                 from .super_timing import super_timing_events
 
-                events = super_timing_events(self, conditions)
+                events = super_timing_events(
+                    self.pass_context(self.checkpoint(root=True)), samples, conditions, seed=self.seed,
+                    iterations=o.timer_iterations, bpm_threshold=o.timer_bpm_threshold, cfg_scale=o.timer_cfg_scale,
+                    max_batch_size=o.max_batch_size, temperature=o.temperature, timing_temperature=o.timing_temperature)
+                self.report.end_pass()
+                if not events.events:
+                    self.warnings.append("super timing found no steady beat in this song")
             else:
-                events = self.timing_pass(conditions)
+                events = self.generate_pass(self.checkpoint(root=True), conditions, segments, (C.TIMING,), {},
+                                            "Timing")[C.TIMING]
             timing_points = self._timing_points(events)
             if timing_points:
                 given[C.TIMING] = ContextStream.of(
@@ -449,13 +465,12 @@ class _Job:
                 self.warnings.append("the timing pass found no beats; the map gets a default 120 BPM red line")
         return timing_points, given
 
-    def _reference_class_tokens(self, c: ContextType):
+    def _reference_class_tokens(self, c: ContextType, song_length_ms: float):
         if c not in (C.MAP, C.GD):
             return None
         from .prompt import class_tokens
 
-        return class_tokens(self.plan.tokenizer, self.plan.preset.data, self.reference_conditions,
-                            self.segments.song_length_ms)
+        return class_tokens(self.plan.tokenizer, self.plan.preset.data, self.reference_conditions, song_length_ms)
 
     def _has_timing_output(self) -> bool:
         templates = self.plan.preset.data.context_templates
@@ -470,47 +485,30 @@ class _Job:
         return generate_timing(kept.events, types_first=self.plan.preset.data.types_first,
                                leniency=self.opts.timing_leniency)
 
-    def timing_pass(self, conditions):
-        root = self.checkpoint(root=True)
-        streams = self.generate_pass(root, conditions, (C.TIMING,), {}, "Timing")
-        return streams[C.TIMING]
-
-    def generate_pass(self, ck, conditions, wanted, given, label: str):
-        """Run every call of one GenerationRun; returns the finished streams."""
-        from .decoding import DecodingOptions, decode
-        from .events import EventStream
+    def generate_pass(self, ck, conditions, segments, wanted, given, label: str):
+        """Run one sequential pass of checkpoint ``ck`` over ``segments``; returns the finished streams."""
+        from .decoding import DecodingOptions
+        from .passes import PassRunner, SequentialPass
         from .prompt import Embeds, GenerationRun
-        from .runtime import autocast, seeded_generator
 
         o = self.opts
-        run = GenerationRun(ck.tokenizer, ck.preset.data, self.segments, conditions, requested=wanted, given=given,
+        run = GenerationRun(ck.tokenizer, ck.preset.data, segments, conditions, requested=wanted, given=given,
                             embeds=Embeds.from_config(ck.config), cfg_scale=o.cfg_scale)
-        opts = DecodingOptions(
+        decoding = DecodingOptions(
             do_sample=o.do_sample, temperature=o.temperature, timing_temperature=o.timing_temperature,
             mania_column_temperature=o.mania_column_temperature, taiko_hit_temperature=o.taiko_hit_temperature,
             top_p=o.top_p, top_k=o.top_k, timeshift_bias=o.timeshift_bias, cfg_scale=o.cfg_scale,
             max_length=ck.preset.data.tgt_seq_len, types_first=ck.preset.data.types_first)
-        if self.generator is None:  # one random stream for the whole job, as upstream's global seed
-            self.generator = seeded_generator(self.seed, self.device)
-        windows = len(self.segments.starts_ms)
-        self.report.begin_pass(windows * sum(not s.given for s in run.out_streams))
-        for call in run.calls():
-            self.report.stage(f"{label}: {call.context_type.value}, window {call.window + 1} of {windows}")
-            frames = torch.from_numpy(self.segments.samples(call.window)).unsqueeze(0)
-            with autocast(self.device, o.precision):
-                rows = decode(ck.model, ck.tokenizer, frames, [call.prompt], opts, call.stop_ids,
-                              negative_prompts=[call.negative_prompt] if call.negative_prompt else None,
-                              cond=call.model_kwargs, lookback_ms=call.lookback_ms, generator=self.generator,
-                              cancel=self.cancel, stats=self.stats)
-            run.absorb(call, rows[0])
-            self.report.done += 1
+        calls = len(segments) * sum(not s.given for s in run.out_streams)
+        runner = PassRunner(self.pass_context(ck), decoding, label=label, total_calls=calls)
+        for _ in runner.run([SequentialPass(run, segments)]):
+            pass
         self.report.end_pass()
-        return {c: EventStream(*stream) for c, stream in run.results(start_time=o.start_time,
-                                                                      end_time=o.end_time).items()}
+        return run.results(start_time=o.start_time, end_time=o.end_time)
 
     # building the beatmap
 
-    def build(self, contexts, timing_points, given):
+    def build(self, contexts, timing_points, given, song_length_ms: float):
         from .postprocess import PostprocessOptions, add_to_beatmap, postprocess
 
         settings = self.settings()
@@ -521,7 +519,7 @@ class _Job:
         if C.TIMING in self.plan.output_type and C.TIMING in given and timing_points is None:
             contexts[C.TIMING] = given[C.TIMING]
         beatmap = postprocess(contexts, settings, popts, timing=timing_points)
-        song_end = self.segments.song_length_ms
+        song_end = song_length_ms
         late = [o for o in beatmap.hit_objects if o.time > song_end]
         if late:  # the last window is zero-padded, and resnapping can push objects past the audio's end
             beatmap.hit_objects = [o for o in beatmap.hit_objects if o.time <= song_end]
@@ -616,7 +614,7 @@ def _copy_beside(source: Path, folder: Path, out: "OutputTransaction") -> None: 
     out.copy(source, target)
 
 
-def _write_outputs(job: _Job, beatmap, opts: GenerateOptions | None = None) -> tuple[Path, Path | None]:
+def write_outputs(job: _Job, beatmap, opts: GenerateOptions | None = None) -> tuple[Path, Path | None]:
     """Write the .osu (or .osz) and copy the song and background beside it; all or nothing, whatever stops it
     (an error, Ctrl-C): the output folder is only created here, and removed again with every file written.
 

@@ -1,9 +1,8 @@
-"""Timing a song: the model's timing pass, and "super timing" — many passes over shifted windows whose
-beat votes are smoothed into one beat grid.
+"""Super timing: many timing passes over shifted windows whose beat votes are smoothed into one beat grid.
 
-    result = timing("song.mp3", super_timing=True)     # -> TimingResult(timing_points, beatmap, path, ...)
+    events = super_timing_events(context, samples, conditions, seed=1, iterations=20, ...)
 
-Super timing follows upstream's ``SuperTimingGenerator``: each pass shifts the song by a random offset
+It follows upstream's ``SuperTimingGenerator``: each pass shifts the song by a random offset
 (upstream's global NumPy stream, seeded), generates the TIMING context in non-overlapping windows, and adds
 its beats, measures and timing points to millisecond histograms. The passes are independent, so their windows
 are decoded in batches across passes (upstream runs the passes one after another). The histograms are
@@ -14,20 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .events import BEAT_TYPES, EventStream
+from .passes import PassContext, PassRunner
+from .presets import MS_PER_STEP
 from .tokenizer import ContextType, Event, EventType
 
 if TYPE_CHECKING:
-    from .beatmap import Beatmap, TimingPoint
-    from .generation import ProgressCallback
+    from .prompt import Call, Conditions
+    from .windows import Segments, WindowLayout
 
 C = ContextType
-MS_PER_STEP = 10
 
 
 # --- beat votes ------------------------------------------------------------------------------------------
@@ -118,10 +117,11 @@ def _peak_tempos(times, prominences, spacings, threshold: float, window_ms: int 
     for t in times:
         nearby = [steps for start, steps in spacings if t - window_ms < start < t + window_ms]
         counts, edges = np.histogram(nearby, bins=range(20, 100))
-        bpms.append(60_000 / (edges[np.argmax(counts)] * 10) if counts.max() > threshold * counts.sum() else np.nan)
+        dominant = edges[np.argmax(counts)] * MS_PER_STEP
+        bpms.append(60_000 / dominant if counts.max() > threshold * counts.sum() else np.nan)
     bpms = np.array(bpms)
     measured = ~np.isnan(bpms)
-    median = 60_000 / (np.median(np.array(spacings)[:, 1]) * 10)
+    median = 60_000 / (np.median(np.array(spacings)[:, 1]) * MS_PER_STEP)
     bpms = bpms / np.ceil(bpms / (median * 1.5))
     bpms = bpms * np.ceil((median / 1.5) / bpms)
     for i in np.flatnonzero(~measured):
@@ -250,199 +250,89 @@ def grid_events(grid: list[tuple[int, EventType]], types_first: bool) -> EventSt
 # --- running the passes --------------------------------------------------------------------------------------
 
 
-def super_timing_events(job, conditions) -> EventStream:
-    """Beat events for a generation job (``engine.generation._Job``), from ``timer_iterations`` shifted passes.
+def super_timing_events(context: PassContext, samples: np.ndarray, conditions: "Conditions", *, seed: int,
+                        iterations: int, bpm_threshold: float, cfg_scale: float, max_batch_size: int | None,
+                        temperature: float, timing_temperature: float) -> EventStream:
+    """Beat events of the song ``samples`` from ``iterations`` shifted timing passes of ``context.checkpoint``
+    (the root checkpoint); empty when no steady beat is found.
 
     The passes are independent, so their windows are decoded together, ``max_batch_size`` rows at a time,
     instead of pass after pass; a pass is built when the batch needs its windows and counted (then dropped)
     as soon as all its windows are decoded, so memory stays at about two passes.
     """
-    import math
-
     from .decoding import DecodingOptions
     from .postprocess import event_groups
     from .windows import WindowLayout
 
-    o = job.opts
-    ck = job.checkpoint(root=True)
+    ck = context.checkpoint
     data = ck.preset.data
     sample_rate = data.sample_rate
-    samples = job.samples
     length_ms = len(samples) * 1000 // sample_rate
     window_ms = (data.src_seq_len - 1) * data.hop_length * 1000 / sample_rate
-    rng = np.random.RandomState(job.seed)  # upstream draws from NumPy's global stream seeded with the seed
+    rng = np.random.RandomState(seed)  # upstream draws from NumPy's global stream seeded with the seed
     shifts = []
-    for _ in range(o.timer_iterations):
+    for _ in range(iterations):
         offset = int(rng.randint(-(window_ms // 2), window_ms // 2))
         pad, cut = max(0, offset * sample_rate // 1000), max(0, -offset * sample_rate // 1000)
         if cut < len(samples):  # a song shorter than the shift has nothing left to hear (upstream crashes)
             shifts.append((offset, pad, cut))
     layout = WindowLayout.for_preset(ck.preset, parallel=True)
     total = sum(layout.num_windows(pad + len(samples) - cut) for _, pad, cut in shifts)
-    batch = max(1, (o.max_batch_size or 16) // (2 if o.timer_cfg_scale > 1 else 1))
-    opts = DecodingOptions(do_sample=False, temperature=o.temperature, timing_temperature=o.timing_temperature,
-                           cfg_scale=o.timer_cfg_scale, max_length=data.tgt_seq_len, types_first=data.types_first)
-
+    decoding = DecodingOptions(do_sample=False, temperature=temperature, timing_temperature=timing_temperature,
+                               cfg_scale=cfg_scale, max_length=data.tgt_seq_len, types_first=data.types_first)
+    runner = PassRunner(dataclasses.replace(context, generator=None), decoding,
+                        batch_size=(max_batch_size or 16) // (2 if cfg_scale > 1 else 1),
+                        label=f"Super timing ({len(shifts)} passes)", total_calls=total)
+    passes = (ShiftedTimingPass(ck, layout, conditions, samples[cut:], pad, offset, cfg_scale)
+              for offset, pad, cut in shifts)
     votes = BeatVotes(length_ms)
-    upcoming = iter(shifts)
-    queue: list[tuple[_TimingPass, int]] = []
-    live: list[_TimingPass] = []
-    job.report.begin_pass(math.ceil(total / batch))
-    decoded = 0
-    while True:
-        while len(queue) < batch:
-            shift = next(upcoming, None)
-            if shift is None:
-                break
-            offset, pad, cut = shift
-            timing_pass = _TimingPass(job, ck, layout, conditions, samples[cut:], pad, offset)
-            live.append(timing_pass)
-            queue += [(timing_pass, i) for i in range(len(timing_pass.rows))]
-        if not queue:
-            break
-        chunk, queue = queue[:batch], queue[batch:]
-        job.report.stage(f"Super timing: windows {decoded + 1}–{decoded + len(chunk)} of {total} "
-                         f"({len(shifts)} passes)")
-        _decode_windows(job, ck, chunk, opts)
-        decoded += len(chunk)
-        job.report.done += 1
-        while live and live[0].complete:
-            finished = live.pop(0)
-            votes.add_pass(event_groups(finished.events().events, data.types_first), finished.offset)
-    job.report.end_pass()
-    grid = beat_grid(votes, o.timer_iterations, o.timer_bpm_threshold)
-    if not grid:
-        job.warnings.append("super timing found no steady beat in this song")
-    return grid_events(grid, data.types_first)
+    for finished in runner.run(passes):
+        votes.add_pass(event_groups(finished.events().events, data.types_first), finished.offset)
+    return grid_events(beat_grid(votes, iterations, bpm_threshold), data.types_first)
 
 
-class _TimingPass:
-    """One shifted pass: its windows side by side (no overlap), each prompted alone, and their decoded rows."""
+class ShiftedTimingPass:
+    """One shifted pass (a :class:`~engine.passes.WindowPass`): its windows side by side (no overlap), each
+    prompted alone, so all of them are ready at once; their rows are absorbed in window order at the end."""
 
-    def __init__(self, job, ck, layout, conditions, samples: np.ndarray, pad: int, offset: int):
+    def __init__(self, ck, layout: "WindowLayout", conditions: "Conditions", samples: np.ndarray, pad: int,
+                 offset: int, cfg_scale: float):
         from .prompt import Embeds, GenerationRun
 
         self.offset = offset
-        self.data = ck.preset.data
-        self.segments = layout.segment(samples, begin_pad=pad)
-        self.context = C.MAP if self.data.add_timing else C.TIMING
+        self.segments: Segments = layout.segment(samples, begin_pad=pad)
+        self.context = C.MAP if ck.preset.data.add_timing else C.TIMING
         self.context_eos = ck.tokenizer.context_eos.get(self.context)
-        self.run = GenerationRun(ck.tokenizer, self.data, self.segments, conditions, requested=(self.context,),
-                                 given={}, embeds=Embeds.from_config(ck.config), cfg_scale=job.opts.timer_cfg_scale)
-        self.rows: list[list[int] | None] = [None] * len(self.segments)
+        self.run = GenerationRun(ck.tokenizer, ck.preset.data, self.segments, conditions, requested=(self.context,),
+                                 given={}, embeds=Embeds.from_config(ck.config), cfg_scale=cfg_scale)
+        self.calls = [self.run.make_call(0, w, alone=True) for w in range(len(self.segments))]
+        self.rows: dict[int, Sequence[int]] = {}
+        self._handed_out = False
 
-    def window(self, i: int, with_negative: bool):
-        """(samples, prompt, negative prompt, conditioning tensors) of window ``i``."""
-        start = self.segments.starts_ms[i]
-        prompt, negative = self.run.builder.prompts(start, self.run.in_streams, self.run.out_streams,
-                                                    with_negative=with_negative)
-        return self.segments.samples(i), prompt, negative, self.run.window_kwargs(start)
+    def ready(self) -> list["Call"]:
+        if self._handed_out:
+            return []
+        self._handed_out = True
+        return list(self.calls)
+
+    def frames(self, call: "Call") -> np.ndarray:
+        return self.segments.samples(call.window)
+
+    def absorb(self, call: "Call", generated: Sequence[int]) -> None:
+        self.rows[call.window] = generated
 
     @property
-    def complete(self) -> bool:
-        return all(row is not None for row in self.rows)
+    def finished(self) -> bool:
+        return len(self.rows) == len(self.calls)
 
     def events(self) -> EventStream:
-        stream = self.run.stream(self.context)
-        for start, generated in zip(self.segments.starts_ms, self.rows):
+        for call in self.calls:
+            generated = list(self.rows[call.window])
             if self.context_eos is not None:
                 # Upstream keeps a window's output only when its context was closed.
                 if self.context_eos not in generated:
                     continue
                 generated = generated[: generated.index(self.context_eos)]
-            self.run.absorber(stream, generated, start, trim_lookback=False, trim_lookahead=False)
-        (events, times), = self.run.results().values()
-        return EventStream(list(events), list(times))
-
-
-def _decode_windows(job, ck, chunk: list[tuple[_TimingPass, int]], opts) -> None:
-    """Decode one batch of windows (from one or more passes) and hand each pass its rows."""
-    import torch
-
-    from .decoding import decode
-    from .prompt import stop_ids
-    from .runtime import autocast
-
-    guided = opts.cfg_scale > 1
-    windows = [timing_pass.window(i, guided) for timing_pass, i in chunk]
-    frames = torch.from_numpy(np.stack([w[0] for w in windows]))
-    cond = {k: torch.cat([w[3][k] for w in windows]) for k in windows[0][3]}
-    with autocast(job.device, job.opts.precision):
-        rows = decode(ck.model, ck.tokenizer, frames, [w[1] for w in windows], opts,
-                      stop_ids(ck.tokenizer, chunk[0][0].context), cond=cond,
-                      negative_prompts=[w[2] for w in windows] if guided else None,
-                      cancel=job.cancel, stats=job.stats)
-    for (timing_pass, i), row in zip(chunk, rows):
-        timing_pass.rows[i] = row
-
-
-# --- the facade ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TimingResult:
-    timing_points: list["TimingPoint"]
-    beatmap: "Beatmap"  # the timing points in an otherwise empty beatmap
-    path: Path | None  # the .osu written (None when no output_path was given)
-    version: str
-    seconds: float
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def uninherited(self) -> list["TimingPoint"]:
-        return [tp for tp in self.timing_points if tp.uninherited]
-
-
-def timing(
-    audio_path: str | Path,
-    super_timing: bool = False,
-    model: str = "v32",
-    *,
-    device: str = "auto",
-    precision: str = "fp32",
-    output_path: str | Path | None = None,
-    progress: "ProgressCallback | None" = None,
-    cancel=None,
-    **options,
-) -> TimingResult:
-    """Find a song's timing points (offset, BPM, meter and changes) with a model's timing pass or super timing.
-
-    ``options`` are GenerateOptions fields (seed, timer_iterations, timer_bpm_threshold, timer_cfg_scale, ...).
-    With ``output_path`` a timing-only .osu is written: into that folder (named like a generated map, the song
-    copied beside it), or, for a path ending in ``.osu``, as that file (a file it replaces is kept as ``.bak``).
-    """
-    import time as _time
-
-    from .errors import OptionError
-    from .generation import _write_outputs, run_job
-    from .options import GenerateOptions, build_options
-
-    started = _time.perf_counter()
-    osu_file = Path(output_path).expanduser() if output_path and str(output_path).lower().endswith(".osu") else None
-    # build_options: unknown names and bad values are OptionErrors, before anything loads or is written
-    opts = build_options(GenerateOptions, {
-        "audio_path": str(audio_path), "model_path": model, "super_timing": super_timing, "device": device,
-        "precision": precision, "output_type": ("TIMING",),
-        "output_path": str(osu_file.parent if osu_file else output_path) if output_path else None,
-        **options})
-    if model == "v30":
-        raise OptionError("v30 has no timing context to generate timing with; use model v31, v32 or v32-mini")
-    plan, job, beatmap = run_job(opts, progress, cancel)
-    report = job.report
-    beatmap.metadata = dataclasses.replace(beatmap.metadata, version="Timing")
-    path = None
-    if osu_file is not None:
-        from .beatmap import write_beatmap
-
-        report.stage("Writing the timing", 0.99)
-        try:
-            write_beatmap(beatmap, osu_file)
-        except OSError as e:
-            raise OptionError(f"could not write {osu_file}: {e.strerror or e}; nothing was written") from None
-        path = osu_file
-    elif output_path:
-        report.stage("Writing the timing", 0.99)
-        path, _ = _write_outputs(job, beatmap, dataclasses.replace(job.opts, export_osz=False))
-    report.stage("Done", 1.0)
-    return TimingResult(list(beatmap.timing_points), beatmap, path, plan.preset.name,
-                        _time.perf_counter() - started, job.warnings)
+            self.run.absorb(call, generated)
+        stream, = self.run.results().values()
+        return stream

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 from ..beatmap import Beatmap, TimingPoint
 from ..events import BEAT_TYPES, EventStream, events_of_type, merge_events
-from ..tokenizer import ContextType, Event, EventType
+from ..tokenizer import ContextType, EventType
 from .build import BeatmapSettings, PostprocessOptions, build_beatmap
 from .red_lines import generate_timing, resnap_events
 
@@ -21,7 +21,7 @@ C = ContextType
 MERGE_ORDER = (C.TIMING, C.KIAI, C.MAP, C.SV)  # the order of upstream's context templates
 TIMING_TYPES = BEAT_TYPES | {EventType.TIME_SHIFT}
 
-Contexts = Mapping[ContextType, "tuple[Sequence[Event], Sequence[int]]"]
+Contexts = Mapping[ContextType, EventStream]
 
 
 def merge_contexts(contexts: Contexts) -> EventStream:
@@ -48,7 +48,7 @@ def timing_from_contexts(contexts: Contexts, options: PostprocessOptions) -> lis
 def postprocess(contexts: Contexts, settings: BeatmapSettings = BeatmapSettings(),
                 options: PostprocessOptions = PostprocessOptions(), *,
                 timing: Sequence[TimingPoint] | None = None) -> Beatmap:
-    """The beatmap of a generation's finished context streams (``(events, times)`` per context,
+    """The beatmap of a generation's finished context streams (an :class:`EventStream` per context,
     TIME_SHIFT values and times in absolute ms, positions in pixels).
 
     ``timing``: red lines to use instead of rebuilding them (a reference beatmap's uninherited

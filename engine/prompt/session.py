@@ -19,8 +19,9 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from ..events.stream import EventStream
 from ..presets import DataFlags
-from ..tokenizer import ContextType, Event, Tokenizer
+from ..tokenizer import ContextType, Tokenizer
 from ..windows import Segments, WindowLayout
 from .builder import ContextPlan, PromptBuilder, plan_contexts, stop_ids
 from .conditions import Conditions, Embeds, class_tokens, model_kwargs, song_position
@@ -132,11 +133,13 @@ class GenerationRun:
             kwargs["song_position"] = song_position(window_start, self.layout.window_ms, self.song_length_ms)
         return kwargs
 
-    def make_call(self, out_index: int, window: int) -> Call:
-        """The call that generates out context ``out_index`` in window ``window``."""
+    def make_call(self, out_index: int, window: int, *, alone: bool = False) -> Call:
+        """The call that generates out context ``out_index`` in window ``window``. ``alone``: the window is
+        generated on its own, as with windows side by side, so no lookback or lookahead region is trimmed
+        or stops it."""
         start = self.starts[window]
-        trim_lookback = window != 0 and self.layout.lookback_ms > 0
-        trim_lookahead = window != len(self.starts) - 1
+        trim_lookback = not alone and window != 0 and self.layout.lookback_ms > 0
+        trim_lookahead = not alone and window != len(self.starts) - 1
         stream = self.out_streams[out_index]
         prompt, negative = self.builder.prompts(
             start, self.in_streams, self.out_streams[: out_index + 1], with_negative=self.cfg_scale > 1
@@ -185,8 +188,8 @@ class GenerationRun:
         *,
         start_time: float | None = None,
         end_time: float | None = None,
-        references: Mapping[ContextType, tuple[Sequence[Event], Sequence[int]]] | None = None,
-    ) -> dict[ContextType, tuple[list[Event], list[int]]]:
+        references: Mapping[ContextType, EventStream] | None = None,
+    ) -> dict[ContextType, EventStream]:
         """The requested out contexts (all of them when none was requested), finished for the
         post-processor. ``references``: pixel-unit reference streams for adding to a beatmap."""
         wanted = self.requested or self.plan.out_contexts

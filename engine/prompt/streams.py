@@ -1,7 +1,8 @@
 """Event streams of one context type and their conversion to and from a window's token ids.
 
-A stream holds events whose TIME_SHIFT values are absolute milliseconds, plus a parallel list with
-the time of every event (int ms). In a window, time shifts become tokens counted in 10 ms steps from
+A stream is an :class:`~engine.events.EventStream`: events whose TIME_SHIFT values are absolute
+milliseconds, plus a parallel list with the time of every event (int ms); a :class:`ContextStream` is
+the stream of one context in a generation run. In a window, time shifts become tokens counted in 10 ms steps from
 the window start; generated tokens come back the other way. Inference decodes a non-negative step
 ``t`` to ``start + 10 t + 5`` ms: tokenization truncates to the step, so the half step removes the
 5 ms average bias (and re-encoding the decoded time gives the same step back).
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..events.stream import EventStream
 from ..presets import MS_PER_STEP, DataFlags
 from ..tokenizer import ContextType, Event, EventType, Tokenizer
 
@@ -44,9 +46,14 @@ class ContextStream:
             raise ValueError(f"{self.type.value} stream has {len(self.events)} events but {len(self.times)} times")
 
     @classmethod
-    def of(cls, type: ContextType, events_and_times: tuple[Sequence[Event], Sequence[int]], **kw) -> "ContextStream":
-        events, times = events_and_times
-        return cls(type, list(events), list(times), given=True, **kw)
+    def of(cls, type: ContextType, stream: EventStream, **kw) -> "ContextStream":
+        """A given context: ``stream``'s events and times (copied)."""
+        return cls(type, list(stream.events), list(stream.times), given=True, **kw)
+
+    @property
+    def stream(self) -> EventStream:
+        """The events and times (the same lists, not a copy)."""
+        return EventStream(self.events, self.times)
 
     def window_range(self, start_ms: float, end_ms: float) -> tuple[int, int]:
         return window_range(self.times, start_ms, end_ms)
@@ -195,7 +202,7 @@ class Absorber:
 # --- finished streams --------------------------------------------------------------------------------
 
 
-def rescale_positions(events: Sequence[Event], times: Sequence[int], flags: DataFlags) -> tuple[list[Event], list[int]]:
+def rescale_positions(events: Sequence[Event], times: Sequence[int], flags: DataFlags) -> EventStream:
     """Position tokens to osu! pixels: POS_X/POS_Y scaled by the precision, and joint POS (with
     its optional POS_REFINE) split into POS_X and POS_Y. POS_REFINE events stay in the stream."""
     precision = flags.position_precision
@@ -224,10 +231,10 @@ def rescale_positions(events: Sequence[Event], times: Sequence[int], flags: Data
         else:
             out_events.append(ev)
             out_times.append(times[i])
-    return out_events, out_times
+    return EventStream(out_events, out_times)
 
 
-def columns_to_positions(events: Sequence[Event], times: Sequence[int], keycount: int) -> tuple[list[Event], list[int]]:
+def columns_to_positions(events: Sequence[Event], times: Sequence[int], keycount: int) -> EventStream:
     """Mania columns to the x/y pixel position osu! stores for them (centre of the column, y 192)."""
     out_events: list[Event] = []
     out_times: list[int] = []
@@ -238,7 +245,7 @@ def columns_to_positions(events: Sequence[Event], times: Sequence[int], keycount
         else:
             out_events.append(ev)
             out_times.append(t)
-    return out_events, out_times
+    return EventStream(out_events, out_times)
 
 
 def finish_stream(
@@ -250,9 +257,9 @@ def finish_stream(
     keycount: int = 4,
     start_time: float | None = None,
     end_time: float | None = None,
-    reference: tuple[Sequence[Event], Sequence[int]] | None = None,
+    reference: EventStream | None = None,
     update_times: UpdateTimes | None = None,
-) -> tuple[list[Event], list[int]]:
+) -> EventStream:
     """A generated stream ready for post-processing: times recomputed over the whole song, trimmed
     to [start_time - 10, end_time + 10] ms when given, positions in pixels and mania columns as x.
 
@@ -281,4 +288,4 @@ def finish_stream(
             events, times = events + after_e, times + after_t
     if stream.type == ContextType.MAP and gamemode == 3:
         events, times = columns_to_positions(events, times, keycount)
-    return events, times
+    return EventStream(events, times)
