@@ -54,7 +54,7 @@ class _Bar:
         self.bar.close()
 
 
-def cmd_generate(words: Sequence[str], interactive: bool = False) -> int:
+def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool = False) -> int:
     if interactive:
         from .wizard import run_wizard
 
@@ -68,10 +68,38 @@ def cmd_generate(words: Sequence[str], interactive: bool = False) -> int:
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    check = result_check(result)
+    if as_json:
+        import json
+
+        print(json.dumps(result_json(result, check), indent=1, ensure_ascii=False, default=str))
+        return 0
     print(f"Wrote {result.path}")
     print(f"  {len(result.beatmap.hit_objects)} objects, model {result.version}, seed {result.seed}, "
           f"{result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.0f} tok/s)")
+    print(f"  check: {check.summary_line()}")
     return 0
+
+
+def result_check(result):
+    """engine.check_result for a GenerationResult: the stars asked for, and the reference map unless the
+    result was written over it."""
+    from pathlib import Path
+
+    reference = result.options.beatmap_path
+    if reference and result.osu_path is not None and Path(reference).expanduser().resolve() == result.osu_path.resolve():
+        reference = None
+    return _engine().check_result(result.beatmap, asked_difficulty=result.options.difficulty, reference=reference)
+
+
+def result_json(result, check) -> dict:
+    """A generation's result and its check as one JSON-ready dict."""
+    import dataclasses
+
+    return {"path": str(result.path), "osu_path": str(result.osu_path) if result.osu_path else None,
+            "version": result.version, "seed": result.seed, "objects": len(result.beatmap.hit_objects),
+            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": list(result.warnings),
+            "options": dataclasses.asdict(result.options), "check": check.to_json()}
 
 
 def cmd_download(source: str | None, gamemode: int | None, revision: str | None) -> int:
@@ -101,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate a beatmap. Options are key=value (upstream's names), e.g. "
                                    "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.")
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
+    g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
 
     m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap")
@@ -184,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "generate":
-        return cmd_generate(args.words, interactive=args.interactive)
+        return cmd_generate(args.words, interactive=args.interactive, as_json=args.json)
     if args.command == "download":
         return cmd_download(args.source, args.gamemode, args.revision)
     if args.command == "mod":

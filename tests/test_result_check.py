@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +13,7 @@ import engine
 from engine.beatmap import HoldNote, Slider, Spinner, read_beatmap
 from engine.beatmap_stats import star_rating
 
-from .conftest import BEATMAPS, need
+from .conftest import BEATMAPS, REPO, UPSTREAM, need
 
 # One ranked map per mode, with its rosu-pp 3.1.0 star rating (upstream's pin; osu!'s website shows newer values).
 MAPS = {
@@ -148,3 +151,42 @@ def test_an_empty_map_says_so():
     check = engine.check_result(with_objects(ranked(0), []))
     assert check.star_rating is None and check.object_count == 0 and check.flags == ["no objects"]
     assert check.summary_line().startswith("?★ · 4 red lines")
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+TRAINED = UPSTREAM / "trained"
+
+
+def generate_cli(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """`mapperator generate` with the tiny trained v32, timed by the reference map (so no timing pass)."""
+    words = [f"beatmap_path={need(TRAINED / 'audio' / 'synth150_std.osu')}", f"output_path={tmp_path / 'out'}",
+             f"model_path={need(TRAINED / 'v32' / 'checkpoint')}", "in_context=[TIMING]", "gamemode=0",
+             "difficulty=3.2", "mapper_id=2", "year=2023", "do_sample=false", "seed=1", "device=cpu"]
+    return subprocess.run([sys.executable, "-m", "mapperator_app.cli", "generate", *extra[:1], *words, *extra[1:]],
+                          cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_generate_prints_the_check_summary(tmp_path):
+    out = generate_cli(tmp_path)
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stdout.splitlines() if line.strip().startswith("check:"))
+    written = next((tmp_path / "out").glob("*.osu"))
+    expected = engine.check_result(read_beatmap(written), 3.2, TRAINED / "audio" / "synth150_std.osu")
+    assert line.strip() == f"check: {expected.summary_line()}"
+    assert "(asked 3.2)" in line and "1 red line 150 BPM" in line and "rhythm F1" in line
+
+
+@pytest.mark.slow
+def test_generate_json_holds_the_result_and_its_check(tmp_path):
+    out = generate_cli(tmp_path, "--json", "title=Checked")  # the flag before and among key=value words
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["options"]["title"] == "Checked" and data["path"].endswith(".osu")
+    check = data["check"]
+    assert check["asked_difficulty"] == 3.2 and check["object_count"] == data["objects"] > 0
+    assert check["star_rating"] > 0 and check["red_lines"][0]["bpm"] == pytest.approx(150)
+    assert check["evaluation"]["reference"] == "synth150_std.osu"
+    assert {"stacked", "doubled", "unsnapped", "offscreen", "empty_sections", "summary"} <= set(check)
