@@ -196,46 +196,42 @@ def _classify(beat_times: list[int], smooth: dict[str, np.ndarray]) -> list[Even
 
 
 def _place_measures(beat_times, kinds, smooth, signature: int) -> list[EventType]:
-    """Mark measure starts: at each beat, the phase (0..signature-1) whose beats gather the most measure
-    and timing-point votes, looking three measures either way; then skip the rest of that measure."""
-    original = list(kinds)
-    kinds = list(kinds)
-    cooldown = 0
-    for i, kind in enumerate(original):
-        if cooldown > 0:
-            cooldown -= 1
-            continue
-        if cooldown < 0:
-            cooldown += 1
-            if cooldown == 0 and kind != EventType.TIMING_POINT:
-                kinds[i] = EventType.MEASURE
-                cooldown = signature - 1
-            continue
-        if kind == EventType.TIMING_POINT:
-            continue
+    """Mark the downbeats (measure starts) of a beat grid whose beats are BEAT or TIMING_POINT.
+
+    A walk over the beats: at a beat that is not a timing point it picks the phase (0..signature-1) whose
+    beats, three measures either way, carry the most measure and timing-point votes on average; the
+    downbeat is that many beats later (unless a timing point is there), and the walk resumes one measure
+    after it. Which of the seven measure offsets count is fixed for the whole grid: offset ±j is left out
+    when a timing point is among the first (+j) or last (-j) j - 1 beats of the grid — upstream's check,
+    which looks at the ends of the list rather than around the current beat; kept so that the same votes
+    give the same grid.
+    """
+    n = len(kinds)
+    is_timing_point = [k == EventType.TIMING_POINT for k in kinds]
+    evidence = [_votes_near(smooth["measures"], t) + _votes_near(smooth["timing_points"], t) for t in beat_times]
+    offsets = [j * signature for j in range(-3, 4)
+               if not any(is_timing_point[1:j] if j > 0 else is_timing_point[max(0, n + j + 1):])]
+
+    def best_phase(i: int) -> int:
         scores = []
         for phase in range(signature):
-            total, count = 0.0, 0
-            for j in range(-3, 4):
-                index = i + j * signature + phase
-                if not 0 <= index < len(beat_times):
-                    continue
-                # Upstream checks these indices from the start of the list, not around beat i; kept so
-                # that the same votes give the same grid.
-                if any(kinds[k] == EventType.TIMING_POINT for k in np.arange(1, abs(j)) * np.sign(j)):
-                    continue
-                t = beat_times[index]
-                total += _votes_near(smooth["measures"], t) + _votes_near(smooth["timing_points"], t)
-                count += 1
-            scores.append(0 if count == 0 else total / count)
-        best = int(np.argmax(scores))
-        if best == 0:
-            kinds[i] = EventType.MEASURE
-            cooldown = signature - 1
+            votes = [evidence[i + d + phase] for d in offsets if 0 <= i + d + phase < n]
+            scores.append(sum(votes) / len(votes) if votes else 0)
+        return int(np.argmax(scores))
+
+    placed = list(kinds)
+    i = 0
+    while i < n:
+        if is_timing_point[i]:
+            i += 1
+            continue
+        downbeat = i + best_phase(i)
+        if downbeat < n and not is_timing_point[downbeat]:
+            placed[downbeat] = EventType.MEASURE
+            i = downbeat + signature
         else:
-            kinds[i] = EventType.BEAT
-            cooldown = -best
-    return kinds
+            i = downbeat + 1
+    return placed
 
 
 def grid_events(grid: list[tuple[int, EventType]], types_first: bool) -> EventStream:
