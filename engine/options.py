@@ -298,10 +298,6 @@ def _coerce(name: str, value: Any, tp: Any, limits: Range | None = None) -> Any:
     raise OptionError(f"option {name}={_shown(value)} is not valid: expected {kind}{accepts}")
 
 
-def option_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
 def suggest(name: str, choices: Sequence[str]) -> str:
     import difflib
 
