@@ -68,6 +68,8 @@ def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool 
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    from .forms import result_check
+
     check = result_check(result)
     if as_json:
         import json
@@ -79,17 +81,6 @@ def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool 
           f"{result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.0f} tok/s)")
     print(f"  check: {check.summary_line()}")
     return 0
-
-
-def result_check(result):
-    """engine.check_result for a GenerationResult: the stars asked for, and the reference map unless the
-    result was written over it."""
-    from pathlib import Path
-
-    reference = result.options.beatmap_path
-    if reference and result.osu_path is not None and Path(reference).expanduser().resolve() == result.osu_path.resolve():
-        reference = None
-    return _engine().check_result(result.beatmap, asked_difficulty=result.options.difficulty, reference=reference)
 
 
 def result_json(result, check) -> dict:

@@ -192,3 +192,54 @@ def timing_rows(points: Iterable[Any]) -> list[list[Any]]:
         rows.append([round(float(p.time), 2), engine.editor_timestamp(p.time).rstrip(" -"), "red line" if red else "green line",
                      bpm, p.meter if red else None, sv, bool(p.kiai)])
     return rows
+
+
+# --- the check of a generated map ---------------------------------------------------------------------------
+
+
+def result_check(result):
+    """engine.check_result for a GenerationResult: the stars asked for, and the reference map
+    (``beatmap_path``) unless the result was written over it."""
+    from pathlib import Path
+
+    reference = result.options.beatmap_path
+    if reference and result.osu_path is not None and \
+            Path(reference).expanduser().resolve() == Path(result.osu_path).resolve():
+        reference = None
+    return engine.check_result(result.beatmap, asked_difficulty=result.options.difficulty, reference=reference)
+
+
+def check_markdown(check) -> str:
+    """The check as a compact Markdown table, one row per measure, ⚠ where something looks wrong."""
+    data = check.to_json()
+
+    def row(name: str, value: Any, bad: bool = False) -> str:
+        return f"| {name} | {'⚠ ' if bad else ''}{value} |"
+
+    stars = "unknown" if data["star_rating"] is None else f"{data['star_rating']:.2f}★"
+    if data["asked_difficulty"] is not None:
+        stars += f" (asked {data['asked_difficulty']:g}★, {data['star_difference']:+.2f})" \
+            if data["star_difference"] is not None else f" (asked {data['asked_difficulty']:g}★)"
+    reds = data["red_lines"]
+    red_text = "; ".join(f"{r['bpm']:g} BPM @ {r['offset_ms']:g} ms" for r in reds[:3]) or "none"
+    if len(reds) > 3:
+        red_text += f"; … {len(reds) - 3} more"
+    empty = data["empty_sections"]
+    empty_text = ", ".join(f"{format_time(s['start_ms'])}–{format_time(s['end_ms'])} ({s['bars']:g} bars)"
+                           for s in empty[:3]) or "none"
+    if len(empty) > 3:
+        empty_text += f", … {len(empty) - 3} more"
+    lines = ["| Check | |", "|---|---|", row("Star rating", stars),
+             row(f"Red lines ({len(reds)})", red_text, not reds)]
+    if data["mode"] == 0:
+        lines.append(row("Offscreen", data["offscreen"], data["offscreen"] > 0))
+    if data["mode"] in (0, 2):
+        lines.append(row("Stacked on one spot", data["stacked"], data["stacked"] > 0))
+    lines += [row("Doubled", data["doubled"], data["doubled"] > 0),
+              row("Unsnapped (≥ 2 ms)", data["unsnapped"], data["unsnapped"] > 0),
+              row("Empty sections (4+ bars)", empty_text)]
+    ev = data["evaluation"]
+    if ev is not None:
+        lines.append(row(f"Against {ev['reference'].replace('|', '/')}",
+                         f"rhythm F1 {ev['active_rhythm_f1']:.2f}, BPM error {ev['bpm_error']:.2f}"))
+    return "\n".join(lines)

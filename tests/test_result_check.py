@@ -190,3 +190,42 @@ def test_generate_json_holds_the_result_and_its_check(tmp_path):
     assert check["star_rating"] > 0 and check["red_lines"][0]["bpm"] == pytest.approx(150)
     assert check["evaluation"]["reference"] == "synth150_std.osu"
     assert {"stacked", "doubled", "unsnapped", "offscreen", "empty_sections", "summary"} <= set(check)
+
+
+# --- the app's Generate tab -----------------------------------------------------------------------------------
+
+
+def fake_result(beatmap, osu_path, **options):
+    """What the Generate tab reads from a GenerationResult (the options it needs, the written map)."""
+    from types import SimpleNamespace
+
+    base = {"difficulty": None, "beatmap_path": None}
+    return SimpleNamespace(beatmap=beatmap, osu_path=osu_path, options=SimpleNamespace(**{**base, **options}))
+
+
+def test_the_generate_tab_shows_the_check_beneath_the_result(tmp_path):
+    from mapperator_app import forms
+    from mapperator_app.tabs.generate import Outcome, result_markdown
+
+    reference = need(BEATMAPS / MAPS[0][0])
+    beatmap = ranked(0)
+    pile = with_objects(beatmap, (moved(o, 256, 192) if not isinstance(o, Spinner) else o
+                                  for o in beatmap.hit_objects))
+    result = fake_result(pile, tmp_path / "new.osu", difficulty=5.5, beatmap_path=str(reference))
+    check = forms.result_check(result)
+    assert check.asked_difficulty == 5.5 and check.evaluation.reference == reference.name
+    table = forms.check_markdown(check)
+    assert f"| Stacked on one spot | ⚠ {check.stacked} |" in table and "| Doubled | 0 |" in table
+    assert "(asked 5.5★, " in table and "rhythm F1" in table
+    assert all(line.startswith("|") and line.endswith("|") for line in table.splitlines())
+    r = dataclasses.make_dataclass("R", ["beatmap", "options", "version", "seed", "tokens", "seconds", "warnings",
+                                         "tokens_per_second"])(pile, result.options, "v32", 1, 10, 1.0, [], 10.0)
+    assert result_markdown(Outcome(r, check.star_rating, None, None, "", check)).endswith(table)
+
+
+def test_a_result_written_over_its_reference_is_not_evaluated_against_itself():
+    from mapperator_app import forms
+
+    reference = need(BEATMAPS / MAPS[1][0])
+    result = fake_result(ranked(1), reference, beatmap_path=str(reference))
+    assert forms.result_check(result).evaluation is None

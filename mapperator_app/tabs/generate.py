@@ -34,6 +34,7 @@ class Outcome:
     timeline: Any
     thumbnail: Any
     player: str = ""  # the preview player's markup
+    check: Any = None  # engine.check_result of the map (ResultCheck)
 
 
 def _generation_job(options, download_first: bool, on_written: Callable[[Path], None]):
@@ -61,7 +62,7 @@ def _generation_job(options, download_first: bool, on_written: Callable[[Path], 
         song = beatmap_song(result.osu_path) if result.osu_path is not None else None
         song = song or (Path(result.options.audio_path).expanduser() if result.options.audio_path else None)
         return Outcome(result, stars, timeline_strip(result.beatmap, length), playfield_thumbnail(result.beatmap),
-                       player_html(result.beatmap, song, "generate"))
+                       player_html(result.beatmap, song, "generate"), forms.result_check(result))
 
     return run
 
@@ -86,6 +87,8 @@ def result_markdown(outcome: Outcome) -> str:
     ]
     for warning in r.warnings:
         lines.append(f"\n⚠ {warning}")
+    if outcome.check is not None:
+        lines += ["", forms.check_markdown(outcome.check)]
     return "\n".join(lines)
 
 
