@@ -5,6 +5,7 @@ Nothing here imports Gradio, so every conversion is testable on its own.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import engine
@@ -36,6 +37,30 @@ def mapper_id(value: Any) -> int | None:
     if not text.isdigit():
         raise OptionError(f"mapper {value!r} is not an osu! user id (a number)")
     return int(text)
+
+
+def model_label(model: str) -> str:
+    """How the model picker shows a choice: a version by its name; a checkpoint folder by the version its own
+    files say it is (config.json and tokenizer.json) and its last two folder names; a cached repo by its id."""
+    model = (model or "").strip()
+    if model in engine.PRESETS:
+        return model
+    version = engine.model_vocabulary(model).version
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return f"{version or 'checkpoint'} (folder …/{'/'.join(path.parts[-2:])})"
+    return f"{version} ({model})" if version else model
+
+
+def model_choices(versions: Iterable[str], current: str | None) -> list[tuple[str, str]]:
+    """The model picker's (label, value) choices: the versions, and the current choice when it is a folder or
+    repo. Values stay what the user chose (a version name or the full path), so saved values restore unchanged
+    and only the label shows the version."""
+    choices = [(v, v) for v in versions]
+    current = (current or "").strip()
+    if current and current not in [v for _, v in choices]:
+        choices.append((model_label(current), current))
+    return choices
 
 
 def clean_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +254,7 @@ def check_markdown(check) -> str:
                            for s in empty[:3]) or "none"
     if len(empty) > 3:
         empty_text += f", … {len(empty) - 3} more"
-    lines = ["| Check | |", "|---|---|", row("Star rating", stars),
+    lines = ["| Check | Result |", "|---|---|", row("Star rating", stars),
              row(f"Red lines ({len(reds)})", red_text, not reds)]
     if data["mode"] == 0:
         lines.append(row("Offscreen", data["offscreen"], data["offscreen"] > 0))

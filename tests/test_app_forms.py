@@ -8,7 +8,7 @@ from engine.errors import OptionError
 from engine.suggestions import Severity, Source, Suggestion
 from mapperator_app import forms
 from mapperator_app.worker import Job, JobState
-from tests.conftest import BEATMAPS, need
+from tests.conftest import BEATMAPS, UPSTREAM, need
 
 
 def test_generate_options_from_form_values():
@@ -100,3 +100,14 @@ def test_progress_html_states():
     queued = Job(2, "mod", "MaiMod map.osu", "", lambda p, c: None)
     listing = forms.jobs_html([job, queued])
     assert listing.index("Running") < listing.index("Queued") and "MaiMod map.osu" in listing
+
+
+def test_model_picker_labels_a_folder_with_its_version_and_keeps_the_path_as_value():
+    checkpoint = need(UPSTREAM / "trained" / "v31" / "checkpoint")
+    choices = forms.model_choices(["v32", "v31"], str(checkpoint))
+    assert choices[:2] == [("v32", "v32"), ("v31", "v31")]
+    label, value = choices[2]
+    assert value == str(checkpoint), "the value is the path, so a saved value restores unchanged"
+    assert label == "v31 (folder …/v31/checkpoint)"
+    assert forms.model_choices(["v32"], "v32") == [("v32", "v32")] == forms.model_choices(["v32"], " ")
+    assert forms.model_label("no/such-repo") == "no/such-repo"

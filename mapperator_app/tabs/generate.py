@@ -104,7 +104,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             reference_preview = gr.Button("Preview the reference", size="sm", elem_id="gen-beatmap-preview")
             reference_player = gr.HTML("", elem_id="gen-reference-player")
             with gr.Row(equal_height=True):
-                fields["model_path"] = gr.Dropdown(VERSIONS, value="v32", allow_custom_value=True, label="Model",
+                fields["model_path"] = gr.Dropdown(forms.model_choices(VERSIONS, None), value="v32", allow_custom_value=True, label="Model",
                                                    info="a version, or a checkpoint folder", elem_id="gen-model",
                                                    scale=3)
                 model_browse = gr.Button("Folder…", elem_classes=["native-only", "mp-browse"], size="sm", scale=0)
@@ -214,6 +214,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     model_browse.click(None, fields["model_path"], fields["model_path"],
                        js="(current) => window.mapperator.pickFolder(current)", api_visibility="private")
+    # a chosen folder is labelled with its version; only the choices change, so this fires no second change
+    fields["model_path"].change(lambda model: gr.update(choices=forms.model_choices(VERSIONS, model)),
+                                fields["model_path"], fields["model_path"], api_visibility="private",
+                                show_progress="hidden")
 
     def checkpoint_lists(model_path: str, gamemode: Any, descriptors: list, negative_descriptors: list,
                          mapper_id: Any):
@@ -316,6 +320,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         if not saved.get("output_path") and ctx.settings.output_folder:
             saved["output_path"] = ctx.settings.output_folder
         updates = [saved.get(name, fields[name].value) for name in names]
+        updates[names.index("model_path")] = gr.update(value=updates[names.index("model_path")],
+                                                       choices=forms.model_choices(VERSIONS, saved.get("model_path")))
         lists = checkpoint_lists(saved.get("model_path") or "v32", saved.get("gamemode", "osu!"),
                                  saved.get("descriptors"), saved.get("negative_descriptors"), saved.get("mapper_id"))
         for component, update in zip(lists_outputs, lists):

@@ -60,7 +60,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             fields["audio_path"] = path_field("Song (optional)", "audio", elem_id="mm-audio",
                                               placeholder="found in the beatmap's folder when left empty")
             with gr.Row():
-                fields["model"] = gr.Dropdown(MAIMOD_VERSIONS, value=DEFAULT_MODEL, allow_custom_value=True,
+                fields["model"] = gr.Dropdown(forms.model_choices(MAIMOD_VERSIONS, None), value=DEFAULT_MODEL, allow_custom_value=True,
                                               label="Model", info="upstream's MaiMod uses v30", elem_id="mm-model")
                 fields["ai"] = gr.Checkbox(True, label="AI suggestions")
                 fields["rules"] = gr.Checkbox(True, label="Rule checks")
@@ -181,6 +181,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     def restore_mod():
         """The last values used on this tab."""
         saved = ctx.settings.tab("mod")
-        return tuple(saved.get(n, fields[n].value) for n in names)
+        values = [saved.get(n, fields[n].value) for n in names]
+        values[names.index("model")] = gr.update(value=values[names.index("model")],
+                                                 choices=forms.model_choices(MAIMOD_VERSIONS, saved.get("model")))
+        return tuple(values)
 
     on_page_load(ctx, restore_mod, components, api_name="restore_mod")
+    fields["model"].change(lambda model: gr.update(choices=forms.model_choices(MAIMOD_VERSIONS, model)),
+                           fields["model"], fields["model"], api_visibility="private", show_progress="hidden")

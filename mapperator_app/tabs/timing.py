@@ -72,7 +72,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             fields["audio_path"] = path_field("Song (audio file)", "audio", elem_id="tm-audio",
                                               placeholder="path to an .mp3/.ogg/.wav file")
             with gr.Row():
-                fields["model"] = gr.Dropdown(TIMING_VERSIONS, value="v32", allow_custom_value=True, label="Model",
+                fields["model"] = gr.Dropdown(forms.model_choices(TIMING_VERSIONS, None), value="v32", allow_custom_value=True, label="Model",
                                               elem_id="tm-model")
                 fields["super_timing"] = gr.Checkbox(False, label="Super timing (many passes; for tempo changes)",
                                                      elem_id="tm-super")
@@ -147,6 +147,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     def restore_timing():
         """The last values used on this tab."""
         saved = ctx.settings.tab("timing")
-        return tuple(saved.get(n, fields[n].value) for n in names)
+        values = [saved.get(n, fields[n].value) for n in names]
+        values[names.index("model")] = gr.update(value=values[names.index("model")],
+                                                 choices=forms.model_choices(TIMING_VERSIONS, saved.get("model")))
+        return tuple(values)
 
     on_page_load(ctx, restore_timing, components, api_name="restore_timing")
+    fields["model"].change(lambda model: gr.update(choices=forms.model_choices(TIMING_VERSIONS, model)),
+                           fields["model"], fields["model"], api_visibility="private", show_progress="hidden")

@@ -55,13 +55,22 @@ def test_generated_map_plays_and_draws_its_objects(page, artifacts, tmp_path):
     choose_custom(page, "gen-model", str(need(TRAINED / "v32" / "checkpoint")))
     page.wait_for_function("document.querySelector('#gen-model-note').innerText.includes('descriptors')",
                            timeout=UI_TIMEOUT_MS)
+    # the picker shows the folder's version; the path stays the value (the generation below uses it)
+    page.wait_for_function("document.querySelector('#gen-model input').value === 'v32 (folder …/v32/checkpoint)'",
+                           timeout=UI_TIMEOUT_MS)
+    page.locator("#gen-model").screenshot(path=str(artifacts / "model-picker.png"))
     fill(page, "gen-seed", "11")
     fill(page, "gen-output-folder", str(tmp_path))
     page.click("#gen-start")
     page.wait_for_selector("#gen-status .mp-done, #gen-status .mp-error", timeout=JOB_TIMEOUT_MS)
     assert page.locator("#gen-status .mp-done").count() == 1, page.locator("#gen-status").inner_text()
     wait_for_player(page, "generate")
+    result_area = page.locator("#gen-status").locator("xpath=ancestor::div[contains(@class, 'column')][1]")
+    result_area.screenshot(path=str(artifacts / "player-generate-result.png"))
     written = Path(page.locator("#gen-output input, #gen-output textarea").first.input_value())
+    # a tidy result: the path once (in its own box), tables whose header cells all say something
+    assert written.is_file() and written.name not in page.locator("#gen-result").inner_text()
+    assert page.locator("#gen-result th").count() >= 4 and page.locator("#gen-result th:empty").count() == 0
     beatmap = read_beatmap(written)
     data = preview_json(beatmap)
     o, r = data["objects"], data["radius"]
