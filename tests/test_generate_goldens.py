@@ -19,25 +19,14 @@ from engine.generation import generate
 from engine.options import GenerateOptions
 
 from .conftest import UPSTREAM, need
+from .goldens import TRAINED_RUNS
 
 pytestmark = [pytest.mark.golden, pytest.mark.slow]
 
 TRAINED = UPSTREAM / "trained"
 SONG = TRAINED / "audio" / "synth150.wav"
 
-RUNS = {
-    "v30/pipeline_greedy_std": dict(gamemode=0, difficulty=3.2, mapper_id=2),
-    # Upstream passed mapper_id=2, which the v31 stand-in vocabulary does not know; it fell back to the
-    # "unknown mapper" row, which is what no mapper gives (we refuse unknown mappers instead).
-    "v31/pipeline_greedy_std": dict(gamemode=0, difficulty=3.2),
-    "v31/pipeline_greedy_std_timingctx": dict(gamemode=0, difficulty=3.2, in_context=("TIMING",),
-                                              beatmap_path=str(TRAINED / "audio" / "synth150_std.osu")),
-    "v32/pipeline_greedy_std": dict(gamemode=0, difficulty=3.2, mapper_id=2),
-    "v32/pipeline_greedy_taiko": dict(gamemode=1, difficulty=1.16, mapper_id=1002, scroll_speed_ratio=0.0),
-    "v32/pipeline_greedy_catch": dict(gamemode=2, difficulty=1.84, mapper_id=2002),
-    "v32/pipeline_greedy_mania": dict(gamemode=3, difficulty=1.04, mapper_id=3002, keycount=4,
-                                      scroll_speed_ratio=0.0, hold_note_ratio=0.0),
-}
+RUNS = TRAINED_RUNS
 
 
 def assert_same_beatmap(ours, theirs) -> None:

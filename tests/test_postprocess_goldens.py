@@ -26,6 +26,7 @@ from engine.prompt import Conditions, ContextStream, Embeds, GenerationRun
 from engine.tokenizer import ContextType, Event, EventType, Tokenizer
 from engine.windows import WindowLayout
 from tests.conftest import UPSTREAM, need
+from tests.goldens import all_runs
 
 C = ContextType
 
@@ -89,20 +90,9 @@ def test_roundtrip_golden(version, name):
 
 
 # --- end-to-end runs ----------------------------------------------------------------------------------------
-RUNS = [
-    ("trained/v30", "pipeline_greedy_std"),
-    ("trained/v31", "pipeline_greedy_std"),
-    ("trained/v31", "pipeline_greedy_std_timingctx"),
-    ("trained/v32", "pipeline_greedy_std"),
-    ("trained/v32", "pipeline_greedy_taiko"),
-    ("trained/v32", "pipeline_greedy_catch"),
-    ("trained/v32", "pipeline_greedy_mania"),
-    ("v30", "pipeline_sample"),
-    ("v31", "pipeline_sample"),
-    ("v31", "pipeline_greedy_timingctx"),
-    ("v32", "pipeline_sample"),
-    ("v32", "pipeline_greedy_timingctx"),
-]
+# every run but the random-weight pipeline_greedy ones (their prompts are replayed by test_prompt, v30's
+# stream by the test below)
+RUNS = [run for run in all_runs() if run[1] != "pipeline_greedy"]
 CONDITION_KEYS = ("gamemode", "difficulty", "mapper_id", "year", "hitsounded", "circle_size", "slider_multiplier",
                   "keycount", "hold_note_ratio", "scroll_speed_ratio", "hp_drain_rate", "overall_difficulty",
                   "approach_rate", "slider_tick_rate")

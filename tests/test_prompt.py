@@ -34,6 +34,7 @@ from engine.prompt import (
 from engine.tokenizer import ContextType, Event, EventType, Tokenizer
 from engine.windows import WindowLayout
 from tests.conftest import UPSTREAM, need
+from tests.goldens import all_runs
 
 C = ContextType
 T = EventType
@@ -363,23 +364,7 @@ def test_first_prompt_equals_forward_golden(version, name):
 
 # --- replay of upstream's recorded generate calls -----------------------------------------------------------
 
-RUNS = [
-    ("v30", "pipeline_greedy"),
-    ("v30", "pipeline_sample"),
-    ("v31", "pipeline_greedy"),
-    ("v31", "pipeline_sample"),
-    ("v31", "pipeline_greedy_timingctx"),
-    ("v32", "pipeline_greedy"),
-    ("v32", "pipeline_sample"),
-    ("v32", "pipeline_greedy_timingctx"),
-    ("trained/v30", "pipeline_greedy_std"),
-    ("trained/v31", "pipeline_greedy_std"),
-    ("trained/v31", "pipeline_greedy_std_timingctx"),
-    ("trained/v32", "pipeline_greedy_std"),
-    ("trained/v32", "pipeline_greedy_taiko"),
-    ("trained/v32", "pipeline_greedy_catch"),
-    ("trained/v32", "pipeline_greedy_mania"),
-]
+RUNS = all_runs()
 
 
 def _value(text: str):
