@@ -167,5 +167,6 @@ def test_int8_generation_passes_the_quality_gate(version, run, overrides, tmp_pa
 
 @pytest.mark.slow
 def test_int8_maimod_finds_the_same_spots():
-    found = engine.mod(need(DAMAGED), need(SONG), model=str(need(V30)), rules=False, device="cpu", precision="int8")
+    found = engine.mod(engine.ModOptions(beatmap_path=str(need(DAMAGED)), audio_path=str(need(SONG)),
+                                         model_path=str(need(V30)), rules=False, device="cpu", precision="int8"))
     assert [s.time_ms for s in found] == [3430, 6400, 9775, 9775, 12200, 13400, 13800, 14600, 15400, 19040]
