@@ -438,7 +438,7 @@ class _Job:
         for c in plan.in_context:
             stream = context_events(c, plan.reference, plan.preset.data, song_length_ms=song_ms)
             class_tokens = self._reference_class_tokens(c, song_ms)
-            given[c] = ContextStream.of(c, stream, class_tokens=class_tokens)
+            given[c] = ContextStream(c, stream, given=True, class_tokens=class_tokens)
         timing_points = None
         if C.TIMING in plan.in_context or (plan.preset.data.add_timing and
                                             any(c in plan.in_context for c in (C.GD, C.NO_HS))):
@@ -459,8 +459,8 @@ class _Job:
                                             "Timing")[C.TIMING]
             timing_points = self._timing_points(events)
             if timing_points:
-                given[C.TIMING] = ContextStream.of(
-                    C.TIMING, timing_events(timing_points, plan.preset.data, song_length_ms=song_ms))
+                given[C.TIMING] = ContextStream(
+                    C.TIMING, timing_events(timing_points, plan.preset.data, song_length_ms=song_ms), given=True)
             else:
                 self.warnings.append("the timing pass found no beats; the map gets a default 120 BPM red line")
         return timing_points, given

@@ -150,15 +150,15 @@ class Replay:
         given, timing = {}, None
         if self.reference is not None:  # in_context=[TIMING]: timing from the reference map
             timing = [p for p in self.reference.timing_points if p.uninherited]
-            given[C.TIMING] = ContextStream.of(C.TIMING, timing_events(self.reference, flags,
-                                                                       song_length_ms=seg.song_length_ms))
+            given[C.TIMING] = ContextStream(C.TIMING, timing_events(self.reference, flags,
+                                                                    song_length_ms=seg.song_length_ms), given=True)
         elif any(C.TIMING in t.outputs for t in flags.context_templates):
             # upstream's timing pass, then its timing re-tokenized for the other contexts
             run = GenerationRun(tok, flags, segments, cond, requested=[C.TIMING], embeds=embeds)
             self.play(run, pending)
             timing = timing_from_contexts(run.results(), options)
-            given[C.TIMING] = ContextStream.of(C.TIMING, timing_events(timing, flags,
-                                                                       song_length_ms=seg.song_length_ms))
+            given[C.TIMING] = ContextStream(C.TIMING, timing_events(timing, flags,
+                                                                    song_length_ms=seg.song_length_ms), given=True)
             output_type.remove(C.TIMING)
         run = GenerationRun(tok, flags, segments, cond, requested=output_type, given=given, embeds=embeds)
         self.play(run, pending)

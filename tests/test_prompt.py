@@ -46,7 +46,8 @@ def tokenizer_of(checkpoint: Path) -> Tokenizer:
 
 def stream_of(ctype: ContextType, triplets, **kw) -> ContextStream:
     """A stream from the goldens' ``[type, value, time]`` triplets."""
-    return ContextStream(ctype, [Event(T(t), int(v)) for t, v, _ in triplets], [int(x) for _, _, x in triplets], given=True, **kw)
+    stream = EventStream([Event(T(t), int(v)) for t, v, _ in triplets], [int(x) for _, _, x in triplets])
+    return ContextStream(ctype, stream, given=True, **kw)
 
 
 def song_of(wav: Path, layout: WindowLayout):
@@ -192,18 +193,18 @@ def test_absorb_trims_end_markers_and_the_stopping_time_shift():
     absorb(stream, [circle, t(100), circle, t(first), tok.context_eos[C.MAP], tok.eos_id], start,
            trim_lookback=True, trim_lookahead=True)
     # the group that stopped generation (type + time shift in the lookahead) is dropped
-    assert stream.events == [Event(T.CIRCLE), Event(T.TIME_SHIFT, start + 1005)]
-    assert stream.times == [start + 1005] * 2
+    assert stream.stream.events == [Event(T.CIRCLE), Event(T.TIME_SHIFT, start + 1005)]
+    assert stream.stream.times == [start + 1005] * 2
 
     # without lookahead trimming (last window) the group stays; events past the lookahead start do too
     last = ContextStream(C.MAP)
     absorb(last, [circle, t(first)], start, trim_lookback=True, trim_lookahead=False)
-    assert last.times == [start + first * 10 + 5] * 2
+    assert last.stream.times == [start + first * 10 + 5] * 2
 
     # a time shift back into the lookback region stops a window too
     back = ContextStream(C.MAP)
     absorb(back, [circle, t(1700), circle, t(3)], start, trim_lookback=True, trim_lookahead=True)
-    assert back.events == [Event(T.CIRCLE), Event(T.TIME_SHIFT, start + 17005)]
+    assert back.stream.events == [Event(T.CIRCLE), Event(T.TIME_SHIFT, start + 17005)]
 
 
 def test_absorb_trims_lookahead_events_after_decoding():
@@ -215,25 +216,25 @@ def test_absorb_trims_lookahead_events_after_decoding():
     stream = ContextStream(C.MAP)
     # step 982 (9825 ms) is still before the lookahead start (9825.6 ms) and is no stop id
     absorb(stream, [t(10), circle, t(981), circle, t(982), circle], 0, trim_lookback=False, trim_lookahead=True)
-    assert stream.times == [105, 105, 9815, 9815, 9825, 9825]
+    assert stream.stream.times == [105, 105, 9815, 9815, 9825, 9825]
     assert t(982) not in stop_ids(tok, C.MAP, 0, layout.lookahead_ms)
     assert t(983) in stop_ids(tok, C.MAP, 0, layout.lookahead_ms)
     # a trailing anchor has no time shift of its own: it is spread towards the window end and lands
     # in the lookahead, so it is dropped
     stream = ContextStream(C.MAP)
     absorb(stream, [t(500), head, anchor], 0, trim_lookback=False, trim_lookahead=True)
-    assert stream.events == [Event(T.TIME_SHIFT, 5005), Event(T.SLIDER_HEAD)]
+    assert stream.stream.events == [Event(T.TIME_SHIFT, 5005), Event(T.SLIDER_HEAD)]
     kept = ContextStream(C.MAP)
     absorb(kept, [t(500), head, anchor], 0, trim_lookback=False, trim_lookahead=False)
-    assert kept.times == [5005, 5005, int((16376 - 5005) / 2 + 5005)]
+    assert kept.stream.times == [5005, 5005, int((16376 - 5005) / 2 + 5005)]
 
 
 def test_finish_stream_trims_rescales_and_merges_reference():
     flags = PRESETS["v30"].data  # split axes, precision 4, time shift first
     ev = lambda *pairs: [Event(T(k), v) for k, v in pairs]  # noqa: E731
-    generated = ContextStream(C.MAP, ev(("t", 3995), ("pos_x", 10), ("pos_y", 20), ("circle", 0),
-                                        ("t", 5005), ("pos_x", 11), ("pos_y", 21), ("circle", 0),
-                                        ("t", 6011), ("pos_x", 12), ("pos_y", 22), ("circle", 0)), [0] * 12)
+    generated = ContextStream(C.MAP, EventStream(ev(("t", 3995), ("pos_x", 10), ("pos_y", 20), ("circle", 0),
+                                                    ("t", 5005), ("pos_x", 11), ("pos_y", 21), ("circle", 0),
+                                                    ("t", 6011), ("pos_x", 12), ("pos_y", 22), ("circle", 0)), [0] * 12))
     reference = (ev(("t", 1000), ("pos_x", 100), ("circle", 0), ("t", 5000), ("circle", 0), ("t", 8000), ("pos_x", 300)),
                  [1000, 1000, 1000, 5000, 5000, 8000, 8000])
     events, times = finish_stream(generated, flags=flags, song_length_ms=20000.0, start_time=4000, end_time=6000,
@@ -249,8 +250,9 @@ def test_pre_tokens_and_center_padding():
     base = PRESETS["v32"].data
     flags = replace(base, add_pre_tokens=True, max_pre_token_len=2, center_pad_decoder=True, tgt_seq_len=40)
     plan = plan_contexts(flags, requested=[C.TIMING])
-    timing = ContextStream(C.TIMING, [Event(T.TIME_SHIFT, 100), Event(T.BEAT), Event(T.TIME_SHIFT, 500), Event(T.BEAT),
-                                      Event(T.TIME_SHIFT, 2000), Event(T.MEASURE)], [100, 100, 500, 500, 2000, 2000])
+    timing = ContextStream(C.TIMING, EventStream(
+        [Event(T.TIME_SHIFT, 100), Event(T.BEAT), Event(T.TIME_SHIFT, 500), Event(T.BEAT),
+         Event(T.TIME_SHIFT, 2000), Event(T.MEASURE)], [100, 100, 500, 500, 2000, 2000]))
     builder = PromptBuilder(tok, flags, plan, window_ms=1000.0, song_length_ms=20000.0, class_tokens=[4097])
     ids = builder.build(1000, [], [timing])
     codec = WindowCodec(tok)
@@ -264,8 +266,8 @@ def test_prompt_halving_keeps_the_latest_events():
     tok = tokenizer_of(UPSTREAM / "v32" / "checkpoint")
     flags = replace(PRESETS["v32"].data, tgt_seq_len=64)
     plan = plan_contexts(flags, requested=[C.MAP])
-    grid = ContextStream(C.TIMING, [Event(T.TIME_SHIFT, 10 * i) if i % 2 == 0 else Event(T.BEAT) for i in range(60)],
-                         [10 * (i - i % 2) for i in range(60)], given=True)
+    grid = ContextStream(C.TIMING, EventStream([Event(T.TIME_SHIFT, 10 * i) if i % 2 == 0 else Event(T.BEAT)
+                                                for i in range(60)], [10 * (i - i % 2) for i in range(60)]), given=True)
     builder = PromptBuilder(tok, flags, plan, window_ms=16376.0, song_length_ms=20000.0, class_tokens=[4097])
     full = builder.build(0, [], [grid, ContextStream(C.MAP)])
     ids, neg = builder.prompts(0, [], [grid, ContextStream(C.MAP)])
@@ -493,11 +495,11 @@ def timing_from_points(rec: Recorded, flags, song_length: float, timing_run: Gen
         if points[0].time < 0:
             pytest.skip(f"{rec.dir.name}: the .osu's first timing point was moved before 0 ms by the writer; "
                         "replaying the passes after the timing pass needs engine.postprocess.generate_timing")
-    return ContextStream.of(C.TIMING, timing_events(points, flags, song_length_ms=song_length))
+    return ContextStream(C.TIMING, timing_events(points, flags, song_length_ms=song_length), given=True)
 
 
 def timing_from_beatmap(rec: Recorded, flags, song_length: float) -> ContextStream:
-    return ContextStream.of(C.TIMING, timing_events(read_osu(rec.beatmap), flags, song_length_ms=song_length))
+    return ContextStream(C.TIMING, timing_events(read_osu(rec.beatmap), flags, song_length_ms=song_length), given=True)
 
 
 OBJECT_STARTS = (T.CIRCLE, T.SLIDER_HEAD, T.SPINNER, T.HOLD_NOTE, T.DRUMROLL, T.DENDEN)
@@ -591,7 +593,7 @@ def test_teacher_forced_prompt_equals_aimod_golden(version):
     beatmap = read_osu(osu)
     plan = plan_contexts(flags)
     streams = {
-        c: ContextStream.of(c, context_events(c, beatmap, flags, song_length_ms=segs[2]))
+        c: ContextStream(c, context_events(c, beatmap, flags, song_length_ms=segs[2]), given=True)
         for c in plan.in_contexts + plan.out_contexts
     }
     cond = reference_conditions(osu, tok)

@@ -115,7 +115,8 @@ def score_beatmap(
             # upstream's MaiMod filled it and then failed on it.
             streams[c] = ContextStream(c, given=True)
         else:
-            streams[c] = ContextStream.of(c, context_events(c, beatmap, flags, song_length_ms=segments.song_length_ms))
+            streams[c] = ContextStream(c, context_events(c, beatmap, flags, song_length_ms=segments.song_length_ms),
+                                       given=True)
     conditions = conditions_from_beatmap(beatmap, tok)
     model = checkpoint.model
     windows = len(segments.starts_ms)

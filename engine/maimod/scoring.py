@@ -82,11 +82,11 @@ def score_contexts(
     out = [
         ScoredContext(
             c,
-            list(streams[c].events),
-            list(streams[c].times),
-            np.zeros(len(streams[c].events), dtype=np.float32),
-            list(streams[c].events),
-            np.zeros(len(streams[c].events), dtype=bool),
+            list(streams[c].stream.events),
+            list(streams[c].stream.times),
+            np.zeros(len(streams[c].stream.events), dtype=np.float32),
+            list(streams[c].stream.events),
+            np.zeros(len(streams[c].stream.events), dtype=bool),
         )
         for c in plan.out_contexts
     ]

@@ -225,8 +225,7 @@ class PromptBuilder:
         return [tok.context_sos[stream.type], *events] + ([tok.context_eos[stream.type]] if close else [])
 
     def _pre_ids(self, stream: ContextStream, window_start: int, max_len: int | None) -> list[int]:
-        s, e = stream.window_range(window_start - self.window_ms, window_start)
-        ids = self.codec.encode(stream.events[s:e], window_start)
+        ids = self.codec.encode(stream.events_between(window_start - self.window_ms, window_start), window_start)
         if 0 <= self.flags.max_pre_token_len < len(ids):
             ids = ids[len(ids) - self.flags.max_pre_token_len :]
         if max_len is not None:

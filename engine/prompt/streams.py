@@ -1,8 +1,8 @@
 """Event streams of one context type and their conversion to and from a window's token ids.
 
 A stream is an :class:`~engine.events.EventStream`: events whose TIME_SHIFT values are absolute
-milliseconds, plus a parallel list with the time of every event (int ms); a :class:`ContextStream` is
-the stream of one context in a generation run. In a window, time shifts become tokens counted in 10 ms steps from
+milliseconds, plus a parallel list with the time of every event (int ms); a :class:`ContextStream` holds
+the stream of one context in a generation run, with its type. In a window, time shifts become tokens counted in 10 ms steps from
 the window start; generated tokens come back the other way. Inference decodes a non-negative step
 ``t`` to ``start + 10 t + 5`` ms: tokenization truncates to the step, so the half step removes the
 5 ms average bias (and re-encoding the decoded time gives the same step back).
@@ -28,38 +28,33 @@ def _default_update_times() -> UpdateTimes:
 
 @dataclass
 class ContextStream:
-    """Events of one context type over the whole song.
+    """The :class:`~engine.events.EventStream` of one context type over the whole song.
 
     ``given`` streams come from a reference beatmap or an earlier pass and are never generated.
     ``class_tokens`` is set only for reference contexts that carry their own conditioning tokens
-    in the prompt (a reference MAP/GD in-context).
+    in the prompt (a reference MAP/GD in-context). Generated events are added to ``stream`` in place.
     """
 
     type: ContextType
-    events: list[Event] = field(default_factory=list)
-    times: list[int] = field(default_factory=list)
+    stream: EventStream = field(default_factory=EventStream.empty)
     given: bool = False
     class_tokens: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        if len(self.events) != len(self.times):
-            raise ValueError(f"{self.type.value} stream has {len(self.events)} events but {len(self.times)} times")
-
-    @classmethod
-    def of(cls, type: ContextType, stream: EventStream, **kw) -> "ContextStream":
-        """A given context: ``stream``'s events and times (copied)."""
-        return cls(type, list(stream.events), list(stream.times), given=True, **kw)
-
-    @property
-    def stream(self) -> EventStream:
-        """The events and times (the same lists, not a copy)."""
-        return EventStream(self.events, self.times)
+        events, times = self.stream
+        if len(events) != len(times):
+            raise ValueError(f"{self.type.value} stream has {len(events)} events but {len(times)} times")
 
     def window_range(self, start_ms: float, end_ms: float) -> tuple[int, int]:
-        return window_range(self.times, start_ms, end_ms)
+        return window_range(self.stream.times, start_ms, end_ms)
+
+    def events_between(self, start_ms: float, end_ms: float) -> list[Event]:
+        """The events in [start_ms, end_ms) (see :func:`window_range`)."""
+        s, e = self.window_range(start_ms, end_ms)
+        return self.stream.events[s:e]
 
     def last_event_before(self, event_type: EventType, time_ms: float) -> Event | None:
-        for ev, t in zip(reversed(self.events), reversed(self.times)):
+        for ev, t in zip(reversed(self.stream.events), reversed(self.stream.times)):
             if ev.type == event_type and t < time_ms:
                 return ev
         return None
@@ -140,8 +135,7 @@ class WindowCodec:
         return events
 
     def window_tokens(self, stream: ContextStream, window_start_ms: float, window_ms: float) -> list[int]:
-        s, e = stream.window_range(window_start_ms, window_start_ms + window_ms)
-        return self.encode(stream.events[s:e], window_start_ms)
+        return self.encode(stream.events_between(window_start_ms, window_start_ms + window_ms), window_start_ms)
 
 
 def time_shift_ids(tokenizer: Tokenizer, first_step: int, end_step: int) -> range:
@@ -191,12 +185,13 @@ class Absorber:
             if (trim_lookahead and ids[-1] in lookahead) or (trim_lookback and ids[-1] in lookback):
                 del ids[-2 if self.codec.types_first else -1 :]
 
-        stream.events.extend(self.codec.decode(ids, window_start_ms))
+        events, times = stream.stream
+        events.extend(self.codec.decode(ids, window_start_ms))
         update = self.update_times or _default_update_times()
-        update(stream.events, stream.times, window_start_ms + self.end_ms, self.codec.types_first)
+        update(events, times, window_start_ms + self.end_ms, self.codec.types_first)
 
         if trim_lookahead:
-            drop_trailing_after(stream.events, stream.times, window_start_ms + self.lookahead_start_ms)
+            drop_trailing_after(events, times, window_start_ms + self.lookahead_start_ms)
 
 
 # --- finished streams --------------------------------------------------------------------------------
@@ -266,7 +261,7 @@ def finish_stream(
     ``reference`` (events in pixel units, from the beatmap being added to) fills in what lies
     outside [start_time, end_time] when generating a part of an existing map.
     """
-    events = list(stream.events)
+    events = list(stream.stream.events)
     times: list[int] = []
     (update_times or _default_update_times())(events, times, song_length_ms, flags.types_first)
     # 10 ms of leniency: generated events need not land exactly on the requested bounds
