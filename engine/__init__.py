@@ -70,9 +70,9 @@ _LAZY = {
     "train_from_words": "engine.training",
     "timing": "engine.timing_job",
     "TimingResult": "engine.timing_job",
+    "TimingOptions": "engine.timing_job",
     "mod": "engine.modding",
     "ModOptions": "engine.modding",
-    "run_mod": "engine.modding",
     "evaluate": "engine.evaluation",
     "evaluate_all": "engine.evaluation",
     "check_result": "engine.result_check",
@@ -107,8 +107,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .generation import GenerationResult, Progress, generate
     from .options import PATH_OPTIONS, GenerateOptions, build_options, options_to_words, parse_overrides
     from .presets import DEFAULT_VERSION, PRESETS, VersionPreset
-    from .modding import ModOptions, mod, run_mod
+    from .modding import ModOptions, mod
     from .evaluation import evaluate, evaluate_all
-    from .timing_job import TimingResult, timing
+    from .timing_job import TimingOptions, TimingResult, timing
     from .training import TrainOptions, train, train_from_words
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

@@ -1,7 +1,7 @@
 """Modding a beatmap: MaiMod's AI suggestions and the rule checks, merged into one list.
 
-    found = mod("map.osu")                                   # the song is found from AudioFilename
-    found = mod("map.osu", ai=False)                         # rule checks only (no model, no song needed)
+    found = mod(ModOptions(beatmap_path="map.osu"))            # the song is found from AudioFilename
+    found = mod(ModOptions(beatmap_path="map.osu", ai=False))  # rule checks only (no model, no song needed)
 
 (The module is not called ``mod``: ``engine.mod`` is this function, and a submodule of the same
 name would replace it on the package once imported.)
@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import AudioError, BeatmapError, Cancelled, OptionError
 from .generation import Progress, ProgressCallback
@@ -45,32 +44,10 @@ class ModOptions:
         check_options(self)  # numbers in range and finite, paths usable: before anything is read or loaded
 
 
-def mod(
-    beatmap_path: str | Path,
-    audio_path: str | Path | None = None,
-    model: str = DEFAULT_MODEL,
-    *,
-    ai: bool = True,
-    rules: bool = True,
-    device: str = "auto",
-    precision: str = "fp32",
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-    **options: Any,
-) -> list[Suggestion]:
-    """Suggestions for a beatmap, chronological (whole-map findings first). ``options`` are the
-    other :class:`ModOptions` fields. Raises MapperatorError subclasses for bad input, before any
-    heavy work, and :class:`~engine.errors.Cancelled` when ``cancel`` is set."""
-    from .options import build_options
-
-    values = {"beatmap_path": str(beatmap_path), "audio_path": None if audio_path is None else str(audio_path),
-              "model_path": model, "ai": ai, "rules": rules, "device": device, "precision": precision, **options}
-    return run_mod(build_options(ModOptions, values), progress=progress, cancel=cancel)
-
-
-def run_mod(options: ModOptions, progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None) -> list[Suggestion]:
-    """:func:`mod` for a ready :class:`ModOptions`."""
+def mod(options: ModOptions, progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None) -> list[Suggestion]:
+    """Suggestions for a beatmap, chronological (whole-map findings first). Raises MapperatorError subclasses
+    for bad input, before any heavy work, and :class:`~engine.errors.Cancelled` when ``cancel`` is set."""
     from .beatmap import read_reference_beatmap
 
     _check(options)

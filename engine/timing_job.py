@@ -1,7 +1,7 @@
 """``engine.timing``: a song's timing points (offset, BPM, meter and changes) from a model's timing pass or
 super timing, as a generation job whose only output is TIMING.
 
-    result = timing("song.mp3", super_timing=True)     # -> TimingResult(timing_points, beatmap, path, ...)
+    result = timing(TimingOptions(audio_path="song.mp3", super_timing=True))  # -> TimingResult(timing_points, ...)
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OptionError
+from .presets import DEFAULT_VERSION
 
 if TYPE_CHECKING:
     from .beatmap import Beatmap, TimingPoint
@@ -31,21 +32,31 @@ class TimingResult:
         return [tp for tp in self.timing_points if tp.uninherited]
 
 
-def timing(
-    audio_path: str | Path,
-    super_timing: bool = False,
-    model: str = "v32",
-    *,
-    device: str = "auto",
-    precision: str = "fp32",
-    output_path: str | Path | None = None,
-    progress: "ProgressCallback | None" = None,
-    cancel=None,
-    **options,
-) -> TimingResult:
+@dataclass(frozen=True)
+class TimingOptions:
+    """What :func:`timing` and ``mapperator timing`` accept (the GenerateOptions names for the same things)."""
+
+    audio_path: str | None = None  # the song
+    model_path: str = DEFAULT_VERSION  # v32, v32-mini, v31 (v30 has no timing context), a folder or a repo id
+    super_timing: bool = False  # vote over many shifted timing passes: slower, finds tempo changes
+    output_path: str | None = None  # a folder (map named as usual, song copied beside it) or an .osu path
+    device: str = "auto"  # auto, cpu, cuda, mps
+    precision: str = "fp32"  # fp32, bf16, amp, int8 (CPU only), auto
+    seed: int | None = None  # sampling seed; unset: a random one
+    timer_iterations: int = 20  # super timing: timing passes to vote over
+    timer_bpm_threshold: float = 0.1  # super timing: share of the votes a tempo needs to count as measured
+    timer_cfg_scale: float = 1.0  # super timing: guidance of its passes
+    timing_leniency: int = 20  # ms a beat may be off its red line's grid before a new red line starts
+
+    def __post_init__(self):  # the same checks as generation's, before anything loads or is written
+        from .options import GenerateOptions, build_options
+
+        build_options(GenerateOptions, dataclasses.asdict(self))
+
+
+def timing(options: TimingOptions, progress: "ProgressCallback | None" = None, cancel=None) -> TimingResult:
     """Find a song's timing points (offset, BPM, meter and changes) with a model's timing pass or super timing.
 
-    ``options`` are GenerateOptions fields (seed, timer_iterations, timer_bpm_threshold, timer_cfg_scale, ...).
     With ``output_path`` a timing-only .osu is written: into that folder (named like a generated map, the song
     copied beside it), or, for a path ending in ``.osu``, as that file (a file it replaces is kept as ``.bak``).
     """
@@ -55,14 +66,14 @@ def timing(
     from .options import GenerateOptions, build_options
 
     started = _time.perf_counter()
+    if not options.audio_path:
+        raise OptionError("audio_path is required, e.g. mapperator timing audio_path=song.mp3")
+    output_path = options.output_path
     osu_file = Path(output_path).expanduser() if output_path and str(output_path).lower().endswith(".osu") else None
-    # build_options: unknown names and bad values are OptionErrors, before anything loads or is written
     opts = build_options(GenerateOptions, {
-        "audio_path": str(audio_path), "model_path": model, "super_timing": super_timing, "device": device,
-        "precision": precision, "output_type": ("TIMING",),
-        "output_path": str(osu_file.parent if osu_file else output_path) if output_path else None,
-        **options})
-    if model == "v30":
+        **dataclasses.asdict(options), "output_type": ("TIMING",),
+        "output_path": str(osu_file.parent if osu_file else output_path) if output_path else None})
+    if options.model_path == "v30":
         raise OptionError("v30 has no timing context to generate timing with; use model v31, v32 or v32-mini")
     plan, job, beatmap = run_job(opts, progress, cancel)
     report = job.report

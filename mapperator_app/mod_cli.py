@@ -25,7 +25,7 @@ def cmd_mod(words: Sequence[str], as_json: bool = False) -> int:
     options = engine.parse_overrides(engine.ModOptions, words)
     bar = _Bar("mod")
     try:
-        found = engine.run_mod(options, progress=bar)
+        found = engine.mod(options, progress=bar)
     finally:
         bar.close()
     if as_json:

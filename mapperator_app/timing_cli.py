@@ -1,31 +1,7 @@
 """``mapperator timing``: a song's timing points as a table, optionally written as a timing-only .osu."""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Sequence
-
-from engine import DEFAULT_VERSION
-
-
-@dataclass(frozen=True)
-class TimingCommand:
-    audio_path: str | None = None
-    model_path: str = DEFAULT_VERSION
-    super_timing: bool = False
-    output_path: str | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    seed: int | None = None
-    timer_iterations: int = 20
-    timer_bpm_threshold: float = 0.1
-    timer_cfg_scale: float = 1.0
-    timing_leniency: int = 20
-
-    def __post_init__(self):  # the engine's checks of these options, before a progress bar shows
-        import engine
-
-        engine.build_options(engine.GenerateOptions, dataclasses.asdict(self))
 
 
 def cmd_timing(words: Sequence[str]) -> int:
@@ -36,15 +12,12 @@ def cmd_timing(words: Sequence[str]) -> int:
 
     from .cli import _Bar
 
-    cmd = engine.parse_overrides(TimingCommand, words)
+    cmd = engine.parse_overrides(engine.TimingOptions, words)
     if not cmd.audio_path:
         raise engine.OptionError("audio_path is required, e.g. mapperator timing audio_path=song.mp3")
-    extra = {k: v for k, v in dataclasses.asdict(cmd).items()
-             if k not in ("audio_path", "model_path", "super_timing", "output_path", "device", "precision")}
     bar = _Bar("timing")
     try:
-        result = engine.timing(cmd.audio_path, cmd.super_timing, cmd.model_path, device=cmd.device,
-                               precision=cmd.precision, output_path=cmd.output_path, progress=bar, **extra)
+        result = engine.timing(cmd, progress=bar)
     finally:
         bar.close()
     from pathlib import Path

@@ -27,8 +27,10 @@ def map_folder(tmp_path) -> Path:
 
 
 def test_mod_finds_the_song_from_audio_filename(map_folder):
-    found = engine.mod(map_folder / "map.osu", model=str(need(V30)), rules=False, device="cpu")
-    explicit = engine.mod(need(DAMAGED), need(SONG), model=str(V30), rules=False, device="cpu")
+    found = engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(need(V30)),
+                                         rules=False, device="cpu"))
+    explicit = engine.mod(engine.ModOptions(beatmap_path=str(need(DAMAGED)), audio_path=str(need(SONG)),
+                                            model_path=str(V30), rules=False, device="cpu"))
     assert len(found) == 10
     assert [s.to_dict() for s in found] == [s.to_dict() for s in explicit]
     assert all(s.source == Source.AI for s in found)
@@ -36,7 +38,8 @@ def test_mod_finds_the_song_from_audio_filename(map_folder):
 
 def test_mod_reports_progress_and_stops_when_cancelled(map_folder):
     stages = []
-    engine.mod(map_folder / "map.osu", model=str(need(V30)), rules=False, device="cpu", progress=stages.append)
+    engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(need(V30)), rules=False,
+                                 device="cpu"), progress=stages.append)
     fractions = [p.fraction for p in stages]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any("Scor" in p.stage for p in stages)
@@ -48,15 +51,17 @@ def test_mod_reports_progress_and_stops_when_cancelled(map_folder):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        engine.mod(map_folder / "map.osu", model=str(V30), rules=False, device="cpu",
-                   progress=cancel_while_scoring, cancel=cancel)
+        engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(V30), rules=False,
+                                     device="cpu"), progress=cancel_while_scoring, cancel=cancel)
 
 
 def test_mod_merges_ai_and_rule_suggestions(map_folder):
     pytest.importorskip("engine.rules", reason="engine.rules (the rule checks) is not in this checkout")
-    both = engine.mod(map_folder / "map.osu", model=str(need(V30)), device="cpu")
-    ai = engine.mod(map_folder / "map.osu", model=str(V30), rules=False, device="cpu")
-    rules = engine.mod(map_folder / "map.osu", ai=False)
+    both = engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(need(V30)),
+                                        device="cpu"))
+    ai = engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(V30), rules=False,
+                                      device="cpu"))
+    rules = engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), ai=False))
     assert rules and all(s.source == Source.RULE for s in rules)
     assert [s.to_dict() for s in both] == [s.to_dict() for s in sort_suggestions(ai + rules)]
 
@@ -64,25 +69,25 @@ def test_mod_merges_ai_and_rule_suggestions(map_folder):
 def test_rules_only_needs_no_song(tmp_path):
     pytest.importorskip("engine.rules", reason="engine.rules (the rule checks) is not in this checkout")
     shutil.copy(need(DAMAGED), tmp_path / "map.osu")  # its song is not beside it
-    found = engine.mod(tmp_path / "map.osu", ai=False)
+    found = engine.mod(engine.ModOptions(beatmap_path=str(tmp_path / "map.osu"), ai=False))
     assert all(s.source == Source.RULE for s in found)
 
 
 def test_missing_beatmap(tmp_path):
     with pytest.raises(BeatmapError, match="file not found"):
-        engine.mod(tmp_path / "nothing.osu")
+        engine.mod(engine.ModOptions(beatmap_path=str(tmp_path / "nothing.osu")))
 
 
 def test_beatmap_must_be_an_osu_file(tmp_path):
     with pytest.raises(OptionError, match=r"\.osu file"):
-        engine.mod(need(SONG))
+        engine.mod(engine.ModOptions(beatmap_path=str(need(SONG))))
 
 
 def test_broken_beatmap(tmp_path):
     bad = tmp_path / "broken.osu"
     bad.write_bytes(b"\x00\xff\xfe not a beatmap")
     with pytest.raises(BeatmapError, match="not an osu! beatmap"):
-        engine.mod(bad, need(SONG))
+        engine.mod(engine.ModOptions(beatmap_path=str(bad), audio_path=str(need(SONG))))
 
 
 @pytest.mark.parametrize("name, reason", [
@@ -91,34 +96,39 @@ def test_broken_beatmap(tmp_path):
 ])
 def test_odd_beatmaps_osu_reads_are_refused_with_a_reason(name, reason):
     with pytest.raises(BeatmapError, match=reason):
-        engine.mod(need(EDGE_CASES / name), need(SONG), model=str(need(V30)), device="cpu")
+        engine.mod(engine.ModOptions(beatmap_path=str(need(EDGE_CASES / name)), audio_path=str(need(SONG)),
+                                     model_path=str(need(V30)), device="cpu"))
 
 
 def test_missing_song_beside_the_map(tmp_path):
     shutil.copy(need(DAMAGED), tmp_path / "map.osu")
     with pytest.raises(AudioError, match="synth150.wav"):
-        engine.mod(tmp_path / "map.osu", model=str(need(V30)))
+        engine.mod(engine.ModOptions(beatmap_path=str(tmp_path / "map.osu"), model_path=str(need(V30))))
     with pytest.raises(AudioError, match="not found"):
-        engine.mod(tmp_path / "map.osu", tmp_path / "other.mp3")
+        engine.mod(engine.ModOptions(beatmap_path=str(tmp_path / "map.osu"), audio_path=str(tmp_path / "other.mp3")))
 
 
 def test_bad_options():
     with pytest.raises(OptionError, match="nothing to check"):
-        engine.mod(need(DAMAGED), ai=False, rules=False)
+        engine.mod(engine.ModOptions(beatmap_path=str(need(DAMAGED)), ai=False, rules=False))
     with pytest.raises(OptionError, match="unknown option"):
-        engine.mod(DAMAGED, min_surprise=3)
+        engine.build_options(engine.ModOptions, {"beatmap_path": str(DAMAGED), "min_surprise": 3})
     with pytest.raises(OptionError, match="precision"):
-        engine.mod(DAMAGED, need(SONG), model=str(need(V30)), precision="fp8", rules=False)
+        engine.mod(engine.ModOptions(beatmap_path=str(DAMAGED), audio_path=str(need(SONG)),
+                                     model_path=str(need(V30)), precision="fp8", rules=False))
 
 
 def test_a_model_that_cannot_read_the_mode_is_refused():
     mania = need(TRAINED / "audio" / "synth150_mania.osu")
     with pytest.raises(OptionError, match="game mode 3"):
-        engine.mod(mania, need(SONG), model=str(need(V30)), rules=False, device="cpu")
+        engine.mod(engine.ModOptions(beatmap_path=str(mania), audio_path=str(need(SONG)),
+                                     model_path=str(need(V30)), rules=False, device="cpu"))
 
 
 @pytest.mark.parametrize("precision", ["bf16", "amp"])
 def test_lower_precisions_find_the_same_spots(precision):
     # bf16 weights need the conditioning tensors in bf16 too
-    found = engine.mod(need(DAMAGED), need(SONG), model=str(need(V30)), rules=False, device="cpu", precision=precision)
+    found = engine.mod(engine.ModOptions(beatmap_path=str(need(DAMAGED)), audio_path=str(need(SONG)),
+                                         model_path=str(need(V30)), rules=False, device="cpu",
+                                         precision=precision))
     assert [s.time_ms for s in found] == [3430, 6400, 9775, 9775, 12200, 13400, 13800, 14600, 15400, 19040]

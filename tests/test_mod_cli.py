@@ -50,7 +50,8 @@ def test_report_limits_each_category(capsys):
 def test_json_lists_every_suggestion(capsys):
     assert cli.main(["mod", "--json", *words()[1:]]) == 0
     items = json.loads(capsys.readouterr().out)
-    direct = engine.mod(DAMAGED, SONG, model=str(V30), rules=False, device="cpu")
+    direct = engine.mod(engine.ModOptions(beatmap_path=str(DAMAGED), audio_path=str(SONG), model_path=str(V30),
+                                          rules=False, device="cpu"))
     assert items == [s.to_dict() for s in direct]
     assert len(items) == 10
     first = items[0]

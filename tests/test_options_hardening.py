@@ -170,7 +170,10 @@ def test_sweep_direct_construction_refuses_non_finite_numbers(cls):
 def test_timing_refuses_bad_options_before_any_work(tmp_path, no_model, options, text):
     out = tmp_path / "out"
     with pytest.raises(OptionError, match=text.replace("(", r"\(")):
-        engine.timing(str(need(SONG)), model=str(need(V32)), device="cpu", output_path=str(out), **options)
+        request = engine.build_options(engine.TimingOptions, {
+            "audio_path": str(need(SONG)), "model_path": str(need(V32)), "device": "cpu", "output_path": str(out),
+            **options})
+        engine.timing(request)
     assert not out.exists()
 
 
@@ -183,7 +186,8 @@ def test_timing_refuses_bad_options_before_any_work(tmp_path, no_model, options,
 def test_mod_refuses_bad_options_before_any_work(no_model, monkeypatch, options, text):
     monkeypatch.setattr("engine.beatmap.read_beatmap", lambda *a, **k: pytest.fail("the beatmap was read"))
     with pytest.raises(OptionError, match=text):
-        engine.mod(str(need(STD_MAP)), model=str(need(V30)), device="cpu", **options)
+        engine.mod(engine.ModOptions(beatmap_path=str(need(STD_MAP)), model_path=str(need(V30)), device="cpu",
+                                     **options))
 
 
 @pytest.mark.parametrize("word, text", [

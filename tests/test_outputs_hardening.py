@@ -144,9 +144,10 @@ def test_modding_does_not_take_a_song_from_outside(tree, monkeypatch):
     monkeypatch.setattr("engine.maimod.ai_mod", lambda beatmap, audio, *a, **k: songs.append(audio) or [])
     ref = reference(tree / "set", audio="../secret.wav")
     with pytest.raises(AudioError, match="outside"):
-        engine.mod(ref, rules=False)
+        engine.mod(engine.ModOptions(beatmap_path=str(ref), rules=False))
     assert songs == []
-    assert engine.mod(ref, ai=False) is not None  # the rule checks run without the song
+    assert engine.mod(engine.ModOptions(beatmap_path=str(ref),
+                                        ai=False)) is not None  # the rule checks run without the song
 
 
 def test_open_in_osu_never_packs_or_copies_files_from_outside(tree):

@@ -21,8 +21,9 @@ SONG = TRAINED / "audio" / "synth150.wav"
 
 
 def test_timing_finds_the_songs_tempo_and_offset(tmp_path):
-    result = engine.timing(str(need(SONG)), model=str(TRAINED / "v32" / "checkpoint"), device="cpu",
-                           output_path=str(tmp_path), seed=1)
+    result = engine.timing(engine.TimingOptions(audio_path=str(need(SONG)),
+                                                model_path=str(TRAINED / "v32" / "checkpoint"), device="cpu",
+                                                output_path=str(tmp_path), seed=1))
     red = result.uninherited
     assert len(red) == 1
     # synth150: 150 BPM, first beat at 600 ms; upstream's decoder puts times +5 ms (half-step rounding).
@@ -34,13 +35,14 @@ def test_timing_finds_the_songs_tempo_and_offset(tmp_path):
 
 
 def test_timing_without_output_path_writes_nothing(tmp_path):
-    result = engine.timing(str(need(SONG)), model=str(TRAINED / "v32" / "checkpoint"), device="cpu")
+    result = engine.timing(engine.TimingOptions(audio_path=str(need(SONG)),
+                                                model_path=str(TRAINED / "v32" / "checkpoint"), device="cpu"))
     assert result.path is None and result.uninherited
 
 
 def test_v30_has_no_timing_pass():
     with pytest.raises(OptionError, match="v30"):
-        engine.timing(str(need(SONG)), model="v30")
+        engine.timing(engine.TimingOptions(audio_path=str(need(SONG)), model_path="v30"))
 
 
 def _calls(run):
@@ -135,6 +137,7 @@ def test_beat_grid_without_votes_is_empty():
 def test_super_timing_on_a_song_shorter_than_half_a_window():
     """Shifts longer than the song leave nothing to hear in that pass (upstream divides by zero there)."""
     assets = REPO / "assets" / "selftest"
-    result = engine.timing(str(assets / "selftest.mp3"), super_timing=True, model=str(assets / "checkpoint"),
-                           device="cpu", seed=3, timer_iterations=4)
+    result = engine.timing(engine.TimingOptions(audio_path=str(assets / "selftest.mp3"), super_timing=True,
+                                                model_path=str(assets / "checkpoint"), device="cpu", seed=3,
+                                                timer_iterations=4))
     assert result.uninherited and all(tp.beat_length == pytest.approx(400, abs=5) for tp in result.uninherited)

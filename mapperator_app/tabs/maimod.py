@@ -30,10 +30,12 @@ def _mod_job(values: dict[str, Any], download_first: bool):
     def run(progress, cancel: threading.Event):
         if download_first:
             models.download_version(values["model"], [], progress=progress, cancel=cancel)
-        found = engine.mod(values["beatmap_path"], values.get("audio_path") or None, values.get("model") or "v30",
-                          ai=bool(values.get("ai", True)), rules=bool(values.get("rules", True)),
-                          device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
-                          progress=progress, cancel=cancel)
+        options = engine.ModOptions(
+            beatmap_path=values["beatmap_path"], audio_path=values.get("audio_path") or None,
+            model_path=values.get("model") or DEFAULT_MODEL, ai=bool(values.get("ai", True)),
+            rules=bool(values.get("rules", True)), device=values.get("device") or "auto",
+            precision=values.get("precision") or "fp32")
+        found = engine.mod(options, progress=progress, cancel=cancel)
         progress((1.0, "Loading the map into the player", None))
         return found, preview_file(values["beatmap_path"], values.get("audio_path") or None, "maimod")
 

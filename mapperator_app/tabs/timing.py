@@ -41,13 +41,15 @@ def _timing_job(values: dict[str, Any], download_first: bool, on_written):
                 options[key] = kind(options[key])
             except (TypeError, ValueError):
                 raise OptionError(f"{key}={options[key]!r} is not a number") from None
+    request = engine.TimingOptions(
+        audio_path=values["audio_path"], model_path=values["model"], super_timing=bool(values.get("super_timing")),
+        output_path=values["output_path"], device=values.get("device") or "auto",
+        precision=values.get("precision") or "fp32", **options)
 
     def run(progress, cancel: threading.Event):
         if download_first:
             models.download_version(values["model"], [], progress=progress, cancel=cancel)
-        result = engine.timing(values["audio_path"], bool(values.get("super_timing")), values["model"],
-                               device=values.get("device") or "auto", precision=values.get("precision") or "fp32",
-                               output_path=values["output_path"], progress=progress, cancel=cancel, **options)
+        result = engine.timing(request, progress=progress, cancel=cancel)
         on_written(result.path)
         return result
 
