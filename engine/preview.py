@@ -16,7 +16,8 @@ Layout of :func:`preview_json`'s result (times in ms, rounded to whole ms; posit
   ``combo`` (the number shown), ``combo_index`` (which combo, from 1), ``colour`` (index into ``colours``),
   ``new_combo`` (0/1), ``slides`` (span count, 0 for non-sliders); osu! adds ``path`` (per object ``null``
   or a flat ``[x0, y0, x1, y1, ...]`` polyline of the stacked slider path, within 0.25 px of osu!'s); taiko
-  adds ``kat`` and ``big`` (0/1); mania adds ``column`` and the top level ``keys``. ``index`` (the position in
+  adds ``kat`` and ``big`` (0/1) and ``scroll`` (SV multiplier x 1000 / beat length at the object: its scroll
+  rate, which the player scales by the map's main beat length as osu!taiko does); mania adds ``column`` and the top level ``keys``. ``index`` (the position in
   ``Beatmap.hit_objects``) is present only when time order differs from file order.
 - catch: ``catch`` with ``time``, ``x``, ``kind`` (0 fruit, 1 droplet, 2 tiny droplet, 3 banana), ``colour``
   and ``hyper`` (0/1: a hyperdash starts at this fruit), in time order, generated as osu!lazer's JuiceStream and
@@ -115,6 +116,8 @@ def preview_json(beatmap: Beatmap) -> dict[str, Any]:
     elif beatmap.mode == 1:
         table["kat"] = [int(bool(o.hitsound & (HITSOUND_WHISTLE | HITSOUND_CLAP))) for o in objects]
         table["big"] = [int(bool(o.hitsound & HITSOUND_FINISH)) for o in objects]
+        table["scroll"] = [round(beatmap.slider_velocity_at(o.time) * 1000.0 / beatmap.beat_length_at(o.time), 5)
+                           for o in objects]
     elif beatmap.mode == 2:
         result["catch"] = _catch_objects(beatmap, objects, table["colour"])
         result["catcher_width"] = _px(CATCHER_BASE_SIZE * abs(_catch_scale(d.circle_size)) * ALLOWED_CATCH_RANGE)

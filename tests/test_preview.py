@@ -80,6 +80,13 @@ def test_mode_specific_fields(shared_map):
         assert table["kat"] == [int(bool(o.hitsound & (2 | 8))) for o in objects]
         assert table["big"] == [int(bool(o.hitsound & 4)) for o in objects]
         assert 0 < sum(table["kat"]) < len(objects)
+        points = sorted(beatmap.timing_points, key=lambda p: p.time)  # stable: a green line after a red one wins
+        for obj, scroll in zip(objects, table["scroll"]):
+            before = [p for p in points if p.time <= obj.time] or points[:1]
+            red = [p for p in before if p.uninherited][-1]
+            last = before[-1]
+            sv = 1.0 if last.uninherited else min(max(-100.0 / last.beat_length, 0.1), 10.0)
+            assert scroll == pytest.approx(sv * 1000.0 / red.beat_length, rel=1e-4), f"object at {obj.time} ms"
     elif beatmap.mode == 3:
         assert data["keys"] == beatmap.mania_keys
         assert table["column"] == [beatmap.mania_column(o) for o in objects]

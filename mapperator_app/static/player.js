@@ -218,6 +218,7 @@
       this.paths = o.path || null;
       this.kat = o.kat ? Int8Array.from(o.kat) : null;
       this.big = o.big ? Int8Array.from(o.big) : null;
+      this.scroll = o.scroll ? Float64Array.from(o.scroll) : null;
       this.column = o.column ? Int32Array.from(o.column) : null;
       this.keys = json.keys || 4;
       this.fileIndex = o.index ? Int32Array.from(o.index) : null;
@@ -242,6 +243,13 @@
       } : null;
       this.pathCache = new Map();
       this.mainBeat = this.mainBeatLength();
+      // osu!taiko: each object scrolls at its own speed, relative to the map's main beat length at SV 1
+      this.speed = null;
+      this.minSpeed = 1;
+      if (this.scroll) {
+        this.speed = this.scroll.map((s) => clamp(s * this.mainBeat / 1000, 0.05, 20));
+        for (let i = 0; i < n; i++) this.minSpeed = Math.min(this.minSpeed, this.speed[i]);
+      }
       this.buildSounds();
     }
 
@@ -575,9 +583,10 @@
     ctx.beginPath();
     ctx.arc(hitX, laneY, small * 1.12, 0, Math.PI * 2);
     ctx.stroke();
-    const [from, to] = m.range(t, 120, ahead);
+    const [from, to] = m.range(t, 120, ahead / m.minSpeed);
     for (let i = to - 1; i >= from; i--) {
       const start = m.time[i], end = m.end[i], kind = m.kind[i];
+      const pxPerMs = L.pxPerMs * (m.speed ? m.speed[i] : 1);
       const radius = m.big && m.big[i] ? big : small;
       const lit = p.isHighlighted(i);
       if (kind === 2) {  // swell: comes in, then waits at the judgement circle until it ends

@@ -308,6 +308,30 @@ def test_taiko_notes_reach_the_judgement_circle(page, tmp_path, song):
     screenshot(page, 1)
 
 
+def test_taiko_notes_scroll_at_their_slider_velocity(page, tmp_path, song):
+    """osu!taiko scrolls each note at the SV of its time: a note under an SV 2 green line is twice as far from the
+    judgement circle as an SV 1 note with the same time to go."""
+    text = "\n".join([
+        "osu file format v14", "", "[General]", "AudioFilename: song.mp3", "Mode: 1", "",
+        "[Metadata]", "Title:SV", "Artist:Mapperator tests", "Creator:tests", "Version:SV", "",
+        "[Difficulty]", "HPDrainRate:5", "CircleSize:5", "OverallDifficulty:5", "ApproachRate:5",
+        "SliderMultiplier:1.4", "SliderTickRate:1", "", "[Events]", "", "[TimingPoints]",
+        "1000,500,4,1,0,60,1,0", "5000,-50,4,1,0,60,0,0", "", "[HitObjects]",
+        "256,192,2000,1,0,0:0:0:0:", "256,192,6000,1,0,0:0:0:0:", ""])
+    data = load_player(page, tmp_path, parse_beatmap(text), song)
+    assert data["objects"]["scroll"] == [2.0, 4.0]
+    layout = page.evaluate("player.layout()")
+    don = (235, 69, 44)
+    lead = 300
+    for time, speed in ((2000, 1.0), (6000, 2.0)):
+        seek(page, time - lead)
+        due = layout["hitX"] + lead * layout["pxPerMs"] * speed
+        assert close_to(pixel(page, due, layout["laneY"]), don), f"note at {time} ms drawn at SV {speed}"
+        if speed != 1.0:
+            slow = layout["hitX"] + lead * layout["pxPerMs"]
+            assert not close_to(pixel(page, slow, layout["laneY"]), don), "the SV 2 note scrolls at SV 1"
+
+
 def test_catch_fruits_land_on_the_catcher(page, tmp_path, song):
     _, data = open_player(page, tmp_path, MODE_MAPS[2], song)
     c, layout, r = data["catch"], page.evaluate("player.layout()"), data["radius"]
