@@ -54,6 +54,11 @@ def test_native_window_loads_the_page_with_the_bridge_and_closing_it_stops_every
                 assert wait_for(lambda: page.evaluate("window.location.href") == app.url, what="the plain address")
                 assert wait_for(lambda: page.evaluate(
                     "document.documentElement.classList.contains('mapperator-native')"), what="the bridge")
+                # the preview player plays the song in this engine: Qt WebEngine's Chromium must decode MP3 and OGG
+                assert page.evaluate("document.createElement('audio').canPlayType('audio/mpeg')") == "probably"
+                assert page.evaluate(
+                    "document.createElement('audio').canPlayType('audio/ogg; codecs=vorbis')") == "probably"
+                assert page.evaluate("typeof window.MapperatorPlayer") == "function"
                 for name in ("pick_file", "pick_folder", "save_file"):
                     assert page.evaluate(f"typeof window.pywebview.api.{name}") == "function"
                 assert page.evaluate("window.pywebview.api.ping()") == "mapperator"  # a round trip to Python
