@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import AudioError, BeatmapError, Cancelled, MapperatorError, ModelError, OptionError
+from .messages import Message
 
 _LAZY = {
     # beatmaps
@@ -78,7 +79,8 @@ _LAZY = {
     "check_result": "engine.result_check",
 }
 
-__all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "ModelError", "OptionError"])
+__all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "Message", "ModelError",
+                  "OptionError"])
 
 
 def __getattr__(name: str) -> Any:

@@ -10,20 +10,37 @@ from pathlib import Path
 
 
 class MapperatorError(Exception):
-    """Base class of every error the engine raises on purpose."""
+    """Base class of every error the engine raises on purpose.
+
+    Raised with a :class:`~engine.messages.Message` (``OptionError(Message("error.x", "...", n=1))``) it
+    also has ``message_id`` and ``message_args``, so the app can say it in the user's language;
+    ``str(error)`` is the English text either way.
+    """
+
+    @property
+    def message_id(self) -> str | None:
+        return getattr(self.args[0], "message_id", None) if self.args else None
+
+    @property
+    def message_args(self) -> dict:
+        return dict(getattr(self.args[0], "message_args", None) or {}) if self.args else {}
 
 
 class BeatmapError(MapperatorError):
     """A beatmap file that cannot be used, with the file, line and reason."""
 
     def __init__(self, reason: str, path: str | Path | None = None, line: int | None = None):
+        from .messages import Message
+
         self.reason = reason
         self.path = Path(path) if path is not None else None
         self.line = line
         where = str(self.path) if self.path is not None else "<beatmap>"
-        if line is not None:
-            where += f", line {line}"
-        super().__init__(f"{where}: {reason}")
+        if line is None:
+            super().__init__(Message("error.beatmap_file", "{path}: {reason}", path=where, reason=reason))
+        else:
+            super().__init__(Message("error.beatmap_line", "{path}, line {line}: {reason}", path=where, line=line,
+                                     reason=reason))
 
 
 class AudioError(MapperatorError):

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from .checkpoint_files import CheckpointState, checkpoint_state
 from .errors import ModelError
+from .messages import Message
 from .gamemodes import GAMEMODE_NAMES
 from .presets import PRESETS
 
@@ -125,18 +126,22 @@ def model_vocabulary(model: str, gamemode: int | None = None) -> Vocabulary:
     folder = model_folder(model, gamemode)
     if folder is None:
         if model in PRESETS:
-            return Vocabulary(note=f"{model} is not downloaded yet: it is downloaded when you press Generate, or "
-                                   f"get it in the Models tab. Descriptors and mappers appear once it is here.")
-        return Vocabulary(note=f"{model!r} is not a checkpoint folder on this computer or a downloaded model")
+            return Vocabulary(note=Message(
+                "model.not_downloaded", "{model} is not downloaded yet: it is downloaded when you press Generate, or "
+                "get it in the Models tab. Descriptors and mappers appear once it is here.", model=model))
+        return Vocabulary(note=Message("model.not_found", "{model} is not a checkpoint folder on this computer or a "
+                                       "downloaded model", model=repr(model)))
     try:
         tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
     except Exception as e:  # a damaged file: say so, keep the form usable
-        return Vocabulary(folder=folder, note=f"could not read {folder / 'tokenizer.json'}: {e}")
+        return Vocabulary(folder=folder, note=Message("model.unreadable_tokenizer", "could not read {path}: {error}",
+                                                      path=str(folder / "tokenizer.json"), error=str(e)))
     descriptors = list(tokenizer.descriptor_names())
     mappers = sorted(int(m) for m in tokenizer.mapper_idx)
     top = float(tokenizer.max_difficulty) if tokenizer.max_difficulty else None
     version = model if model in PRESETS else _detected_version(folder, tokenizer)
-    note = f"{version or 'checkpoint'} in {folder}: {len(descriptors)} descriptors, {len(mappers)} mappers"
+    note = Message("model.vocabulary", "{version} in {folder}: {descriptors} descriptors, {mappers} mappers",
+                   version=version or "checkpoint", folder=str(folder), descriptors=len(descriptors), mappers=len(mappers))
     return Vocabulary(descriptors, mappers, top, folder, note, version)
 
 

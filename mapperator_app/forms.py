@@ -11,6 +11,8 @@ from typing import Any, Iterable, Sequence
 import engine
 from engine import OptionError
 
+from . import i18n
+from .i18n import K, render, t
 from .worker import Job, JobState
 
 GAMEMODES = list(engine.GAMEMODE_NAMES.values())  # the Radio choices, by mode number
@@ -35,7 +37,8 @@ def mapper_id(value: Any) -> int | None:
         return None
     text = str(value).strip().split()[0]
     if not text.isdigit():
-        raise OptionError(f"mapper {value!r} is not an osu! user id (a number)")
+        raise OptionError(engine.Message("error.mapper_not_id", "mapper {value} is not an osu! user id (a number)",
+                                         value=repr(value)))
     return int(text)
 
 
@@ -100,67 +103,103 @@ def _e(text: Any) -> str:
     return html.escape(str(text))
 
 
-def progress_html(job: Job | None, ahead: int = 0) -> str:
+def progress_html(job: Job | None, ahead: int = 0, lang: str = i18n.DEFAULT) -> str:
     """A progress bar with the job's stage, speed and time; queued jobs say how many wait before them."""
     if job is None:
-        return "<div class='mp-status mp-idle'>Ready.</div>"
+        return f"<div class='mp-status mp-idle'>{_e(t('progress.ready', lang))}</div>"
+    label = render(job.label, lang)
     if job.state is JobState.QUEUED and ahead == 0:
-        return f"<div class='mp-status mp-queued'>Starting {_e(job.label)}…</div>"
+        return f"<div class='mp-status mp-queued'>{_e(t('progress.starting', lang, label=label))}</div>"
     if job.state is JobState.QUEUED:
-        return (f"<div class='mp-status mp-queued'>Queued: {ahead} job{'s' if ahead != 1 else ''} before this one "
-                f"({_e(job.label)}).</div>")
+        return f"<div class='mp-status mp-queued'>{_e(t('progress.queued', lang, count=ahead, label=label))}</div>"
     if job.state is JobState.FAILED:
-        return error_html(job.error)
+        return error_html(render(job.error, lang), lang)
     if job.state is JobState.CANCELLED:
-        return f"<div class='mp-status mp-cancelled'>{_e(job.stage)}</div>"
+        return f"<div class='mp-status mp-cancelled'>{_e(render(job.stage, lang))}</div>"
     percent = job.fraction * 100
-    bits = [_e(job.stage)]
+    bits = [_e(render(job.stage, lang))]
     if job.rate:
-        bits.append(_e(job.rate))
-    bits.append(f"{job.elapsed:.0f} s")
+        bits.append(_e(render(job.rate, lang)))
+    bits.append(_e(t("progress.seconds", lang, seconds=round(job.elapsed))))
     state = "mp-done" if job.state is JobState.DONE else "mp-running"
     return (f"<div class='mp-status {state}'><div class='mp-bar'><div class='mp-fill' style='width:{percent:.1f}%'>"
             f"</div></div><div class='mp-stage'>{percent:.0f}% · {' · '.join(bits)}</div></div>")
 
 
-def error_html(message: str) -> str:
-    return f"<div class='mp-status mp-error'><b>Error:</b> {_e(message)}</div>"
+def error_html(message: str, lang: str = i18n.DEFAULT) -> str:
+    """An error box; ``message`` may be an engine Message (shown in ``lang``)."""
+    return f"<div class='mp-status mp-error'><b>{_e(t('common.error', lang))}</b> {_e(render(message, lang))}</div>"
 
 
-def note_html(message: str) -> str:
-    return f"<div class='mp-status mp-note'>{_e(message)}</div>"
+def error_message(error: BaseException) -> str:
+    """What an error says, keeping its message id (an engine Message) when it has one."""
+    first = error.args[0] if len(error.args) == 1 else None
+    return first if isinstance(first, engine.Message) else str(error)
 
 
-def jobs_html(jobs: Sequence[Job]) -> str:
+def note_html(message: str, lang: str = i18n.DEFAULT) -> str:
+    return f"<div class='mp-status mp-note'>{_e(render(message, lang))}</div>"
+
+
+def jobs_html(jobs: Sequence[Job], lang: str = i18n.DEFAULT) -> str:
     """The job list: the running job and the queue behind it."""
     if not jobs:
-        return "<div class='mp-jobs mp-idle'>No jobs running.</div>"
+        return f"<div class='mp-jobs mp-idle'>{_e(t('jobs.none', lang))}</div>"
     items = []
-    for i, job in enumerate(jobs):
+    for job in jobs:
+        label = _e(render(job.label, lang))
         if job.state is JobState.RUNNING:
-            items.append(f"<li class='mp-job-running'><b>Running</b> #{job.id} {_e(job.label)} — "
-                         f"{job.fraction * 100:.0f}% {_e(job.stage)}</li>")
+            items.append(f"<li class='mp-job-running'><b>{_e(t('jobs.running', lang))}</b> #{job.id} {label} — "
+                         f"{job.fraction * 100:.0f}% {_e(render(job.stage, lang))}</li>")
         else:
-            items.append(f"<li class='mp-job-queued'><b>Queued</b> #{job.id} {_e(job.label)}</li>")
+            items.append(f"<li class='mp-job-queued'><b>{_e(t('jobs.queued', lang))}</b> #{job.id} {label}</li>")
     return f"<ul class='mp-jobs'>{''.join(items)}</ul>"
 
 
 # --- tables -------------------------------------------------------------------------------------------------
 
-SUGGESTION_HEADERS = ["Time", "Timestamp", "Category", "Severity", "Message", "Source"]
+SUGGESTION_COLUMNS = [K("table.time"), K("table.timestamp"), K("table.category"), K("table.severity"),
+                      K("table.message"), K("table.source")]
+SUGGESTION_HEADERS = [i18n.text(key) for key in SUGGESTION_COLUMNS]  # English, for the CLI and tests
+SEVERITY_KEYS = {"problem": K("severity.problem"), "warning": K("severity.warning"), "minor": K("severity.minor")}
+SOURCE_KEYS = {"AI": K("source.ai"), "rule": K("source.rule")}
+#: The categories MaiMod and the rule checks use (engine names -> catalogue keys).
+CATEGORY_KEYS = {
+    "Timing": K("category.timing"), "Rhythm": K("category.rhythm"), "Compose": K("category.compose"),
+    "Hit Sounds": K("category.hit_sounds"), "Sliders": K("category.sliders"),
+    "New Combos": K("category.new_combos"), "Files": K("category.files"), "Kiai": K("category.kiai"),
+    "Scroll Speeds": K("category.scroll_speeds"), "Misc": K("category.misc"),
+}
 
 
-def suggestion_records(suggestions: Iterable[Any]) -> list[dict[str, Any]]:
-    """Suggestions as plain dicts (JSON-able, kept in the page's state for filtering)."""
+def category_label(category: str, lang: str = i18n.DEFAULT) -> str:
+    key = CATEGORY_KEYS.get(category)
+    return t(key, lang) if key else category
+
+
+def severity_label(severity: str, lang: str = i18n.DEFAULT) -> str:
+    key = SEVERITY_KEYS.get(severity)
+    return t(key, lang) if key else severity
+
+
+def source_label(source: str, lang: str = i18n.DEFAULT) -> str:
+    key = SOURCE_KEYS.get(source)
+    return t(key, lang) if key else source
+
+
+def suggestion_records(suggestions: Iterable[Any], lang: str = i18n.DEFAULT) -> list[dict[str, Any]]:
+    """Suggestions as plain dicts (JSON-able, kept in the page's state for filtering); the message in ``lang``,
+    category, severity and source as the engine names them (the table shows them in ``lang``)."""
     rows = []
     for s in suggestions:
         d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+        message = s.message if hasattr(s, "message") else d.get("message")
         rows.append({
             "time_ms": d.get("time_ms"),
             "timestamp": d.get("timestamp") or "",
             "category": d.get("category") or "",
             "severity": str(d.get("severity") or ""),
-            "message": d.get("message") or "",
+            "message": str(render(message, lang) or ""),
             "source": {"ai": "AI", "rule": "rule"}.get(str(d.get("source")), str(d.get("source") or "")),
         })
     return rows
@@ -169,13 +208,15 @@ def suggestion_records(suggestions: Iterable[Any]) -> list[dict[str, Any]]:
 def format_time(ms: float | None) -> str:
     if ms is None:
         return ""
-    t = max(int(round(ms)), 0)
-    return f"{t // 60000}:{(t // 1000) % 60:02}.{t % 1000:03}"
+    total = max(int(round(ms)), 0)
+    return f"{total // 60000}:{(total // 1000) % 60:02}.{total % 1000:03}"
 
 
 def filter_suggestions(records: Sequence[dict[str, Any]], severities: Sequence[str] | None = None,
                        sources: Sequence[str] | None = None, categories: Sequence[str] | None = None,
-                       text: str = "") -> list[dict[str, Any]]:
+                       text: str = "", lang: str = i18n.DEFAULT) -> list[dict[str, Any]]:
+    """The records that pass the filters; ``text`` is looked for in the message, timestamp and category (as
+    the engine names it and as ``lang`` shows it)."""
     needle = (text or "").strip().lower()
     out = []
     for r in records:
@@ -185,37 +226,48 @@ def filter_suggestions(records: Sequence[dict[str, Any]], severities: Sequence[s
             continue
         if categories and r["category"] not in categories:
             continue
-        if needle and needle not in (r["message"] + " " + r["category"] + " " + r["timestamp"]).lower():
+        haystack = " ".join((r["message"], r["category"], category_label(r["category"], lang), r["timestamp"]))
+        if needle and needle not in haystack.lower():
             continue
         out.append(r)
     return out
 
 
-def suggestion_table(records: Sequence[dict[str, Any]]):
-    """A pandas Styler: one row per suggestion, the severity cell coloured."""
+def suggestion_table(records: Sequence[dict[str, Any]], lang: str = i18n.DEFAULT):
+    """A pandas Styler: one row per suggestion, the severity cell coloured, headers and words in ``lang``."""
     import pandas as pd
 
-    frame = pd.DataFrame([[format_time(r["time_ms"]), r["timestamp"], r["category"], r["severity"], r["message"],
-                           r["source"]] for r in records], columns=SUGGESTION_HEADERS)
+    headers = [t(key, lang) for key in SUGGESTION_COLUMNS]
+    frame = pd.DataFrame([[format_time(r["time_ms"]), r["timestamp"], category_label(r["category"], lang),
+                           severity_label(r["severity"], lang), r["message"], source_label(r["source"], lang)]
+                          for r in records], columns=headers)
+    colours = {severity_label(k, lang): c for k, c in SEVERITY_COLOURS.items()}
 
     def colour(value: str) -> str:
-        c = SEVERITY_COLOURS.get(value)
+        c = colours.get(value)
         return f"background-color: {c}; color: #222; font-weight: 600" if c else ""
 
-    return frame.style.map(colour, subset=["Severity"])
+    return frame.style.map(colour, subset=[headers[3]])
 
 
-TIMING_HEADERS = ["Time (ms)", "Timestamp", "Kind", "BPM", "Meter", "Slider velocity", "Kiai"]
+TIMING_COLUMNS = [K("timing.col_time"), K("timing.col_timestamp"), K("timing.col_kind"), K("timing.col_bpm"),
+                  K("timing.col_meter"), K("timing.col_sv"), K("timing.col_kiai")]
+TIMING_HEADERS = [i18n.text(key) for key in TIMING_COLUMNS]
 
 
-def timing_rows(points: Iterable[Any]) -> list[list[Any]]:
+def timing_headers(lang: str = i18n.DEFAULT) -> list[str]:
+    return [t(key, lang) for key in TIMING_COLUMNS]
+
+
+def timing_rows(points: Iterable[Any], lang: str = i18n.DEFAULT) -> list[list[Any]]:
+    red_text, green_text = t("timing.red_line", lang), t("timing.green_line", lang)
     rows = []
     for p in points:
         red = bool(p.uninherited)
         bpm = round(60000.0 / p.beat_length, 3) if red and p.beat_length > 0 else None
         sv = round(-100.0 / p.beat_length, 3) if not red and p.beat_length < 0 else None
-        rows.append([round(float(p.time), 2), engine.editor_timestamp(p.time).rstrip(" -"), "red line" if red else "green line",
-                     bpm, p.meter if red else None, sv, bool(p.kiai)])
+        rows.append([round(float(p.time), 2), engine.editor_timestamp(p.time).rstrip(" -"),
+                     red_text if red else green_text, bpm, p.meter if red else None, sv, bool(p.kiai)])
     return rows
 
 
@@ -234,37 +286,47 @@ def result_check(result):
     return engine.check_result(result.beatmap, asked_difficulty=result.options.difficulty, reference=reference)
 
 
-def check_markdown(check) -> str:
+def check_markdown(check, lang: str = i18n.DEFAULT) -> str:
     """The check as a compact Markdown table, one row per measure, ⚠ where something looks wrong."""
     data = check.to_json()
 
     def row(name: str, value: Any, bad: bool = False) -> str:
         return f"| {name} | {'⚠ ' if bad else ''}{value} |"
 
-    stars = "unknown" if data["star_rating"] is None else f"{data['star_rating']:.2f}★"
+    def num(value: float, spec: str = ".2f") -> str:
+        return i18n.number(value, lang, spec)
+
+    stars = t("check.unknown", lang) if data["star_rating"] is None else f"{num(data['star_rating'])}★"
     if data["asked_difficulty"] is not None:
-        stars += f" (asked {data['asked_difficulty']:g}★, {data['star_difference']:+.2f})" \
-            if data["star_difference"] is not None else f" (asked {data['asked_difficulty']:g}★)"
+        if data["star_difference"] is not None:
+            stars += " " + t("check.asked_difference", lang, asked=float(data["asked_difficulty"]),
+                             difference=float(data["star_difference"]))
+        else:
+            stars += " " + t("check.asked", lang, asked=float(data["asked_difficulty"]))
     reds = data["red_lines"]
-    red_text = "; ".join(f"{r['bpm']:g} BPM @ {r['offset_ms']:g} ms" for r in reds[:3]) or "none"
+    red_text = "; ".join(t("check.red_line", lang, bpm=float(r["bpm"]), offset=float(r["offset_ms"]))
+                         for r in reds[:3]) or t("check.none", lang)
     if len(reds) > 3:
-        red_text += f"; … {len(reds) - 3} more"
+        red_text += "; " + t("check.more", lang, count=len(reds) - 3)
     empty = data["empty_sections"]
-    empty_text = ", ".join(f"{format_time(s['start_ms'])}–{format_time(s['end_ms'])} ({s['bars']:g} bars)"
-                           for s in empty[:3]) or "none"
+    empty_text = ", ".join(t("check.empty_section", lang, start=format_time(s["start_ms"]),
+                             end=format_time(s["end_ms"]), bars=float(s["bars"]))
+                           for s in empty[:3]) or t("check.none", lang)
     if len(empty) > 3:
-        empty_text += f", … {len(empty) - 3} more"
-    lines = ["| Check | Result |", "|---|---|", row("Star rating", stars),
-             row(f"Red lines ({len(reds)})", red_text, not reds)]
+        empty_text += ", " + t("check.more", lang, count=len(empty) - 3)
+    lines = [f"| {t('check.header_check', lang)} | {t('check.header_result', lang)} |", "|---|---|",
+             row(t("check.star_rating", lang), stars),
+             row(t("check.red_lines", lang, count=len(reds)), red_text, not reds)]
     if data["mode"] == 0:
-        lines.append(row("Offscreen", data["offscreen"], data["offscreen"] > 0))
+        lines.append(row(t("check.offscreen", lang), data["offscreen"], data["offscreen"] > 0))
     if data["mode"] in (0, 2):
-        lines.append(row("Stacked on one spot", data["stacked"], data["stacked"] > 0))
-    lines += [row("Doubled", data["doubled"], data["doubled"] > 0),
-              row("Unsnapped (≥ 2 ms)", data["unsnapped"], data["unsnapped"] > 0),
-              row("Empty sections (4+ bars)", empty_text)]
+        lines.append(row(t("check.stacked", lang), data["stacked"], data["stacked"] > 0))
+    lines += [row(t("check.doubled", lang), data["doubled"], data["doubled"] > 0),
+              row(t("check.unsnapped", lang), data["unsnapped"], data["unsnapped"] > 0),
+              row(t("check.empty_sections", lang), empty_text)]
     ev = data["evaluation"]
     if ev is not None:
-        lines.append(row(f"Against {ev['reference'].replace('|', '/')}",
-                         f"rhythm F1 {ev['active_rhythm_f1']:.2f}, BPM error {ev['bpm_error']:.2f}"))
+        lines.append(row(t("check.against", lang, reference=ev["reference"].replace("|", "/")),
+                         t("check.evaluation", lang, f1=float(ev["active_rhythm_f1"]),
+                           bpm_error=float(ev["bpm_error"]))))
     return "\n".join(lines)

@@ -131,7 +131,7 @@ def start_server(port: int | None = None, settings=None) -> Server:
     try:
         demo = build_app(context)
         demo.queue(default_concurrency_limit=None)
-        demo.launch(server_port=port, prevent_thread_lock=True, **launch_kwargs(key))
+        demo.launch(server_port=port, prevent_thread_lock=True, **launch_kwargs(key, context.texts))
     except BaseException:
         worker.shutdown(timeout=1)
         raise

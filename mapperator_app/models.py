@@ -18,7 +18,7 @@ from typing import Callable
 from tqdm import tqdm
 
 import engine
-from engine import Cancelled, ModelError
+from engine import Cancelled, Message, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +41,21 @@ def hub_problem(repo_id: str, timeout: float = 5.0) -> str | None:
     try:
         httpx.head(url, timeout=timeout, follow_redirects=True)
     except httpx.HTTPError as e:
-        return f"{constants.ENDPOINT} cannot be reached ({type(e).__name__}: {e})"
+        return Message("download.unreachable_reason", "{endpoint} cannot be reached ({kind}: {error})",
+                       endpoint=constants.ENDPOINT, kind=type(e).__name__, error=str(e))
     return None
 
 
 def offline_advice(version: str, installed: bool) -> str:
     """What to tell a user whose computer cannot reach the hub."""
     if installed:
-        return (f"{version} is installed and keeps working offline; to check for updates, connect to the "
-                f"internet and press Download again.")
-    return (f"{version} is not downloaded yet. Connect this computer to the internet (or set HTTPS_PROXY if you "
-            f"are behind a proxy) and press Download again; it continues where it stopped. Without "
-            f"internet here: run `mapperator download {version}` on a computer that has it and copy its "
-            f"Hugging Face cache folder (~/.cache/huggingface/hub) to this one, or choose a checkpoint folder "
-            f"as the model.")
+        return Message("download.offline_installed", "{version} is installed and keeps working offline; to check "
+                       "for updates, connect to the internet and press Download again.", version=version)
+    return Message("download.offline_missing", "{version} is not downloaded yet. Connect this computer to the "
+                   "internet (or set HTTPS_PROXY if you are behind a proxy) and press Download again; it continues "
+                   "where it stopped. Without internet here: run `mapperator download {version}` on a computer that "
+                   "has it and copy its Hugging Face cache folder (~/.cache/huggingface/hub) to this one, or choose "
+                   "a checkpoint folder as the model.", version=version)
 
 
 def format_bytes(n: float) -> str:
@@ -100,7 +101,8 @@ class ByteProgress:
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("download cancelled; what was already downloaded is kept, and Download continues from there")
+            raise Cancelled(Message("download.cancelled_kept", "download cancelled; what was already downloaded is "
+                                    "kept, and Download continues from there"))
 
     def totals(self) -> tuple[int, int]:
         """(bytes done, bytes expected) from the byte bars (the largest one: they track the same files)."""
@@ -129,30 +131,35 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
     """
     repo_id, local = engine.resolve_source(version)
     if local:
-        raise ModelError(f"{version} is a folder on this computer; there is nothing to download")
+        raise ModelError(Message("download.local_folder", "{version} is a folder on this computer; there is nothing "
+                                 "to download", version=version))
     installed = next((m for m in scan_models() if m.repo_id == repo_id), None)
     problem = hub_problem(repo_id)
     if problem is not None:
-        raise ModelError(f"Hugging Face cannot be reached: {problem}. "
-                         + offline_advice(version, installed is not None and installed.installed))
+        raise ModelError(Message("download.unreachable", "Hugging Face cannot be reached: {problem}. {advice}",
+                                 problem=problem,
+                                 advice=offline_advice(version, installed is not None and installed.installed)))
     current: list[ByteProgress] = []
 
     def bars(index: int, count: int, subfolder: str | None) -> type:
         """The byte progress of one part (the main checkpoint, then each mode's model)."""
         finish_part()
         mode = engine.GAMEMODE_NAMES[int(subfolder.split("=")[1])] if subfolder else None
-        what = version + (f" ({mode} model)" if mode else "")
+        what = Message("download.mode_model", "{version} ({mode} model)", version=version, mode=mode) if mode \
+            else version
 
         def report(done: int, total: int, rate: float) -> None:
             if progress is None:
                 return
             share = (done / total) if total else 0.0
-            text = (f"{format_bytes(done)} of {format_bytes(total)}" if total else "checking files")
-            progress(((index + share) / count, f"Downloading {what}: {text}", f"{format_bytes(rate)}/s"))
+            text = (Message("download.bytes", "{done} of {total}", done=format_bytes(done), total=format_bytes(total))
+                    if total else Message("download.checking", "checking files"))
+            progress(((index + share) / count, Message("download.stage_bytes", "Downloading {what}: {text}",
+                                                       what=what, text=text), f"{format_bytes(rate)}/s"))
 
         current.append(ByteProgress(report, cancel))
         if progress is not None:
-            progress((index / count, f"Downloading {what}", None))
+            progress((index / count, Message("download.stage", "Downloading {what}", what=what), None))
         return current[-1].tqdm_class
 
     def finish_part() -> None:
@@ -160,7 +167,7 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
             current[-1].check_cancel()
             current[-1].changed(force=True)
         elif cancel is not None and cancel.is_set():
-            raise Cancelled("download cancelled")
+            raise Cancelled(Message("download.cancelled", "download cancelled"))
 
     try:
         engine.download_model(version, gamemodes, bars=bars)
@@ -171,9 +178,10 @@ def download_version(version: str, gamemodes: list[int] | tuple[int, ...] = (),
     finish_part()
     state = next((m for m in scan_models() if m.repo_id == repo_id), None)
     if progress is not None:
-        progress((1.0, f"{version} is ready", None))
+        progress((1.0, Message("download.ready", "{version} is ready", version=version), None))
     if state is None or not state.installed:
-        raise ModelError(f"the download of {version} finished but its files are incomplete; press Download again")
+        raise ModelError(Message("download.incomplete", "the download of {version} finished but its files are "
+                                 "incomplete; press Download again", version=version))
     return state
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine import OptionError, install_mapset, pack_osz, set_folder_name, set_files
+from engine import Message, OptionError, install_mapset, pack_osz, set_folder_name, set_files
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def open_path(path: str | Path) -> str:
     """Show a folder (or open a file) with the system's file manager / default app; returns what was done."""
     target = Path(path).expanduser()
     if not target.exists():
-        raise OptionError(f"{target} does not exist (was it moved or deleted?)")
+        raise OptionError(Message("osu.missing", "{path} does not exist (was it moved or deleted?)", path=str(target)))
     try:
         if sys.platform == "win32":
             os.startfile(str(target))  # type: ignore[attr-defined]
@@ -93,29 +93,37 @@ def open_path(path: str | Path) -> str:
         else:
             opener = shutil.which("xdg-open") or shutil.which("gio")
             if opener is None:
-                raise OptionError(f"no program to open {target} with (install xdg-utils); the path is {target}")
+                raise OptionError(Message("osu.no_opener", "no program to open {path} with (install xdg-utils); the "
+                                          "path is {path}", path=str(target)))
             args = [opener, "open", str(target)] if opener.endswith("gio") else [opener, str(target)]
             subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     except OSError as e:
-        raise OptionError(f"could not open {target}: {e.strerror or e}") from None
-    return f"Opened {target}"
+        raise OptionError(Message("osu.cannot_open", "could not open {path}: {error}", path=str(target),
+                                  error=str(e.strerror or e))) from None
+    return Message("osu.opened", "Opened {path}", path=str(target))
 
 
 def open_in_osu(path: str | Path, songs_folder: str | Path | None = None) -> str:
     """Give a generated map to osu!; returns a sentence saying what happened."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise OptionError(f"{path} does not exist (was it moved or deleted?)")
+        raise OptionError(Message("osu.missing", "{path} does not exist (was it moved or deleted?)", path=str(path)))
     if path.suffix.lower() == ".osz":
         open_path(path)
-        return f"Opened {path.name}: osu! imports it (osu!lazer or osu!stable must be installed)"
+        return Message("osu.opened_osz", "Opened {name}: osu! imports it (osu!lazer or osu!stable must be installed)",
+                       name=path.name)
     songs = Path(songs_folder).expanduser() if songs_folder else detect_songs_folder()
     _, _, outside = set_files(path)
-    note = "".join(f' Left out "{name}": it is outside the beatmap\'s folder.' for name in outside)
+    left_out = [Message("osu.left_out", "Left out \"{name}\": it is outside the beatmap's folder.", name=name)
+                for name in outside]
     if songs is not None and songs.is_dir():
         folder = install_mapset(path, songs)
-        return f"Copied into {folder}. In osu!stable press F5 in song select to see it.{note}"
-    osz = pack_osz(path)
-    open_path(osz)
-    return (f"No osu!stable Songs folder found (set one in Settings), so {osz.name} was written and opened: "
-            f"osu!lazer imports it.{note}")
+        done = Message("osu.copied", "Copied into {folder}. In osu!stable press F5 in song select to see it.",
+                       folder=str(folder))
+    else:
+        osz = pack_osz(path)
+        open_path(osz)
+        done = Message("osu.wrote_osz", "No osu!stable Songs folder found (set one in Settings), so {name} was "
+                       "written and opened: osu!lazer imports it.", name=osz.name)
+    return Message("osu.with_notes", "{done}{notes}", done=done, notes="".join(" " + n for n in left_out)) \
+        if left_out else done

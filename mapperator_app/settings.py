@@ -25,12 +25,12 @@ def config_dir() -> Path:
 
 
 class Settings:
-    """``songs_folder`` and ``output_folder`` plus one dict of last-used values per tab."""
+    """``songs_folder``, ``output_folder`` and ``language``, plus one dict of last-used values per tab."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else config_dir() / "settings.json"
         self._lock = threading.Lock()
-        self._data: dict[str, Any] = {"songs_folder": "", "output_folder": "", "tabs": {}}
+        self._data: dict[str, Any] = {"songs_folder": "", "output_folder": "", "language": "auto", "tabs": {}}
         self._load()
 
     def _load(self) -> None:
@@ -43,7 +43,7 @@ class Settings:
             return
         if not isinstance(data, dict):
             return
-        for key in ("songs_folder", "output_folder"):
+        for key in ("songs_folder", "output_folder", "language"):
             if isinstance(data.get(key), str):
                 self._data[key] = data[key]
         if isinstance(data.get("tabs"), dict):
@@ -56,6 +56,16 @@ class Settings:
     @property
     def output_folder(self) -> str:
         return self._data["output_folder"]
+
+    @property
+    def language(self) -> str:
+        """``auto`` (the system's or browser's language) or a language code of :data:`.i18n.LANGUAGES`."""
+        return self._data["language"]
+
+    def set_language(self, language: str) -> None:
+        with self._lock:
+            self._data["language"] = (language or "auto").strip()
+        self.save()
 
     def set_folders(self, songs_folder: str | None = None, output_folder: str | None = None) -> None:
         with self._lock:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
+from gradio.i18n import I18nData
 
-from . import access, forms
+from . import access, forms, i18n
 from .access import AccessKey
+from .i18n import t
 from .settings import Settings
 from .worker import Job, Worker
 
@@ -137,6 +139,37 @@ class WrittenFiles:
             return target if any(f.parent == target for f in self._files) else None
 
 
+def L(key: str) -> I18nData:
+    """A catalogue text that the page shows in its language (Gradio's own i18n: labels, buttons, tabs)."""
+    return I18nData(key)
+
+
+class PageTexts(gr.I18n):
+    """The catalogues as Gradio's ``i18n``: the page picks its texts by the browser's language.
+
+    Gradio chooses the language once, in the page, from ``navigator.language``, and has no way to switch it
+    later; so a language chosen in Settings is applied here instead, by giving every language that one
+    catalogue (:meth:`apply`), and the page reloads itself. Gradio sends this same dict (not a copy) with
+    every page it serves, so the change needs no restart.
+    """
+
+    ALIASES = {"pt": "pt-BR", "zh-TW": "zh-CN"}  # languages Gradio knows that we answer with a close one
+
+    def __init__(self, setting: str = i18n.AUTO):
+        super().__init__()
+        self.apply(setting)
+
+    def apply(self, setting: str) -> None:
+        chosen = i18n.match(setting) if setting and setting != i18n.AUTO else None
+        english = dict(i18n.catalogue(i18n.DEFAULT))
+        merged = {}
+        for code in [*i18n.LANGUAGES, *self.ALIASES]:
+            source = chosen or self.ALIASES.get(code, code)
+            merged[code] = {**english, **{k: v for k, v in i18n.catalogue(source).items() if v}}
+        self.translations.clear()
+        self.translations.update(merged)
+
+
 @dataclass
 class AppContext:
     worker: Worker
@@ -144,6 +177,16 @@ class AppContext:
     log_file: str | None = None
     written: WrittenFiles = field(default_factory=WrittenFiles)
     page_loads: list[tuple[Callable, Any, dict[str, Any]]] = field(default_factory=list)
+    texts: PageTexts | None = None
+
+    def __post_init__(self) -> None:
+        if self.texts is None:
+            self.texts = PageTexts(self.settings.language)
+
+    def lang(self, request: gr.Request | None) -> str:
+        """The language to answer a page's request in: the chosen one, else the browser's, else the system's."""
+        headers = getattr(request, "headers", None) or {}
+        return i18n.resolve(self.settings.language, headers.get("accept-language"))
 
 
 def on_page_load(ctx: AppContext, fn: Callable, outputs: Any, **kwargs: Any) -> None:
@@ -198,19 +241,20 @@ def cancel_button(ctx: "AppContext", button: gr.Button, status: gr.components.Co
 
     def cancel(request: gr.Request):
         jobs = ctx.worker.cancel_where(owner=session_of(request), kind=kind) or ctx.worker.cancel_where(kind=kind)
-        return forms.note_html("Cancelling…" if jobs else "Nothing to cancel.")
+        lang = ctx.lang(request)
+        return forms.note_html(t("progress.cancelling", lang) if jobs else t("progress.nothing_to_cancel", lang))
 
     cancel.__name__, cancel.__doc__ = api_name, doc
     button.click(cancel, None, status, api_name=api_name, concurrency_limit=None, queue=False)
 
 
-def path_field(label: str, kind: str, *, value: str = "", placeholder: str = "", elem_id: str | None = None,
-               info: str | None = None, save_name: str = "") -> gr.Textbox:
+def path_field(label: str | I18nData, kind: str, *, value: str = "", placeholder: str | I18nData = "",
+               elem_id: str | None = None, info: str | I18nData | None = None, save_name: str = "") -> gr.Textbox:
     """A path textbox with a native Browse button (in the window) or an upload button (in a browser)."""
     with gr.Row(equal_height=True):
         box = gr.Textbox(label=label, value=value, placeholder=placeholder, elem_id=elem_id, info=info, scale=8,
                          max_lines=1)
-        browse = gr.Button("Browse…", elem_classes=["native-only", "mp-browse"], scale=0, size="sm",
+        browse = gr.Button(L("common.browse"), elem_classes=["native-only", "mp-browse"], scale=0, size="sm",
                            elem_id=f"{elem_id}-browse" if elem_id else None)
         if kind == "folder":
             js = "(current) => window.mapperator.pickFolder(current)"
@@ -220,7 +264,7 @@ def path_field(label: str, kind: str, *, value: str = "", placeholder: str = "",
             js = f"(current) => window.mapperator.pickFile({kind!r}, current)"
         browse.click(None, box, box, js=js, api_visibility="private")
         if kind in UPLOAD_TYPES:
-            upload = gr.UploadButton("Upload…", file_types=UPLOAD_TYPES[kind], type="filepath", size="sm", scale=0,
+            upload = gr.UploadButton(L("common.upload"), file_types=UPLOAD_TYPES[kind], type="filepath", size="sm", scale=0,
                                      elem_classes=["browser-only", "mp-browse"],
                                      elem_id=f"{elem_id}-upload" if elem_id else None)
             upload.upload(lambda f: f or "", upload, box, api_visibility="private")
@@ -246,24 +290,28 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
-            gr.Markdown(f"## {TITLE}\nTurn songs into osu! beatmaps, mod maps with AI, time songs.")
+            gr.Markdown(L("app.header"))  # "## Mapperator" and a line on what it does
             with gr.Column(scale=1, min_width=320):
-                jobs = gr.HTML(forms.jobs_html([]), elem_id="jobs", label="Jobs")
+                jobs = gr.HTML(forms.jobs_html([]), elem_id="jobs", label=L("app.jobs"))
         with gr.Tabs():
-            with gr.Tab("Generate", id="generate"):
+            with gr.Tab(L("tab.generate"), id="generate"):
                 generate.build(ctx, demo)
-            with gr.Tab("MaiMod", id="maimod"):
+            with gr.Tab(L("tab.maimod"), id="maimod"):
                 maimod.build(ctx, demo)
-            with gr.Tab("Timing", id="timing"):
+            with gr.Tab(L("tab.timing"), id="timing"):
                 timing.build(ctx, demo)
-            with gr.Tab("Models", id="models"):
+            with gr.Tab(L("tab.models"), id="models"):
                 models.build(ctx, demo)
-            with gr.Tab("Settings", id="settings"):
+            with gr.Tab(L("tab.settings"), id="settings"):
                 settings_tab.build(ctx, demo)
         _chain_page_loads(ctx, demo)
         timer = gr.Timer(1.0)
-        timer.tick(lambda: forms.jobs_html(ctx.worker.active()), None, jobs, api_name="jobs",
-                   show_progress="hidden", concurrency_limit=None, queue=False)
+
+        def jobs_list(request: gr.Request):
+            return forms.jobs_html(ctx.worker.active(), ctx.lang(request))
+
+        timer.tick(jobs_list, None, jobs, api_name="jobs", show_progress="hidden", concurrency_limit=None,
+                   queue=False)
     return demo
 
 
@@ -281,11 +329,11 @@ def _chain_page_loads(ctx: AppContext, demo: gr.Blocks) -> None:
         event.then(None, None, None, js=READY_JS)  # .then: also after a failed load, so the page still counts
 
 
-def launch_kwargs(key: AccessKey) -> dict[str, Any]:
+def launch_kwargs(key: AccessKey, texts: PageTexts | None = None) -> dict[str, Any]:
     """What every launch of the page passes to Gradio: local only, no share link, no outbound fetches, no
     static file workers on other ports, and every request through the access guard (:mod:`.access`)."""
     icon = _STATIC / "icon.png"
     return dict(server_name="127.0.0.1", share=False, inbrowser=False, quiet=True, ssr_mode=False, pwa=False,
                 mcp_server=False, enable_monitoring=False, footer_links=["api"], theme=theme(), css=CSS, head=HEAD,
                 favicon_path=str(icon) if icon.is_file() else None, max_file_size="1gb", num_workers=0,
-                app_kwargs={"middleware": [access.middleware(key)]})
+                i18n=texts if texts is not None else PageTexts(), app_kwargs={"middleware": [access.middleware(key)]})

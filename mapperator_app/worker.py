@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
+from engine import Message
+
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[[Callable[[Any], None], threading.Event], Any]
@@ -42,10 +44,10 @@ class Job:
     function: JobFunction = field(repr=False)
     state: JobState = JobState.QUEUED
     fraction: float = 0.0
-    stage: str = "Waiting"
+    stage: str = Message("job.waiting", "Waiting")  # a Message when the engine or the app says it
     rate: str = ""  # e.g. "612 tokens/s" or "3.1 MB/s"
     result: Any = field(default=None, repr=False)
-    error: str = ""  # plain words for the UI
+    error: str = ""  # plain words for the UI (a Message when it has an id)
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     finished_at: float | None = None
@@ -64,9 +66,13 @@ def describe_error(error: BaseException, log_file: str | None = None) -> str:
     import engine
 
     if isinstance(error, engine.MapperatorError):
-        return str(error)
-    where = f" (details in {log_file})" if log_file else " (details in the log file)"
-    return f"Unexpected {type(error).__name__}: {error}{where}"
+        first = error.args[0] if len(error.args) == 1 else None
+        return first if isinstance(first, Message) else str(error)
+    if log_file:
+        return Message("job.unexpected_error_log", "Unexpected {kind}: {error} (details in {log_file})",
+                       kind=type(error).__name__, error=str(error), log_file=log_file)
+    return Message("job.unexpected_error", "Unexpected {kind}: {error} (details in the log file)",
+                   kind=type(error).__name__, error=str(error))
 
 
 class Worker:
@@ -107,7 +113,7 @@ class Worker:
             job.cancel.set()
             if job.state is JobState.QUEUED:
                 self._queue.remove(job)
-                self._finish(job, JobState.CANCELLED, stage="Cancelled before it started")
+                self._finish(job, JobState.CANCELLED, stage=Message("job.cancelled_before_start", "Cancelled before it started"))
             return True
 
     def cancel_where(self, owner: str | None = None, kind: str | None = None) -> list[Job]:
@@ -169,7 +175,7 @@ class Worker:
                 if self._stopping:
                     return
                 job = self._queue.popleft()
-                job.state, job.started, job.stage = JobState.RUNNING, time.monotonic(), "Starting"
+                job.state, job.started, job.stage = JobState.RUNNING, time.monotonic(), Message("job.starting", "Starting")
                 self._current = job
             log.info("job %d started: %s", job.id, job.label)
 
@@ -179,16 +185,18 @@ class Worker:
             try:
                 result = job.function(progress, job.cancel)
             except engine.Cancelled as e:
-                state, text, result = JobState.CANCELLED, str(e) or "Cancelled", None
+                first = e.args[0] if len(e.args) == 1 else None
+                text = first if isinstance(first, Message) else (str(e) or Message("job.cancelled", "Cancelled"))
+                state, result = JobState.CANCELLED, None
             except BaseException as e:  # noqa: BLE001 - any failure must end the job, never the thread
                 if job.cancel.is_set() and not isinstance(e, engine.MapperatorError):
-                    state, text, result = JobState.CANCELLED, "Cancelled", None
+                    state, text, result = JobState.CANCELLED, Message("job.cancelled", "Cancelled"), None
                 else:
                     log.error("job %d failed: %s", job.id, job.label, exc_info=not isinstance(e, engine.MapperatorError))
                     job.error = describe_error(e, self.log_file)
-                    state, text, result = JobState.FAILED, "Failed", None
+                    state, text, result = JobState.FAILED, Message("job.failed", "Failed"), None
             else:  # a job that finished before it noticed a late cancel still counts: its output exists
-                state, text = JobState.DONE, "Done"
+                state, text = JobState.DONE, Message("job.done", "Done")
                 job.fraction = 1.0
             with self._lock:
                 job.result = result
@@ -203,7 +211,7 @@ class Worker:
             queued, self._queue = list(self._queue), deque()
             for job in queued:
                 job.cancel.set()
-                self._finish(job, JobState.CANCELLED, stage="Cancelled: the app closed")
+                self._finish(job, JobState.CANCELLED, stage=Message("job.cancelled_app_closed", "Cancelled: the app closed"))
             if self._current is not None:
                 self._current.cancel.set()
             self._lock.notify_all()
@@ -219,14 +227,14 @@ def _apply_progress(job: Job, update: Any) -> None:
     """Accept the engine's Progress(fraction, stage, tokens_per_second) or a plain (fraction, stage, rate)."""
     if hasattr(update, "fraction"):
         job.fraction = max(0.0, min(float(update.fraction), 1.0))
-        job.stage = str(update.stage)
+        job.stage = update.stage if isinstance(update.stage, str) else str(update.stage)
         tps = getattr(update, "tokens_per_second", None)
-        job.rate = f"{tps:.0f} tokens/s" if tps else job.rate
+        job.rate = Message("job.tokens_per_second", "{rate:.0f} tokens/s", rate=tps) if tps else job.rate
     else:
         fraction, stage, rate = (tuple(update) + (None, None))[:3]
         if fraction is not None:
             job.fraction = max(0.0, min(float(fraction), 1.0))
         if stage is not None:
-            job.stage = str(stage)
+            job.stage = stage if isinstance(stage, str) else str(stage)
         if rate is not None:
-            job.rate = str(rate)
+            job.rate = rate if isinstance(rate, str) else str(rate)

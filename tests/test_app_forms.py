@@ -89,7 +89,7 @@ def test_timing_rows_from_a_real_map():
 
 def test_progress_html_states():
     job = Job(1, "generate", "Generate song.mp3", "", lambda p, c: None)
-    assert "Queued: 2 jobs before this one" in forms.progress_html(job, 2)
+    assert "Queued: 2 ahead of this one" in forms.progress_html(job, 2)
     job.state, job.fraction, job.stage, job.rate = JobState.RUNNING, 0.42, "Map: window 3 of 10", "600 tokens/s"
     text = forms.progress_html(job)
     assert "width:42.0%" in text and "Map: window 3 of 10" in text and "600 tokens/s" in text

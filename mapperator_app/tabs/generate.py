@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine import PRESETS, MapperatorError
+from engine import PRESETS, MapperatorError, Message
 
 from .. import forms, models, osu, path_checks
 from ..player import preview_file
-from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
+from ..i18n import K, render, t
+from ..ui import AppContext, L, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _generation_job(options, download_first: bool, on_written: Callable[[Path], 
             models.download_version(options.model_path, gamemodes, progress=progress, cancel=cancel)
         result = engine.generate(options, progress=progress, cancel=cancel)
         on_written(result.path)
-        progress((1.0, "Rating and drawing the map", None))
+        progress((1.0, Message("stage.rating_and_drawing", "Rating and drawing the map"), None))
         rated = result.osu_path if result.osu_path is not None else result.beatmap
         stars = engine.star_rating(rated)
         length = None
@@ -67,28 +68,33 @@ def _generation_job(options, download_first: bool, on_written: Callable[[Path], 
     return run
 
 
-def result_markdown(outcome: Outcome) -> str:
+OBJECT_KEYS = {"HitCircle": K("result.circles"), "Slider": K("result.sliders"), "Spinner": K("result.spinners"),
+               "HoldNote": K("result.hold_notes")}
+
+
+def result_markdown(outcome: Outcome, lang: str = "en") -> str:
     r = outcome.result
     asked = r.options.difficulty
     objects = r.beatmap.hit_objects
     kinds: dict[str, int] = {}
     for o in objects:
         kinds[type(o).__name__] = kinds.get(type(o).__name__, 0) + 1
-    names = {"HitCircle": "circle", "Slider": "slider", "Spinner": "spinner", "HoldNote": "hold note"}
-    counts = ", ".join(f"{n} {names.get(k, k)}{'s' if n != 1 else ''}" for k, n in kinds.items())
-    stars = f"**{outcome.stars:.2f}★**" if outcome.stars is not None else "unknown (rosu-pp could not rate it)"
-    asked_text = f" (asked for {asked:.2f}★)" if asked is not None else " (difficulty left to the model)"
+    counts = ", ".join(t(OBJECT_KEYS[k], lang, count=n) if k in OBJECT_KEYS else f"{n} {k}" for k, n in kinds.items())
+    stars = (t("result.stars", lang, stars=float(outcome.stars)) if outcome.stars is not None
+             else t("result.stars_unknown", lang))
+    asked_text = (t("result.asked", lang, asked=float(asked)) if asked is not None
+                  else t("result.asked_model", lang))
     lines = [  # the first row is the table's header: Markdown tables have no header-less form
-        f"| Star rating | {stars}{asked_text} |",
+        f"| {t('check.star_rating', lang)} | {stars} {asked_text} |",
         "|---|---|",
-        f"| Objects | {len(objects)} ({counts or 'none'}) |",
-        f"| Model | {r.version}, seed {r.seed} |",
-        f"| Tokens | {r.tokens} in {r.seconds:.1f} s ({r.tokens_per_second:.0f} tokens/s) |",
+        f"| {t('result.objects', lang)} | {len(objects)} ({counts or t('check.none', lang)}) |",
+        f"| {t('common.model', lang)} | {t('result.model_seed', lang, version=r.version, seed=r.seed)} |",
+        f"| {t('result.tokens', lang)} | {t('result.tokens_value', lang, tokens=r.tokens, seconds=float(r.seconds), rate=float(r.tokens_per_second))} |",
     ]
     for warning in r.warnings:
-        lines.append(f"\n⚠ {warning}")
+        lines.append(f"\n⚠ {render(warning, lang)}")
     if outcome.check is not None:
-        lines += ["", forms.check_markdown(outcome.check)]
+        lines += ["", forms.check_markdown(outcome.check, lang)]
     return "\n".join(lines)
 
 
@@ -96,118 +102,117 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     fields: dict[str, gr.components.Component] = {}
     with gr.Row():
         with gr.Column(scale=3):
-            fields["audio_path"] = path_field("Song (audio file)", "audio", elem_id="gen-audio",
-                                              placeholder="path to an .mp3/.ogg/.wav file")
+            fields["audio_path"] = path_field(L("common.song"), "audio", elem_id="gen-audio",
+                                              placeholder=L("common.audio_placeholder"))
             fields["beatmap_path"] = path_field(
-                "Reference beatmap (optional)", "beatmap", elem_id="gen-beatmap", placeholder="path to an .osu file",
-                info="Its song, timing and metadata are reused; in-context types below take more from it.")
-            reference_preview = gr.Button("Preview the reference", size="sm", elem_id="gen-beatmap-preview")
+                L("generate.reference"), "beatmap", elem_id="gen-beatmap", placeholder=L("generate.reference_placeholder"),
+                info=L("generate.reference_info"))
+            reference_preview = gr.Button(L("generate.preview_reference"), size="sm", elem_id="gen-beatmap-preview")
             reference_player = gr.HTML("", elem_id="gen-reference-player")
             with gr.Row(equal_height=True):
-                fields["model_path"] = gr.Dropdown(forms.model_choices(VERSIONS, None), value="v32", allow_custom_value=True, label="Model",
-                                                   info="a version, or a checkpoint folder", elem_id="gen-model",
+                fields["model_path"] = gr.Dropdown(forms.model_choices(VERSIONS, None), value="v32", allow_custom_value=True, label=L("common.model"),
+                                                   info=L("generate.model_info"), elem_id="gen-model",
                                                    scale=3)
-                model_browse = gr.Button("Folder…", elem_classes=["native-only", "mp-browse"], size="sm", scale=0)
-                fields["gamemode"] = gr.Radio(forms.GAMEMODES, value="osu!", label="Game mode", elem_id="gen-mode",
+                model_browse = gr.Button(L("generate.model_folder"), elem_classes=["native-only", "mp-browse"], size="sm", scale=0)
+                fields["gamemode"] = gr.Radio(forms.GAMEMODES, value="osu!", label=L("generate.gamemode"), elem_id="gen-mode",
                                               scale=4)
-            model_note = gr.Markdown("", label="Model info", elem_id="gen-model-note")
+            model_note = gr.Markdown("", label=L("generate.model_note"), elem_id="gen-model-note")
             with gr.Row():
-                fields["difficulty"] = gr.Textbox(value="", label="Difficulty (stars)", placeholder="auto", elem_id="gen-diff")
-                fields["year"] = gr.Textbox(value="", label="Year", placeholder="auto", elem_id="gen-year")
-                fields["mapper_id"] = gr.Dropdown([], value="", allow_custom_value=True, label="Mapper (user id)",
+                fields["difficulty"] = gr.Textbox(value="", label=L("generate.difficulty"), placeholder=L("generate.auto"), elem_id="gen-diff")
+                fields["year"] = gr.Textbox(value="", label=L("generate.year"), placeholder=L("generate.auto"), elem_id="gen-year")
+                fields["mapper_id"] = gr.Dropdown([], value="", allow_custom_value=True, label=L("generate.mapper"),
                                                   elem_id="gen-mapper")
-            fields["descriptors"] = gr.Dropdown([], value=[], multiselect=True, label="Descriptors",
+            fields["descriptors"] = gr.Dropdown([], value=[], multiselect=True, label=L("generate.descriptors"),
                                                 elem_id="gen-descriptors")
-            fields["negative_descriptors"] = gr.Dropdown([], value=[], multiselect=True, label="Negative descriptors",
+            fields["negative_descriptors"] = gr.Dropdown([], value=[], multiselect=True, label=L("generate.negative_descriptors"),
                                                          elem_id="gen-negative")
             with gr.Row():
-                fields["cfg_scale"] = gr.Slider(1.0, 15.0, value=1.0, step=0.1, label="CFG scale",
-                                                info="above 1 follows the descriptors and mapper more strongly")
-                fields["seed"] = gr.Textbox(value="", label="Seed", placeholder="random", elem_id="gen-seed")
+                fields["cfg_scale"] = gr.Slider(1.0, 15.0, value=1.0, step=0.1, label=L("generate.cfg_scale"),
+                                                info=L("generate.cfg_scale_info"))
+                fields["seed"] = gr.Textbox(value="", label=L("common.seed"), placeholder=L("common.random"), elem_id="gen-seed")
             with gr.Row():
-                fields["hitsounded"] = gr.Checkbox(True, label="Hitsounds")
-                fields["super_timing"] = gr.Checkbox(False, label="Super timing (slower, for variable BPM)")
-                fields["export_osz"] = gr.Checkbox(False, label="Write an .osz")
+                fields["hitsounded"] = gr.Checkbox(True, label=L("generate.hitsounds"))
+                fields["super_timing"] = gr.Checkbox(False, label=L("generate.super_timing"))
+                fields["export_osz"] = gr.Checkbox(False, label=L("generate.export_osz"))
             with gr.Row():
-                fields["in_context"] = gr.CheckboxGroup(forms.CONTEXTS, value=[], label="In-context (from the reference)")
+                fields["in_context"] = gr.CheckboxGroup(forms.CONTEXTS, value=[], label=L("generate.in_context"))
                 fields["output_type"] = gr.CheckboxGroup(forms.OUTPUT_CONTEXTS, value=[],
-                                                         label="Output types (none ticked: the model's default)")
+                                                         label=L("generate.output_type"))
             with gr.Row():
-                fields["start_time"] = gr.Textbox(value="", label="Start time (ms)", placeholder="song start")
-                fields["end_time"] = gr.Textbox(value="", label="End time (ms)", placeholder="song end")
-            fields["output_path"] = path_field("Output folder", "folder", elem_id="gen-output-folder",
-                                               placeholder="next to the song (or the reference beatmap)")
-            with gr.Accordion("Metadata", open=False):
+                fields["start_time"] = gr.Textbox(value="", label=L("generate.start_time"), placeholder=L("generate.song_start"))
+                fields["end_time"] = gr.Textbox(value="", label=L("generate.end_time"), placeholder=L("generate.song_end"))
+            fields["output_path"] = path_field(L("generate.output_folder"), "folder", elem_id="gen-output-folder",
+                                               placeholder=L("common.next_to_song"))
+            with gr.Accordion(L("generate.metadata"), open=False):
                 with gr.Row():
-                    fields["title"] = gr.Textbox(value="", label="Title", placeholder="from the song's tags")
-                    fields["artist"] = gr.Textbox(value="", label="Artist", placeholder="from the song's tags")
+                    fields["title"] = gr.Textbox(value="", label=L("generate.title"), placeholder=L("generate.from_tags"))
+                    fields["artist"] = gr.Textbox(value="", label=L("generate.artist"), placeholder=L("generate.from_tags"))
                 with gr.Row():
-                    fields["title_unicode"] = gr.Textbox(value="", label="Title (unicode)")
-                    fields["artist_unicode"] = gr.Textbox(value="", label="Artist (unicode)")
+                    fields["title_unicode"] = gr.Textbox(value="", label=L("generate.title_unicode"))
+                    fields["artist_unicode"] = gr.Textbox(value="", label=L("generate.artist_unicode"))
                 with gr.Row():
-                    fields["creator"] = gr.Textbox(value="", label="Creator", placeholder="Mapperator")
-                    fields["version"] = gr.Textbox(value="", label="Difficulty name", placeholder="the model's name")
+                    fields["creator"] = gr.Textbox(value="", label=L("generate.creator"), placeholder="Mapperator")
+                    fields["version"] = gr.Textbox(value="", label=L("generate.version"), placeholder=L("generate.version_placeholder"))
                 with gr.Row():
-                    fields["source"] = gr.Textbox(value="", label="Source")
-                    fields["tags"] = gr.Textbox(value="", label="Tags")
-                    fields["preview_time"] = gr.Textbox(value="", label="Preview time (ms)")
-                fields["background"] = path_field("Background image", "image")
-            with gr.Accordion("Advanced", open=False):
+                    fields["source"] = gr.Textbox(value="", label=L("generate.source"))
+                    fields["tags"] = gr.Textbox(value="", label=L("generate.tags"))
+                    fields["preview_time"] = gr.Textbox(value="", label=L("generate.preview_time"))
+                fields["background"] = path_field(L("generate.background"), "image")
+            with gr.Accordion(L("common.advanced"), open=False):
                 with gr.Row():
-                    fields["device"] = gr.Dropdown(DEVICES, value="auto", allow_custom_value=True, label="Device")
-                    fields["precision"] = gr.Dropdown(PRECISIONS, value="fp32", label="Precision")
-                    fields["do_sample"] = gr.Checkbox(True, label="Sample (off: greedy)")
+                    fields["device"] = gr.Dropdown(DEVICES, value="auto", allow_custom_value=True, label=L("common.device"))
+                    fields["precision"] = gr.Dropdown(PRECISIONS, value="fp32", label=L("common.precision"))
+                    fields["do_sample"] = gr.Checkbox(True, label=L("generate.do_sample"))
                 with gr.Row():
-                    fields["temperature"] = gr.Textbox(value="", label="Temperature", placeholder="model default")
-                    fields["timing_temperature"] = gr.Textbox(value="", label="Timing temperature", placeholder="model default")
-                    fields["top_p"] = gr.Textbox(value="", label="Top-p", placeholder="model default")
-                    fields["top_k"] = gr.Textbox(value="", label="Top-k", placeholder="model default")
+                    fields["temperature"] = gr.Textbox(value="", label=L("generate.temperature"), placeholder=L("common.model_default"))
+                    fields["timing_temperature"] = gr.Textbox(value="", label=L("generate.timing_temperature"), placeholder=L("common.model_default"))
+                    fields["top_p"] = gr.Textbox(value="", label=L("generate.top_p"), placeholder=L("common.model_default"))
+                    fields["top_k"] = gr.Textbox(value="", label=L("generate.top_k"), placeholder=L("common.model_default"))
                 with gr.Row():
-                    fields["mania_column_temperature"] = gr.Textbox(value="", label="Mania column temperature")
-                    fields["taiko_hit_temperature"] = gr.Textbox(value="", label="Taiko hit temperature")
-                    fields["timeshift_bias"] = gr.Textbox(value="", label="Time-shift bias", placeholder="0")
+                    fields["mania_column_temperature"] = gr.Textbox(value="", label=L("generate.mania_column_temperature"))
+                    fields["taiko_hit_temperature"] = gr.Textbox(value="", label=L("generate.taiko_hit_temperature"))
+                    fields["timeshift_bias"] = gr.Textbox(value="", label=L("generate.timeshift_bias"), placeholder="0")
                 with gr.Row():
-                    fields["hp_drain_rate"] = gr.Textbox(value="", label="HP")
-                    fields["circle_size"] = gr.Textbox(value="", label="CS (mania: keys)")
-                    fields["overall_difficulty"] = gr.Textbox(value="", label="OD")
-                    fields["approach_rate"] = gr.Textbox(value="", label="AR")
+                    fields["hp_drain_rate"] = gr.Textbox(value="", label=L("generate.hp"))
+                    fields["circle_size"] = gr.Textbox(value="", label=L("generate.cs"))
+                    fields["overall_difficulty"] = gr.Textbox(value="", label=L("generate.od"))
+                    fields["approach_rate"] = gr.Textbox(value="", label=L("generate.ar"))
                 with gr.Row():
-                    fields["slider_multiplier"] = gr.Textbox(value="", label="Slider velocity")
-                    fields["slider_tick_rate"] = gr.Textbox(value="", label="Slider tick rate")
-                    fields["keycount"] = gr.Textbox(value="", label="Mania keys")
-                    fields["hold_note_ratio"] = gr.Textbox(value="", label="Hold note ratio")
-                    fields["scroll_speed_ratio"] = gr.Textbox(value="", label="Scroll speed ratio")
+                    fields["slider_multiplier"] = gr.Textbox(value="", label=L("generate.slider_multiplier"))
+                    fields["slider_tick_rate"] = gr.Textbox(value="", label=L("generate.slider_tick_rate"))
+                    fields["keycount"] = gr.Textbox(value="", label=L("generate.keycount"))
+                    fields["hold_note_ratio"] = gr.Textbox(value="", label=L("generate.hold_note_ratio"))
+                    fields["scroll_speed_ratio"] = gr.Textbox(value="", label=L("generate.scroll_speed_ratio"))
                 with gr.Row():
-                    fields["lookback"] = gr.Textbox(value="", label="Lookback", placeholder="model default")
-                    fields["lookahead"] = gr.Textbox(value="", label="Lookahead", placeholder="model default")
-                    fields["timing_leniency"] = gr.Textbox(value="", label="Timing leniency (ms)", placeholder="20")
-                    fields["max_batch_size"] = gr.Textbox(value="", label="Max batch size", placeholder="model default")
+                    fields["lookback"] = gr.Textbox(value="", label=L("generate.lookback"), placeholder=L("common.model_default"))
+                    fields["lookahead"] = gr.Textbox(value="", label=L("generate.lookahead"), placeholder=L("common.model_default"))
+                    fields["timing_leniency"] = gr.Textbox(value="", label=L("generate.timing_leniency"), placeholder="20")
+                    fields["max_batch_size"] = gr.Textbox(value="", label=L("generate.max_batch_size"), placeholder=L("common.model_default"))
                 with gr.Row():
-                    fields["timer_iterations"] = gr.Textbox(value="", label="Super timing iterations", placeholder="20")
-                    fields["timer_cfg_scale"] = gr.Textbox(value="", label="Super timing CFG", placeholder="1.0")
-                    fields["timer_bpm_threshold"] = gr.Textbox(value="", label="Super timing BPM threshold", placeholder="0.1")
+                    fields["timer_iterations"] = gr.Textbox(value="", label=L("generate.timer_iterations"), placeholder="20")
+                    fields["timer_cfg_scale"] = gr.Textbox(value="", label=L("generate.timer_cfg_scale"), placeholder="1.0")
+                    fields["timer_bpm_threshold"] = gr.Textbox(value="", label=L("generate.timer_bpm_threshold"), placeholder="0.1")
                 with gr.Row():
-                    fields["resnap_events"] = gr.Checkbox(True, label="Resnap to the timing")
-                    fields["add_to_beatmap"] = gr.Checkbox(False, label="Add to the reference beatmap")
-                fields["lora_path"] = path_field("LoRA adapter folder", "folder")
+                    fields["resnap_events"] = gr.Checkbox(True, label=L("generate.resnap_events"))
+                    fields["add_to_beatmap"] = gr.Checkbox(False, label=L("generate.add_to_beatmap"))
+                fields["lora_path"] = path_field(L("generate.lora_path"), "folder")
         with gr.Column(scale=2):
             with gr.Row():
-                start = gr.Button("Generate", variant="primary", elem_id="gen-start")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="gen-cancel")
-            status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="gen-status")
-            output = gr.Textbox(value="", label="Written to", interactive=False, elem_id="gen-output", buttons=["copy"])
-            summary = gr.Markdown("", label="Result", elem_id="gen-result")
+                start = gr.Button(L("generate.start"), variant="primary", elem_id="gen-start")
+                cancel = gr.Button(L("common.cancel"), variant="stop", elem_id="gen-cancel")
+            status = gr.HTML(forms.progress_html(None), label=L("common.progress"), elem_id="gen-status")
+            output = gr.Textbox(value="", label=L("generate.written_to"), interactive=False, elem_id="gen-output", buttons=["copy"])
+            summary = gr.Markdown("", label=L("generate.result"), elem_id="gen-result")
             player = gr.HTML("", elem_id="gen-player")
-            gr.Markdown("Objects over time (blue circles, pink sliders, yellow spinners and holds; shaded kiai; "
-                        "red ticks: timing points), and where they are:", elem_classes=["mp-caption"])
-            timeline = gr.Image(label="Timeline", show_label=False, type="pil", interactive=False,
+            gr.Markdown(L("generate.caption"), elem_classes=["mp-caption"])
+            timeline = gr.Image(label=L("generate.timeline"), show_label=False, type="pil", interactive=False,
                                 elem_id="gen-timeline", height=110, buttons=["download"])
-            thumbnail = gr.Image(label="Playfield", show_label=False, type="pil", interactive=False,
+            thumbnail = gr.Image(label=L("generate.playfield"), show_label=False, type="pil", interactive=False,
                                  elem_id="gen-thumbnail", height=300, buttons=["download"])
             with gr.Row():
-                open_folder = gr.Button("Open output folder", elem_id="gen-open-folder")
-                open_osu = gr.Button("Open in osu!", elem_id="gen-open-osu")
-            action = gr.Markdown("", label="Message", elem_id="gen-action")
+                open_folder = gr.Button(L("generate.open_folder"), elem_id="gen-open-folder")
+                open_osu = gr.Button(L("generate.open_osu"), elem_id="gen-open-osu")
+            action = gr.Markdown("", label=L("generate.message"), elem_id="gen-action")
 
     names = list(fields)
     components = [fields[n] for n in names]
@@ -219,9 +224,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                                 fields["model_path"], fields["model_path"], api_visibility="private",
                                 show_progress="hidden")
 
-    def checkpoint_lists(model_path: str, gamemode: Any, descriptors: list, negative_descriptors: list,
-                         mapper_id: Any):
-        """The checkpoint's descriptor names and mapper ids, for the pickers."""
+    def lists_for(model_path: str, gamemode: Any, descriptors: list, negative_descriptors: list, mapper_id: Any,
+                  lang: str):
         try:
             mode = forms.gamemode_index(gamemode)
         except MapperatorError:
@@ -232,7 +236,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return (gr.update(choices=vocab.descriptors, value=keep(descriptors)),
                 gr.update(choices=vocab.descriptors, value=keep(negative_descriptors)),
                 gr.update(choices=mapper_choices, value=mapper_id if mapper_id not in (None, "") else ""),
-                vocab.note)
+                render(vocab.note, lang))
+
+    def checkpoint_lists(model_path: str, gamemode: Any, descriptors: list, negative_descriptors: list,
+                         mapper_id: Any, request: gr.Request):
+        """The checkpoint's descriptor names and mapper ids, for the pickers."""
+        return lists_for(model_path, gamemode, descriptors, negative_descriptors, mapper_id, ctx.lang(request))
 
     lists_inputs = [fields["model_path"], fields["gamemode"], fields["descriptors"], fields["negative_descriptors"],
                     fields["mapper_id"]]
@@ -242,44 +251,47 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     outputs = [status, output, summary, timeline, thumbnail, player]
 
-    def render(job: Job, ahead: int):
-        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
-
-    def finish(job: Job):
-        if job.state is JobState.DONE:
-            o: Outcome = job.result
-            return (forms.progress_html(job), str(o.result.path), result_markdown(o), o.timeline, o.thumbnail,
-                    o.player)
-        return forms.progress_html(job), "", "", None, None, ""
-
     def generate(values: dict[str, Any], request: gr.Request | None):
         """Generate a beatmap; yields progress while it runs. Values are GenerateOptions fields."""
+        lang = ctx.lang(request)
+
+        def show(job: Job, ahead: int):
+            return forms.progress_html(job, ahead, lang), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+
+        def finish(job: Job):
+            if job.state is JobState.DONE:
+                o: Outcome = job.result
+                return (forms.progress_html(job, 0, lang), str(o.result.path), result_markdown(o, lang), o.timeline,
+                        o.thumbnail, o.player)
+            return forms.progress_html(job, 0, lang), "", "", None, None, ""
+
         try:
             options = forms.generate_options(values)
             path_checks.check_generate(options)
         except MapperatorError as e:
-            yield forms.error_html(str(e)), "", "", None, None, ""
+            yield forms.error_html(forms.error_message(e), lang), "", "", None, None, ""
             return
         ctx.settings.remember("generate", values)
         download_first = options.model_path in PRESETS and options.model_path not in models.installed_versions()
         song = Path(options.audio_path).name if options.audio_path else Path(options.beatmap_path or "?").name
-        label = f"Generate {song} ({options.model_path}, {forms.GAMEMODES[options.gamemode or 0]})"
+        label = Message("job.generate", "Generate {song} ({model}, {mode})", song=song, model=options.model_path,
+                        mode=forms.GAMEMODES[options.gamemode or 0])
         job = ctx.worker.submit("generate", label, _generation_job(options, download_first, ctx.written.add),
                                 session_of(request))
-        yield forms.progress_html(job, ctx.worker.position(job)), "", "", None, None, ""
-        yield from follow(ctx.worker, job, render, finish)
+        yield forms.progress_html(job, ctx.worker.position(job), lang), "", "", None, None, ""
+        yield from follow(ctx.worker, job, show, finish)
 
     start.click(with_signature(generate, names), components, outputs, api_name="generate", concurrency_limit=None,
                 show_progress="hidden")
 
-    def preview_reference(beatmap_path: str, audio_path: str):
+    def preview_reference(beatmap_path: str, audio_path: str, request: gr.Request):
         """The reference beatmap in the preview player (with the chosen song, else the one beside it)."""
         try:
             checked, _ = path_checks.check_beatmap(beatmap_path)
             song = path_checks.check_audio(audio_path) if (audio_path or "").strip() else None
             return preview_file(checked, song, "reference")
         except MapperatorError as e:
-            return forms.error_html(str(e))
+            return forms.error_html(forms.error_message(e), ctx.lang(request))
 
     reference_preview.click(preview_reference, [fields["beatmap_path"], fields["audio_path"]], reference_player,
                             api_name="preview_reference", show_progress="hidden")
@@ -287,34 +299,35 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     cancel_button(ctx, cancel, status, "generate", "cancel_generate",
                   "Cancel this page's generation (or, when it has none, every generation).")
 
-    def open_output_folder(path: str):
+    def open_output_folder(path: str, request: gr.Request):
         """Show the folder of a map generated in this run (no other folder)."""
+        lang = ctx.lang(request)
         if not path:
-            return "Generate a map first."
+            return t("generate.first", lang)
         folder = ctx.written.folder_of(path)
         if folder is None:
-            return (f"**Error:** `{path}` is not a map this app wrote since it started; only the folders of "
-                    "those can be opened.")
+            return f"**{t('common.error', lang)}** {t('generate.not_written_folder', lang, path=f'`{path}`')}"
         try:
-            return osu.open_path(folder)
+            return render(osu.open_path(folder), lang)
         except MapperatorError as e:
-            return f"**Error:** {e}"
+            return f"**{t('common.error', lang)}** {render(forms.error_message(e), lang)}"
 
-    def open_in_osu(path: str):
+    def open_in_osu(path: str, request: gr.Request):
         """Copy a map generated in this run into osu!'s Songs folder, or open its .osz."""
+        lang = ctx.lang(request)
         if not path:
-            return "Generate a map first."
+            return t("generate.first", lang)
         if path not in ctx.written:
-            return f"**Error:** `{path}` is not a map this app wrote since it started; generate it here first."
+            return f"**{t('common.error', lang)}** {t('generate.not_written_osu', lang, path=f'`{path}`')}"
         try:
-            return osu.open_in_osu(path, ctx.settings.songs_folder or None)
+            return render(osu.open_in_osu(path, ctx.settings.songs_folder or None), lang)
         except MapperatorError as e:
-            return f"**Error:** {e}"
+            return f"**{t('common.error', lang)}** {render(forms.error_message(e), lang)}"
 
     open_folder.click(open_output_folder, output, action, api_name="open_output_folder")
     open_osu.click(open_in_osu, output, action, api_name="open_in_osu")
 
-    def restore_generate():
+    def restore_generate(request: gr.Request):
         """The last values used on this tab (kept between runs), with the checkpoint's lists."""
         saved = ctx.settings.tab("generate")
         if not saved.get("output_path") and ctx.settings.output_folder:
@@ -322,11 +335,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         updates = [saved.get(name, fields[name].value) for name in names]
         updates[names.index("model_path")] = gr.update(value=updates[names.index("model_path")],
                                                        choices=forms.model_choices(VERSIONS, saved.get("model_path")))
-        lists = checkpoint_lists(saved.get("model_path") or "v32", saved.get("gamemode", "osu!"),
-                                 saved.get("descriptors"), saved.get("negative_descriptors"), saved.get("mapper_id"))
+        lists = lists_for(saved.get("model_path") or "v32", saved.get("gamemode", "osu!"), saved.get("descriptors"),
+                          saved.get("negative_descriptors"), saved.get("mapper_id"), ctx.lang(request))
         for component, update in zip(lists_outputs, lists):
             if component in components:
                 updates[components.index(component)] = update
-        return (*updates, lists[-1])
+        return (*updates, lists[-1], forms.progress_html(None, 0, ctx.lang(request)))
 
-    on_page_load(ctx, restore_generate, [*components, model_note], api_name="restore_generate")
+    on_page_load(ctx, restore_generate, [*components, model_note, status], api_name="restore_generate")

@@ -1,55 +1,88 @@
-"""Settings tab: the osu! Songs folder and the default output folder, kept between runs.
+"""Settings tab: the language, the osu! Songs folder and the default output folder, kept between runs.
 
-API: ``/save_settings`` (songs_folder, output_folder), ``/detect_songs_folder``, ``/restore_settings``.
+API: ``/save_settings`` (songs_folder, output_folder), ``/detect_songs_folder``, ``/restore_settings``,
+``/set_language`` (``auto`` or a language code).
+
+The language applies at once: Gradio picks a page's language only when the page loads, so choosing one
+stores it, hands every page that catalogue (:meth:`~mapperator_app.ui.PageTexts.apply`) and reloads this
+page in place; the server keeps running.
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from engine import MapperatorError
+from engine import MapperatorError, Message
 
-from .. import osu, path_checks
-from ..ui import AppContext, on_page_load, path_field
+from .. import forms, i18n, osu, path_checks
+from ..i18n import render, t
+from ..ui import AppContext, L, on_page_load, path_field
+
+RELOAD_JS = "(language) => { setTimeout(() => window.location.reload(), 50); return language; }"
+
+
+def language_choices() -> list[tuple[str, str]]:
+    """The picker's (label, value) pairs: each language in its own words (a catalogue not written yet shows
+    English)."""
+    return [(i18n.LANGUAGE_NAMES[code], code) for code in i18n.LANGUAGES]
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
-    songs = path_field("osu! Songs folder", "folder", elem_id="set-songs",
-                       placeholder="detected automatically when empty",
-                       info="\"Open in osu!\" copies generated maps here (osu!stable; press F5 in song select).")
-    detect = gr.Button("Detect", size="sm", elem_id="set-detect")
-    output = path_field("Default output folder", "folder", elem_id="set-output",
-                        placeholder="next to the song (or the reference beatmap)")
-    save = gr.Button("Save settings", variant="primary", elem_id="set-save")
+    language = gr.Dropdown([(L("settings.language_auto"), i18n.AUTO), *language_choices()], value=i18n.AUTO,
+                           label=L("settings.language"), info=L("settings.language_info"), elem_id="set-language")
+    songs = path_field(L("settings.songs_folder"), "folder", elem_id="set-songs",
+                       placeholder=L("settings.songs_placeholder"), info=L("settings.songs_info"))
+    detect = gr.Button(L("settings.detect"), size="sm", elem_id="set-detect")
+    output = path_field(L("settings.output_folder"), "folder", elem_id="set-output",
+                        placeholder=L("common.next_to_song"))
+    save = gr.Button(L("settings.save"), variant="primary", elem_id="set-save")
     message = gr.Markdown("", elem_id="set-message")
-    gr.Markdown(f"Settings file: `{ctx.settings.path}`" + (f"  \nLog file: `{ctx.log_file}`" if ctx.log_file else ""))
+    files = gr.Markdown("", elem_id="set-files")
 
-    def save_settings(songs_folder: str, output_folder: str):
+    def save_settings(songs_folder: str, output_folder: str, request: gr.Request):
         """Store the Songs and output folders: existing folders of yours, not system folders; the output
         folder writable. Empty means "find it" (Songs) or "next to the song" (output)."""
+        lang = ctx.lang(request)
         problems = []
-        for value, field, writable in ((songs_folder, "Songs folder", False), (output_folder, "output folder", True)):
+        for value, field, writable in ((songs_folder, Message("settings.field_songs", "Songs folder"), False),
+                                       (output_folder, Message("settings.field_output", "output folder"), True)):
             if value and value.strip():
                 try:
                     path_checks.check_settings_folder(value, field, writable)
                 except MapperatorError as e:
-                    problems.append(str(e))
+                    problems.append(render(forms.error_message(e), lang))
         if problems:
-            return "**Not saved:** " + "; ".join(problems) + "."
+            return t("settings.not_saved", lang, problems="; ".join(problems))
         ctx.settings.set_folders(songs_folder or "", output_folder or "")
-        return f"Saved to `{ctx.settings.path}`."
+        return t("settings.saved", lang, path=f"`{ctx.settings.path}`")
 
-    def detect_songs_folder():
+    def detect_songs_folder(request: gr.Request):
         """Look for osu!stable's Songs folder in its usual places."""
+        lang = ctx.lang(request)
         found = osu.detect_songs_folder()
         if found is None:
-            return gr.update(), ("osu!stable's Songs folder was not found in the usual places; choose it yourself. "
-                                 "(osu!lazer has none: \"Open in osu!\" then writes an .osz, which lazer imports.)")
-        return str(found), f"Found `{found}`; press Save settings to keep it."
+            return gr.update(), t("settings.songs_not_found", lang)
+        return str(found), t("settings.songs_found", lang, path=f"`{found}`")
+
+    def set_language(value: str):
+        """Choose the app's language (``auto``: the system's or browser's); pages show it from their next load."""
+        value = (value or i18n.AUTO).strip()
+        if value != i18n.AUTO and i18n.match(value) is None:
+            value = i18n.AUTO
+        ctx.settings.set_language(value)
+        ctx.texts.apply(value)
+        return value
 
     save.click(save_settings, [songs, output], message, api_name="save_settings")
     detect.click(detect_songs_folder, None, [songs, message], api_name="detect_songs_folder")
-    def restore_settings():
-        """The saved Songs and output folders."""
-        return ctx.settings.songs_folder, ctx.settings.output_folder
+    language.input(set_language, language, language, api_name="set_language", show_progress="hidden").then(
+        None, language, language, js=RELOAD_JS, api_visibility="private")
 
-    on_page_load(ctx, restore_settings, [songs, output], api_name="restore_settings")
+    def restore_settings(request: gr.Request):
+        """The saved Songs and output folders, the language, and where the files are."""
+        lang = ctx.lang(request)
+        where = t("settings.settings_file", lang, path=f"`{ctx.settings.path}`")
+        if ctx.log_file:
+            where += "  \n" + t("settings.log_file", lang, path=f"`{ctx.log_file}`")
+        return ctx.settings.songs_folder, ctx.settings.output_folder, ctx.settings.language, where
+
+    on_page_load(ctx, restore_settings, [songs, output, language, files], api_name="restore_settings")

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
-from engine import PRESETS, MapperatorError, OptionError
+from engine import PRESETS, MapperatorError, Message, OptionError
 
 from .. import forms, models, path_checks
-from ..ui import AppContext, cancel_button, follow, on_page_load, path_field, session_of, with_signature
+from ..i18n import t
+from ..ui import AppContext, L, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
 TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30"]
@@ -27,7 +29,7 @@ def timing_target(value: str | None, audio_path: str) -> str:
     text = (value or "").strip()
     folder = Path(text).expanduser() if text else Path(audio_path).expanduser().parent
     if not text or folder.is_dir():
-        return str(path_checks.check_writable_folder(folder, "save path"))
+        return str(path_checks.check_writable_folder(folder, Message("path.field_save", "save path")))
     return str(path_checks.check_save_path(text, None, "timing.osu"))
 
 
@@ -40,7 +42,8 @@ def _timing_job(values: dict[str, Any], download_first: bool, on_written):
             try:
                 options[key] = kind(options[key])
             except (TypeError, ValueError):
-                raise OptionError(f"{key}={options[key]!r} is not a number") from None
+                raise OptionError(Message("error.not_a_number", "{key}={value} is not a number", key=key,
+                                          value=repr(options[key]))) from None
     request = engine.TimingOptions(
         audio_path=values["audio_path"], model_path=values["model"], super_timing=bool(values.get("super_timing")),
         output_path=values["output_path"], device=values.get("device") or "auto",
@@ -56,46 +59,47 @@ def _timing_job(values: dict[str, Any], download_first: bool, on_written):
     return run
 
 
-def summary_text(result) -> str:
+def summary_text(result, lang: str = "en") -> str:
     red = [p for p in result.timing_points if p.uninherited]
     if not red:
-        return "No timing points found: is the song silent, or very short?"
+        return t("timing.none_found", lang)
     first = red[0]
     bpms = sorted({round(60000 / p.beat_length, 2) for p in red if p.beat_length > 0})
-    bpm_text = f"{bpms[0]:g} BPM" if len(bpms) == 1 else f"{bpms[0]:g}–{bpms[-1]:g} BPM"
-    return (f"**{len(red)} red line{'s' if len(red) != 1 else ''}**, offset {first.time:.0f} ms, {bpm_text} "
-            f"(found in {result.seconds:.1f} s with {result.version}).")
+    bpm_text = (t("timing.bpm", lang, bpm=float(bpms[0])) if len(bpms) == 1
+                else t("timing.bpm_range", lang, low=float(bpms[0]), high=float(bpms[-1])))
+    return t("timing.summary", lang, count=len(red), offset=float(first.time), bpm=bpm_text,
+             seconds=float(result.seconds), version=result.version)
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     fields: dict[str, gr.components.Component] = {}
     with gr.Row():
         with gr.Column(scale=2):
-            fields["audio_path"] = path_field("Song (audio file)", "audio", elem_id="tm-audio",
-                                              placeholder="path to an .mp3/.ogg/.wav file")
+            fields["audio_path"] = path_field(L("common.song"), "audio", elem_id="tm-audio",
+                                              placeholder=L("common.audio_placeholder"))
             with gr.Row():
-                fields["model"] = gr.Dropdown(forms.model_choices(TIMING_VERSIONS, None), value="v32", allow_custom_value=True, label="Model",
+                fields["model"] = gr.Dropdown(forms.model_choices(TIMING_VERSIONS, None), value="v32", allow_custom_value=True, label=L("common.model"),
                                               elem_id="tm-model")
-                fields["super_timing"] = gr.Checkbox(False, label="Super timing (many passes; for tempo changes)",
+                fields["super_timing"] = gr.Checkbox(False, label=L("timing.super_timing"),
                                                      elem_id="tm-super")
-            fields["output_path"] = path_field("Save as", "save", elem_id="tm-save-path", save_name="timing.osu",
-                                               placeholder="an .osu next to the song when left empty",
-                                               info="an .osu file, or a folder to write it in")
-            with gr.Accordion("Advanced", open=False):
+            fields["output_path"] = path_field(L("timing.save_as"), "save", elem_id="tm-save-path", save_name="timing.osu",
+                                               placeholder=L("timing.save_placeholder"),
+                                               info=L("timing.save_info"))
+            with gr.Accordion(L("common.advanced"), open=False):
                 with gr.Row():
                     fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
-                                                   allow_custom_value=True, label="Device")
-                    fields["precision"] = gr.Dropdown(["fp32", "bf16", "amp"], value="fp32", label="Precision")
-                    fields["seed"] = gr.Textbox(value="", label="Seed", placeholder="random")
+                                                   allow_custom_value=True, label=L("common.device"))
+                    fields["precision"] = gr.Dropdown(["fp32", "bf16", "amp"], value="fp32", label=L("common.precision"))
+                    fields["seed"] = gr.Textbox(value="", label=L("common.seed"), placeholder=L("common.random"))
                 with gr.Row():
-                    fields["timer_iterations"] = gr.Textbox(value="", label="Super timing passes", placeholder="20")
-                    fields["timer_bpm_threshold"] = gr.Textbox(value="", label="BPM change threshold", placeholder="0.1")
+                    fields["timer_iterations"] = gr.Textbox(value="", label=L("timing.timer_iterations"), placeholder="20")
+                    fields["timer_bpm_threshold"] = gr.Textbox(value="", label=L("timing.timer_bpm_threshold"), placeholder="0.1")
         with gr.Column(scale=1):
             with gr.Row():
-                run = gr.Button("Find the timing", variant="primary", elem_id="tm-start")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="tm-cancel")
-            status = gr.HTML(forms.progress_html(None), label="Progress", elem_id="tm-status")
-            summary = gr.Markdown("", label="Summary", elem_id="tm-summary")
+                run = gr.Button(L("timing.start"), variant="primary", elem_id="tm-start")
+                cancel = gr.Button(L("common.cancel"), variant="stop", elem_id="tm-cancel")
+            status = gr.HTML(forms.progress_html(None), label=L("common.progress"), elem_id="tm-status")
+            summary = gr.Markdown("", label=L("common.summary"), elem_id="tm-summary")
             saved_message = gr.Markdown("", elem_id="tm-saved")
     table = gr.Dataframe(headers=forms.TIMING_HEADERS, value=[], interactive=False, elem_id="tm-table",
                          max_height=480)
@@ -104,29 +108,33 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     components = [fields[n] for n in names]
     outputs = [status, table, summary, saved_message]
 
-    def render(job: Job, ahead: int):
-        return forms.progress_html(job, ahead), gr.update(), gr.update(), gr.update()
-
-    def finish(job: Job):
-        if job.state is not JobState.DONE:
-            return forms.progress_html(job), [], "", ""
-        result = job.result
-        return (forms.progress_html(job), forms.timing_rows(result.timing_points), summary_text(result),
-                f"Wrote `{result.path}`.")
-
     def timing(values: dict[str, Any], request: gr.Request | None):
         """Find the song's timing points; yields progress, returns the table."""
+        lang = ctx.lang(request)
+
+        def show(job: Job, ahead: int):
+            return forms.progress_html(job, ahead, lang), gr.update(), gr.update(), gr.update()
+
+        def finish(job: Job):
+            if job.state is not JobState.DONE:
+                return forms.progress_html(job, 0, lang), [], "", ""
+            result = job.result
+            table = pd.DataFrame(forms.timing_rows(result.timing_points, lang), columns=forms.timing_headers(lang))
+            return (forms.progress_html(job, 0, lang), table, summary_text(result, lang),
+                    t("timing.wrote", lang, path=f"`{result.path}`"))
+
         audio = (values.get("audio_path") or "").strip()
         model = (values.get("model") or "v32").strip()
         try:
             if not audio:
-                raise OptionError("choose the song (audio file) to time")
+                raise OptionError(Message("timing.choose_song", "choose the song (audio file) to time"))
             if model == "v30" and not values.get("super_timing"):
-                raise OptionError("v30 has no timing pass of its own: tick super timing or choose v31/v32")
+                raise OptionError(Message("timing.v30_needs_super",
+                                          "v30 has no timing pass of its own: tick super timing or choose v31/v32"))
             path_checks.check_audio(audio)
             target = timing_target(values.get("output_path"), audio)
         except MapperatorError as e:
-            yield forms.error_html(str(e)), [], "", ""
+            yield forms.error_html(forms.error_message(e), lang), [], "", ""
             return
         values.update(audio_path=audio, model=model)
         ctx.settings.remember("timing", values)
@@ -134,11 +142,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         try:
             function = _timing_job({**values, "output_path": target}, download_first, ctx.written.add)
         except MapperatorError as e:
-            yield forms.error_html(str(e)), [], "", ""
+            yield forms.error_html(forms.error_message(e), lang), [], "", ""
             return
-        job = ctx.worker.submit("timing", f"Timing {Path(audio).name} ({model})", function, session_of(request))
-        yield forms.progress_html(job, ctx.worker.position(job)), [], "", ""
-        yield from follow(ctx.worker, job, render, finish)
+        job = ctx.worker.submit("timing", Message("job.timing", "Timing {name} ({model})", name=Path(audio).name,
+                                                  model=model), function, session_of(request))
+        yield forms.progress_html(job, ctx.worker.position(job), lang), [], "", ""
+        yield from follow(ctx.worker, job, show, finish)
 
     run.click(with_signature(timing, names), components, outputs, api_name="timing", concurrency_limit=None,
               show_progress="hidden")
@@ -146,14 +155,15 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     cancel_button(ctx, cancel, status, "timing", "cancel_timing",
                   "Cancel this page's timing job (or, when it has none, every timing job).")
 
-    def restore_timing():
-        """The last values used on this tab."""
+    def restore_timing(request: gr.Request):
+        """The last values used on this tab, and the empty table in the page's language."""
         saved = ctx.settings.tab("timing")
         values = [saved.get(n, fields[n].value) for n in names]
         values[names.index("model")] = gr.update(value=values[names.index("model")],
                                                  choices=forms.model_choices(TIMING_VERSIONS, saved.get("model")))
-        return tuple(values)
+        lang = ctx.lang(request)
+        return (*values, pd.DataFrame([], columns=forms.timing_headers(lang)), forms.progress_html(None, 0, lang))
 
-    on_page_load(ctx, restore_timing, components, api_name="restore_timing")
+    on_page_load(ctx, restore_timing, [*components, table, status], api_name="restore_timing")
     fields["model"].change(lambda model: gr.update(choices=forms.model_choices(TIMING_VERSIONS, model)),
                            fields["model"], fields["model"], api_visibility="private", show_progress="hidden")
