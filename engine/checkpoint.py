@@ -20,8 +20,8 @@ from .checked_json import DAMAGED, Fields, read_json, show
 from .checkpoint_files import CheckpointState, checkpoint_state
 from .errors import MapperatorError, ModelError
 from .model import (
-    ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, BackboneConfig, Mapperatorinator, ModelConfig,
-    SpectrogramConfig, parameter_count,
+    NNAUDIO, ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, WHISPER, BackboneConfig, Mapperatorinator,
+    ModelConfig, SpectrogramConfig, parameter_count,
 )
 from .presets import PRESETS, VersionPreset, detect_version
 from .tokenizer import VOCAB_LIMIT, Tokenizer
@@ -266,20 +266,20 @@ def parse_config(cfg: dict, where: str = "config.json") -> ModelConfig:
         flavour = ROPEWHISPER
     elif name.startswith("OliBomby/varwhisper"):
         flavour = VARWHISPER
+    elif name.startswith("openai/whisper"):
+        flavour = WHISPER
     else:
         raise ModelError(
-            f"{where}: backbone_model_name={name!r} is not supported; supported backbones are "
-            "Tiger14n/ropewhisper-* (v30, v31) and OliBomby/varwhisper-* (v32, v32-mini)"
+            f"{where}: backbone_model_name={name!r} is not supported; supported backbones are openai/whisper-* "
+            "(v29), Tiger14n/ropewhisper-* (v30, v31) and OliBomby/varwhisper-* (v32, v32-mini)"
         )
     for key, ok in (("input_features", True), ("input_raw_wave", False), ("embed_decoder_input", True)):
         if f.flag(key, ok) != ok:
             raise ModelError(f"{where}: {key}={cfg[key]!r} is not supported (published models use {ok})")
-    impl = f.text("spectrogram_implementation", "torchaudio")
-    if impl != "torchaudio":
-        raise ModelError(f"{where}: spectrogram_implementation={impl!r} is not supported (only torchaudio)")
+    impl = f.text("spectrogram_implementation", "torchaudio", choices=("torchaudio", NNAUDIO))
     bf = f.obj("backbone_config")
     backbone = _parse_backbone(bf, flavour)
-    spectrogram = _parse_spectrogram(f)
+    spectrogram = _parse_spectrogram(f, impl)
     vocab_size_in = f.integer("vocab_size_in", 1, VOCAB_LIMIT)
     vocab_size_out = f.integer("vocab_size", 1, vocab_size_in)
     limit = SIZE_LIMITS
@@ -357,13 +357,14 @@ def _parse_backbone(f: Fields, flavour: str) -> BackboneConfig:
                        ("decoder_attention_heads", backbone.decoder_heads)):
         if d_model % heads:
             raise f.error("d_model", f"={d_model} is not divisible by {key}={heads}")
-        if (d_model // heads) % 2 or d_model // heads < 4:  # rotary positions turn pairs of values
+        rotary = flavour != WHISPER  # rotary positions turn pairs of values
+        if rotary and ((d_model // heads) % 2 or d_model // heads < 4):
             raise f.error("d_model", f"={d_model} / {key}={heads} gives {d_model // heads} values per head; rotary "
                           "positions need an even number of at least 4")
     return backbone
 
 
-def _parse_spectrogram(f: Fields) -> SpectrogramConfig:
+def _parse_spectrogram(f: Fields, implementation: str) -> SpectrogramConfig:
     limit = SIZE_LIMITS
     sample_rate = f.integer("sample_rate", 1000, limit["sample_rate"], 16000)
     f_min = f.number("f_min", 0.0, sample_rate / 2, 0.0)
@@ -376,6 +377,7 @@ def _parse_spectrogram(f: Fields) -> SpectrogramConfig:
         f_max=f.number("f_max", f_min, sample_rate / 2, 8000.0),
         pad_mode=f.text("pad_mode", "constant", choices=_PAD_MODES),
         log_scale=f.flag("spectrogram_log_scale", False),
+        implementation=implementation,
     )
 
 

@@ -1,8 +1,12 @@
 """The Mapperatorinator network: mel front end, conditioning embedders and a Whisper-style
-encoder-decoder with rotary positions.
+encoder-decoder.
 
-Two backbones exist among the published checkpoints and differ only in how attention weights are
-stored and which positions rotate:
+Three backbones exist among the published checkpoints and differ in how attention weights are stored,
+how positions are given and which norm they use:
+
+* ``whisper`` (v29): transformers' own Whisper: separate ``q_proj/k_proj/v_proj/out_proj`` (no bias on k),
+  LayerNorms with bias, and learned position tables (``embed_positions``) added to the encoder's frames and
+  the decoder's tokens instead of rotary positions; its mel front end is nnAudio's (STFT kernels stored).
 
 * ``ropewhisper`` (v30, v31): separate ``q_proj/k_proj/v_proj/out_proj`` (no bias on k), cross attention
   named ``encoder_attn``; rotary "dynamic" NTK positions in every self-attention.
@@ -26,14 +30,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ROPEWHISPER = "ropewhisper"
 VARWHISPER = "varwhisper"
+NNAUDIO = "nnAudio"  # SpectrogramConfig.implementation of v29
+WHISPER = "whisper"  # plain transformers Whisper (openai/whisper-*): learned positions, LayerNorm
+SEPARATE_PROJECTIONS = (ROPEWHISPER, WHISPER)  # q_proj/k_proj/v_proj/out_proj, cross attention "encoder_attn"
 
 # Present in every published checkpoint but never read: decoder_embedder replaces the backbone's own embedding.
 UNUSED_CHECKPOINT_KEYS = ("transformer.model.decoder.embed_tokens.weight",)
 
-# The largest value of each size among the published models (v30/v31: ropewhisper-small, v32: varwhisper-small,
-# v32-mini: varwhisper-base; upstream's configs/model/*.yaml and train/*.yaml over the Whisper base configs).
+# The largest value of each size among the published models (v29: whisper-small with 388 nnAudio mels, v30/v31:
+# ropewhisper-small, v32: varwhisper-small, v32-mini: varwhisper-base; upstream's configs/model/*.yaml and
+# train/*.yaml over the Whisper base configs).
 PUBLISHED_MAX = {
-    "d_model": 768, "layers": 12, "attention_heads": 12, "ffn_dim": 3072, "n_mels": 128, "cond_dim": 128,
+    "d_model": 768, "layers": 12, "attention_heads": 12, "ffn_dim": 3072, "n_mels": 388, "cond_dim": 128,
     "cond_size": 384, "max_source_positions": 2048, "max_target_positions": 8192, "n_fft": 1024,
     "hop_length": 128, "sample_rate": 16000, "local_attention": 128,
 }
@@ -44,7 +52,7 @@ SIZE_LIMITS = {name: 4 * value for name, value in PUBLISHED_MAX.items()}
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    flavour: str  # ROPEWHISPER or VARWHISPER
+    flavour: str  # WHISPER, ROPEWHISPER or VARWHISPER
     d_model: int
     encoder_layers: int
     decoder_layers: int
@@ -79,6 +87,7 @@ class SpectrogramConfig:
     f_max: float = 8000
     pad_mode: str = "reflect"
     log_scale: bool = True
+    implementation: str = "torchaudio"  # or "nnAudio" (v29): STFT by convolution with stored kernels, slaney mels
 
 
 @dataclass(frozen=True)
@@ -117,17 +126,23 @@ def parameter_count(config: ModelConfig) -> int:
     def ffn(width: int) -> int:
         return linear(d, width) + linear(width, d)
 
-    if b.flavour == ROPEWHISPER:
+    norm = 2 * d if b.flavour == WHISPER else d  # LayerNorm has a bias, RMSNorm not
+    if b.flavour in SEPARATE_PROJECTIONS:
         self_attn = cross_attn = 3 * linear(d, d) + linear(d, d, bias=False)  # k_proj has no bias
     else:
         bias = b.attention_bias
         self_attn = linear(d, 3 * d, bias) + linear(d, d, bias)
         cross_attn = linear(d, d, bias) + linear(d, 2 * d, bias) + linear(d, d, bias)
-    encoder = (linear(3 * b.num_mel_bins, d) + linear(3 * d, d) + d
-               + b.encoder_layers * (self_attn + 2 * d + ffn(b.encoder_ffn_dim)))
-    decoder = d + b.decoder_layers * (self_attn + cross_attn + 3 * d + ffn(b.decoder_ffn_dim))
-    total = (encoder + decoder + linear(d, b.vocab_size, bias=False)
-             + (s.n_fft // 2 + 1) * s.n_mels + s.n_fft  # mel filterbank and window
+    encoder = (linear(3 * b.num_mel_bins, d) + linear(3 * d, d) + norm
+               + b.encoder_layers * (self_attn + 2 * norm + ffn(b.encoder_ffn_dim)))
+    decoder = norm + b.decoder_layers * (self_attn + cross_attn + 3 * norm + ffn(b.decoder_ffn_dim))
+    if b.flavour == WHISPER:  # learned position tables
+        encoder += b.max_source_positions * d
+        decoder += b.max_target_positions * d
+    front = (s.n_fft // 2 + 1) * s.n_mels + s.n_fft  # mel filterbank and window
+    if s.implementation == NNAUDIO:
+        front += 2 * (s.n_fft // 2 + 1) * s.n_fft  # the STFT's sine and cosine kernels
+    total = (encoder + decoder + linear(d, b.vocab_size, bias=False) + front
              + config.vocab_size_in * d + config.vocab_size_out)  # decoder_embedder and the loss weights
     if config.do_style_embed:
         total += (config.num_classes + 1) * d
@@ -180,6 +195,66 @@ class MelSpectrogram(nn.Module):
         power = spec.abs().pow(2.0)  # (batch, freqs, frames)
         mel = torch.matmul(power.transpose(-1, -2), self.transform.mel_scale.fb)  # (batch, frames, mels)
         return torch.log1p(mel) if c.log_scale else mel
+
+
+class NnAudioMelSpectrogram(nn.Module):
+    """Power mel spectrogram as nnAudio computes it (v29): the STFT as a convolution with stored sine and cosine
+    kernels (Hann window folded in), constant or reflect padding of n_fft // 2, magnitude squared, then the stored
+    slaney mel basis; no log. Buffers keep nnAudio's checkpoint names (``transform.stft.wsin``, ...)."""
+
+    def __init__(self, config: SpectrogramConfig):
+        super().__init__()
+        self.config = config
+        wsin, wcos, window = fourier_kernels(config.n_fft)
+        self.transform = _Buffers(mel_basis=slaney_mel_basis(config, config.n_fft // 2 + 1))
+        self.transform.stft = _Buffers(wsin=wsin, wcos=wcos, window_mask=window[None, :, None])
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) float waveform -> (batch, frames, n_mels) with frames = samples // hop + 1."""
+        c, stft = self.config, self.transform.stft
+        x = samples.float()[:, None, :]
+        pad = c.n_fft // 2
+        x = F.pad(x, (pad, pad), mode="constant" if c.pad_mode == "constant" else c.pad_mode)
+        imag = F.conv1d(x, stft.wsin, stride=c.hop_length)
+        real = F.conv1d(x, stft.wcos, stride=c.hop_length)
+        power = torch.sqrt(real.pow(2) + imag.pow(2)) ** 2  # nnAudio's magnitude, then its power 2
+        mel = torch.matmul(self.transform.mel_basis, power)  # (batch, mels, frames)
+        return mel.permute(0, 2, 1)
+
+
+def spectrogram_module(config: SpectrogramConfig) -> nn.Module:
+    return NnAudioMelSpectrogram(config) if config.implementation == NNAUDIO else MelSpectrogram(config)
+
+
+def fourier_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """nnAudio's STFT kernels [n_fft // 2 + 1, 1, n_fft] (sine, cosine, each times the periodic Hann window) and
+    the window (only used when a checkpoint lacks its own)."""
+    s = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    angle = 2 * math.pi * k * s / n_fft
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    wsin = (torch.sin(angle).float() * window).float()[:, None, :]
+    wcos = (torch.cos(angle).float() * window).float()[:, None, :]
+    return wsin, wcos, window.float()
+
+
+def slaney_mel_basis(config: SpectrogramConfig, n_freqs: int) -> torch.Tensor:
+    """librosa's (and nnAudio's) slaney mel filterbank [n_mels, n_freqs], area-normalised."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+
+    def hz_to_mel(f: float) -> float:
+        return f / f_sp if f < min_log_hz else min_log_mel + math.log(f / min_log_hz) / logstep
+
+    mels = torch.linspace(hz_to_mel(config.f_min), hz_to_mel(config.f_max), config.n_mels + 2, dtype=torch.float64)
+    hz = torch.where(mels >= min_log_mel, min_log_hz * torch.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+    fft_freqs = torch.linspace(0, config.sample_rate / 2, n_freqs, dtype=torch.float64)
+    ramps = hz[:, None] - fft_freqs[None, :]
+    diff = hz[1:] - hz[:-1]
+    lower = -ramps[:-2] / diff[:-1, None]
+    upper = ramps[2:] / diff[1:, None]
+    weights = torch.clamp(torch.minimum(lower, upper), min=0.0)
+    return (weights * (2.0 / (hz[2:] - hz[:-2]))[:, None]).float()
 
 
 def mel_filterbank(config: SpectrogramConfig, n_freqs: int) -> torch.Tensor:
@@ -314,7 +389,7 @@ class Attention(nn.Module):
         super().__init__()
         self.flavour, self.heads, self.cross = flavour, heads, cross
         self.head_dim = d_model // heads
-        if flavour == ROPEWHISPER:
+        if flavour in SEPARATE_PROJECTIONS:
             self.q_proj = nn.Linear(d_model, d_model, bias=True)
             self.k_proj = nn.Linear(d_model, d_model, bias=False)
             self.v_proj = nn.Linear(d_model, d_model, bias=True)
@@ -332,7 +407,7 @@ class Attention(nn.Module):
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
     def project_q(self, x: torch.Tensor) -> torch.Tensor:
-        if self.flavour == ROPEWHISPER:
+        if self.flavour in SEPARATE_PROJECTIONS:
             return self._heads(self.q_proj(x))
         if self.cross:
             return self._heads(self.Wq(x))
@@ -340,7 +415,7 @@ class Attention(nn.Module):
 
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = x.shape[-1]
-        if self.flavour == ROPEWHISPER:
+        if self.flavour in SEPARATE_PROJECTIONS:
             return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         if self.cross:
             kv = self.Wkv(x)
@@ -358,7 +433,7 @@ class Attention(nn.Module):
     def output(self, attended: torch.Tensor) -> torch.Tensor:
         b, h, t, d = attended.shape
         merged = attended.transpose(1, 2).reshape(b, t, h * d)
-        return self.out_proj(merged) if self.flavour == ROPEWHISPER else self.Wo(merged)
+        return self.out_proj(merged) if self.flavour in SEPARATE_PROJECTIONS else self.Wo(merged)
 
 
 # cuDNN's attention builds a new execution plan for every key length, which costs ~2 ms of CPU time per call
@@ -384,6 +459,25 @@ class RMSNorm(nn.RMSNorm):
         return super().forward(x.to(self.weight.dtype)).to(x.dtype)
 
 
+class LayerNorm(nn.LayerNorm):
+    """Whisper's LayerNorm (weight and bias), computed in its weights' precision like RMSNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype)).to(x.dtype)
+
+
+def _norm(cfg: "BackboneConfig", d: int) -> nn.Module:
+    return LayerNorm(d) if cfg.flavour == WHISPER else RMSNorm(d)
+
+
+def _rotate_maybe(q: torch.Tensor, k: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary positions on queries and keys; Whisper's learned positions (rope None) were added to the inputs."""
+    if rope is None:
+        return q, k
+    cos, sin = rope
+    return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
 # --- layers ------------------------------------------------------------------------------------------------
 
 
@@ -400,16 +494,17 @@ class EncoderLayer(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.self_attn = Attention(cfg.flavour, d, cfg.encoder_heads, cross=False, bias=cfg.attention_bias)
-        self.self_attn_layer_norm = RMSNorm(d)
+        self.self_attn_layer_norm = _norm(cfg, d)
         self.fc1 = nn.Linear(d, cfg.encoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.encoder_ffn_dim, d)
-        self.final_layer_norm = RMSNorm(d)
+        self.final_layer_norm = _norm(cfg, d)
         self.act = _activation(cfg.activation)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+                mask: torch.Tensor | None) -> torch.Tensor:
         q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x))
-        cos, sin = rope
-        x = x + self.self_attn.output(attend(_rotate(q, cos, sin), _rotate(k, cos, sin), v, mask))
+        q, k = _rotate_maybe(q, k, rope)
+        x = x + self.self_attn.output(attend(q, k, v, mask))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
 
 
@@ -418,40 +513,39 @@ class DecoderLayer(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.self_attn = Attention(cfg.flavour, d, cfg.decoder_heads, cross=False, bias=cfg.attention_bias)
-        self.self_attn_layer_norm = RMSNorm(d)
+        self.self_attn_layer_norm = _norm(cfg, d)
         cross = Attention(cfg.flavour, d, cfg.decoder_heads, cross=True, bias=cfg.attention_bias)
-        norm = RMSNorm(d)
+        norm = _norm(cfg, d)
         # Same role, checkpoint-specific names.
-        if cfg.flavour == ROPEWHISPER:
+        if cfg.flavour in SEPARATE_PROJECTIONS:
             self.encoder_attn, self.encoder_attn_layer_norm = cross, norm
         else:
             self.cross_attn, self.cross_attn_layer_norm = cross, norm
         self.fc1 = nn.Linear(d, cfg.decoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.decoder_ffn_dim, d)
-        self.final_layer_norm = RMSNorm(d)
+        self.final_layer_norm = _norm(cfg, d)
         self.act = _activation(cfg.activation)
         self.flavour = cfg.flavour
 
     @property
     def cross(self) -> Attention:
-        return self.encoder_attn if self.flavour == ROPEWHISPER else self.cross_attn
+        return self.encoder_attn if self.flavour in SEPARATE_PROJECTIONS else self.cross_attn
 
     @property
-    def cross_norm(self) -> RMSNorm:
-        return self.encoder_attn_layer_norm if self.flavour == ROPEWHISPER else self.cross_attn_layer_norm
+    def cross_norm(self) -> nn.Module:
+        return self.encoder_attn_layer_norm if self.flavour in SEPARATE_PROJECTIONS else self.cross_attn_layer_norm
 
     def forward(
         self,
         x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
         self_mask: torch.Tensor | None,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         cache: "LayerCache | None" = None,
         causal: bool = True,
     ) -> torch.Tensor:
         q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x))
-        cos, sin = rope
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        q, k = _rotate_maybe(q, k, rope)
         if cache is not None:
             k, v = cache.append(k, v)
         # Without a mask, a multi-token block starting at position 0 is causal through SDPA's flag.
@@ -533,14 +627,20 @@ class Encoder(nn.Module):
         self.conv1 = nn.Conv1d(cfg.num_mel_bins, d, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
-        self.layer_norm = RMSNorm(d)
+        self.layer_norm = _norm(cfg, d)
         self.positions = LayerPositions(cfg, cfg.encoder_heads, cfg.encoder_layers, cfg.max_source_positions,
                                         cfg.rope_encoder_scaling)
+        if cfg.flavour == WHISPER:
+            self.embed_positions = nn.Embedding(cfg.max_source_positions, d)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features: (batch, channels, frames) -> (batch, frames // 2, d_model)."""
         x = F.gelu(self.conv1(features))
         x = F.gelu(self.conv2(x)).permute(0, 2, 1)
+        if self.cfg.flavour == WHISPER:
+            if x.shape[1] != self.cfg.max_source_positions:  # Whisper's encoder takes exactly its window
+                raise ValueError(f"the encoder takes {2 * self.cfg.max_source_positions} frames, got {features.shape[-1]}")
+            x = x + self.embed_positions.weight.to(x.dtype)
         angles = self.positions.angles(torch.arange(x.shape[1], device=x.device), x.dtype)
         for layer, rope, window in zip(self.layers, angles, self.positions.windows):
             mask = _window_mask(x.shape[1], x.shape[1], window, causal=False, device=x.device, dtype=x.dtype)
@@ -553,18 +653,24 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
-        self.layer_norm = RMSNorm(cfg.d_model)
+        self.layer_norm = _norm(cfg, cfg.d_model)
         self.positions = LayerPositions(cfg, cfg.decoder_heads, cfg.decoder_layers, cfg.max_target_positions,
                                         cfg.rope_decoder_scaling)
+        if cfg.flavour == WHISPER:
+            self.embed_positions = nn.Embedding(cfg.max_target_positions, cfg.d_model)
 
 
 class LayerPositions(nn.Module):
-    """Which rotary positions (and local window, if any) each layer of a stack uses."""
+    """Which rotary positions (and local window, if any) each layer of a stack uses; none for Whisper's learned
+    positions."""
 
     def __init__(self, cfg: BackboneConfig, heads: int, n_layers: int, max_positions: int, scaling: float):
         super().__init__()
         head_dim = cfg.d_model // heads
-        if cfg.flavour == ROPEWHISPER:
+        if cfg.flavour == WHISPER:
+            self.rotary = nn.ModuleDict()
+            self.plan = [(None, None)] * n_layers
+        elif cfg.flavour == ROPEWHISPER:
             self.rotary = nn.ModuleDict({"global": Rotary(head_dim, 10000.0, max_positions,
                                                           dynamic="dynamic" in cfg.rope_type, factor=scaling)})
             self.plan = [("global", None)] * n_layers
@@ -584,7 +690,7 @@ class LayerPositions(nn.Module):
         """(cos, sin) per layer, computed once per distinct rotary."""
         computed = {name: rotary(positions, dtype) for name, rotary in self.rotary.items()
                     if any(n == name for n, _ in self.plan)}
-        return [computed[name] for name, _ in self.plan]
+        return [computed[name] if name is not None else None for name, _ in self.plan]
 
 
 def _window_mask(q_len: int, k_len: int, half_window: int | None, causal: bool, device, dtype,
@@ -627,7 +733,7 @@ class Mapperatorinator(nn.Module):
         super().__init__()
         self.config = config
         b = config.backbone
-        self.spectrogram = MelSpectrogram(config.spectrogram)
+        self.spectrogram = spectrogram_module(config.spectrogram)
         self.transformer = Backbone(b)
         self.decoder_embedder = nn.Embedding(config.vocab_size_in, b.d_model)
         if config.do_style_embed:
@@ -690,6 +796,10 @@ class Mapperatorinator(nn.Module):
     def _decode_layers(self, ids: torch.Tensor, positions: torch.Tensor, cross_kv, masks, caches, causal: bool):
         decoder = self.transformer.model.decoder
         x = self.decoder_embedder(ids)
+        if decoder.cfg.flavour == WHISPER:
+            if int(positions[-1]) >= decoder.cfg.max_target_positions:
+                raise ValueError(f"the decoder holds {decoder.cfg.max_target_positions} positions")
+            x = x + decoder.embed_positions(positions).to(x.dtype)
         angles = decoder.positions.angles(positions, x.dtype)
         for i, layer in enumerate(decoder.layers):
             x = layer(x, angles[i], masks[i], cross_kv[i], caches[i] if caches is not None else None, causal=causal)

@@ -107,6 +107,8 @@ class InferenceDefaults:
     lookahead: float = 0.4
     max_batch_size: int = 16
     snap_near_perfect_overlaps: bool = False
+    super_timing: bool = False
+    timing_leniency: int = 20
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,51 @@ _V32_DATA = DataFlags(
     max_year=2024,
 )
 
+_V31_TEMPLATES = (
+    ContextTemplate((C.NONE,), (C.TIMING, C.KIAI, C.MAP, C.SV)),
+    ContextTemplate((C.NO_HS,), (C.TIMING, C.KIAI, C.MAP, C.SV)),
+    ContextTemplate((C.GD,), (C.TIMING, C.KIAI, C.MAP, C.SV)),
+)
+
 PRESETS: dict[str, VersionPreset] = {
+    "v29": VersionPreset(
+        name="v29",
+        repo_id="OliBomby/Mapperatorinator-v29.1",
+        backbone="openai/whisper-small",
+        beatmap_version="Mapperatorinator V29.1",
+        data=DataFlags(
+            src_seq_len=1024,
+            tgt_seq_len=2048,
+            context_templates=_V31_TEMPLATES,
+            add_out_context_types=True,
+            types_first=True,
+            add_gamemode_token=True,
+            add_diff_token=True,
+            add_mapper_token=True,
+            add_year_token=True,
+            add_hitsounded_token=True,
+            add_song_length_token=True,
+            add_global_sv_token=True,
+            add_cs_token=True,
+            add_keycount_token=True,
+            add_hold_note_ratio_token=True,
+            add_scroll_speed_ratio_token=True,
+            add_descriptors=True,
+            add_sv_special_token=True,
+            add_song_position_token=True,
+            add_timing_points=True,
+            position_precision=32,
+            position_split_axes=False,
+            add_sv=True,
+            gamemodes=(0, 1, 2, 3),
+            timing_random_offset=2,
+            dt_augment_prob=0.5,
+            dt_augment_range=(1.25, 1.5),
+        ),
+        # upstream's v29.yaml leaves snap_near_perfect_overlaps and generate_positions at default.yaml's true
+        inference=InferenceDefaults(output_type=(C.TIMING, C.KIAI, C.MAP, C.SV), max_batch_size=8,
+                                    super_timing=True, timing_leniency=3, snap_near_perfect_overlaps=True),
+    ),
     "v30": VersionPreset(
         name="v30",
         repo_id="OliBomby/Mapperatorinator-v30",
@@ -204,11 +250,7 @@ PRESETS: dict[str, VersionPreset] = {
         data=DataFlags(
             src_seq_len=4096,
             tgt_seq_len=8192,
-            context_templates=(
-                ContextTemplate((C.NONE,), (C.TIMING, C.KIAI, C.MAP, C.SV)),
-                ContextTemplate((C.NO_HS,), (C.TIMING, C.KIAI, C.MAP, C.SV)),
-                ContextTemplate((C.GD,), (C.TIMING, C.KIAI, C.MAP, C.SV)),
-            ),
+            context_templates=_V31_TEMPLATES,
             add_out_context_types=True,
             types_first=True,
             add_gamemode_token=True,
@@ -255,6 +297,8 @@ DEFAULT_VERSION = "v32"
 
 def detect_version(backbone_model_name: str, context_types: set[ContextType]) -> str | None:
     """Which preset a checkpoint belongs to, from its config.json backbone and its tokenizer's contexts."""
+    if backbone_model_name.startswith("openai/whisper"):
+        return "v29"
     if backbone_model_name.startswith("Tiger14n/ropewhisper"):
         return "v31" if C.KIAI in context_types else "v30" if not context_types else None
     if backbone_model_name.startswith("OliBomby/varwhisper-small"):

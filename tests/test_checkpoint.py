@@ -72,7 +72,7 @@ def test_missing_and_unexpected_weights_are_named(tmp_path):
         (lambda c: c.update(backbone_model_name="google/t5-small"), "backbone_model_name"),
         (lambda c: c.pop("vocab_size_in"), "vocab_size_in"),
         (lambda c: c["backbone_config"].update(d_model="big"), "d_model"),
-        (lambda c: c.update(spectrogram_implementation="nnAudio"), "spectrogram_implementation"),
+        (lambda c: c.update(spectrogram_implementation="librosa"), "spectrogram_implementation"),
         (lambda c: c["backbone_config"].update(num_mel_bins=99), "num_mel_bins"),
     ],
 )
