@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import AudioError, Cancelled, ModelError, OptionError
+from .messages import Message
 from .options import GenerateOptions, suggest
 from .presets import PRESETS, VersionPreset
 from .tokenizer import ContextType, EventType, Tokenizer
@@ -274,9 +275,9 @@ def generate(
     fails or is cancelled (a set ``cancel`` event stops it within one decoding step)."""
     plan, job, beatmap = run_job(options, progress, cancel)
     report = job.report
-    report.stage("Writing the beatmap", 0.99)
+    report.stage(Message("stage.writing_beatmap", "Writing the beatmap"), 0.99)
     written, osu_path = write_outputs(job, beatmap)
-    report.stage("Done", 1.0)
+    report.stage(Message("stage.done", "Done"), 1.0)
     return GenerationResult(beatmap, written, osu_path, job.opts, plan.preset.name, job.seed,
                             job.stats.tokens, job.stats.seconds, job.warnings)
 
@@ -288,7 +289,7 @@ def run_job(options: GenerateOptions, progress: ProgressCallback | None = None,
 
     plan = prepare(options)
     report = _Reporter(progress, DecodeStats())
-    report.stage("Loading the song", 0.0)
+    report.stage(Message("stage.loading_song", "Loading the song"), 0.0)
     job = _Job(plan, cancel, report)
     beatmap = job.run()
     _raise_if_cancelled(cancel)
@@ -411,20 +412,21 @@ class _Job:
         from .audio import load_audio
         from .windows import WindowLayout
 
-        self.report.stage("Loading the song", 0.01)
+        self.report.stage(Message("stage.loading_song", "Loading the song"), 0.01)
         samples = load_audio(self.plan.audio_path, self.plan.preset.data.sample_rate)
         _raise_if_cancelled(self.cancel)
         o = self.opts
         layout = WindowLayout.for_preset(self.plan.preset, o.lookback, o.lookahead)
         segments = layout.segment(samples, o.start_time, o.end_time)
-        self.report.stage("Loading the model", 0.02)
+        self.report.stage(Message("stage.loading_model", "Loading the model"), 0.02)
         conditions = self.conditions()
         self.report.passes = 1 + (not self.plan.in_context and (self.opts.super_timing or self._has_timing_output()))
         timing_points, given = self.timing(conditions, samples, segments)
         wanted = tuple(c for c in self.plan.output_type if c not in given)
         contexts = {}
         if any(c != C.TIMING for c in wanted):
-            contexts = self.generate_pass(self.checkpoint(), conditions, segments, wanted, given, "Map")
+            contexts = self.generate_pass(self.checkpoint(), conditions, segments, wanted, given,
+                                            Message("stage.map", "Map"))
         return self.build(contexts, timing_points, given, segments.song_length_ms)
 
     def timing(self, conditions, samples, segments):
@@ -453,16 +455,18 @@ class _Job:
                     max_batch_size=o.max_batch_size, temperature=o.temperature, timing_temperature=o.timing_temperature)
                 self.report.end_pass()
                 if not events.events:
-                    self.warnings.append("super timing found no steady beat in this song")
+                    self.warnings.append(Message("warning.super_timing_no_beat",
+                                                 "super timing found no steady beat in this song"))
             else:
                 events = self.generate_pass(self.checkpoint(root=True), conditions, segments, (C.TIMING,), {},
-                                            "Timing")[C.TIMING]
+                                            Message("stage.timing", "Timing"))[C.TIMING]
             timing_points = self._timing_points(events)
             if timing_points:
                 given[C.TIMING] = ContextStream(
                     C.TIMING, timing_events(timing_points, plan.preset.data, song_length_ms=song_ms), given=True)
             else:
-                self.warnings.append("the timing pass found no beats; the map gets a default 120 BPM red line")
+                self.warnings.append(Message("warning.no_beats", "the timing pass found no beats; the map gets a "
+                                             "default 120 BPM red line"))
         return timing_points, given
 
     def _reference_class_tokens(self, c: ContextType, song_length_ms: float):
@@ -523,7 +527,8 @@ class _Job:
         late = [o for o in beatmap.hit_objects if o.time > song_end]
         if late:  # the last window is zero-padded, and resnapping can push objects past the audio's end
             beatmap.hit_objects = [o for o in beatmap.hit_objects if o.time <= song_end]
-            self.warnings.append(f"dropped {len(late)} object(s) that would start after the song ends")
+            self.warnings.append(Message("warning.dropped_late", "dropped {count} object(s) that would start after "
+                                         "the song ends", count=len(late)))
         if not any(tp.uninherited for tp in beatmap.timing_points):
             # osu! refuses to open a beatmap without a red line.
             from .beatmap import TimingPoint
@@ -531,11 +536,12 @@ class _Job:
             beat = 60000 / settings.bpm if settings.bpm else 500.0
             beatmap.timing_points.insert(0, TimingPoint(time=float(settings.offset), beat_length=beat, sample_set=2,
                                                         volume=60, uninherited=True))
-            self.warnings.append(f"the model produced no timing; the beatmap has a {60000 / beat:g} BPM red line at "
-                                 f"{settings.offset} ms that you should correct in the editor")
+            self.warnings.append(Message("warning.no_timing", "the model produced no timing; the beatmap has a "
+                                         "{bpm:g} BPM red line at {offset} ms that you should correct in the editor",
+                                         bpm=60000 / beat, offset=settings.offset))
         if not beatmap.hit_objects and C.MAP in self.plan.output_type:
-            self.warnings.append("the model produced no hit objects for this song; try another seed, a different "
-                                 "difficulty or model")
+            self.warnings.append(Message("warning.no_objects", "the model produced no hit objects for this song; try "
+                                         "another seed, a different difficulty or model"))
         if self.opts.add_to_beatmap:
             beatmap = add_to_beatmap(beatmap, self.plan.reference, start_time=self.opts.start_time,
                                      end_time=self.opts.end_time)

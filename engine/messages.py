@@ -41,6 +41,16 @@ def _rebuild(message_id: str, text: str, args: dict[str, Any]) -> Message:
     return message
 
 
+LIST_ID = "_list"  # not a catalogue key: the app renders each item and joins them
+
+
+def joined(items: list[Any], separator: str = ", ") -> Message:
+    """Several texts shown as one, ``separator`` between them (each rendered in the app's language)."""
+    message = str.__new__(Message, separator.join(str(item) for item in items))
+    message.message_id, message.message_args = LIST_ID, {"items": list(items), "separator": separator}
+    return message
+
+
 def message_id(text: Any) -> str | None:
     """The id of a :class:`Message` (None for plain text)."""
     return getattr(text, "message_id", None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import AudioError, BeatmapError, Cancelled, OptionError
 from .generation import Progress, ProgressCallback
 from .options import SEED, check_options, ranged
+from .messages import Message
 from .suggestions import Suggestion, sort_suggestions
 
 DEFAULT_MODEL = "v30"
@@ -52,7 +53,7 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
 
     _check(options)
     report = progress or (lambda p: None)
-    report(Progress(0.0, "Reading the beatmap"))
+    report(Progress(0.0, Message("stage.reading_beatmap", "Reading the beatmap")))
     path = Path(options.beatmap_path).expanduser()
     beatmap = read_reference_beatmap(path)
     if options.ai and not beatmap.hit_objects:
@@ -69,7 +70,8 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
         from .maimod import ai_mod
 
         def stage(fraction: float, text: str) -> None:
-            report(Progress(0.01 + fraction * (ai_share - 0.01), f"MaiMod: {text}"))
+            report(Progress(0.01 + fraction * (ai_share - 0.01),
+                            Message("stage.maimod", "MaiMod: {stage}", stage=text)))
 
         found += ai_mod(
             beatmap, audio_path, options.model_path, device=options.device, precision=options.precision,
@@ -80,10 +82,10 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
     if options.rules:
         from .rules import check_beatmap
 
-        report(Progress(ai_share if options.ai else 0.05, "Checking the rules"))
+        report(Progress(ai_share if options.ai else 0.05, Message("stage.checking_rules", "Checking the rules")))
         found += check_beatmap(beatmap, beatmap_path=path, audio_duration_ms=duration)
         _stop_if(cancel)
-    report(Progress(1.0, "Done"))
+    report(Progress(1.0, Message("stage.done", "Done")))
     return sort_suggestions(found)
 
 

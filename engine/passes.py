@@ -28,6 +28,7 @@ import torch
 
 from . import decoding
 from .decoding import DecodeStats, DecodingOptions
+from .messages import Message
 from .runtime import autocast
 
 if TYPE_CHECKING:
@@ -177,10 +178,16 @@ class PassRunner:
         if len(batch) == 1:
             p, call = batch[0]
             windows = getattr(p, "windows", None)
-            of = f" of {windows}" if windows else ""
-            return f"{self.label}: {call.context_type.value}, window {call.window + 1}{of}"
-        total = f" of {self.total_calls}" if self.total_calls else ""
-        return f"{self.label}: windows {self.decoded + 1}–{self.decoded + len(batch)}{total}"
+            if windows:
+                return Message("stage.window_of", "{label}: {context}, window {window} of {windows}", label=self.label,
+                               context=call.context_type.value, window=call.window + 1, windows=windows)
+            return Message("stage.window", "{label}: {context}, window {window}", label=self.label,
+                           context=call.context_type.value, window=call.window + 1)
+        if self.total_calls:
+            return Message("stage.windows_of", "{label}: windows {first}–{last} of {total}", label=self.label,
+                           first=self.decoded + 1, last=self.decoded + len(batch), total=self.total_calls)
+        return Message("stage.windows", "{label}: windows {first}–{last}", label=self.label,
+                       first=self.decoded + 1, last=self.decoded + len(batch))
 
 
 def _batch_key(call: "Call") -> tuple:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .events import BEAT_TYPES, EventStream
+from .messages import Message
 from .passes import PassContext, PassRunner
 from .presets import MS_PER_STEP
 from .tokenizer import ContextType, Event, EventType
@@ -278,7 +279,8 @@ def super_timing_events(context: PassContext, samples: np.ndarray, conditions: "
                                cfg_scale=cfg_scale, max_length=data.tgt_seq_len, types_first=data.types_first)
     runner = PassRunner(dataclasses.replace(context, generator=None), decoding,
                         batch_size=(max_batch_size or 16) // (2 if cfg_scale > 1 else 1),
-                        label=f"Super timing ({len(shifts)} passes)", total_calls=total)
+                        label=Message("stage.super_timing", "Super timing ({passes} passes)", passes=len(shifts)),
+                        total_calls=total)
     passes = (ShiftedTimingPass(ck, layout, conditions, samples[cut:], pad, offset, cfg_scale)
               for offset, pad, cut in shifts)
     votes = BeatVotes(length_ms)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OptionError
+from .messages import Message
 from .presets import DEFAULT_VERSION
 
 if TYPE_CHECKING:
@@ -82,15 +83,15 @@ def timing(options: TimingOptions, progress: "ProgressCallback | None" = None, c
     if osu_file is not None:
         from .beatmap import write_beatmap
 
-        report.stage("Writing the timing", 0.99)
+        report.stage(Message("stage.writing_timing", "Writing the timing"), 0.99)
         try:
             write_beatmap(beatmap, osu_file)
         except OSError as e:
             raise OptionError(f"could not write {osu_file}: {e.strerror or e}; nothing was written") from None
         path = osu_file
     elif output_path:
-        report.stage("Writing the timing", 0.99)
+        report.stage(Message("stage.writing_timing", "Writing the timing"), 0.99)
         path, _ = write_outputs(job, beatmap, dataclasses.replace(job.opts, export_osz=False))
-    report.stage("Done", 1.0)
+    report.stage(Message("stage.done", "Done"), 1.0)
     return TimingResult(list(beatmap.timing_points), beatmap, path, plan.preset.name,
                         _time.perf_counter() - started, job.warnings)

@@ -57,7 +57,9 @@ def catalogue(lang: str) -> Mapping[str, str]:
     except (OSError, ValueError) as e:
         log.warning("ignoring the unreadable catalogue %s: %s", path, e)
         return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 class _Formatter(string.Formatter):
@@ -101,6 +103,9 @@ def render(message: Any, lang: str = DEFAULT) -> str:
     """An engine message (:class:`engine.messages.Message`: id and arguments) in ``lang``; any other
     text as it is. Arguments that are messages themselves are rendered too."""
     message_id = getattr(message, "message_id", None)
+    if message_id == "_list" and lang != DEFAULT:  # engine.messages.joined
+        args = message.message_args
+        return str(args.get("separator", ", ")).join(render(item, lang) for item in args.get("items", ()))
     if not message_id or lang == DEFAULT or not catalogue(DEFAULT).get(message_id):
         return str(message)
     args = {k: render(v, lang) if getattr(v, "message_id", None) else v

@@ -113,7 +113,8 @@ class Worker:
             job.cancel.set()
             if job.state is JobState.QUEUED:
                 self._queue.remove(job)
-                self._finish(job, JobState.CANCELLED, stage=Message("job.cancelled_before_start", "Cancelled before it started"))
+                self._finish(job, JobState.CANCELLED,
+                             stage=Message("job.cancelled_before_start", "Cancelled before it started"))
             return True
 
     def cancel_where(self, owner: str | None = None, kind: str | None = None) -> list[Job]:
@@ -175,7 +176,8 @@ class Worker:
                 if self._stopping:
                     return
                 job = self._queue.popleft()
-                job.state, job.started, job.stage = JobState.RUNNING, time.monotonic(), Message("job.starting", "Starting")
+                job.state, job.started = JobState.RUNNING, time.monotonic()
+                job.stage = Message("job.starting", "Starting")
                 self._current = job
             log.info("job %d started: %s", job.id, job.label)
 
@@ -211,7 +213,8 @@ class Worker:
             queued, self._queue = list(self._queue), deque()
             for job in queued:
                 job.cancel.set()
-                self._finish(job, JobState.CANCELLED, stage=Message("job.cancelled_app_closed", "Cancelled: the app closed"))
+                self._finish(job, JobState.CANCELLED,
+                             stage=Message("job.cancelled_app_closed", "Cancelled: the app closed"))
             if self._current is not None:
                 self._current.cancel.set()
             self._lock.notify_all()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import OptionError
+from ..messages import Message
 from ..presets import PRESETS
 from ..tokenizer import ContextType
 from ..suggestions import Suggestion
@@ -104,7 +105,7 @@ def score_beatmap(
     stage = on_stage or (lambda fraction, text: None)
     preset, tok = checkpoint.preset, checkpoint.tokenizer
     flags = preset.data
-    stage(0.05, "Loading the song")
+    stage(0.05, Message("stage.loading_song", "Loading the song"))
     samples = load_audio(Path(audio_path), flags.sample_rate)
     segments = WindowLayout.for_preset(preset, lookback, lookahead).segment(samples)
     plan = plan_contexts(flags, gamemode=beatmap.mode)
@@ -120,10 +121,11 @@ def score_beatmap(
     conditions = conditions_from_beatmap(beatmap, tok)
     model = checkpoint.model
     windows = len(segments.starts_ms)
-    stage(0.1, f"Scoring window 1 of {windows}")
+    stage(0.1, Message("stage.scoring_first", "Scoring window 1 of {windows}", windows=windows))
 
     def on_batch(done: int, total: int) -> None:
-        stage(0.1 + 0.85 * done / total, f"Scored window {done} of {total}")
+        stage(0.1 + 0.85 * done / total,
+              Message("stage.scored", "Scored window {done} of {total}", done=done, total=total))
 
     return score_contexts(
         model, tok, flags, segments, conditions, streams, embeds=Embeds.from_config(checkpoint.config),
@@ -149,10 +151,10 @@ def ai_mod(
 ) -> list[Suggestion]:
     """MaiMod's suggestions for ``beatmap`` (a parsed :class:`~engine.beatmap.Beatmap`), in time order."""
     stage = on_stage or (lambda fraction, text: None)
-    stage(0.0, "Loading the model")
+    stage(0.0, Message("stage.loading_model", "Loading the model"))
     ck = load_model(model, beatmap.mode, device=device, precision=precision, revision=revision,
                     auto_select_gamemode_model=auto_select_gamemode_model)
     scored = score_beatmap(beatmap, audio_path, ck, lookback=lookback, lookahead=lookahead, batch_size=batch_size,
                            precision=precision, cancel=cancel, on_stage=stage)
-    stage(0.97, "Explaining the surprises")
+    stage(0.97, Message("stage.explaining", "Explaining the surprises"))
     return suggestions(scored, beatmap, ck.preset.data, ck.tokenizer, min_surprisal=min_surprisal)

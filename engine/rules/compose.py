@@ -23,6 +23,7 @@ import numpy as np
 from ..beatmap import HitCircle, HoldNote, Slider, Spinner
 from ..suggestions import Severity, Suggestion, editor_timestamp
 from .context import MapContext, object_name
+from ..messages import Message
 from .registry import rule
 from .stacking import circle_radius, stack_heights, stacked_offset
 
@@ -39,17 +40,20 @@ def zero_length(ctx: MapContext) -> Iterator[Suggestion]:
         message = None
         if isinstance(obj, Slider):
             if not obj.curve_points:
-                message = "Slider has no curve points, only its head, so it has no visible path."
+                message = Message("rule.zero_length.no_points",
+                                  "Slider has no curve points, only its head, so it has no visible path.")
             elif obj.length is not None and obj.length < 0:
-                message = f"Slider has a negative pixel length ({obj.length:g})."
+                message = Message("rule.zero_length.negative", "Slider has a negative pixel length ({length:g}).",
+                                  length=float(obj.length))
             elif ctx.slider_info(obj).distance <= ZERO_LENGTH_PX:
-                message = "Slider has zero length: every curve point is on its head."
+                message = Message("rule.zero_length.slider", "Slider has zero length: every curve point is on its head.")
         elif isinstance(obj, (Spinner, HoldNote)):
             name = object_name(obj, ctx.mode)
             if obj.end_time < obj.time:
-                message = f"{name} ends {obj.time - obj.end_time:g} ms before it starts."
+                message = Message("rule.zero_length.ends_before", "{name} ends {ms:g} ms before it starts.", name=name,
+                                  ms=float(obj.time - obj.end_time))
             elif obj.end_time == obj.time:
-                message = f"{name} has zero duration."
+                message = Message("rule.zero_length.duration", "{name} has zero duration.", name=name)
         if message:
             yield ctx.suggest("zero-length", COMPOSE, Severity.PROBLEM, message, obj.time, objects=(obj,))
 
@@ -77,30 +81,36 @@ def offscreen(ctx: MapContext) -> Iterator[Suggestion]:
         height = heights.get(id(obj), 0)
         shift = stacked_offset(ctx, height)
         x, y = obj.x + shift, obj.y + shift
-        part = "Slider head" if isinstance(obj, Slider) else "Circle"
+        part = Message("object.slider_head", "Slider head") if isinstance(obj, Slider) else \
+            Message("object.circle", "Circle")
         if y + radius > BOTTOM:
-            yield _offscreen(ctx, obj, f"{part} is offscreen.", Severity.PROBLEM, obj.time)
+            yield _offscreen(ctx, obj, Message("rule.offscreen.part", "{part} is offscreen.", part=part),
+                             Severity.PROBLEM, obj.time)
         elif offscreen_by(x, y, radius) > 0:
             up_left_out = y - radius < TOP or x - radius < LEFT
             stacked_out = (up_left_out and height > 0) or (x + radius > RIGHT and height < 0)
             if stacked_out:
-                yield _offscreen(ctx, obj, f"{part} is offscreen (stacking moves it out).", Severity.PROBLEM, obj.time)
+                yield _offscreen(ctx, obj, Message("rule.offscreen.stacked", "{part} is offscreen (stacking moves it "
+                                                   "out).", part=part), Severity.PROBLEM, obj.time)
             else:
-                yield _offscreen(ctx, obj, f"{part} would be offscreen, but the game prevents it.",
-                                 Severity.WARNING, obj.time)
+                yield _offscreen(ctx, obj, Message("rule.offscreen.prevented", "{part} would be offscreen, but the "
+                                                   "game prevents it.", part=part), Severity.WARNING, obj.time)
         if not isinstance(obj, Slider):
             continue
         info = ctx.slider_info(obj)
         tail_x, tail_y = ctx.end_position(obj)
         if offscreen_by(tail_x + shift, tail_y + shift, radius) > 0:
-            yield _offscreen(ctx, obj, "Slider tail is offscreen.", Severity.PROBLEM, info.end_time)
+            yield _offscreen(ctx, obj, Message("rule.offscreen.tail", "Slider tail is offscreen."), Severity.PROBLEM,
+                             info.end_time)
             continue
         reach = _body_offscreen_by(info.path.vertices + shift, radius)
         if reach > 0:
-            yield _offscreen(ctx, obj, "Slider body is offscreen.", Severity.PROBLEM, obj.time)
+            yield _offscreen(ctx, obj, Message("rule.offscreen.body", "Slider body is offscreen."), Severity.PROBLEM,
+                             obj.time)
         elif obj.curve_type != "L" and reach + BODY_MARGIN_PX > 0:
-            yield _offscreen(ctx, obj, "Slider body is possibly offscreen; make sure its whole border is "
-                             "visible in 4:3.", Severity.WARNING, obj.time)
+            yield _offscreen(ctx, obj, Message("rule.offscreen.body_possibly", "Slider body is possibly offscreen; "
+                                               "make sure its whole border is visible in 4:3."), Severity.WARNING,
+                             obj.time)
 
 
 def _offscreen(ctx: MapContext, obj, message: str, severity: Severity, time: float) -> Suggestion:
@@ -119,11 +129,15 @@ def after_audio(ctx: MapContext) -> Iterator[Suggestion]:
     first = late[0]
     starts_late = sum(o.time > duration for o in late)
     end = editor_timestamp(duration).removesuffix(" - ")
-    if len(late) == 1:
-        verb = "starts" if starts_late else "ends"
-        message = f"{object_name(first, ctx.mode)} {verb} after the audio ends at {end}."
+    if len(late) == 1 and starts_late:
+        message = Message("rule.after_audio.starts", "{name} starts after the audio ends at {end}.",
+                          name=object_name(first, ctx.mode), end=end)
+    elif len(late) == 1:
+        message = Message("rule.after_audio.ends", "{name} ends after the audio ends at {end}.",
+                          name=object_name(first, ctx.mode), end=end)
     else:
-        message = f"{len(late)} objects start or end after the audio ends at {end}."
+        message = Message("rule.after_audio.many", "{count} objects start or end after the audio ends at {end}.",
+                          count=len(late), end=end)
     yield ctx.suggest("after-audio", COMPOSE, Severity.PROBLEM, message, first.time, objects=(first,),
                       expected=f"end by {duration:.0f} ms", actual=f"ends at {max(ctx.end_time(o) for o in late):.0f} ms",
                       objects_after=len(late), starting_after=starts_late)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..beatmap import Beatmap, ControlPoints, HitObject, Slider, SliderInfo, Spinner
 from ..beatmap.slider_timing import slider_info
+from ..messages import Message
 from ..suggestions import Severity, Source, Suggestion, editor_timestamp
 
 
@@ -79,5 +80,7 @@ def object_name(obj: HitObject, mode: int) -> str:
     """What a mapper calls the object in this mode ("Circle", "Slider", "Hold note", ...)."""
     kind = type(obj).__name__
     if kind == "HitCircle":
-        return "Note" if mode == 3 else "Circle"
-    return {"HoldNote": "Hold note"}.get(kind, kind)
+        return Message("object.note", "Note") if mode == 3 else Message("object.circle", "Circle")
+    names = {"Slider": Message("object.slider", "Slider"), "Spinner": Message("object.spinner", "Spinner"),
+             "HoldNote": Message("object.hold_note", "Hold note")}
+    return names.get(kind, kind)

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from ..beatmap import Background, Video
 from ..beatmap.files import UnsafeFileName, referenced_file, relative_name
+from ..messages import Message
 from ..suggestions import Severity, Suggestion
 from .context import MapContext
 from .registry import rule
@@ -61,13 +62,15 @@ def missing_files(ctx: MapContext) -> Iterator[Suggestion]:
     lookup = FileLookup(ctx.folder) if ctx.folder is not None else None
     audio = ctx.beatmap.general.audio_filename.strip()
     if not audio:
-        yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, "No audio file is set ([General] AudioFilename).")
+        yield ctx.suggest("missing-files", FILES, Severity.PROBLEM,
+                          Message("rule.files.no_audio", "No audio file is set ([General] AudioFilename)."))
     elif lookup is not None and (status := lookup.status(audio)) != lookup.FOUND:
         yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, _problem("audio", audio, status), file=audio)
     media = ctx.beatmap.events.media
     backgrounds = [m for m in media if isinstance(m, Background)]
     if not backgrounds:
-        yield ctx.suggest("missing-files", FILES, Severity.PROBLEM, "The difficulty has no background.")
+        yield ctx.suggest("missing-files", FILES, Severity.PROBLEM,
+                          Message("rule.files.no_background", "The difficulty has no background."))
     if lookup is None:
         return
     for item in media:
@@ -83,7 +86,16 @@ def missing_files(ctx: MapContext) -> Iterator[Suggestion]:
                               item.start_time, file=item.filename)
 
 
-def _problem(what: str, name: str, status: str) -> str:
-    if status == FileLookup.OUTSIDE:
-        return f'The {what} file "{name}" is outside the beatmap\'s folder; osu! only uses files inside it.'
-    return f'The {what} file "{name}" is missing.'
+def _problem(what: str, name: str, status: str) -> Message:
+    outside = status == FileLookup.OUTSIDE
+    if what == "audio":
+        return Message("rule.files.audio_outside", _OUTSIDE.format(what="audio"), name=name) if outside else \
+            Message("rule.files.audio_missing", 'The audio file "{name}" is missing.', name=name)
+    if what == "background":
+        return Message("rule.files.background_outside", _OUTSIDE.format(what="background"), name=name) if outside \
+            else Message("rule.files.background_missing", 'The background file "{name}" is missing.', name=name)
+    return Message("rule.files.video_outside", _OUTSIDE.format(what="video"), name=name) if outside else \
+        Message("rule.files.video_missing", 'The video file "{name}" is missing.', name=name)
+
+
+_OUTSIDE = 'The {what} file "{{name}}" is outside the beatmap\'s folder; osu! only uses files inside it.'

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..beatmap import PathControlPoint, Slider
+from ..messages import Message
 from ..suggestions import Severity, Suggestion
 from .context import MapContext
 from .registry import rule
@@ -43,13 +44,17 @@ def slider_length(ctx: MapContext) -> Iterator[Suggestion]:
         beat_px = info.velocity * info.beat_length
         if stored - drawn > EXTEND_TOLERANCE_PX:
             if info.distance < stored - EXTEND_TOLERANCE_PX:
-                detail = "its path ends on a repeated point, so osu! cannot extend it and the slider is shorter"
+                message = Message("rule.slider_length.repeated_point", "Slider length is {px:.0f} px longer than its "
+                                  "drawn path; its path ends on a repeated point, so osu! cannot extend it and the "
+                                  "slider is shorter.", px=stored - drawn)
             else:
-                detail = "osu! extends its last segment in a straight line past the last control point"
-            message = f"Slider length is {stored - drawn:.0f} px longer than its drawn path; {detail}."
+                message = Message("rule.slider_length.extended", "Slider length is {px:.0f} px longer than its drawn "
+                                  "path; osu! extends its last segment in a straight line past the last control "
+                                  "point.", px=stored - drawn)
         elif drawn - stored >= CUT_TOLERANCE_BEATS * beat_px:
-            message = (f"Slider length cuts {drawn - stored:.0f} px ({(drawn - stored) / beat_px:.1f} beats) off its "
-                       "drawn path; the control points past its end are never shown.")
+            message = Message("rule.slider_length.cut", "Slider length cuts {px:.0f} px ({beats:.1f} beats) off its "
+                              "drawn path; the control points past its end are never shown.", px=drawn - stored,
+                              beats=(drawn - stored) / beat_px)
         else:
             continue
         yield ctx.suggest("slider-length", SLIDERS, Severity.WARNING, message, obj.time, objects=(obj,),
@@ -95,5 +100,6 @@ def straight_bezier(ctx: MapContext) -> Iterator[Suggestion]:
             continue
         if all(kind == "L" or (kind.startswith("B") and is_straight(pts)) for kind, pts in segments):
             yield ctx.suggest("straight-bezier", SLIDERS, Severity.MINOR,
-                              "Straight slider is stored as Bezier; a Linear slider draws the same line exactly.",
+                              Message("rule.straight_bezier", "Straight slider is stored as Bezier; a Linear slider "
+                                      "draws the same line exactly."),
                               obj.time, objects=(obj,), expected="L (Linear)", actual=f"{obj.curve_type} (Bezier)")

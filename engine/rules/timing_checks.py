@@ -32,6 +32,7 @@ from typing import Iterator
 from ..beatmap import HoldNote, Slider, Spinner, TimingPoint
 from ..beatmap.timing_lookup import (MAX_BEAT_LENGTH, MAX_SLIDER_VELOCITY, MIN_BEAT_LENGTH, MIN_SLIDER_VELOCITY,
                                       clamp, raw_speed_multiplier)
+from ..messages import Message, joined
 from ..suggestions import Severity, Suggestion, editor_timestamp
 from .context import MapContext, object_name
 from .registry import rule
@@ -67,12 +68,13 @@ def _edges(ctx: MapContext, obj) -> Iterator[tuple[float, str]]:
     name = object_name(obj, ctx.mode)
     if isinstance(obj, Slider):
         info = ctx.slider_info(obj)
-        yield obj.time, "Slider head"
+        yield obj.time, Message("object.slider_head", "Slider head")
         for span in range(1, info.span_count + 1):
-            yield obj.time + span * info.span_duration, "Slider tail" if span == info.span_count else "Slider reverse"
+            yield obj.time + span * info.span_duration, Message("object.slider_tail", "Slider tail") \
+                if span == info.span_count else Message("object.slider_reverse", "Slider reverse")
     elif isinstance(obj, (Spinner, HoldNote)):
-        yield obj.time, f"{name} head"
-        yield obj.end_time, f"{name} tail"
+        yield obj.time, Message("object.head", "{name} head", name=name)
+        yield obj.end_time, Message("object.tail", "{name} tail", name=name)
     else:
         yield obj.time, name
 
@@ -120,7 +122,8 @@ def unsnapped(ctx: MapContext) -> Iterator[Suggestion]:
             snap = nearest_snap(time, line.time, beat_length(line))
             severity = Severity.PROBLEM if size >= PROBLEM_UNSNAP_MS else Severity.MINOR
             yield ctx.suggest(
-                "unsnapped", TIMING, severity, f"{part} unsnapped by {_ms(snap.unsnap)} ms.", time,
+                "unsnapped", TIMING, severity,
+                Message("rule.unsnapped", "{part} unsnapped by {ms} ms.", part=part, ms=_ms(snap.unsnap)), time,
                 objects=(obj,) if time == obj.time else (),
                 expected=f"{editor_timestamp(snap.tick).removesuffix(' - ')} (1/{snap.divisor})",
                 actual=_ms(time), unsnap_ms=snap.unsnap, part=part)
@@ -131,17 +134,21 @@ def unsnapped(ctx: MapContext) -> Iterator[Suggestion]:
 def first_line(ctx: MapContext) -> Iterator[Suggestion]:
     lines = usable_lines(ctx)
     if not lines:
-        yield ctx.suggest("first-line", TIMING, Severity.PROBLEM, "There are no timing lines.")
+        yield ctx.suggest("first-line", TIMING, Severity.PROBLEM,
+                          Message("rule.first_line.none", "There are no timing lines."))
         return
     if not any(p.uninherited for p in lines):
         yield ctx.suggest("first-line", TIMING, Severity.PROBLEM,
-                          "There is no uninherited (red) line, so the map has no BPM or offset.")
+                          Message("rule.first_line.no_red",
+                                  "There is no uninherited (red) line, so the map has no BPM or offset."))
         return
     first = lines[0]
     if not first.uninherited:
-        yield ctx.suggest("first-line", TIMING, Severity.PROBLEM, "First timing line is inherited.", first.time)
+        yield ctx.suggest("first-line", TIMING, Severity.PROBLEM,
+                          Message("rule.first_line.inherited", "First timing line is inherited."), first.time)
     elif first.kiai:
-        yield ctx.suggest("first-line", TIMING, Severity.PROBLEM, "First timing line toggles kiai.", first.time)
+        yield ctx.suggest("first-line", TIMING, Severity.PROBLEM,
+                          Message("rule.first_line.kiai", "First timing line toggles kiai."), first.time)
 
 
 @rule("before-first-line", TIMING, "Hit objects before the first uninherited line.")
@@ -152,19 +159,26 @@ def before_first_line(ctx: MapContext) -> Iterator[Suggestion]:
     start = reds[0].time
     early = [o for o in ctx.objects if start - o.time >= PROBLEM_UNSNAP_MS]
     if early:
-        count = f"{len(early)} objects start" if len(early) > 1 else f"{object_name(early[0], ctx.mode)} starts"
+        at = editor_timestamp(start).removesuffix(" - ")
+        if len(early) > 1:
+            message = Message("rule.before_first_line.many", "{count} objects start before the first uninherited "
+                              "line at {time}; move the line back or the objects after it.", count=len(early), time=at)
+        else:
+            message = Message("rule.before_first_line.one", "{name} starts before the first uninherited line at "
+                              "{time}; move the line back or the objects after it.",
+                              name=object_name(early[0], ctx.mode), time=at)
         yield ctx.suggest(
-            "before-first-line", TIMING, Severity.PROBLEM,
-            f"{count} before the first uninherited line at {editor_timestamp(start).removesuffix(' - ')}; "
-            "move the line back or the objects after it.",
+            "before-first-line", TIMING, Severity.PROBLEM, message,
             early[0].time, objects=tuple(early[:1]), expected=f"at or after {_ms(start)} ms",
             actual=_ms(early[0].time), objects_before=len(early))
 
 
 # -------------------------------------------------------------------------- concurrent lines
 def _settings(line: TimingPoint) -> dict[str, str]:
-    return {"kiai": "kiai" if line.kiai else "no kiai", "volume": f"{line.volume}% volume",
-            "sample set": f"sample set {line.sample_set}", "custom index": f"custom {line.sample_index}"}
+    return {"kiai": Message("rule.setting.kiai", "kiai") if line.kiai else Message("rule.setting.no_kiai", "no kiai"),
+            "volume": Message("rule.setting.volume", "{volume}% volume", volume=line.volume),
+            "sample set": Message("rule.setting.sample_set", "sample set {set}", set=line.sample_set),
+            "custom index": Message("rule.setting.custom", "custom {index}", index=line.sample_index)}
 
 
 def _groups(lines: list[TimingPoint]) -> Iterator[list[TimingPoint]]:
@@ -184,19 +198,23 @@ def concurrent_lines(ctx: MapContext) -> Iterator[Suggestion]:
         reds = [p for p in group if p.uninherited]
         greens = [p for p in group if not p.uninherited]
         time = group[0].time
-        for kind, same in (("uninherited", reds), ("inherited", greens)):
-            if len(same) > 1:
-                yield ctx.suggest("concurrent-lines", TIMING, Severity.PROBLEM,
-                                  f"{len(same)} concurrent {kind} lines; keep one.", time, lines=len(same))
+        if len(reds) > 1:
+            yield ctx.suggest("concurrent-lines", TIMING, Severity.PROBLEM,
+                              Message("rule.concurrent.red", "{count} concurrent uninherited lines; keep one.",
+                                      count=len(reds)), time, lines=len(reds))
+        if len(greens) > 1:
+            yield ctx.suggest("concurrent-lines", TIMING, Severity.PROBLEM,
+                              Message("rule.concurrent.green", "{count} concurrent inherited lines; keep one.",
+                                      count=len(greens)), time, lines=len(greens))
         if reds and greens:
             red, green = _settings(reds[0]), _settings(greens[-1])
             differ = [k for k in red if red[k] != green[k]]
             if differ:
                 yield ctx.suggest(
                     "concurrent-lines", TIMING, Severity.MINOR,
-                    f"Conflicting line settings. Green: {', '.join(green[k] for k in differ)}. "
-                    f"Red: {', '.join(red[k] for k in differ)}. osu!stable uses the line written later, "
-                    "osu!lazer the green one.", time,
+                    Message("rule.concurrent.conflict", "Conflicting line settings. Green: {green}. Red: {red}. "
+                            "osu!stable uses the line written later, osu!lazer the green one.",
+                            green=joined([green[k] for k in differ]), red=joined([red[k] for k in differ])), time,
                     expected=", ".join(green[k] for k in differ), actual=", ".join(red[k] for k in differ))
 
 
@@ -294,19 +312,27 @@ def _red_line_issue(ctx: MapContext, sections: _Sections, line: TimingPoint) -> 
         if (omits or corrects) and ctx.mode != 0:
             return None  # bar lines are visible in taiko and mania, so the line does something
         if omits:
-            quirks.append("omits the first bar line")
+            quirks.append(Message("rule.unused.omits_bar_line", "omits the first bar line"))
         if corrects:
-            quirks.append(f"corrects the omitted bar line at {editor_timestamp(previous_red.time).removesuffix(' - ')}")
+            quirks.append(Message("rule.unused.corrects_bar_line", "corrects the omitted bar line at {time}",
+                                  time=editor_timestamp(previous_red.time).removesuffix(" - ")))
     if not downbeats_align(line, previous_red, bars=4):
-        quirks.append("resets nightcore mod cymbals")
+        quirks.append(Message("rule.unused.nightcore", "resets nightcore mod cymbals"))
     used = sections.used(line, previous)
     if quirks:
-        what = " and ".join(quirks)
-        tail = "otherwise replace it with an inherited line." if used else "otherwise remove it."
-        return ctx.suggest("unused-lines", TIMING, Severity.WARNING,
-                           f"Uninherited line only {what}; make sure this is intended, {tail}", line.time)
-    message = ("Uninherited line changes nothing that an inherited line couldn't change; use an inherited line."
-               if used else "Uninherited line changes nothing; remove it.")
+        what = quirks[0]
+        for quirk in quirks[1:]:
+            what = Message("rule.unused.and", "{first} and {second}", first=what, second=quirk)
+        if used:
+            message = Message("rule.unused.red_quirks_used", "Uninherited line only {what}; make sure this is "
+                              "intended, otherwise replace it with an inherited line.", what=what)
+        else:
+            message = Message("rule.unused.red_quirks", "Uninherited line only {what}; make sure this is intended, "
+                              "otherwise remove it.", what=what)
+        return ctx.suggest("unused-lines", TIMING, Severity.WARNING, message, line.time)
+    message = (Message("rule.unused.red_used", "Uninherited line changes nothing that an inherited line couldn't "
+                       "change; use an inherited line.")
+               if used else Message("rule.unused.red", "Uninherited line changes nothing; remove it."))
     return ctx.suggest("unused-lines", TIMING, Severity.PROBLEM, message, line.time)
 
 
@@ -327,10 +353,16 @@ def unused_lines(ctx: MapContext) -> Iterator[Suggestion]:
         previous = lines[i - 1]
         if sections.used(line, previous):
             continue
-        changed = [name for name, differs in (("SV", _sv_differs(line, previous)),
-                                              ("sample settings", _samples_differ(line, previous))) if differs]
-        if changed:
-            message = f"Inherited line changes {' and '.join(changed)}, but affects nothing."
+        sv, samples = _sv_differs(line, previous), _samples_differ(line, previous)
+        if sv and samples:
+            message = Message("rule.unused.green_both", "Inherited line changes SV and sample settings, but affects "
+                              "nothing.")
+        elif sv:
+            message = Message("rule.unused.green_sv", "Inherited line changes SV, but affects nothing.")
+        elif samples:
+            message = Message("rule.unused.green_samples", "Inherited line changes sample settings, but affects "
+                              "nothing.")
         else:
-            message = "Inherited line uses the same values as the previous timing line."
+            message = Message("rule.unused.green_same", "Inherited line uses the same values as the previous timing "
+                              "line.")
         yield ctx.suggest("unused-lines", TIMING, Severity.MINOR, message, line.time)

@@ -89,7 +89,8 @@ def result_markdown(outcome: Outcome, lang: str = "en") -> str:
         "|---|---|",
         f"| {t('result.objects', lang)} | {len(objects)} ({counts or t('check.none', lang)}) |",
         f"| {t('common.model', lang)} | {t('result.model_seed', lang, version=r.version, seed=r.seed)} |",
-        f"| {t('result.tokens', lang)} | {t('result.tokens_value', lang, tokens=r.tokens, seconds=float(r.seconds), rate=float(r.tokens_per_second))} |",
+        f"| {t('result.tokens', lang)} | " + t("result.tokens_value", lang, tokens=r.tokens, seconds=float(r.seconds),
+                                               rate=float(r.tokens_per_second)) + " |",
     ]
     for warning in r.warnings:
         lines.append(f"\n⚠ {render(warning, lang)}")
