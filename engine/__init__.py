@@ -58,6 +58,7 @@ _LAZY = {
     "PARTIAL_SUFFIX": "engine.hub_resume",
     # jobs
     "GenerateOptions": "engine.options",
+    "PRECISION_CHOICES": "engine.options",
     "PATH_OPTIONS": "engine.options",
     "build_options": "engine.options",
     "parse_overrides": "engine.options",
@@ -77,6 +78,11 @@ _LAZY = {
     "evaluate": "engine.evaluation",
     "evaluate_all": "engine.evaluation",
     "check_result": "engine.result_check",
+    "generate_mapset": "engine.mapset_job",
+    "MapsetOptions": "engine.mapset_job",
+    "MapsetResult": "engine.mapset_job",
+    "difficulty_name": "engine.mapset_job",
+    "discard_variants": "engine.mapset_job",
 }
 
 __all__ = sorted([*_LAZY, "AudioError", "BeatmapError", "Cancelled", "MapperatorError", "Message", "ModelError",
@@ -111,6 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .presets import DEFAULT_VERSION, PRESETS, VersionPreset
     from .modding import ModOptions, mod
     from .evaluation import evaluate, evaluate_all
+    from .mapset_job import MapsetOptions, MapsetResult, difficulty_name, discard_variants, generate_mapset
     from .timing_job import TimingOptions, TimingResult, timing
     from .training import TrainOptions, train, train_from_words
     from .beatmap import Beatmap, parse_beatmap, read_beatmap, read_osz, write_beatmap, write_osz

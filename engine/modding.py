@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from .errors import AudioError, BeatmapError, Cancelled, OptionError
 from .generation import Progress, ProgressCallback
-from .options import SEED, check_options, ranged
 from .messages import Message
+from .options import check_options, check_precision_name, ranged
 from .suggestions import Suggestion, sort_suggestions
 
 DEFAULT_MODEL = "v30"
@@ -29,10 +30,9 @@ class ModOptions:
     audio_path: str | None = None  # default: the beatmap's AudioFilename beside it
     model_path: str = DEFAULT_MODEL  # a version (v30, v31, v32, v32-mini), a checkpoint folder or a repo id
     device: str = "auto"
-    precision: str = "fp32"  # fp32, bf16, amp, int8 (CPU only), auto (int8 on a CPU, else fp32)
+    precision: str = "auto"  # auto (int8 on a CPU, else fp32), fp32, bf16, amp, int8 (CPU only)
     ai: bool = True  # MaiMod's suggestions
     rules: bool = True  # the rule checks
-    seed: int | None = ranged(None, SEED)  # accepted for upstream's command lines; scoring draws no random numbers
     revision: str | None = None
     auto_select_gamemode_model: bool = True
     lookback: float | None = ranged(None, 0, 1, high_open=True)  # window layout; default: the model version's
@@ -41,8 +41,16 @@ class ModOptions:
     min_surprisal: float = ranged(20.0, 0, 1e6)  # relative surprisal a suggestion needs (upstream's 2 on its /10 scale)
     max_per_category: int = ranged(10, 0, 10 ** 6)  # printing only: suggestions shown per category (0: all)
 
+    # Upstream's MaiMod config inherits `seed: null` from its inference config: kept loadable, any seed refused,
+    # because scoring draws no random numbers (see engine.options.build_options).
+    RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
+        "seed": (None, "seed has no effect on MaiMod: it scores the map as it is and draws no random numbers; "
+                       "leave seed out"),
+    }
+
     def __post_init__(self):
         check_options(self)  # numbers in range and finite, paths usable: before anything is read or loaded
+        check_precision_name(self.precision)
 
 
 def mod(options: ModOptions, progress: ProgressCallback | None = None,

@@ -32,6 +32,8 @@ TEXT_OPTIONS = frozenset({"title", "title_unicode", "artist", "artist_unicode", 
 VERBATIM_OPTIONS = PATH_OPTIONS | TEXT_OPTIONS
 MAX_PATH_CHARS = 4096  # Linux's PATH_MAX; Windows' long paths stop near 32,767 but no real path comes close
 MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
+PRECISIONS = ("fp32", "bf16", "amp", "int8")  # how a model's weights and arithmetic run (engine.runtime)
+PRECISION_CHOICES = ("auto", *PRECISIONS)  # auto: int8 on a CPU, fp32 elsewhere (runtime.default_precision)
 
 
 # --- value rules ---------------------------------------------------------------------------------------------
@@ -108,6 +110,13 @@ def check_options(options: Any, paths: frozenset[str] = PATH_OPTIONS) -> None:
             _check_text(f.name, value, is_path=f.name in paths)
 
 
+def check_precision_name(precision: str) -> None:
+    """A precision the engine knows (whether the device runs it is checked when the model loads)."""
+    if (precision or "auto").lower() not in PRECISION_CHOICES:
+        raise OptionError(f"option precision={precision!r} is not one of {', '.join(PRECISION_CHOICES)}"
+                          f"{suggest(str(precision).lower(), PRECISION_CHOICES)}")
+
+
 def _check_number(name: str, value: Any, limits: Range, whole: bool) -> None:
     kind = "a whole number" if whole else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
@@ -146,7 +155,7 @@ class GenerateOptions:
     audio_path: str | None = None
     output_path: str | None = None
     beatmap_path: str | None = None
-    model_path: str = "v32"  # a version (v30, v31, v32, v32-mini), a checkpoint folder or a Hugging Face repo id
+    model_path: str = "v32"  # a version (v29, v30, v31, v32, v32-mini), a checkpoint folder or a Hugging Face repo id
     lora_path: str | None = None
     auto_select_gamemode_model: bool = True
     revision: str | None = None
@@ -171,8 +180,7 @@ class GenerateOptions:
     # how
     seed: int | None = ranged(None, SEED)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    precision: str = "fp32"  # fp32, bf16, amp, int8 (CPU only), auto (int8 on a CPU, else fp32)
-    attn_implementation: str = "auto"  # accepted for compatibility; attention always runs through SDPA
+    precision: str = "auto"  # auto (int8 on a CPU, else fp32), fp32, bf16, amp, int8 (CPU only)
     add_to_beatmap: bool = False
     overwrite_reference_beatmap: bool = False
     export_osz: bool = False
@@ -180,7 +188,7 @@ class GenerateOptions:
     end_time: int | None = ranged(None, 0, MAX_MS)
     lookback: float | None = ranged(None, 0, 1, high_open=True)
     lookahead: float | None = ranged(None, 0, 1, high_open=True)
-    timing_leniency: int = ranged(20, 0, 1000)
+    timing_leniency: int | None = ranged(None, 0, 1000)  # ms; None: the model's default (20; v29: 3)
     in_context: tuple[str, ...] = ()
     output_type: tuple[str, ...] | None = None
     cfg_scale: float = ranged(1.0, 1, 100)  # 1: no guidance
@@ -193,14 +201,13 @@ class GenerateOptions:
     top_k: int | None = ranged(None, 0, 1_000_000)  # 0: off
     do_sample: bool = True
     num_beams: int = ranged(1, 1, 64)
-    super_timing: bool = False
+    super_timing: bool | None = None  # None: the model's default (on for v29, as upstream's v29.yaml)
     timer_bpm_threshold: float = ranged(0.1, 0, 1)
     timer_cfg_scale: float = ranged(1.0, 1, 100)
     timer_iterations: int = ranged(20, 1, 1000)
     max_batch_size: int | None = ranged(None, 1, 1024)
     resnap_events: bool = True
     snap_near_perfect_overlaps: bool | None = None
-    use_server: bool = False  # accepted for compatibility; there is no separate inference server
     generate_positions: bool = False  # upstream's diffusion refinement: not part of v30+ defaults
     # metadata
     bpm: float | None = ranged(None, 0, 10_000, low_open=True)
@@ -216,17 +223,25 @@ class GenerateOptions:
     background: str | None = None
     preview_time: int | None = ranged(None, -1, MAX_MS)  # -1: osu!'s 'none'
 
-    # Upstream options nothing here reads: accepted (and dropped) at the value upstream's configs give them, so
-    # those configs keep working; any other value is refused with this message instead of silently doing nothing.
+    # Upstream options nothing here reads: accepted (and dropped) at the values that match what runs here (see
+    # :func:`retired_value_accepted`), so upstream's configs keep working; any other value is refused with this
+    # message instead of silently doing nothing.
     RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
         "parallel": (False, "parallel=true (windows side by side) is not supported: windows are generated in "
                             "order; leave parallel out or set it to false"),
         "timer_num_beams": (1, "timer_num_beams (beam search in super timing) is not supported: super timing "
                                "samples one sequence per pass; leave timer_num_beams out or set it to 1"),
+        "attn_implementation": (("auto", "sdpa", "flash_attention_2"),
+                                "attn_implementation=eager is not supported: attention always runs through "
+                                "PyTorch's SDPA (its flash kernel on CUDA where it applies), which is what "
+                                "upstream's auto, sdpa and flash_attention_2 choose; leave attn_implementation out"),
+        "use_server": (False, "use_server=true (upstream's separate inference server process) is not supported: "
+                              "the model runs in this process; leave use_server out or set it to false"),
     }
 
     def __post_init__(self):
         check_options(self)
+        check_precision_name(self.precision)
         if self.start_time is not None and self.end_time is not None and self.start_time >= self.end_time:
             raise OptionError(f"start_time ({self.start_time}) must be before end_time ({self.end_time})")
 
@@ -313,14 +328,28 @@ def build_options(cls: type[T], values: dict[str, Any]) -> T:
     kwargs = {}
     for name, value in values.items():
         if name in retired and name not in fields:
-            default, refusal = retired[name]
-            if _coerce(name, value, type(default)) != default:
+            accepted, refusal = retired[name]
+            if not retired_value_accepted(name, value, accepted):
                 raise OptionError(refusal)
             continue
         if name not in fields:
             raise OptionError(f"unknown option {name!r}{suggest(name, sorted(fields))}")
         kwargs[name] = _coerce(name, value, hints[name], fields[name].metadata.get("range"))
     return cls(**kwargs)
+
+
+def retired_value_accepted(name: str, value: Any, accepted: Any) -> bool:
+    """Whether a retired option's ``value`` is one it may keep: ``accepted`` is that value, or a tuple of them
+    (``None`` accepts only ``null``)."""
+    choices = accepted if isinstance(accepted, tuple) else (accepted,)
+    if value is None or None in choices:
+        return value in choices
+    kind = type(choices[0])
+    try:
+        value = _coerce(name, value, kind)
+    except OptionError:
+        return False
+    return value in choices
 
 
 def parse_overrides(cls: type[T], args: Sequence[str], base: dict[str, Any] | None = None) -> T:

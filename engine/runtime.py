@@ -13,9 +13,7 @@ from typing import Any
 import torch
 
 from .errors import OptionError
-
-PRECISIONS = ("fp32", "bf16", "amp", "int8")
-PRECISION_CHOICES = ("auto", *PRECISIONS)  # auto: default_precision(device)
+from .options import PRECISION_CHOICES, PRECISIONS  # noqa: F401  (bench/ imports them from here)
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -71,7 +71,7 @@ def test_generate_reproduces_upstream_beatmap(run, tmp_path, decode_calls):
     opts = GenerateOptions(
         audio_path=str(need(SONG)), output_path=str(tmp_path), model_path=str(TRAINED / version / "checkpoint"),
         year=None if version == "v30" else 2023,  # v30 has no year conditioning (upstream ignores the option)
-        do_sample=False, seed=12345, device="cpu", **RUNS[run])
+        do_sample=False, seed=12345, device="cpu", precision="fp32", **RUNS[run])
     result = generate(opts)
     expected = recorded_calls(run)
     assert len(decode_calls) == len(expected)
@@ -96,7 +96,7 @@ def test_seeded_sampling_reproduces_upstream(version, tmp_path, decode_calls):
     opts = GenerateOptions(
         audio_path=str(need(UPSTREAM / "audio" / "click150.wav")), output_path=str(tmp_path),
         model_path=str(UPSTREAM / version / "checkpoint"), gamemode=0, difficulty=5.0,
-        year=None if version == "v30" else 2023, seed=12345, device="cpu")
+        year=None if version == "v30" else 2023, seed=12345, device="cpu", precision="fp32")
     result = generate(opts)
     expected = [(c, p, g) for c, p, g in _recorded(UPSTREAM / run)]
     assert [(p, g) for p, g in decode_calls] == [(p, g) for _, p, g in expected]
@@ -127,7 +127,8 @@ def test_runs_where_upstream_crashed_give_a_beatmap(version, tmp_path, decode_ca
     opts = GenerateOptions(
         audio_path=str(need(UPSTREAM / "audio" / "click150.wav")), output_path=str(tmp_path),
         model_path=str(UPSTREAM / version / "checkpoint"), gamemode=0, difficulty=5.0,
-        year=None if version == "v30" else 2023, do_sample=False, seed=12345, device="cpu")
+        year=None if version == "v30" else 2023, do_sample=False, seed=12345, device="cpu",
+        precision="fp32")
     result = generate(opts)
     recorded = [g for _, _, g in _recorded(UPSTREAM / run)]  # the calls upstream made before crashing
     assert [g for _, g in decode_calls][: len(recorded)] == recorded

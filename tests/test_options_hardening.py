@@ -178,7 +178,6 @@ def test_timing_refuses_bad_options_before_any_work(tmp_path, no_model, options,
 
 
 @pytest.mark.parametrize("options, text", [
-    ({"seed": 2 ** 40}, "seed=1099511627776"),
     ({"lookback": math.nan}, "lookback=nan"),
     ({"min_surprisal": math.inf}, "min_surprisal=inf"),
     ({"max_batch_size": 10 ** 30}, "max_batch_size=1000000000000000000000000000000"),
@@ -188,6 +187,45 @@ def test_mod_refuses_bad_options_before_any_work(no_model, monkeypatch, options,
     with pytest.raises(OptionError, match=text):
         engine.mod(engine.ModOptions(beatmap_path=str(need(STD_MAP)), model_path=str(need(V30)), device="cpu",
                                      **options))
+
+
+# --- options upstream has and nothing here would read -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls, word, text", [
+    (GenerateOptions, "attn_implementation=eager", "attn_implementation=eager is not supported"),
+    (GenerateOptions, "use_server=true", "use_server=true .* not supported"),
+    (ModOptions, "seed=5", "seed has no effect on MaiMod"),
+])
+def test_an_option_that_would_do_nothing_is_refused(cls, word, text):
+    with pytest.raises(OptionError, match=text):
+        parse_overrides(cls, [word])
+
+
+@pytest.mark.parametrize("cls, words", [
+    (GenerateOptions, ["attn_implementation=auto", "use_server=false"]),
+    (GenerateOptions, ["attn_implementation=sdpa"]),  # what attention always runs through here
+    (GenerateOptions, ["attn_implementation=flash_attention_2"]),  # SDPA's flash kernel on CUDA
+    (ModOptions, ["seed=null"]),  # upstream's MaiMod config inherits `seed: null`
+])
+def test_upstreams_values_that_match_what_runs_still_load(cls, words):
+    options = parse_overrides(cls, words)
+    for word in words:
+        assert not hasattr(options, word.partition("=")[0])
+
+
+@pytest.mark.parametrize("cls", [GenerateOptions, ModOptions, engine.TimingOptions])
+def test_an_unknown_precision_is_refused_when_the_options_are_made(cls):
+    with pytest.raises(OptionError, match=r"precision='fp16' is not one of auto, fp32, bf16, amp, int8"):
+        parse_overrides(cls, ["precision=fp16"])
+    assert parse_overrides(cls, ["precision=int8"]).precision == "int8"
+
+
+def test_mod_with_a_seed_stops_before_any_work(capsys, no_model):
+    from mapperator_app import cli
+
+    assert cli.main(["mod", f"beatmap_path={need(STD_MAP)}", "seed=7"]) == 2
+    assert "seed has no effect on MaiMod" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("word, text", [

@@ -82,7 +82,7 @@ def test_super_timing_reproduces_upstream(tmp_path, monkeypatch):
     result = engine.generate(engine.GenerateOptions(
         audio_path=str(need(SONG)), output_path=str(tmp_path), model_path=str(TRAINED / "v32" / "checkpoint"),
         gamemode=0, difficulty=3.2, mapper_id=2, year=2023, do_sample=False, seed=12345, device="cpu",
-        super_timing=True))
+        precision="fp32", super_timing=True))
     expected = _calls("v32/pipeline_greedy_std_supertiming")
     expected_timing = [(p, r) for context, prompts, rows in expected if context != "map" for p, r in zip(prompts, rows)]
     expected_map = [(prompts, rows) for context, prompts, rows in expected if context == "map"]
