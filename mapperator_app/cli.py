@@ -3,6 +3,7 @@
     mapperator generate audio_path=song.mp3 gamemode=0 difficulty=5     make a beatmap
     mapperator mod beatmap_path=map.osu                                  MaiMod suggestions
     mapperator timing audio_path=song.mp3                                time a song
+    mapperator mapset audio_path=song.mp3 difficulties=[2,3.5,5,6.5]     a mapset (or num_variants=N tries)
     mapperator evaluate GENERATED REFERENCE [--json]                     compare generated maps with references
     mapperator app [--browser] [--no-open] [--port N]                    the desktop app
     mapperator download [v32|v32-mini|v31|v30|REPO] [--gamemode N]       fetch a model
@@ -59,6 +60,10 @@ def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool 
         from .wizard import run_wizard
 
         return run_wizard()
+    if any(w.partition("=")[0].strip().lstrip("+").replace("-", "_") == "num_variants" for w in words):
+        from .mapset_cli import cmd_mapset
+
+        return cmd_mapset(words, as_json=as_json)
     engine = _engine()
     options = engine.parse_overrides(engine.GenerateOptions, words)
     bar = _Bar("generate")
@@ -89,7 +94,8 @@ def result_json(result, check) -> dict:
 
     return {"path": str(result.path), "osu_path": str(result.osu_path) if result.osu_path else None,
             "version": result.version, "seed": result.seed, "objects": len(result.beatmap.hit_objects),
-            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": list(result.warnings),
+            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": [str(w) for w in result.warnings],
+            "warning_ids": [getattr(w, "message_id", None) for w in result.warnings],
             "options": dataclasses.asdict(result.options), "check": check.to_json()}
 
 
@@ -102,6 +108,11 @@ def cmd_download(source: str | None, gamemode: int | None, revision: str | None)
     folder, subfolder = engine.fetch_model(source, gamemode=gamemode, revision=revision, progress=tqdm)
     print(f"{source}{'/' + subfolder if subfolder else ''} is ready in {folder}")
     return 0
+
+
+def _hardware_help() -> str:
+    return (f"Hardware: device=auto|cpu|cuda|mps, precision={'|'.join(_engine().PRECISION_CHOICES)} "
+            "(auto: int8 on a CPU, fp32 on a GPU; int8 runs on the CPU only).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,16 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", parents=[verbose], help="generate a beatmap from a song",
                        description="Generate a beatmap. Options are key=value (upstream's names), e.g. "
-                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.")
+                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.",
+                       epilog=_hardware_help())
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
     g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
 
-    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap")
+    ms = sub.add_parser("mapset", parents=[verbose], help="several difficulties (or variants) of one song at once",
+                        description="A mapset in one job: the generate options plus difficulties=[2,3.5,5,6.5], "
+                                    "gamemodes=[0,3], difficulty_names=[...], seeds=[...]; or num_variants=N tries "
+                                    "of one difficulty.")
+    ms.add_argument("--json", action="store_true", help="print every map and its check as JSON")
+    ms.add_argument("words", nargs="*", metavar="key=value")
+
+    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap",
+                       epilog=_hardware_help())
     m.add_argument("--json", action="store_true", help="print suggestions as JSON")
     m.add_argument("words", nargs="*", metavar="key=value")
 
-    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points")
+    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points", epilog=_hardware_help())
     t.add_argument("words", nargs="*", metavar="key=value")
 
     e = sub.add_parser("evaluate", parents=[verbose], help="compare generated beatmaps with reference beatmaps",
@@ -205,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "generate":
         return cmd_generate(args.words, interactive=args.interactive, as_json=args.json)
+    if args.command == "mapset":
+        from .mapset_cli import cmd_mapset
+
+        return cmd_mapset(args.words, as_json=args.json)
     if args.command == "download":
         return cmd_download(args.source, args.gamemode, args.revision)
     if args.command == "mod":

@@ -18,6 +18,7 @@ from .worker import Job, JobState
 GAMEMODES = list(engine.GAMEMODE_NAMES.values())  # the Radio choices, by mode number
 CONTEXTS = ["TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS"]
 OUTPUT_CONTEXTS = ["TIMING", "KIAI", "MAP", "SV"]
+PRECISIONS = list(engine.PRECISION_CHOICES)  # the Precision menus; the first, auto, is the engine's default
 SEVERITY_COLOURS = {"problem": "#ffd6d6", "warning": "#fff0c2", "minor": "#e6f0ff"}
 
 

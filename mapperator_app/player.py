@@ -11,6 +11,8 @@ from gradio import processing_utils
 
 import engine
 
+from . import forms, path_checks
+
 
 def player_html(beatmap: "engine.Beatmap", audio_path: str | Path | None, player_id: str) -> str:
     """A ``.mapperator-player`` element playing ``beatmap`` with its song (silent without one)."""
@@ -36,3 +38,14 @@ def preview_file(osu_path: str | Path, audio_path: str | Path | None, player_id:
     beatmap = engine.read_beatmap(path)
     song = Path(audio_path).expanduser() if audio_path else beatmap_song(path)
     return player_html(beatmap, song, player_id)
+
+
+def preview_picked(beatmap_path: str, audio_path: str, player_id: str, lang: str) -> str:
+    """The player for a beatmap picked on a tab, its paths checked as a job's would be (with the picked song, else
+    the one in the beatmap's folder), or the reason it cannot be shown."""
+    try:
+        checked, _ = path_checks.check_beatmap(beatmap_path)
+        song = path_checks.check_audio(audio_path) if (audio_path or "").strip() else None
+        return preview_file(checked, song, player_id)
+    except engine.MapperatorError as e:
+        return forms.error_html(forms.error_message(e), lang)

@@ -506,7 +506,8 @@ class Wizard:
     def advanced_output(self) -> None:
         self.ask_bool("export_osz", "Export an .osz (song, background and beatmap in one file)?")
         self.ask_value("device", "Device:", hint="auto, cpu, cuda, cuda:N or mps", default=GenerateOptions.device)
-        precision = questionary.select("Precision:", style=STYLE, choices=["fp32", "bf16", "amp"],
+        precision = questionary.select("Precision (auto: int8 on a CPU, fp32 on a GPU; int8 is CPU only):",
+                                       style=STYLE, choices=list(engine.PRECISION_CHOICES),
                                        default=self.answers.get("precision", GenerateOptions.precision)).unsafe_ask()
         self.set("precision", precision)
 
@@ -514,7 +515,7 @@ class Wizard:
     def advanced_windows(self) -> None:
         self.ask_value("lookback", "Lookback (share of a window):", hint="0–1; Enter: the model's default")
         self.ask_value("lookahead", "Lookahead (share of a window):", hint="0–1; Enter: the model's default")
-        self.ask_value("timing_leniency", "Timing leniency (ms):", default=GenerateOptions.timing_leniency)
+        self.ask_value("timing_leniency", "Timing leniency (ms):", hint="Enter: the model's default (20; v29: 3)")
         self.ask_value("max_batch_size", "Largest batch:", hint="Enter: the model's default")
         self.ask_bool("resnap_events", "Resnap objects to the timing?")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import engine
 from engine.beatmap import read_beatmap
 from engine.errors import OptionError
 from engine.suggestions import Severity, Source, Suggestion
@@ -111,3 +112,30 @@ def test_model_picker_labels_a_folder_with_its_version_and_keeps_the_path_as_val
     assert label == "v31 (folder …/v31/checkpoint)"
     assert forms.model_choices(["v32"], "v32") == [("v32", "v32")] == forms.model_choices(["v32"], " ")
     assert forms.model_label("no/such-repo") == "no/such-repo"
+
+
+def test_every_precision_menu_offers_the_engines_choices_with_auto_selected(tmp_path):
+    import gradio as gr
+
+    from mapperator_app.settings import Settings
+    from mapperator_app.ui import AppContext, build_app
+    from mapperator_app.worker import Worker
+
+    demo = build_app(AppContext(Worker(), Settings(tmp_path / "settings.json")))
+    menus = [b for b in demo.blocks.values()
+             if isinstance(b, gr.Dropdown) and any(value == "fp32" for _, value in b.choices)]
+    assert len(menus) == 3  # Generate, MaiMod, Timing
+    for menu in menus:
+        assert [value for _, value in menu.choices] == list(engine.PRECISION_CHOICES)
+        assert menu.value == "auto"
+    assert "int8" in engine.PRECISION_CHOICES
+
+
+def test_a_picked_beatmap_previews_with_its_song_or_says_why_not(tmp_path):
+    from mapperator_app.player import preview_picked
+
+    osu = need(UPSTREAM / "trained" / "audio" / "synth150_std.osu")
+    shown = preview_picked(str(osu), "", "maimod", "en")
+    assert 'class="mapperator-player" data-player-id="maimod"' in shown and "data-map=" in shown
+    missing = preview_picked(str(tmp_path / "nothing.osu"), "", "reference", "en")
+    assert "mp-error" in missing and "nothing.osu" in missing and "mapperator-player" not in missing

@@ -87,6 +87,36 @@ def test_descriptor_choices_group_every_descriptor_once(tokenizer):
     assert kept == order[5:]
 
 
+def test_precision_menu_offers_every_engine_precision_with_auto_first(monkeypatch):
+    import questionary
+
+    import engine
+    from mapperator_app.wizard import Wizard
+
+    asked = {}
+
+    class Answer:
+        def __init__(self, value):
+            self.value = value
+
+        def unsafe_ask(self):
+            return self.value
+
+    def select(message, choices, default=None, **kwargs):
+        asked.update(choices=list(choices), default=default)
+        assert default in choices  # questionary refuses a default that is not a choice
+        return Answer("int8")
+
+    monkeypatch.setattr(questionary, "select", select)
+    wizard = Wizard()
+    monkeypatch.setattr(wizard, "ask_bool", lambda *a, **k: False)
+    monkeypatch.setattr(wizard, "ask_value", lambda *a, **k: None)
+    wizard.advanced_output()
+    assert asked == {"choices": list(engine.PRECISION_CHOICES), "default": "auto"}
+    assert set(asked["choices"]) == {"auto", "fp32", "bf16", "amp", "int8"}
+    assert wizard.options().precision == "int8"
+
+
 def test_clean_path_drops_drag_and_drop_quotes():
     assert clean_path('  "C:\\My Songs\\a.mp3" ') == "C:\\My Songs\\a.mp3"
     assert clean_path("'/tmp/a b.wav'") == "/tmp/a b.wav"

@@ -16,7 +16,7 @@ import gradio as gr
 from engine import PRESETS, MapperatorError, Message
 
 from .. import forms, models, osu, path_checks
-from ..player import preview_file
+from ..player import preview_picked
 from ..i18n import K, render, t
 from ..ui import AppContext, L, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 VERSIONS = list(PRESETS)
 DEVICES = ["auto", "cpu", "cuda", "mps"]
-PRECISIONS = ["fp32", "bf16", "amp"]
 
 
 @dataclass
@@ -162,7 +161,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             with gr.Accordion(L("common.advanced"), open=False):
                 with gr.Row():
                     fields["device"] = gr.Dropdown(DEVICES, value="auto", allow_custom_value=True, label=L("common.device"))
-                    fields["precision"] = gr.Dropdown(PRECISIONS, value="fp32", label=L("common.precision"))
+                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"))
                     fields["do_sample"] = gr.Checkbox(True, label=L("generate.do_sample"))
                 with gr.Row():
                     fields["temperature"] = gr.Textbox(value="", label=L("generate.temperature"), placeholder=L("common.model_default"))
@@ -287,12 +286,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     def preview_reference(beatmap_path: str, audio_path: str, request: gr.Request):
         """The reference beatmap in the preview player (with the chosen song, else the one beside it)."""
-        try:
-            checked, _ = path_checks.check_beatmap(beatmap_path)
-            song = path_checks.check_audio(audio_path) if (audio_path or "").strip() else None
-            return preview_file(checked, song, "reference")
-        except MapperatorError as e:
-            return forms.error_html(forms.error_message(e), ctx.lang(request))
+        return preview_picked(beatmap_path, audio_path, "reference", ctx.lang(request))
 
     reference_preview.click(preview_reference, [fields["beatmap_path"], fields["audio_path"]], reference_player,
                             api_name="preview_reference", show_progress="hidden")

@@ -14,7 +14,7 @@ import gradio as gr
 from engine import PRESETS, MapperatorError, Message, OptionError
 
 from .. import forms, models, path_checks
-from ..player import preview_file
+from ..player import preview_file, preview_picked
 from ..i18n import t
 from ..ui import AppContext, L, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
@@ -35,7 +35,7 @@ def _mod_job(values: dict[str, Any], download_first: bool):
             beatmap_path=values["beatmap_path"], audio_path=values.get("audio_path") or None,
             model_path=values.get("model") or DEFAULT_MODEL, ai=bool(values.get("ai", True)),
             rules=bool(values.get("rules", True)), device=values.get("device") or "auto",
-            precision=values.get("precision") or "fp32")
+            precision=values.get("precision") or "auto")
         found = engine.mod(options, progress=progress, cancel=cancel)
         progress((1.0, Message("stage.loading_player", "Loading the map into the player"), None))
         return found, preview_file(values["beatmap_path"], values.get("audio_path") or None, "maimod")
@@ -71,7 +71,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 with gr.Row():
                     fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
                                                    allow_custom_value=True, label=L("common.device"))
-                    fields["precision"] = gr.Dropdown(["fp32", "bf16", "amp"], value="fp32", label=L("common.precision"))
+                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"))
         with gr.Column(scale=1):
             with gr.Row():
                 run = gr.Button(L("maimod.start"), variant="primary", elem_id="mm-start")
@@ -179,12 +179,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     def preview_map(beatmap_path: str, audio_path: str, request: gr.Request):
         """The beatmap in the preview player, before (or without) checking it."""
-        try:
-            checked, _ = path_checks.check_beatmap(beatmap_path)
-            song = path_checks.check_audio(audio_path) if (audio_path or "").strip() else None
-            return preview_file(checked, song, "maimod")
-        except MapperatorError as e:
-            return forms.error_html(forms.error_message(e), ctx.lang(request))
+        return preview_picked(beatmap_path, audio_path, "maimod", ctx.lang(request))
 
     preview.click(preview_map, [fields["beatmap_path"], fields["audio_path"]], player, api_name="preview_mod",
                   show_progress="hidden")

@@ -47,7 +47,7 @@ def _timing_job(values: dict[str, Any], download_first: bool, on_written):
     request = engine.TimingOptions(
         audio_path=values["audio_path"], model_path=values["model"], super_timing=bool(values.get("super_timing")),
         output_path=values["output_path"], device=values.get("device") or "auto",
-        precision=values.get("precision") or "fp32", **options)
+        precision=values.get("precision") or "auto", **options)
 
     def run(progress, cancel: threading.Event):
         if download_first:
@@ -89,7 +89,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 with gr.Row():
                     fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
                                                    allow_custom_value=True, label=L("common.device"))
-                    fields["precision"] = gr.Dropdown(["fp32", "bf16", "amp"], value="fp32", label=L("common.precision"))
+                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"))
                     fields["seed"] = gr.Textbox(value="", label=L("common.seed"), placeholder=L("common.random"))
                 with gr.Row():
                     fields["timer_iterations"] = gr.Textbox(value="", label=L("timing.timer_iterations"), placeholder="20")
