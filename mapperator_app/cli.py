@@ -3,7 +3,6 @@
     mapperator generate audio_path=song.mp3 gamemode=0 difficulty=5     make a beatmap
     mapperator mod beatmap_path=map.osu                                  MaiMod suggestions
     mapperator timing audio_path=song.mp3                                time a song
-    mapperator mapset audio_path=song.mp3 difficulties=[2,3.5,5,6.5]     a mapset (or num_variants=N tries)
     mapperator evaluate GENERATED REFERENCE [--json]                     compare generated maps with references
     mapperator app [--browser] [--no-open] [--port N]                    the desktop app
     mapperator download [v32|v32-mini|v31|v30|REPO] [--gamemode N]       fetch a model
@@ -60,10 +59,6 @@ def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool 
         from .wizard import run_wizard
 
         return run_wizard()
-    if any(w.partition("=")[0].strip().lstrip("+").replace("-", "_") == "num_variants" for w in words):
-        from .mapset_cli import cmd_mapset
-
-        return cmd_mapset(words, as_json=as_json)
     engine = _engine()
     options = engine.parse_overrides(engine.GenerateOptions, words)
     bar = _Bar("generate")
@@ -94,8 +89,7 @@ def result_json(result, check) -> dict:
 
     return {"path": str(result.path), "osu_path": str(result.osu_path) if result.osu_path else None,
             "version": result.version, "seed": result.seed, "objects": len(result.beatmap.hit_objects),
-            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": [str(w) for w in result.warnings],
-            "warning_ids": [getattr(w, "message_id", None) for w in result.warnings],
+            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": list(result.warnings),
             "options": dataclasses.asdict(result.options), "check": check.to_json()}
 
 
@@ -134,13 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
     g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
-
-    ms = sub.add_parser("mapset", parents=[verbose], help="several difficulties (or variants) of one song at once",
-                        description="A mapset in one job: the generate options plus difficulties=[2,3.5,5,6.5], "
-                                    "gamemodes=[0,3], difficulty_names=[...], seeds=[...]; or num_variants=N tries "
-                                    "of one difficulty.")
-    ms.add_argument("--json", action="store_true", help="print every map and its check as JSON")
-    ms.add_argument("words", nargs="*", metavar="key=value")
 
     m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap",
                        epilog=_hardware_help())
@@ -225,10 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "generate":
         return cmd_generate(args.words, interactive=args.interactive, as_json=args.json)
-    if args.command == "mapset":
-        from .mapset_cli import cmd_mapset
-
-        return cmd_mapset(args.words, as_json=args.json)
     if args.command == "download":
         return cmd_download(args.source, args.gamemode, args.revision)
     if args.command == "mod":
