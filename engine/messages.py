@@ -7,6 +7,7 @@ template is the same text) and ``--json`` can print the id beside the text.
 """
 from __future__ import annotations
 
+import string
 from typing import Any
 
 
@@ -19,15 +20,20 @@ class Message(str):
 
     message_id: str
     message_args: dict[str, Any]
+    template: str
 
     def __new__(cls, message_id: str, template: str, /, **args: Any) -> "Message":
         self = super().__new__(cls, template.format(**args) if args else template)
-        self.message_id = message_id
-        self.message_args = args
+        self.message_id, self.message_args, self.template = message_id, args, template
         return self
 
+    def fill(self, **args: Any) -> "Message":
+        """This message's template with ``args`` (those it names; others are left out)."""
+        names = {name for _, name, _, _ in string.Formatter().parse(self.template) if name}
+        return Message(self.message_id, self.template, **{k: v for k, v in args.items() if k in names})
+
     def __reduce__(self):  # pickles (worker results, multiprocessing) keep the id
-        return (_rebuild, (self.message_id, str(self), self.message_args))
+        return (_rebuild, (self.message_id, str(self), self.message_args, self.template))
 
     def to_json(self) -> dict[str, Any]:
         """``{"id": ..., "args": {...}}`` with nested messages as their English text."""
@@ -35,9 +41,9 @@ class Message(str):
                                                 for k, v in self.message_args.items()}}
 
 
-def _rebuild(message_id: str, text: str, args: dict[str, Any]) -> Message:
+def _rebuild(message_id: str, text: str, args: dict[str, Any], template: str = "") -> Message:
     message = str.__new__(Message, text)
-    message.message_id, message.message_args = message_id, args
+    message.message_id, message.message_args, message.template = message_id, args, template or text
     return message
 
 
@@ -48,6 +54,7 @@ def joined(items: list[Any], separator: str = ", ") -> Message:
     """Several texts shown as one, ``separator`` between them (each rendered in the app's language)."""
     message = str.__new__(Message, separator.join(str(item) for item in items))
     message.message_id, message.message_args = LIST_ID, {"items": list(items), "separator": separator}
+    message.template = str(message)
     return message
 
 

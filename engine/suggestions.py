@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Iterable
 
+from .messages import Message
+
 
 class Severity(str, Enum):
     """How likely a suggestion points at a real issue (Mapset Verifier's levels)."""
@@ -50,9 +52,15 @@ class Suggestion:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON-ready), with ``message_id`` and ``message_args`` beside the English message when
+        it is an :class:`~engine.messages.Message` (the app's catalogues translate by them)."""
         d = asdict(self)
         d["source"] = self.source.value
         d["severity"] = self.severity.value
+        d["message"] = str(self.message)
+        d["message_id"] = getattr(self.message, "message_id", None)
+        d["message_args"] = self.message.to_json()["args"] if isinstance(self.message, Message) else {}
+        d["details"] = {k: str(v) if isinstance(v, Message) else v for k, v in d["details"].items()}
         return d
 
 

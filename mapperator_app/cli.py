@@ -89,7 +89,8 @@ def result_json(result, check) -> dict:
 
     return {"path": str(result.path), "osu_path": str(result.osu_path) if result.osu_path else None,
             "version": result.version, "seed": result.seed, "objects": len(result.beatmap.hit_objects),
-            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": list(result.warnings),
+            "tokens": result.tokens, "seconds": round(result.seconds, 3), "warnings": [str(w) for w in result.warnings],
+            "warning_ids": [getattr(w, "message_id", None) for w in result.warnings],
             "options": dataclasses.asdict(result.options), "check": check.to_json()}
 
 
@@ -102,11 +103,6 @@ def cmd_download(source: str | None, gamemode: int | None, revision: str | None)
     folder, subfolder = engine.fetch_model(source, gamemode=gamemode, revision=revision, progress=tqdm)
     print(f"{source}{'/' + subfolder if subfolder else ''} is ready in {folder}")
     return 0
-
-
-def _hardware_help() -> str:
-    return (f"Hardware: device=auto|cpu|cuda|mps, precision={'|'.join(_engine().PRECISION_CHOICES)} "
-            "(auto: int8 on a CPU, fp32 on a GPU; int8 runs on the CPU only).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,18 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", parents=[verbose], help="generate a beatmap from a song",
                        description="Generate a beatmap. Options are key=value (upstream's names), e.g. "
-                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.",
-                       epilog=_hardware_help())
+                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.")
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
     g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
 
-    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap",
-                       epilog=_hardware_help())
+    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap")
     m.add_argument("--json", action="store_true", help="print suggestions as JSON")
     m.add_argument("words", nargs="*", metavar="key=value")
 
-    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points", epilog=_hardware_help())
+    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points")
     t.add_argument("words", nargs="*", metavar="key=value")
 
     e = sub.add_parser("evaluate", parents=[verbose], help="compare generated beatmaps with reference beatmaps",

@@ -152,3 +152,58 @@ def test_system_language_follows_the_environment(monkeypatch):
     assert i18n.system_language() == "tr"
     monkeypatch.setenv("LANGUAGE", "sv:ko")
     assert i18n.system_language() == "ko"
+
+
+def test_rule_suggestions_keep_their_message_id_and_arguments_in_json():
+    from engine.rules import check_beatmap
+    from tests.test_rules import build_map
+
+    beatmap = build_map(["256,192,510,1,0,0:0:0:0:"], events=[])
+    by_id = {s.to_dict()["message_id"]: s.to_dict() for s in check_beatmap(beatmap)}
+    assert by_id["rule.files.no_background"]["message"] == "The difficulty has no background."
+    unsnapped = by_id["rule.unsnapped"]
+    assert unsnapped["message"] == "Circle unsnapped by 10 ms." and unsnapped["message_args"] == {
+        "part": "Circle", "ms": "10"}
+    json.dumps(list(by_id.values()))  # JSON-ready, nested messages as their English text
+
+
+def test_nested_engine_messages_render_in_another_language(monkeypatch):
+    from engine.rules import check_beatmap
+    from tests.test_rules import build_map
+
+    real = i18n.catalogue
+    fake = {"rule.unsnapped": "{part} décalé de {ms} ms.", "object.circle": "Cercle",
+            "rule.files.no_background": "La difficulté n'a pas de fond."}
+    monkeypatch.setattr(i18n, "catalogue", lambda lang: fake if lang == "fr" else real(lang))
+    found = check_beatmap(build_map(["256,192,510,1,0,0:0:0:0:"], events=[]))
+    assert sorted(i18n.render(s.message, "fr") for s in found) == ["Cercle décalé de 10 ms.",
+                                                                   "La difficulté n'a pas de fond."]
+    from mapperator_app import forms
+
+    rows = forms.suggestion_records(found, "fr")
+    assert {r["message"] for r in rows} == {"Cercle décalé de 10 ms.", "La difficulté n'a pas de fond."}
+    assert {r["category"] for r in rows} == {"Timing", "Files"}  # filters keep the engine's names
+
+
+def test_progress_and_errors_show_in_the_pages_language(monkeypatch):
+    from engine import Message
+    from engine.errors import OptionError
+    from mapperator_app import forms
+    from mapperator_app.worker import Job, JobState
+
+    real = i18n.catalogue
+    fake = {"progress.queued": "En attente : {count} avant ({label}).", "job.generate": "Générer {song} ({model}, {mode})",
+            "stage.window_of": "{label} : {context}, fenêtre {window} sur {windows}", "stage.map": "Carte",
+            "common.error": "Erreur :", "path.choose_save": "choisissez où enregistrer le fichier"}
+    monkeypatch.setattr(i18n, "catalogue", lambda lang: fake if lang == "fr" else real(lang))
+    job = Job(1, "generate", Message("job.generate", "Generate {song} ({model}, {mode})", song="a.mp3", model="v32",
+                                     mode="osu!"), "", lambda p, c: None)
+    assert "En attente : 2 avant (Générer a.mp3 (v32, osu!))." in forms.progress_html(job, 2, "fr")
+    job.state = JobState.RUNNING
+    job.stage = Message("stage.window_of", "{label}: {context}, window {window} of {windows}",
+                        label=Message("stage.map", "Map"), context="map", window=3, windows=10)
+    assert "Carte : map, fenêtre 3 sur 10" in forms.progress_html(job, 0, "fr")
+    assert "Map: map, window 3 of 10" in forms.progress_html(job, 0, "en")
+    error = OptionError(Message("path.choose_save", "choose where to save the file"))
+    html = forms.error_html(forms.error_message(error), "fr")
+    assert "Erreur :" in html and "choisissez où enregistrer le fichier" in html

@@ -15,11 +15,11 @@ This is upstream MaiMod's report (``mai_mod.py``), step by step:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from string import Template
 from typing import Sequence
 
 from ..beatmap import Beatmap
 from ..events import BEAT_TYPES, TYPE_EVENTS
+from ..messages import Message
 from ..presets import DataFlags
 from ..suggestions import Severity, Source, Suggestion, editor_timestamp
 from ..tokenizer import ContextType, Event, EventType, Tokenizer
@@ -38,35 +38,39 @@ HIT_OBJECT_TYPES = frozenset({
     T.HOLD_NOTE, T.HOLD_NOTE_END, T.DRUMROLL, T.DRUMROLL_END, T.DENDEN, T.DENDEN_END,
 })
 
-_UNSNAPPED = ("Timing", "Hit object likely not snapped to a beat.")
-_NEW_POSITION = ("Compose", "Expected position $expected_value instead of $real_value.")
-_NOT_A_SLIDER_END = ("Rhythm", "Expected end of slider repeats.")
-_UNEXPECTED_MEASURE = ("Timing", "Unexpected new measure.")
-_UNEXPECTED_TIMING_POINT = ("Timing", "Unexpected new timing point.")
-_EXPECTED_TIMING_POINT = ("Timing", "Expected new timing point.")
+_UNSNAPPED = ("Timing", Message("maimod.unsnapped", "Hit object likely not snapped to a beat."))
+_NEW_POSITION = ("Compose", Message("maimod.position", "Expected position {expected_value} instead of "
+                                                      "{real_value}."))
+_NOT_A_SLIDER_END = ("Rhythm", Message("maimod.slider_repeats_end", "Expected end of slider repeats."))
+_UNEXPECTED_MEASURE = ("Timing", Message("maimod.unexpected_measure", "Unexpected new measure."))
+_UNEXPECTED_TIMING_POINT = ("Timing", Message("maimod.unexpected_timing_point", "Unexpected new timing point."))
+_EXPECTED_TIMING_POINT = ("Timing", Message("maimod.expected_timing_point", "Expected new timing point."))
 
 # (actual type, expected type) -> (category, message template), after the special cases below.
 # Written for v30's vocabulary; pairs that never occur in other versions simply never match.
-EXPLANATIONS: dict[tuple[EventType, EventType], tuple[str, str]] = {
-    (T.DISTANCE, T.DISTANCE): ("Compose", "Expected distance $expected_value to the previous $previous_group "
-                                          "instead of $real_value."),
+EXPLANATIONS: dict[tuple[EventType, EventType], tuple[str, Message]] = {
+    (T.DISTANCE, T.DISTANCE): ("Compose", Message("maimod.distance", "Expected distance {expected_value} to the "
+                                                  "previous {previous_group} instead of {real_value}.")),
     (T.POS_X, T.POS_X): _NEW_POSITION,
     (T.POS_Y, T.POS_Y): _NEW_POSITION,
     (T.POS, T.POS): _NEW_POSITION,
-    (T.MANIA_COLUMN, T.MANIA_COLUMN): ("Compose", "Expected column $expected_value instead of $real_value."),
-    (T.HITSOUND, T.HITSOUND): ("Hit Sounds", "Expected hitsound $expected_value instead of $real_value."),
-    (T.VOLUME, T.VOLUME): ("Hit Sounds", "Expected volume $expected_value instead of $real_value."),
-    (T.HITSOUND, T.NEW_COMBO): ("New Combos", "Expected new combo."),
-    (T.NEW_COMBO, T.HITSOUND): ("New Combos", "Unexpected new combo."),
+    (T.MANIA_COLUMN, T.MANIA_COLUMN): ("Compose", Message("maimod.column", "Expected column {expected_value} "
+                                                          "instead of {real_value}.")),
+    (T.HITSOUND, T.HITSOUND): ("Hit Sounds", Message("maimod.hitsound", "Expected hitsound {expected_value} "
+                                                     "instead of {real_value}.")),
+    (T.VOLUME, T.VOLUME): ("Hit Sounds", Message("maimod.volume", "Expected volume {expected_value} instead of "
+                                                 "{real_value}.")),
+    (T.HITSOUND, T.NEW_COMBO): ("New Combos", Message("maimod.expected_new_combo", "Expected new combo.")),
+    (T.NEW_COMBO, T.HITSOUND): ("New Combos", Message("maimod.unexpected_new_combo", "Unexpected new combo.")),
     (T.HITSOUND, T.LAST_ANCHOR): _NOT_A_SLIDER_END,  # type tokens last
     (T.HITSOUND, T.SLIDER_END): _NOT_A_SLIDER_END,  # type tokens first
     (T.SNAPPING, T.BEAT): _UNSNAPPED,
     (T.SNAPPING, T.MEASURE): _UNSNAPPED,
     (T.SNAPPING, T.TIMING_POINT): _UNSNAPPED,
-    (T.TIME_SHIFT, T.DISTANCE): ("Sliders", "Expected additional anchors."),
-    (T.DISTANCE, T.TIME_SHIFT): ("Sliders", "Expected last anchor."),
-    (T.BEAT, T.SNAPPING): ("Timing", "Unexpected beat."),
-    (T.BEAT, T.MEASURE): ("Timing", "Expected new measure."),
+    (T.TIME_SHIFT, T.DISTANCE): ("Sliders", Message("maimod.additional_anchors", "Expected additional anchors.")),
+    (T.DISTANCE, T.TIME_SHIFT): ("Sliders", Message("maimod.last_anchor", "Expected last anchor.")),
+    (T.BEAT, T.SNAPPING): ("Timing", Message("maimod.unexpected_beat", "Unexpected beat.")),
+    (T.BEAT, T.MEASURE): ("Timing", Message("maimod.expected_measure", "Expected new measure.")),
     (T.BEAT, T.TIMING_POINT): _EXPECTED_TIMING_POINT,
     (T.MEASURE, T.SNAPPING): _UNEXPECTED_MEASURE,
     (T.MEASURE, T.BEAT): _UNEXPECTED_MEASURE,
@@ -75,7 +79,16 @@ EXPLANATIONS: dict[tuple[EventType, EventType], tuple[str, str]] = {
     (T.TIMING_POINT, T.BEAT): _UNEXPECTED_TIMING_POINT,
     (T.TIMING_POINT, T.MEASURE): _UNEXPECTED_TIMING_POINT,
 }
-FALLBACK = ("Misc", "Expected $expected_type $expected_value instead of $real_type $real_value.")
+FALLBACK = ("Misc", Message("maimod.fallback", "Expected {expected_type} {expected_value} instead of {real_type} "
+                                               "{real_value}."))
+_TYPE = Message("maimod.type", "Expected a {expected_type} instead of a {real_type}.")
+_TIME_SHIFT = Message("maimod.time_shift", "Expected object at {expected_value} instead of {real_value}.")
+_SNAPPING = Message("maimod.snapping", "Expected snapping {expected_value} instead of {real_value}.")
+_SLIDER_VELOCITY = Message("maimod.slider_velocity", "Expected slider velocity {expected_value} instead of "
+                           "{real_value}.")
+_SCROLL_SPEED = Message("maimod.scroll_speed", "Expected scroll speed {expected_value} instead of {real_value}.")
+_KIAI_START = Message("maimod.kiai_start", "Unexpected kiai section start.")
+_KIAI_END = Message("maimod.kiai_end", "Unexpected kiai section end.")
 
 
 def severity_of(relative_surprisal: float) -> Severity:
@@ -277,25 +290,24 @@ def is_false_alarm(c: Candidate) -> bool:
     )
 
 
-def explanation(c: Candidate, *, add_timing: bool, gamemode: int) -> tuple[str, str]:
+def explanation(c: Candidate, *, add_timing: bool, gamemode: int) -> tuple[str, Message]:
     """(category, message template) for a candidate: the special cases, then :data:`EXPLANATIONS`."""
     a, e = c.event.type, c.expected.type
     group_type = c.group.type if c.group is not None else None
     if (add_timing and a == T.TIME_SHIFT and e == T.TIME_SHIFT and group_type not in BEAT_TYPES
             and c.next_beat_group is not None and abs(c.expected.value - c.next_beat_group.time) <= 10):
         # the model wanted to jump to the next beat: it expects no object here
-        return "Rhythm", "Unexpected hit object."
+        return "Rhythm", Message("maimod.unexpected_object", "Unexpected hit object.")
     if a == T.LAST_ANCHOR and e in ANCHOR_TYPES:
-        return "Sliders", "Expected additional anchors."
+        return "Sliders", Message("maimod.additional_anchors", "Expected additional anchors.")
     if a in ANCHOR_TYPES and e == T.LAST_ANCHOR:
-        return "Sliders", "Expected last anchor."
+        return "Sliders", Message("maimod.last_anchor", "Expected last anchor.")
     if a in ANCHOR_TYPES and e in ANCHOR_TYPES:
-        return "Sliders", "Expected a $expected_type instead of a $real_type."
+        return "Sliders", _TYPE
     if a in HIT_OBJECT_TYPES and e in HIT_OBJECT_TYPES:
-        return "Rhythm", "Expected a $expected_type instead of a $real_type."
+        return "Rhythm", _TYPE
     if a in (T.TIME_SHIFT, T.SNAPPING) and e == a:
-        message = ("Expected object at $expected_value instead of $real_value." if a == T.TIME_SHIFT
-                   else "Expected snapping $expected_value instead of $real_value.")
+        message = _TIME_SHIFT if a == T.TIME_SHIFT else _SNAPPING
         if group_type in HIT_OBJECT_TYPES:
             return "Rhythm", message
         if group_type == T.SCROLL_SPEED_CHANGE:
@@ -305,12 +317,12 @@ def explanation(c: Candidate, *, add_timing: bool, gamemode: int) -> tuple[str, 
         return "Timing", message
     if a == T.SCROLL_SPEED and e == T.SCROLL_SPEED:
         if gamemode == 0:  # osu!standard calls scroll speed slider velocity
-            return "Sliders", "Expected slider velocity $expected_value instead of $real_value."
-        return "Scroll Speeds", "Expected scroll speed $expected_value instead of $real_value."
+            return "Sliders", _SLIDER_VELOCITY
+        return "Scroll Speeds", _SCROLL_SPEED
     if e == T.CONTROL:
         if a == T.KIAI:
-            return "Kiai", "Unexpected kiai section start." if c.event.value == 1 else "Unexpected kiai section end."
-        return "Timing", "Expected end of beatmap."
+            return "Kiai", _KIAI_START if c.event.value == 1 else _KIAI_END
+        return "Timing", Message("maimod.end_of_beatmap", "Expected end of beatmap.")
     return EXPLANATIONS.get((a, e), FALLBACK)
 
 
@@ -357,9 +369,9 @@ def suggestions(
     for c in kept:
         category, template = explanation(c, add_timing=flags.add_timing, gamemode=beatmap.mode)
         actual, expected = text(c.event), text(c.expected)
-        message = Template(template).safe_substitute(
-            expected_value=expected, real_value=actual, expected_type=type_name(c.expected.type),
-            real_type=type_name(c.event.type), group=c.group_label, previous_group=c.previous_group_label)
+        message = template.fill(expected_value=expected, real_value=actual, expected_type=type_name(c.expected.type),
+                                real_type=type_name(c.event.type), group=c.group_label,
+                                previous_group=c.previous_group_label)
         at = c.timestamp_time if c.timestamp_time is not None else c.time
         out.append(Suggestion(
             source=Source.AI,
