@@ -105,6 +105,11 @@ def cmd_download(source: str | None, gamemode: int | None, revision: str | None)
     return 0
 
 
+def _hardware_help() -> str:
+    return (f"Hardware: device=auto|cpu|cuda|mps, precision={'|'.join(_engine().PRECISION_CHOICES)} "
+            "(auto: int8 on a CPU, fp32 on a GPU; int8 runs on the CPU only).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mapperator", description="AI osu! beatmap generation, modding and timing.",
                                  epilog="Run `mapperator COMMAND -h` for a command's options.")
@@ -119,16 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", parents=[verbose], help="generate a beatmap from a song",
                        description="Generate a beatmap. Options are key=value (upstream's names), e.g. "
-                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.")
+                                   "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.",
+                       epilog=_hardware_help())
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
     g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
 
-    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap")
+    m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap",
+                       epilog=_hardware_help())
     m.add_argument("--json", action="store_true", help="print suggestions as JSON")
     m.add_argument("words", nargs="*", metavar="key=value")
 
-    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points")
+    t = sub.add_parser("timing", parents=[verbose], help="find a song's timing points", epilog=_hardware_help())
     t.add_argument("words", nargs="*", metavar="key=value")
 
     e = sub.add_parser("evaluate", parents=[verbose], help="compare generated beatmaps with reference beatmaps",
