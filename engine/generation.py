@@ -132,7 +132,7 @@ def _load_tokenizer(opts: GenerateOptions, gamemode: int) -> tuple[Tokenizer, Ve
     config = parse_config(read_json(folder / "config.json"))
     name = _version_of(opts.model_path) or detect_version(config.backbone_name, set(tokenizer.context_sos))
     if name is None:
-        raise ModelError(f"{folder}: not a Mapperatorinator v30/v31/v32/v32-mini checkpoint")
+        raise ModelError(f"{folder}: not a Mapperatorinator v29/v30/v31/v32/v32-mini checkpoint")
     return tokenizer, PRESETS[name]
 
 
@@ -179,8 +179,9 @@ def _check_sampling(opts: GenerateOptions) -> None:
     if opts.num_beams != 1:
         raise OptionError("num_beams > 1 (beam search) is not supported; use do_sample=false for greedy decoding")
     if opts.generate_positions:
-        raise OptionError("generate_positions (upstream's diffusion position model) is not part of Mapperator; "
-                          "v30+ models place objects themselves")
+        raise OptionError("generate_positions=true (upstream's diffusion refinement of v29's 32-px grid positions, "
+                          "osu-diffusion-v2) is not available yet; use generate_positions=false: v29 then keeps its "
+                          "grid positions, and v30 and newer place objects precisely themselves")
 
 
 def _check_ranges(opts: GenerateOptions) -> None:
@@ -330,6 +331,7 @@ class _Job:
             "taiko_hit_temperature": inf.taiko_hit_temperature, "lookback": inf.lookback,
             "lookahead": inf.lookahead, "max_batch_size": inf.max_batch_size,
             "snap_near_perfect_overlaps": inf.snap_near_perfect_overlaps,
+            "super_timing": inf.super_timing, "timing_leniency": inf.timing_leniency,
         }
         filled = {k: v for k, v in defaults.items() if getattr(o, k) is None}
         return dataclasses.replace(

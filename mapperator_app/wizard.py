@@ -32,6 +32,7 @@ VERSION_NOTES = {
     "v32-mini": "a smaller, faster v32",
     "v31": "all four modes",
     "v30": "osu! standard only",
+    "v29": "all four modes, positions on a 32-px grid; super timing by default (slow)",
 }
 OTHER_MODEL = "<other>"
 CONTEXT_NOTES = {
