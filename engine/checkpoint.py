@@ -590,7 +590,20 @@ def new_model(config: ModelConfig, seed: int | None = None) -> Mapperatorinator:
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)
     torch.nn.init.normal_(model.decoder_embedder.weight, 0.0, std)
+    if config.backbone.flavour == WHISPER:  # as transformers inits Whisper's position tables
+        encoder, decoder = model.transformer.model.encoder, model.transformer.model.decoder
+        with torch.no_grad():
+            encoder.embed_positions.weight.copy_(_sinusoids(*encoder.embed_positions.weight.shape))
+        torch.nn.init.normal_(decoder.embed_positions.weight, 0.0, std)
     return model
+
+
+def _sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper's fixed sinusoidal encoder positions [length, channels] (sines, then cosines)."""
+    increment = torch.log(torch.tensor(max_timescale)) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-increment * torch.arange(channels // 2))
+    scaled = torch.arange(length).view(-1, 1) * inv_timescales.view(1, -1)
+    return torch.cat([scaled.sin(), scaled.cos()], dim=1)
 
 
 ProgressFactory = Callable[..., Any]

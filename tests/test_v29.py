@@ -254,3 +254,23 @@ def test_generate_positions_for_v29_is_a_clear_option_error(tmp_path):
     with pytest.raises(OptionError, match="generate_positions"):
         generate(GenerateOptions(audio_path=str(song_cut(tmp_path)), output_path=str(tmp_path),
                                  model_path=str(CHECKPOINT), generate_positions=True, device="cpu"))
+
+
+@pytest.mark.slow
+def test_v29_trains_from_scratch_and_saves_the_published_format(tmp_path, capsys):
+    """A v29 model from scratch: plain Whisper with nnAudio mels projected to d_model, reloaded strictly as v29."""
+    from engine.checkpoint import load_checkpoint
+    from mapperator_app.cli import main
+    from tests.test_training_data import make_mmrs_dataset
+
+    data = make_mmrs_dataset(tmp_path / "mmrs", seconds=10)
+    code = main(["train", "version=v29", f"train_dataset_path={data}", "d_model=16", "encoder_layers=1",
+                 "decoder_layers=1", "attention_heads=2", "ffn_dim=32", "total_steps=2", "batch_size=2",
+                 "use_accelerate=false", f"output_dir={tmp_path / 'out'}", "device=cpu"])
+    assert code == 0, capsys.readouterr()
+    ck = load_checkpoint(str(tmp_path / "out" / "checkpoint-2"))
+    assert ck.version == "v29" and ck.config.backbone.flavour == WHISPER
+    assert ck.config.spectrogram.implementation == NNAUDIO and ck.config.spectrogram.n_mels == 388
+    assert ck.config.project_encoder_input and ck.config.backbone.num_mel_bins == 16
+    stft = ck.model.spectrogram.transform.stft
+    torch.testing.assert_close(stft.wsin, fourier_kernels(1024)[0], atol=1e-7, rtol=0)

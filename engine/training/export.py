@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..model import ROPEWHISPER, UNUSED_CHECKPOINT_KEYS, Mapperatorinator, ModelConfig
+from ..model import ROPEWHISPER, UNUSED_CHECKPOINT_KEYS, WHISPER, Mapperatorinator, ModelConfig
 from ..tokenizer import Tokenizer
 
 TRANSFORMERS_VERSION = "4.57.3"  # what the published-format fixtures carry; upstream does not read it
@@ -46,7 +46,9 @@ def config_json(config: ModelConfig, src_seq_len: int, tgt_seq_len: int, base: d
         "num_mel_bins": b.num_mel_bins, "pad_token_id": 0, "scale_embedding": False, "tie_word_embeddings": False,
         "use_cache": False, "use_weighted_layer_sum": False, "vocab_size": b.vocab_size,
     }
-    if b.flavour == ROPEWHISPER:
+    if b.flavour == WHISPER:
+        pass  # transformers' own Whisper: learned positions, nothing more to record
+    elif b.flavour == ROPEWHISPER:
         backbone.update(rope_type=b.rope_type, rope_encoder_scaling_factor=b.rope_encoder_scaling,
                         rope_decoder_scaling_factor=b.rope_decoder_scaling)
     else:
@@ -69,7 +71,7 @@ def config_json(config: ModelConfig, src_seq_len: int, tgt_seq_len: int, base: d
         "num_hidden_layers": b.encoder_layers, "num_mappers": config.num_mappers, "pad_mode": s.pad_mode,
         "pad_token_id": 0, "project_encoder_input": config.project_encoder_input,
         "rhythm_token_end": config.rhythm_token_end, "rhythm_token_start": config.rhythm_token_start,
-        "rhythm_weight": config.rhythm_weight, "sample_rate": s.sample_rate, "spectrogram_implementation": "torchaudio",
+        "rhythm_weight": config.rhythm_weight, "sample_rate": s.sample_rate, "spectrogram_implementation": s.implementation,
         "spectrogram_log_scale": s.log_scale, "top_k": 0, "transformers_version": TRANSFORMERS_VERSION,
         "vocab_size": config.vocab_size_out, "vocab_size_in": config.vocab_size_in,
     }

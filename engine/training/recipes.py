@@ -54,6 +54,7 @@ class Recipe:
     # architecture of a model trained from scratch
     backbone: BackboneSize = WHISPER_SMALL
     n_mels: int = 80
+    front_end: str = "torchaudio"  # or "nnAudio" (v29: power mels, f_min 0, constant padding, projected to d_model)
     do_difficulty_embed: bool = False
     do_mapper_embed: bool = False
     do_song_position_embed: bool = False
@@ -69,6 +70,14 @@ class Recipe:
 _VARWHISPER_LORA = ("Wq", "Wkv", "Wqkv", "Wo")
 
 RECIPES: dict[str, Recipe] = {
+    "v29": Recipe(  # configs/train/v29.yaml over model/whisper_small.yaml and model/default.yaml
+        context_weights=(4.0, 1.0, 1.0),
+        label_smoothing=0.0,
+        rhythm_weight=3.0,
+        descriptor_source="omdb",
+        n_mels=388,
+        front_end="nnAudio",
+    ),
     "v30": Recipe(
         context_weights=(1.0,),
         label_smoothing=0.1,

@@ -75,7 +75,7 @@ class TrainResult:
 def scratch_config(preset: VersionPreset, recipe: Recipe, tokenizer: Tokenizer, options: TrainOptions,
                    label_smoothing: float, rhythm_weight: float):
     """The ModelConfig of a new model: the version's architecture, sizes from the options."""
-    from ..model import ROPEWHISPER, VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
+    from ..model import NNAUDIO, ROPEWHISPER, VARWHISPER, WHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
 
     size = recipe.backbone
     d = preset.data
@@ -83,21 +83,26 @@ def scratch_config(preset: VersionPreset, recipe: Recipe, tokenizer: Tokenizer, 
     d_model = options.d_model or size.d_model
     if d_model % heads:
         raise OptionError(f"d_model {d_model} must be divisible by attention_heads {heads}")
-    flavour = ROPEWHISPER if preset.backbone.startswith("Tiger14n/ropewhisper") else VARWHISPER
+    flavour = (WHISPER if preset.backbone.startswith("openai/whisper")
+               else ROPEWHISPER if preset.backbone.startswith("Tiger14n/ropewhisper") else VARWHISPER)
+    projected = recipe.front_end == NNAUDIO  # v29 projects its 388 mels to d_model before the convolutions
     backbone = BackboneConfig(
         flavour=flavour, d_model=d_model,
         encoder_layers=options.encoder_layers or size.encoder_layers,
         decoder_layers=options.decoder_layers or size.decoder_layers,
         encoder_heads=heads, decoder_heads=heads,
         encoder_ffn_dim=options.ffn_dim or size.ffn_dim, decoder_ffn_dim=options.ffn_dim or size.ffn_dim,
-        num_mel_bins=recipe.n_mels + recipe.cond_size,
+        num_mel_bins=d_model if projected else recipe.n_mels + recipe.cond_size,
         max_source_positions=d.src_seq_len // 2, max_target_positions=d.tgt_seq_len,
         vocab_size=tokenizer.vocab_size_out,
     )
     ts = tokenizer.id_range(EventType.TIME_SHIFT)
     return ModelConfig(
         backbone_name=preset.backbone, backbone=backbone,
-        spectrogram=SpectrogramConfig(sample_rate=d.sample_rate, hop_length=d.hop_length, n_mels=recipe.n_mels),
+        spectrogram=SpectrogramConfig(sample_rate=d.sample_rate, hop_length=d.hop_length, n_mels=recipe.n_mels)
+        if not projected else SpectrogramConfig(sample_rate=d.sample_rate, hop_length=d.hop_length, n_mels=recipe.n_mels,
+                                                f_min=0, pad_mode="constant", log_scale=False, implementation=NNAUDIO),
+        project_encoder_input=projected,
         vocab_size_in=tokenizer.vocab_size_in, vocab_size_out=tokenizer.vocab_size_out,
         do_difficulty_embed=recipe.do_difficulty_embed, do_mapper_embed=recipe.do_mapper_embed,
         do_song_position_embed=recipe.do_song_position_embed, num_classes=tokenizer.num_classes,
