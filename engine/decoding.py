@@ -252,7 +252,7 @@ def decode(
     negative_prompts: Sequence[Sequence[int]] | None = None,
     cond: dict[str, torch.Tensor] | None = None,
     lookback_ms: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
     cancel: threading.Event | None = None,
     on_step: Callable[[int], None] | None = None,
     stats: DecodeStats | None = None,
@@ -261,7 +261,8 @@ def decode(
 
     ``frames`` holds one audio window per prompt. With ``opts.cfg_scale > 1`` the negative prompts run in
     the same batch and the logits are guided: neg + scale * (pos - neg). A set ``cancel`` event raises
-    :class:`Cancelled` between two steps.
+    :class:`Cancelled` between two steps. ``generator``: one random stream for the batch, or one per row
+    (rows of independent jobs: each row then draws from its own stream only while it runs, as it would alone).
     """
     started = time.perf_counter()
     device = model.device
@@ -281,9 +282,13 @@ def decode(
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
+    row_generators = list(generator) if isinstance(generator, (list, tuple)) else None
+    if row_generators is not None and len(row_generators) != batch:
+        raise ValueError(f"{len(row_generators)} generators for {batch} rows")
     # Greedy rows that have stopped leave the batch, so one long window does not keep the others computing.
-    # Sampled rows stay: they share one random stream, and a smaller batch would draw different numbers.
-    prune = not opts.do_sample
+    # Sampled rows sharing one random stream stay: a smaller batch would draw different numbers. Rows with
+    # their own streams leave too, so a finished row draws nothing more.
+    prune = not opts.do_sample or row_generators is not None
     alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
     out = torch.full((batch, max(opts.max_length - width, 0)), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -298,7 +303,11 @@ def decode(
             scores = rule(ids, scores)
         if opts.do_sample:
             probs = F.softmax(scores, dim=-1)
-            token = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+            if row_generators is None:
+                token = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+            else:
+                token = torch.cat([torch.multinomial(probs[i: i + 1], num_samples=1, generator=row_generators[r])
+                                   for i, r in enumerate(alive.tolist())]).squeeze(1)
         else:
             token = scores.argmax(dim=-1)
         token = torch.where(done, torch.full_like(token, PAD_ID), token)

@@ -433,7 +433,7 @@ class _Job:
 
     def timing(self, conditions, samples, segments):
         """Timing points and the contexts given to the map pass (TIMING, and reference contexts)."""
-        from .events import context_events, timing_events
+        from .events import context_events
         from .prompt import ContextStream
 
         plan, o = self.plan, self.opts
@@ -462,14 +462,26 @@ class _Job:
             else:
                 events = self.generate_pass(self.checkpoint(root=True), conditions, segments, (C.TIMING,), {},
                                             Message("stage.timing", "Timing"))[C.TIMING]
-            timing_points = self._timing_points(events)
-            if timing_points:
-                given[C.TIMING] = ContextStream(
-                    C.TIMING, timing_events(timing_points, plan.preset.data, song_length_ms=song_ms), given=True)
-            else:
-                self.warnings.append(Message("warning.no_beats", "the timing pass found no beats; the map gets a "
-                                             "default 120 BPM red line"))
+            timing_points = self.timing_from_events(events, given, song_ms)
         return timing_points, given
+
+    def decodes_timing(self) -> bool:
+        """The timing comes from the model (a timing pass or super timing), not from the reference."""
+        return not self.plan.in_context and (self.opts.super_timing or self._has_timing_output())
+
+    def timing_from_events(self, events, given: dict, song_ms: float):
+        """Red lines from a decoded timing stream; adds them to ``given`` as the map pass's TIMING context."""
+        from .events import timing_events
+        from .prompt import ContextStream
+
+        timing_points = self._timing_points(events)
+        if timing_points:
+            given[C.TIMING] = ContextStream(
+                C.TIMING, timing_events(timing_points, self.plan.preset.data, song_length_ms=song_ms), given=True)
+        else:
+            self.warnings.append(Message("warning.no_beats", "the timing pass found no beats; the map gets a default "
+                                         "120 BPM red line"))
+        return timing_points
 
     def _reference_class_tokens(self, c: ContextType, song_length_ms: float):
         if c not in (C.MAP, C.GD):
@@ -493,8 +505,21 @@ class _Job:
 
     def generate_pass(self, ck, conditions, segments, wanted, given, label: str):
         """Run one sequential pass of checkpoint ``ck`` over ``segments``; returns the finished streams."""
+        from .passes import PassRunner
+
+        sequential, decoding, calls = self.make_pass(ck, conditions, segments, wanted, given)
+        runner = PassRunner(self.pass_context(ck), decoding, label=label, total_calls=calls)
+        for _ in runner.run([sequential]):
+            pass
+        self.report.end_pass()
+        return sequential.run.results(start_time=self.opts.start_time, end_time=self.opts.end_time)
+
+    def make_pass(self, ck, conditions, segments, wanted, given, generator: torch.Generator | None = None):
+        """One sequential pass of checkpoint ``ck`` over ``segments`` writing ``wanted``, not run yet: the pass
+        (drawing from ``generator`` when given, else from the job's stream), its decoding options and its
+        number of calls."""
         from .decoding import DecodingOptions
-        from .passes import PassRunner, SequentialPass
+        from .passes import SequentialPass
         from .prompt import Embeds, GenerationRun
 
         o = self.opts
@@ -506,11 +531,7 @@ class _Job:
             top_p=o.top_p, top_k=o.top_k, timeshift_bias=o.timeshift_bias, cfg_scale=o.cfg_scale,
             max_length=ck.preset.data.tgt_seq_len, types_first=ck.preset.data.types_first)
         calls = len(segments) * sum(not s.given for s in run.out_streams)
-        runner = PassRunner(self.pass_context(ck), decoding, label=label, total_calls=calls)
-        for _ in runner.run([SequentialPass(run, segments)]):
-            pass
-        self.report.end_pass()
-        return run.results(start_time=o.start_time, end_time=o.end_time)
+        return SequentialPass(run, segments, generator), decoding, calls
 
     # building the beatmap
 

@@ -16,6 +16,10 @@ several difficulties) share batches::
 Calls only share a batch when they stop on the same ids with the same lookback (one ``decode`` call takes
 one of each); rows are handed back to their passes in batch order, and finished passes are given back in
 the order they were started.
+
+A pass may carry its own random stream (``generator``, e.g. each difficulty of a mapset or each variant):
+its rows then draw only from it, so a row of a shared batch samples what the same pass run alone would.
+Passes without one share the context's stream (super timing's shifted passes, as upstream).
 """
 from __future__ import annotations
 
@@ -75,9 +79,11 @@ class SequentialPass:
     """A :class:`~engine.prompt.GenerationRun` as a pass: its calls one after another, each window's prompt
     built after the window before it was absorbed."""
 
-    def __init__(self, run: "GenerationRun", segments: "Segments"):
+    def __init__(self, run: "GenerationRun", segments: "Segments", generator: torch.Generator | None = None):
         self.run = run
         self.segments = segments
+        self.generator = generator  # this pass's own random stream (None: the context's)
+        self.tokens = 0  # ids absorbed so far
         self._calls = run.calls()
         self._waiting: "Call | None" = None
         self._next = next(self._calls, None)
@@ -93,6 +99,7 @@ class SequentialPass:
 
     def absorb(self, call: "Call", generated: Sequence[int]) -> None:
         self.run.absorb(call, generated)
+        self.tokens += len(generated)
         self._waiting = None
         self._next = next(self._calls, None)
 
@@ -164,11 +171,13 @@ class PassRunner:
         cond = {k: torch.cat([call.model_kwargs[k] for call in calls]) for k in calls[0].model_kwargs}
         guided = self.options.cfg_scale > 1 and all(call.negative_prompt for call in calls)
         first = calls[0]
+        generators = [getattr(p, "generator", None) or ctx.generator for p, _ in batch]
+        generator = generators[0] if all(g is generators[0] for g in generators) else generators
         with autocast(ctx.device, ctx.precision):
             rows = decoding.decode(
                 ctx.checkpoint.model, ctx.checkpoint.tokenizer, frames, [call.prompt for call in calls],
                 self.options, first.stop_ids, negative_prompts=[c.negative_prompt for c in calls] if guided else None,
-                cond=cond, lookback_ms=first.lookback_ms, generator=ctx.generator, cancel=ctx.cancel,
+                cond=cond, lookback_ms=first.lookback_ms, generator=generator, cancel=ctx.cancel,
                 stats=ctx.stats)
         for (p, call), row in zip(batch, rows):
             p.absorb(call, row)

@@ -1,0 +1,173 @@
+"""engine.generate_mapset: a mapset's or variants' rows decoded as one batch give, row for row, the maps of the
+separate jobs; the set is written as one (.osz or folder); variants can be kept one at a time."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+
+import engine
+from engine.beatmap import read_beatmap, read_osz
+from engine.errors import OptionError
+from engine.mapset_job import MapsetOptions, difficulty_name, discard_variants, row_options
+from engine.options import GenerateOptions
+
+from .conftest import UPSTREAM, need
+
+TRAINED = UPSTREAM / "trained"
+SONG = TRAINED / "audio" / "synth150.wav"
+V32 = TRAINED / "v32" / "checkpoint"
+END_MS = 9000  # a part of the 30 s song: a few windows are enough to show rows staying apart
+
+
+def base(tmp_path, **kw) -> dict:
+    values = dict(audio_path=str(need(SONG)), model_path=str(need(V32)), mapper_id=2, year=2023, do_sample=False,
+                  device="cpu", precision="fp32", end_time=END_MS, output_path=str(tmp_path / "out"))
+    values.update(kw)
+    return values
+
+
+def red_lines(beatmap):
+    return [(tp.time, tp.beat_length, tp.meter) for tp in beatmap.timing_points if tp.uninherited]
+
+
+def separate(tmp_path, row: GenerateOptions, name: str):
+    return engine.generate(dataclasses.replace(row, output_path=str(tmp_path / name))).beatmap
+
+
+# --- the rows ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stars,mode,keys,name", [
+    (1.5, 0, None, "Easy"), (2.0, 0, None, "Normal"), (2.69, 0, None, "Normal"), (3.2, 0, None, "Hard"),
+    (4.5, 0, None, "Insane"), (5.3, 0, None, "Expert"), (7.1, 0, None, "Expert+"), (3.2, 1, None, "Muzukashii"),
+    (4.1, 1, None, "Oni"), (1.84, 2, None, "Cup"), (5.0, 2, None, "Rain"), (1.04, 3, 4, "4K Easy"),
+    (6.6, 3, 7, "7K Expert+"), (None, 0, None, "Difficulty")])
+def test_difficulty_names_follow_the_star_ranges(stars, mode, keys, name):
+    assert difficulty_name(stars, mode, keys) == name
+
+
+def test_rows_get_consecutive_seeds_and_every_mode_gets_every_difficulty(tmp_path):
+    rows = row_options(MapsetOptions(**base(tmp_path, gamemodes=(0, 3), difficulties=(2.0, 5.0), seed=10)))
+    assert [(r.gamemode, r.difficulty, r.seed) for r in rows] == [(0, 2.0, 10), (0, 5.0, 11), (3, 2.0, 12),
+                                                                   (3, 5.0, 13)]
+    assert all(type(r) is GenerateOptions and r.mapper_id == 2 for r in rows)
+    variants = row_options(MapsetOptions(**base(tmp_path, difficulty=4.0, num_variants=3, do_sample=True,
+                                                seeds=(5, 9, 1))))
+    assert [(r.difficulty, r.seed) for r in variants] == [(4.0, 5), (4.0, 9), (4.0, 1)]
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"difficulty": 3.0, "difficulties": (2.0, 4.0)}, "either difficulty or difficulties"),
+    ({"gamemode": 0, "gamemodes": (0, 1)}, "either gamemode or gamemodes"),
+    ({"num_variants": 3}, "do_sample=true"),
+    ({"num_variants": 2, "do_sample": True, "difficulties": (2.0, 4.0)}, "one difficulty"),
+    ({"difficulties": (2.0, 4.0), "seeds": (1, 2, 3)}, "3 seeds for 2 maps"),
+    ({"difficulties": (2.0, 4.0), "difficulty_names": ("Easy",)}, "1 names for 2 maps"),
+    ({"difficulties": (2.0, 4.0), "version": "Mine"}, "difficulty_names"),
+    ({"difficulties": (2.0,), "add_to_beatmap": True}, "add_to_beatmap"),
+])
+def test_requests_that_make_no_set_are_refused(tmp_path, kw, message):
+    with pytest.raises(OptionError, match=message):
+        row_options(MapsetOptions(**base(tmp_path, **kw)))
+
+
+def test_words_parse_into_mapset_options():
+    options = engine.parse_overrides(MapsetOptions, ["audio_path=song.mp3", "difficulties=[2,3.5,5,6.5]",
+                                                     "gamemodes=[0,3]", "difficulty_names=[A,B,C,D,E,F,G,H]"])
+    assert options.difficulties == (2.0, 3.5, 5.0, 6.5) and options.gamemodes == (0, 3)
+    assert len(row_options(options)) == 8
+    with pytest.raises(OptionError, match="difficulties"):
+        engine.parse_overrides(MapsetOptions, ["difficulties=[2,99]"])
+
+
+# --- whole jobs on the trained tiny checkpoint ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_batched_mapset_equals_separate_greedy_jobs_and_opens_as_one_set(tmp_path):
+    options = MapsetOptions(**base(tmp_path, gamemode=0, difficulties=(3.2, 6.0), seed=21, export_osz=True))
+    result = engine.generate_mapset(options)
+    assert result.kind == "mapset" and result.path.suffix == ".osz" and [m.path for m in result.maps] == [
+        result.path] * 2
+    assert [m.seed for m in result.maps] == [21, 22]
+    for i, (row, made) in enumerate(zip(row_options(options), result.maps)):
+        alone = separate(tmp_path, row, f"alone{i}")
+        assert made.beatmap.hit_objects == alone.hit_objects and made.beatmap.timing_points == alone.timing_points
+        assert made.beatmap.hit_objects
+    archive = read_osz(result.path)
+    maps = [d.beatmap for d in archive.difficulties]
+    assert sorted(m.metadata.version for m in maps) == sorted(m.beatmap.metadata.version for m in result.maps)
+    assert len({m.metadata.version for m in maps}) == 2  # named apart even when the stars agree
+    assert all(red_lines(m) == red_lines(maps[0]) and m.general.audio_filename == SONG.name for m in maps)
+    assert archive.audio_file == SONG.name
+    for m in maps:
+        assert m.metadata.creator == "Mapperatorinator" and "ai-generated" in m.metadata.tags
+    assert {f"seed={s}" for s in (21, 22)} == {w for m in maps for w in m.metadata.tags.split() if
+                                              w.startswith("seed=")}
+    assert list((tmp_path / "out").iterdir()) == [result.path]  # one output: the .osz
+
+
+@pytest.mark.slow
+def test_sampled_variants_with_fixed_seeds_equal_separate_jobs_and_keep_one(tmp_path):
+    options = MapsetOptions(**base(tmp_path, gamemode=0, difficulty=3.2, do_sample=True, num_variants=2,
+                                   seeds=(5, 9)))
+    result = engine.generate_mapset(options)
+    assert result.kind == "variants" and [m.seed for m in result.maps] == [5, 9]
+    for i, (row, made) in enumerate(zip(row_options(options), result.maps)):
+        alone = separate(tmp_path, row, f"alone{i}")
+        assert made.beatmap.hit_objects == alone.hit_objects and made.beatmap.timing_points == alone.timing_points
+        assert read_beatmap(made.path).hit_objects == made.beatmap.hit_objects
+        assert made.beatmap.metadata.version == f"Mapperatorinator V32 (seed {row.seed})"
+    assert result.maps[0].beatmap.hit_objects != result.maps[1].beatmap.hit_objects  # sampling made them differ
+    removed = discard_variants(result, keep=1)
+    assert removed == [result.maps[0].path] and not result.maps[0].path.exists()
+    assert result.maps[1].path.is_file() and (result.maps[1].path.parent / SONG.name).is_file()
+
+
+@pytest.mark.slow
+def test_reference_timing_is_shared_and_the_reference_is_untouched(tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    song = folder / SONG.name
+    song.write_bytes(SONG.read_bytes())
+    reference = folder / "Synth - 150 (Mapper) [Normal].osu"
+    reference.write_bytes((TRAINED / "audio" / "synth150_std.osu").read_bytes())
+    before = hashlib.sha256(reference.read_bytes()).hexdigest()
+    options = MapsetOptions(**base(tmp_path, audio_path=None, output_path=None, beatmap_path=str(reference),
+                                   in_context=("TIMING",), difficulties=(2.0, 5.0), difficulty_names=("A", "A")))
+    result = engine.generate_mapset(options)
+    assert result.path == folder and [m.beatmap.metadata.version for m in result.maps] == ["A", "A 2"]
+    for row, made in zip(row_options(options), result.maps):
+        assert red_lines(made.beatmap) == red_lines(read_beatmap(reference))
+        assert made.beatmap.hit_objects == separate(tmp_path, row, f"alone{row.seed}").hit_objects
+    assert hashlib.sha256(reference.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [SONG.name, reference.name] + [m.path.name for m in result.maps])
+
+
+def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    """All or nothing: the second map's write fails, so the first map and the copied song go too."""
+    import engine.mapset_job as job
+    from engine.beatmap import Beatmap
+
+    calls = []
+    real = job._write
+
+    def failing_bytes(beatmap):
+        calls.append(beatmap)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return b"osu file format v14\n"
+
+    monkeypatch.setattr("engine.beatmap.beatmap_bytes", failing_bytes)
+    out = tmp_path / "out"
+    fake = type("Plan", (), {"output_dir": out, "audio_path": need(SONG)})
+    jobs = [type("Job", (), {"plan": fake, "opts": GenerateOptions(), "reference_background": None})()] * 2
+    maps = [Beatmap(), Beatmap()]
+    for i, m in enumerate(maps):
+        m.metadata = dataclasses.replace(m.metadata, version=f"v{i}")
+    with pytest.raises(OptionError, match="nothing was written"):
+        real(jobs, maps, MapsetOptions(difficulties=(1.0, 2.0)))
+    assert not out.exists()
