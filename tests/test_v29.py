@@ -274,3 +274,16 @@ def test_v29_trains_from_scratch_and_saves_the_published_format(tmp_path, capsys
     assert ck.config.project_encoder_input and ck.config.backbone.num_mel_bins == 16
     stft = ck.model.spectrogram.transform.stft
     torch.testing.assert_close(stft.wsin, fourier_kernels(1024)[0], atol=1e-7, rtol=0)
+
+
+@pytest.mark.slow
+def test_maimod_scores_a_map_with_v29(tmp_path):
+    """Upstream's MaiMod offers v29 but asserts on the SV context (as for v31/v32: "Logits length 0 does not match
+    events length 12 for context ContextType.SV", seen running it on this checkpoint); here it scores the map."""
+    from engine.modding import ModOptions, mod
+    from engine.suggestions import Suggestion
+
+    found = mod(ModOptions(beatmap_path=str(need(UPSTREAM / "tokenization" / "kimi_no_bouken.osu")),
+                           audio_path=str(song_cut(tmp_path)), model_path=str(CHECKPOINT), device="cpu",
+                           precision="fp32", rules=False, min_surprisal=0.0, max_per_category=0))
+    assert found and all(isinstance(s, Suggestion) for s in found)  # random weights: every event is scored
