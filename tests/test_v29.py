@@ -287,3 +287,15 @@ def test_maimod_scores_a_map_with_v29(tmp_path):
                            audio_path=str(song_cut(tmp_path)), model_path=str(CHECKPOINT), device="cpu",
                            precision="fp32", rules=False, min_surprisal=0.0, max_per_category=0))
     assert found and all(isinstance(s, Suggestion) for s in found)  # random weights: every event is scored
+
+
+def test_v29_positions_are_the_centres_of_its_32px_grid():
+    """Without generate_positions, a V29 POS token becomes the centre of its 32-px cell (upstream's rescale)."""
+    from engine.prompt import rescale_positions
+
+    flags = PRESETS["v29"].data
+    x_count = 768 // 32 + 256 // 32 + 1
+    tokens = [Event(EventType.POS, v) for v in (0, 8 * x_count + 8, 28 * x_count + 32)]
+    events, _ = rescale_positions(tokens, [0, 0, 0], flags)
+    xy = [(events[i].value, events[i + 1].value) for i in range(0, len(events), 2)]
+    assert xy == [(-256 + 16, -256 + 16), (16, 16), (768 + 16, 640 + 16)]
