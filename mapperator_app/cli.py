@@ -5,7 +5,7 @@
     mapperator timing audio_path=song.mp3                                time a song
     mapperator evaluate GENERATED REFERENCE [--json]                     compare generated maps with references
     mapperator app [--browser] [--no-open] [--port N]                    the desktop app
-    mapperator download [v32|v32-mini|v31|v30|REPO] [--gamemode N]       fetch a model
+    mapperator download [v32|v32-mini|v31|v30|v29|REPO] [--gamemode N]   fetch a model
     mapperator wizard                                                    guided generation
     mapperator train key=value ...                                       train or fine-tune (LoRA)
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", parents=[verbose], help="download a model into the Hugging Face cache")
     d.add_argument("source", nargs="?", default=None,
-                   help="v30, v31, v32, v32-mini or a Hugging Face repo id (default: the newest version)")
+                   help="v29, v30, v31, v32, v32-mini or a Hugging Face repo id (default: the newest version)")
     d.add_argument("--gamemode", type=int, default=None, help="also fetch the gamemode=N model of the repo")
     d.add_argument("--revision", default=None)
 
