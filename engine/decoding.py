@@ -273,28 +273,37 @@ def decode(
     ids = rows_in[:batch]
     cond = {k: v.to(device) for k, v in (cond or {}).items()}
 
+    row_generators = list(generator) if isinstance(generator, (list, tuple)) else None
+    if row_generators is not None and len(row_generators) != batch:
+        raise ValueError(f"{len(row_generators)} generators for {batch} rows")
+    # New tokens each row may add: up to max_length in all (prompt + generated). Rows of one job share the
+    # padded width, as Hugging Face's batches do; rows of independent jobs count their own prompt, as alone.
+    if row_generators is None:
+        budgets = [opts.max_length - width] * batch
+    else:
+        negatives = list(negative_prompts) if guided else [()] * batch
+        budgets = [opts.max_length - max(len(p), len(q)) for p, q in zip(prompts, negatives)]
+    budget = torch.tensor(budgets, device=device).clamp(min=0)
+    total = int(budget.max()) if batch else 0
+
     encoder_out = model.encode(frames.to(device), **cond)
     if guided:
         encoder_out = encoder_out.repeat(2, 1, 1)
-    max_len = max(opts.max_length, width + 1)
+    max_len = max(width + total, width + 1)
     state = model.start_decoding(encoder_out, rows_in != PAD_ID, max_len)
     logits = model.decode_step(rows_in, state).float()
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
-    row_generators = list(generator) if isinstance(generator, (list, tuple)) else None
-    if row_generators is not None and len(row_generators) != batch:
-        raise ValueError(f"{len(row_generators)} generators for {batch} rows")
     # Greedy rows that have stopped leave the batch, so one long window does not keep the others computing.
     # Sampled rows sharing one random stream stay: a smaller batch would draw different numbers. Rows with
     # their own streams leave too, so a finished row draws nothing more.
     prune = not opts.do_sample or row_generators is not None
     alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
-    out = torch.full((batch, max(opts.max_length - width, 0)), PAD_ID, dtype=torch.long, device=device)
+    out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = 0
-    length = width
-    while length < opts.max_length:
+    while steps < total:
         if cancel is not None and cancel.is_set():
             raise Cancelled("generation cancelled")
         n = len(alive)
@@ -314,11 +323,10 @@ def decode(
         out[alive, steps] = token
         steps += 1
         ids = torch.cat([ids, token[:, None]], dim=1)
-        length += 1
-        done |= torch.isin(token, stop_tensor)
+        done |= torch.isin(token, stop_tensor) | (budget[alive] <= steps)
         if on_step is not None:
-            on_step(length - width)
-        if bool(done.all()) or length >= opts.max_length:
+            on_step(steps)
+        if bool(done.all()) or steps >= total:
             break
         if prune and bool(done.any()):
             keep = (~done).nonzero().squeeze(1)
