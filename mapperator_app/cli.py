@@ -3,10 +3,11 @@
     mapperator generate audio_path=song.mp3 gamemode=0 difficulty=5     make a beatmap
     mapperator mod beatmap_path=map.osu                                  MaiMod suggestions
     mapperator timing audio_path=song.mp3                                time a song
+    mapperator mapset audio_path=song.mp3 difficulties=[2,3.5,5,6.5]     a mapset (or num_variants=N tries)
     mapperator evaluate GENERATED REFERENCE [--json]                     compare generated maps with references
     mapperator app [--browser] [--no-open] [--port N]                    the desktop app
     mapperator download [v32|v32-mini|v31|v30|v29|REPO] [--gamemode N]   fetch a model
-    mapperator wizard                                                    guided generation
+    mapperator wizard [--lang fr]                                        guided generation
     mapperator train key=value ...                                       train or fine-tune (LoRA)
 
 Options are ``key=value`` words with upstream's names; ``config=FILE.yaml`` loads a file first.
@@ -54,11 +55,16 @@ class _Bar:
         self.bar.close()
 
 
-def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool = False) -> int:
+def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool = False,
+                 lang: str | None = None) -> int:
     if interactive:
         from .wizard import run_wizard
 
-        return run_wizard()
+        return run_wizard(lang)
+    if any(w.partition("=")[0].strip().lstrip("+").replace("-", "_") == "num_variants" for w in words):
+        from .mapset_cli import cmd_mapset
+
+        return cmd_mapset(words, as_json=as_json)
     engine = _engine()
     options = engine.parse_overrides(engine.GenerateOptions, words)
     bar = _Bar("generate")
@@ -127,8 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.",
                        epilog=_hardware_help())
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
+    g.add_argument("--lang", help="the wizard's language (en, fr, de, ja, ...; default: the system's)")
     g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
+
+    ms = sub.add_parser("mapset", parents=[verbose], help="several difficulties (or variants) of one song at once",
+                        description="A mapset in one job: the generate options plus difficulties=[2,3.5,5,6.5], "
+                                    "gamemodes=[0,3], difficulty_names=[...], seeds=[...]; or num_variants=N tries "
+                                    "of one difficulty.")
+    ms.add_argument("--json", action="store_true", help="print every map and its check as JSON")
+    ms.add_argument("words", nargs="*", metavar="key=value")
 
     m = sub.add_parser("mod", parents=[verbose], help="MaiMod: AI and rule-based suggestions for a beatmap",
                        epilog=_hardware_help())
@@ -157,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gamemode", type=int, default=None, help="also fetch the gamemode=N model of the repo")
     d.add_argument("--revision", default=None)
 
-    sub.add_parser("wizard", parents=[verbose], help="guided generation in the terminal")
+    w = sub.add_parser("wizard", parents=[verbose], help="guided generation in the terminal")
+    w.add_argument("--lang", help="the language of the questions (en, fr, de, ja, ...; default: the system's)")
 
     tr = sub.add_parser("train", parents=[verbose], help="train a model or a LoRA adapter")
     tr.add_argument("words", nargs="*", metavar="key=value")
@@ -212,7 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "generate":
-        return cmd_generate(args.words, interactive=args.interactive, as_json=args.json)
+        return cmd_generate(args.words, interactive=args.interactive, as_json=args.json, lang=args.lang)
+    if args.command == "mapset":
+        from .mapset_cli import cmd_mapset
+
+        return cmd_mapset(args.words, as_json=args.json)
     if args.command == "download":
         return cmd_download(args.source, args.gamemode, args.revision)
     if args.command == "mod":
@@ -234,7 +253,7 @@ def _dispatch(args) -> int:
     if args.command == "wizard":
         from .wizard import run_wizard
 
-        return run_wizard()
+        return run_wizard(args.lang)
     if args.command == "train":
         return _engine().train_from_words(args.words)
     raise AssertionError(args.command)
