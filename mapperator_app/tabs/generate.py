@@ -214,6 +214,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 open_osu = gr.Button(L("generate.open_osu"), elem_id="gen-open-osu")
             action = gr.Markdown("", label=L("generate.message"), elem_id="gen-action")
 
+    from .mapset_gallery import build as build_mapset_section
+
+    build_mapset_section(ctx, dict(fields))  # the Mapset choice: same form, a gallery of maps beneath
+
     names = list(fields)
     components = [fields[n] for n in names]
 
