@@ -20,7 +20,7 @@ from ..i18n import t
 from ..ui import AppContext, L, cancel_button, follow, on_page_load, path_field, session_of, with_signature
 from ..worker import Job, JobState
 
-TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30"]
+TIMING_VERSIONS = ["v32", "v32-mini", "v31", "v30", "v29"]
 
 
 def timing_target(value: str | None, audio_path: str) -> str:
