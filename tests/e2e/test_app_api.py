@@ -204,7 +204,7 @@ def test_timing_v30_needs_super_timing(client):
 
 def test_models_offline(client):
     listing = client.predict(api_name="/models_list")
-    assert [r[0] for r in listing["data"]] == ["v30", "v31", "v32", "v32-mini"]
+    assert [r[0] for r in listing["data"]] == ["v29", "v30", "v31", "v32", "v32-mini"]
     assert {r[2] for r in listing["data"]} == {"no"}
     status, listing = client.predict("v32", ["osu!"], api_name="/download_model")
     assert "mp-error" in status and "cannot be reached" in status and "not downloaded yet" in status
