@@ -7,7 +7,7 @@
     mapperator evaluate GENERATED REFERENCE [--json]                     compare generated maps with references
     mapperator app [--browser] [--no-open] [--port N]                    the desktop app
     mapperator download [v32|v32-mini|v31|v30|v29|REPO] [--gamemode N]   fetch a model
-    mapperator wizard                                                    guided generation
+    mapperator wizard [--lang fr]                                        guided generation
     mapperator train key=value ...                                       train or fine-tune (LoRA)
 
 Options are ``key=value`` words with upstream's names; ``config=FILE.yaml`` loads a file first.
@@ -55,11 +55,12 @@ class _Bar:
         self.bar.close()
 
 
-def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool = False) -> int:
+def cmd_generate(words: Sequence[str], interactive: bool = False, as_json: bool = False,
+                 lang: str | None = None) -> int:
     if interactive:
         from .wizard import run_wizard
 
-        return run_wizard()
+        return run_wizard(lang)
     if any(w.partition("=")[0].strip().lstrip("+").replace("-", "_") == "num_variants" for w in words):
         from .mapset_cli import cmd_mapset
 
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "audio_path=song.mp3 gamemode=0 difficulty=5 model_path=v32.",
                        epilog=_hardware_help())
     g.add_argument("--interactive", "-i", action="store_true", help="ask for every setting (the wizard)")
+    g.add_argument("--lang", help="the wizard's language (en, fr, de, ja, ...; default: the system's)")
     g.add_argument("--json", action="store_true", help="print the result and its check as JSON")
     g.add_argument("words", nargs="*", metavar="key=value")
 
@@ -169,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gamemode", type=int, default=None, help="also fetch the gamemode=N model of the repo")
     d.add_argument("--revision", default=None)
 
-    sub.add_parser("wizard", parents=[verbose], help="guided generation in the terminal")
+    w = sub.add_parser("wizard", parents=[verbose], help="guided generation in the terminal")
+    w.add_argument("--lang", help="the language of the questions (en, fr, de, ja, ...; default: the system's)")
 
     tr = sub.add_parser("train", parents=[verbose], help="train a model or a LoRA adapter")
     tr.add_argument("words", nargs="*", metavar="key=value")
@@ -224,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "generate":
-        return cmd_generate(args.words, interactive=args.interactive, as_json=args.json)
+        return cmd_generate(args.words, interactive=args.interactive, as_json=args.json, lang=args.lang)
     if args.command == "mapset":
         from .mapset_cli import cmd_mapset
 
@@ -250,7 +253,7 @@ def _dispatch(args) -> int:
     if args.command == "wizard":
         from .wizard import run_wizard
 
-        return run_wizard()
+        return run_wizard(args.lang)
     if args.command == "train":
         return _engine().train_from_words(args.words)
     raise AssertionError(args.command)

@@ -22,36 +22,39 @@ from questionary import Choice, Separator
 from rich.console import Console
 from rich.markup import escape
 
+from . import i18n
+from .i18n import K, t
+
 import engine
 from engine import (GAMEMODE_NAMES, PATH_OPTIONS, PRESETS, ContextType, GenerateOptions, MapperatorError, ModelError,
                     Tokenizer, VersionPreset, build_options, options_to_words, parse_overrides)
 
 MODES = {m: name if name.startswith("osu") else f"osu!{name}" for m, name in GAMEMODE_NAMES.items()}
 VERSION_NOTES = {
-    "v32": "the newest model, all four modes",
-    "v32-mini": "a smaller, faster v32",
-    "v31": "all four modes",
-    "v30": "osu! standard only",
-    "v29": "all four modes, positions on a 32-px grid; super timing by default (slow)",
+    "v32": K("wizard.note_v32"),
+    "v32-mini": K("wizard.note_v32_mini"),
+    "v31": K("wizard.note_v31"),
+    "v30": K("wizard.note_v30"),
+    "v29": K("wizard.note_v29"),
 }
 OTHER_MODEL = "<other>"
 CONTEXT_NOTES = {
-    ContextType.TIMING: "timing points (red lines)",
-    ContextType.KIAI: "kiai sections",
-    ContextType.MAP: "hit objects",
-    ContextType.SV: "slider velocity changes (green lines)",
-    ContextType.GD: "another difficulty of the set (guest difficulty style)",
-    ContextType.NO_HS: "hit objects without hit sounds",
+    ContextType.TIMING: K("wizard.context_timing"),
+    ContextType.KIAI: K("wizard.context_kiai"),
+    ContextType.MAP: K("wizard.context_map"),
+    ContextType.SV: K("wizard.context_sv"),
+    ContextType.GD: K("wizard.context_gd"),
+    ContextType.NO_HS: K("wizard.context_no_hs"),
 }
 ADVANCED_GROUPS = {
-    "difficulty": "Difficulty settings: HP, CS, OD, AR, slider velocity and tick rate",
-    "mania": "osu!mania: key count, hold notes, scroll speed",
-    "sampling": "Sampling: seed, guidance (cfg_scale), temperature, top-p, top-k",
-    "range": "Part of the song: start and end time",
-    "extras": "Extras: hit sounds, super timing, LoRA adapter",
-    "metadata": "Metadata: title, artist, creator, difficulty name, source, tags, background, preview time",
-    "output": "Output and hardware: .osz export, device, precision",
-    "windows": "Windows and snapping: lookback, lookahead, timing leniency, batch size, resnap",
+    "difficulty": K("wizard.group_difficulty"),
+    "mania": K("wizard.group_mania"),
+    "sampling": K("wizard.group_sampling"),
+    "range": K("wizard.group_range"),
+    "extras": K("wizard.group_extras"),
+    "metadata": K("wizard.group_metadata"),
+    "output": K("wizard.group_output"),
+    "windows": K("wizard.group_windows"),
 }
 
 STYLE = questionary.Style([
@@ -67,6 +70,7 @@ STYLE = questionary.Style([
 ])
 
 Check = Callable[[str], "bool | str"]
+LANG = i18n.DEFAULT  # the language the questions are asked in (run_wizard sets it)
 
 
 # --- the command it ends with ------------------------------------------------------------------------------
@@ -184,11 +188,8 @@ class Wizard:
     # the sequence
 
     def run(self) -> GenerateOptions:
-        self.console.print(
-            "[bold magenta]Mapperator[/] [bold]guided generation[/]\n"
-            "[dim]Enter accepts the default shown; ↑/↓ move, space ticks a box; Ctrl-C quits without writing "
-            "anything.[/]"
-        )
+        self.console.print(f"[bold magenta]Mapperator[/] [bold]{escape(t('wizard.title', LANG))}[/]\n"
+                           f"[dim]{escape(t('wizard.keys', LANG))}[/]")
         self.files()
         self.model()
         self.style()
@@ -216,7 +217,7 @@ class Wizard:
                 engine.check_generate_options(dataclasses.replace(opts, model_path=str(self.model_root),
                                                                   output_path=self.scratch))
         except MapperatorError as e:
-            return str(e)
+            return i18n.error_text(e, LANG)
         return None
 
     def set(self, key: str, value: Any) -> None:
@@ -266,7 +267,7 @@ class Wizard:
     def ask_list(self, key: str, message: str, choices: list, hint: str = "", required: bool = False) -> list[str]:
         def check(selected: list[str]) -> bool | str:
             if required and not selected:
-                return "tick at least one (space), then Enter"
+                return t("wizard.tick_one", LANG)
             return self.problem(**{key: tuple(selected)}) or True
 
         return questionary.checkbox(
@@ -277,19 +278,19 @@ class Wizard:
     # sections
 
     def files(self) -> None:
-        self.section("Files")
-        audio = self.ask_path("Song (audio file):", _check_audio)
+        self.section(t("wizard.section_files", LANG))
+        audio = self.ask_path(t("wizard.song", LANG), _check_audio)
         self.set("audio_path", audio)
-        beatmap = self.ask_path("Reference beatmap", _check_beatmap, hint="an .osu to learn from; Enter: none")
+        beatmap = self.ask_path(t("wizard.reference", LANG), _check_beatmap, hint=t("wizard.reference_hint", LANG))
         self.set("beatmap_path", beatmap or None)
         default_out = str(Path(beatmap or audio).expanduser().parent)
-        out = self.ask_path("Output folder:", _check_output, default=default_out, only_directories=True)
+        out = self.ask_path(t("wizard.output", LANG), _check_output, default=default_out, only_directories=True)
         self.set("output_path", None if out == default_out else out)
         if beatmap:
             self.reference = engine.read_beatmap(Path(beatmap).expanduser())
 
     def model(self) -> None:
-        self.section("Model")
+        self.section(t("wizard.section_model", LANG))
         while True:
             source = self.ask_model()
             self.set("model_path", source)
@@ -302,16 +303,17 @@ class Wizard:
         found = {m.version: m for m in engine.find_models()}
         for name, note in VERSION_NOTES.items():
             row = found.get(name)
-            state = ("downloaded" if row is not None and row.installed else
-                     "partly downloaded" if row is not None and row.partial else "not downloaded yet")
-            choices.append(Choice(f"{name:<9}{note} ({state})", value=name))
-        choices.append(Choice("another checkpoint: a folder or a Hugging Face repo id…", value=OTHER_MODEL))
+            state = (t("wizard.downloaded", LANG) if row is not None and row.installed else
+                     t("wizard.partly_downloaded", LANG) if row is not None and row.partial else
+                     t("wizard.not_downloaded", LANG))
+            choices.append(Choice(f"{name:<9}{t(note, LANG)} ({state})", value=name))
+        choices.append(Choice(t("wizard.other_model", LANG), value=OTHER_MODEL))
         current = self.answers.get("model_path", GenerateOptions.model_path)
-        picked = questionary.select("Model:", choices=choices, style=STYLE,
+        picked = questionary.select(t("wizard.model", LANG), choices=choices, style=STYLE,
                                     default=current if current in VERSION_NOTES else OTHER_MODEL).unsafe_ask()
         if picked != OTHER_MODEL:
             return picked
-        return self.ask_path("Checkpoint folder or Hugging Face repo id:", _check_model_source,
+        return self.ask_path(t("wizard.checkpoint", LANG), _check_model_source,
                              default="" if current in VERSION_NOTES else current, only_directories=True)
 
     def ask_gamemode(self, source: str) -> None:
@@ -319,10 +321,11 @@ class Wizard:
         default = self.reference.mode if self.reference is not None else 0
         current = self.answers.get("gamemode", default)
         if len(modes) == 1:
-            self.console.print(f"[dim]{escape(source)} maps {MODES[modes[0]]} only.[/]")
+            self.console.print(f"[dim]{escape(t('wizard.one_mode', LANG, model=source, mode=MODES[modes[0]]))}[/]")
             self.answers["gamemode"] = modes[0]
             return
-        mode = questionary.select("Game mode:", choices=[Choice(MODES[m], value=m) for m in modes], style=STYLE,
+        mode = questionary.select(t("wizard.gamemode", LANG), choices=[Choice(MODES[m], value=m) for m in modes],
+                                  style=STYLE,
                                   default=next((c for c in modes if c == current), modes[0])).unsafe_ask()
         self.answers["gamemode"] = mode
 
@@ -332,33 +335,32 @@ class Wizard:
         where, local = engine.resolve_source(source)
         root = Path(where) if local else engine.model_folder(source)
         if root is None:
-            self.console.print(f"[yellow]{escape(source)} ({escape(where)}) is not downloaded yet.[/]")
-            what = questionary.select("What now?", style=STYLE, choices=[
-                Choice("Download it now", value="download"),
-                Choice("Skip the questions that need the model (descriptors, mapper)", value="skip"),
-                Choice("Choose another model", value="again"),
+            self.console.print(f"[yellow]{escape(t('wizard.not_here', LANG, model=source, where=where))}[/]")
+            what = questionary.select(t("wizard.what_now", LANG), style=STYLE, choices=[
+                Choice(t("wizard.download_now", LANG), value="download"),
+                Choice(t("wizard.skip_model", LANG), value="skip"),
+                Choice(t("wizard.choose_again", LANG), value="again"),
             ]).unsafe_ask()
             if what == "again":
                 return False
             if what == "download":
                 root = self.download(source)
                 if root is None:
-                    what = questionary.select("The model could not be downloaded. What now?", style=STYLE, choices=[
-                        Choice("Skip the questions that need the model (descriptors, mapper)", value="skip"),
-                        Choice("Choose another model", value="again"),
+                    what = questionary.select(t("wizard.download_failed", LANG), style=STYLE, choices=[
+                        Choice(t("wizard.skip_model", LANG), value="skip"),
+                        Choice(t("wizard.choose_again", LANG), value="again"),
                     ]).unsafe_ask()
                     if what == "again":
                         return False
             if root is None:
                 self.preset = PRESETS.get(source)
-                self.console.print("[dim]Descriptors and mapper are skipped; other answers are checked only for "
-                                   "their type until `mapperator generate` runs.[/]")
+                self.console.print(f"[dim]{escape(t('wizard.skipped', LANG))}[/]")
                 return True
         try:
             opts = build_options(GenerateOptions, self.answers)
             plan = engine.check_generate_options(dataclasses.replace(opts, model_path=str(root), output_path=self.scratch))
         except MapperatorError as e:
-            self.console.print(f"[bold red]{escape(str(e))}[/]")
+            self.console.print(f"[bold red]{escape(i18n.error_text(e, LANG))}[/]")
             return False
         self.model_root, self.tokenizer, self.preset = root, plan.tokenizer, plan.preset
         return True
@@ -368,36 +370,37 @@ class Wizard:
 
         from tqdm import tqdm
 
-        self.console.print(f"Downloading {escape(source)}…")
+        self.console.print(escape(t("wizard.downloading", LANG, model=source)))
         try:
             folder, subfolder = engine.fetch_model(source, gamemode=self.answers.get("gamemode"),
                                        revision=self.answers.get("revision"), progress=tqdm)
         except Exception as e:  # noqa: BLE001 - network libraries raise many kinds; all mean "not now"
             logging.getLogger("mapperator").info("wizard: download of %s failed", source, exc_info=True)
-            reason = str(e) if isinstance(e, MapperatorError) else f"download failed: {e}"
+            reason = i18n.error_text(e, LANG) if isinstance(e, MapperatorError) else \
+                t("wizard.download_error", LANG, error=str(e))
             self.console.print(f"[bold red]{escape(reason)}[/]")
             return None
         return folder.parent if subfolder else folder
 
     def style(self) -> None:
-        self.section("What to map")
+        self.section(t("wizard.section_style", LANG))
         tok, preset = self.tokenizer, self.preset
-        self.ask_value("difficulty", "Star rating:", hint="e.g. 5.5; Enter: the model decides")
+        self.ask_value("difficulty", t("wizard.difficulty", LANG), hint=t("wizard.difficulty_hint", LANG))
         if preset is None or preset.data.add_year_token:
-            self.ask_value("year", "Year of the mapping style:", hint="e.g. 2023; Enter: none")
+            self.ask_value("year", t("wizard.year", LANG), hint=t("wizard.year_hint", LANG))
         if tok is not None and tok.mapper_idx:
             self.ask_mapper()
         if tok is not None and tok.descriptor_idx and (preset is None or preset.data.add_descriptors):
-            picked = self.ask_list("descriptors", "Descriptors (what the map should be like):",
-                                   descriptor_choices(tok), hint="space ticks, type to filter, Enter: done")
+            picked = self.ask_list("descriptors", t("wizard.descriptors", LANG),
+                                   descriptor_choices(tok), hint=t("wizard.descriptors_hint", LANG))
             self.set("descriptors", tuple(picked) or None)
-            negative = self.ask_list("negative_descriptors", "Negative descriptors (what to avoid):",
-                                     descriptor_choices(tok, exclude=picked),
-                                     hint="space ticks, type to filter, Enter: none")
+            negative = self.ask_list("negative_descriptors", t("wizard.negative", LANG),
+                                     descriptor_choices(tok, exclude=picked), hint=t("wizard.negative_hint", LANG))
             self.set("negative_descriptors", tuple(negative) or None)
             if negative and self.answers.get("cfg_scale", 1.0) <= 1:
-                self.console.print("[dim]Negative descriptors only act with guidance above 1 (cfg_scale).[/]")
-                self.ask_value("cfg_scale", "Guidance (cfg_scale):", hint="1 is off; e.g. 3", default=1.0)
+                self.console.print(f"[dim]{escape(t('wizard.negative_needs_cfg', LANG))}[/]")
+                self.ask_value("cfg_scale", t("wizard.cfg_scale", LANG), hint=t("wizard.cfg_scale_hint", LANG),
+                               default=1.0)
 
     def ask_mapper(self) -> None:
         def check(text: str) -> bool | str:
@@ -406,7 +409,7 @@ class Wizard:
         known = sorted(str(m) for m in self.tokenizer.mapper_idx)
         current = self.answers.get("mapper_id")
         text = questionary.autocomplete(
-            f"Mapper (osu! user id; {len(known)} known, Tab lists them; Enter: none):", choices=known,
+            t("wizard.mapper", LANG, count=len(known)), choices=known,
             default="" if current is None else str(current), validate=check, style=STYLE,
             validate_while_typing=False,
         ).unsafe_ask().strip()
@@ -415,110 +418,118 @@ class Wizard:
     def contexts(self) -> None:
         preset = self.preset
         inputs, outputs = _known_contexts(preset)
-        self.section("Contexts")
+        self.section(t("wizard.section_contexts", LANG))
         if self.answers.get("beatmap_path"):
             picked = self.ask_list(
-                "in_context", "Take from the reference beatmap:",
-                [Choice(f"{c.value:<7}{CONTEXT_NOTES[c]}", value=c.value) for c in inputs],
-                hint="space ticks; Enter: nothing",
+                "in_context", t("wizard.in_context", LANG),
+                [Choice(f"{c.value:<7}{t(CONTEXT_NOTES[c], LANG)}", value=c.value) for c in inputs],
+                hint=t("wizard.in_context_hint", LANG),
             )
             self.set("in_context", tuple(picked) or None)
-            if self.ask_bool("add_to_beatmap", "Add the generated objects to the reference beatmap?"):
-                self.ask_bool("overwrite_reference_beatmap", "Overwrite the reference .osu (a .bak copy is kept)?")
+            if self.ask_bool("add_to_beatmap", t("wizard.add_to_beatmap", LANG)):
+                self.ask_bool("overwrite_reference_beatmap", t("wizard.overwrite_reference", LANG))
         default = [c.value for c in preset.inference.output_type] if preset else ["map"]
         current = list(self.answers.get("output_type") or default)
         picked = self.ask_list(
-            "output_type", "Generate:",
-            [Choice(f"{c.value:<7}{CONTEXT_NOTES[c]}", value=c.value, checked=c.value in current) for c in outputs],
-            hint="the model's usual set is ticked; Enter keeps it", required=True,
+            "output_type", t("wizard.output_type", LANG),
+            [Choice(f"{c.value:<7}{t(CONTEXT_NOTES[c], LANG)}", value=c.value, checked=c.value in current)
+             for c in outputs],
+            hint=t("wizard.output_type_hint", LANG), required=True,
         )
         self.set("output_type", None if sorted(picked) == sorted(default) else tuple(picked))
 
     def advanced(self) -> None:
-        self.section("Advanced")
+        self.section(t("wizard.section_advanced", LANG))
         groups = [k for k in ADVANCED_GROUPS if k != "mania" or self.answers.get("gamemode") == 3]
         picked = questionary.checkbox(
-            "Change any advanced settings?", style=STYLE, instruction="(space ticks a group; Enter: none)",
-            choices=[Choice(ADVANCED_GROUPS[k], value=k) for k in groups],
+            t("wizard.advanced", LANG), style=STYLE, instruction=f"({t('wizard.advanced_hint', LANG)})",
+            choices=[Choice(t(ADVANCED_GROUPS[k], LANG), value=k) for k in groups],
         ).unsafe_ask()
         for group in picked:
             getattr(self, f"advanced_{group}")()
 
     def advanced_difficulty(self) -> None:
-        for key, label in (("hp_drain_rate", "HP drain rate"), ("circle_size", "Circle size"),
-                           ("overall_difficulty", "Overall difficulty"), ("approach_rate", "Approach rate")):
-            self.ask_value(key, f"{label}:", hint="0–10; Enter: the model decides")
-        self.ask_value("slider_multiplier", "Slider velocity multiplier:", hint="e.g. 1.4; Enter: the model decides")
-        self.ask_value("slider_tick_rate", "Slider tick rate:", hint="e.g. 1; Enter: the model decides")
+        for key, label in (("hp_drain_rate", K("wizard.hp_drain_rate")), ("circle_size", K("wizard.circle_size")),
+                           ("overall_difficulty", K("wizard.overall_difficulty")),
+                           ("approach_rate", K("wizard.approach_rate"))):
+            self.ask_value(key, t(label, LANG), hint=t("wizard.hint_0_10", LANG))
+        self.ask_value("slider_multiplier", t("wizard.slider_multiplier", LANG), hint=t("wizard.hint_sv", LANG))
+        self.ask_value("slider_tick_rate", t("wizard.slider_tick_rate", LANG), hint=t("wizard.hint_tick_rate", LANG))
 
     def advanced_mania(self) -> None:
-        self.ask_value("keycount", "Key count:", hint="1–18; Enter: the model decides")
-        self.ask_value("hold_note_ratio", "Share of hold notes:", hint="0–1; Enter: the model decides")
-        self.ask_value("scroll_speed_ratio", "Share of scroll speed changes:", hint="0–1; Enter: the model decides")
+        self.ask_value("keycount", t("wizard.keycount", LANG), hint=t("wizard.hint_keycount", LANG))
+        self.ask_value("hold_note_ratio", t("wizard.hold_note_ratio", LANG), hint=t("wizard.hint_0_1", LANG))
+        self.ask_value("scroll_speed_ratio", t("wizard.scroll_speed_ratio", LANG), hint=t("wizard.hint_0_1", LANG))
 
     def advanced_sampling(self) -> None:
-        self.ask_value("seed", "Seed:", hint="a whole number for a repeatable map; Enter: random")
-        self.ask_value("cfg_scale", "Guidance (cfg_scale):", hint="1 is off; higher follows mapper and "
-                       "descriptors more", default=GenerateOptions.cfg_scale)
-        if self.ask_bool("do_sample", "Sample (vary the map from run to run)? No: always the likeliest token"):
-            self.ask_value("temperature", "Temperature:", hint="above 0; Enter: the model's default")
-            self.ask_value("top_p", "Top-p:", hint="0–1; Enter: the model's default")
-            self.ask_value("top_k", "Top-k:", hint="0 is off; Enter: the model's default")
-            self.ask_value("timing_temperature", "Timing temperature:", hint="above 0; Enter: the model's default")
+        self.ask_value("seed", t("wizard.seed", LANG), hint=t("wizard.hint_seed", LANG))
+        self.ask_value("cfg_scale", t("wizard.cfg_scale", LANG), hint=t("wizard.hint_cfg_scale", LANG),
+                       default=GenerateOptions.cfg_scale)
+        if self.ask_bool("do_sample", t("wizard.do_sample", LANG)):
+            self.ask_value("temperature", t("wizard.temperature", LANG), hint=t("wizard.hint_above_0", LANG))
+            self.ask_value("top_p", t("wizard.top_p", LANG), hint=t("wizard.hint_0_1_default", LANG))
+            self.ask_value("top_k", t("wizard.top_k", LANG), hint=t("wizard.hint_top_k", LANG))
+            self.ask_value("timing_temperature", t("wizard.timing_temperature", LANG),
+                           hint=t("wizard.hint_above_0", LANG))
             mode = self.answers.get("gamemode")
             if mode == 3:
-                self.ask_value("mania_column_temperature", "Mania column temperature:",
-                               hint="above 0; Enter: the model's default")
+                self.ask_value("mania_column_temperature", t("wizard.mania_column_temperature", LANG),
+                               hint=t("wizard.hint_above_0", LANG))
             if mode == 1:
-                self.ask_value("taiko_hit_temperature", "Taiko hit temperature:",
-                               hint="above 0; Enter: the model's default")
-        self.ask_value("timeshift_bias", "Time-shift bias:", hint="negative: earlier, positive: later; Enter: 0",
+                self.ask_value("taiko_hit_temperature", t("wizard.taiko_hit_temperature", LANG),
+                               hint=t("wizard.hint_above_0", LANG))
+        self.ask_value("timeshift_bias", t("wizard.timeshift_bias", LANG), hint=t("wizard.hint_timeshift", LANG),
                        default=GenerateOptions.timeshift_bias)
 
     def advanced_range(self) -> None:
-        self.ask_value("start_time", "Start time (ms):", hint="Enter: the song's start")
-        self.ask_value("end_time", "End time (ms):", hint="Enter: the song's end")
+        self.ask_value("start_time", t("wizard.start_time", LANG), hint=t("wizard.hint_start", LANG))
+        self.ask_value("end_time", t("wizard.end_time", LANG), hint=t("wizard.hint_end", LANG))
 
     def advanced_extras(self) -> None:
         current = self.answers.get("hitsounded")
-        value = questionary.select("Hit sounds:", style=STYLE, choices=[
-            Choice("the model decides", value="auto"), Choice("yes", value="yes"), Choice("no", value="no"),
+        value = questionary.select(t("wizard.hitsounds", LANG), style=STYLE, choices=[
+            Choice(t("wizard.model_decides", LANG), value="auto"), Choice(t("wizard.yes", LANG), value="yes"),
+            Choice(t("wizard.no", LANG), value="no"),
         ], default={None: "auto", True: "yes", False: "no"}[current]).unsafe_ask()
         self.set("hitsounded", {"auto": None, "yes": True, "no": False}[value])
-        if self.ask_bool("super_timing", "Super timing (slower, for songs with changing tempo)?"):
-            self.ask_value("timer_iterations", "Super timing passes:", default=GenerateOptions.timer_iterations)
-            self.ask_value("timer_cfg_scale", "Super timing guidance:", default=GenerateOptions.timer_cfg_scale)
-            self.ask_value("timer_bpm_threshold", "Super timing BPM threshold:",
+        if self.ask_bool("super_timing", t("wizard.super_timing", LANG)):
+            self.ask_value("timer_iterations", t("wizard.timer_iterations", LANG),
+                           default=GenerateOptions.timer_iterations)
+            self.ask_value("timer_cfg_scale", t("wizard.timer_cfg_scale", LANG),
+                           default=GenerateOptions.timer_cfg_scale)
+            self.ask_value("timer_bpm_threshold", t("wizard.timer_bpm_threshold", LANG),
                            default=GenerateOptions.timer_bpm_threshold)
-        lora = questionary.text("LoRA adapter (folder or Hugging Face repo id):", style=STYLE,
-                                default=self.answers.get("lora_path", ""), instruction="(Enter: none)").unsafe_ask()
+        lora = questionary.text(t("wizard.lora", LANG), style=STYLE, default=self.answers.get("lora_path", ""),
+                                instruction=f"({t('wizard.hint_none', LANG)})").unsafe_ask()
         self.set("lora_path", clean_path(lora) or None)
 
     def advanced_metadata(self) -> None:
-        for key, label in (("title", "Title"), ("title_unicode", "Title (unicode)"), ("artist", "Artist"),
-                           ("artist_unicode", "Artist (unicode)"), ("creator", "Creator"),
-                           ("version", "Difficulty name"), ("source", "Source"), ("tags", "Tags")):
-            self.ask_value(key, f"{label}:", hint="Enter: from the song or the model")
-        background = self.ask_path("Background image", _check_optional_file, hint="Enter: none",
-                                   default=self.answers.get("background", ""))
+        for key, label in (("title", K("wizard.title_field")), ("title_unicode", K("wizard.title_unicode")),
+                           ("artist", K("wizard.artist")), ("artist_unicode", K("wizard.artist_unicode")),
+                           ("creator", K("wizard.creator")), ("version", K("wizard.version")),
+                           ("source", K("wizard.source")), ("tags", K("wizard.tags"))):
+            self.ask_value(key, t(label, LANG), hint=t("wizard.hint_metadata", LANG))
+        background = self.ask_path(t("wizard.background", LANG), _check_optional_file,
+                                   hint=t("wizard.hint_none", LANG), default=self.answers.get("background", ""))
         self.set("background", background or None)
-        self.ask_value("preview_time", "Preview time (ms):", hint="Enter: none")
+        self.ask_value("preview_time", t("wizard.preview_time", LANG), hint=t("wizard.hint_none", LANG))
 
     def advanced_output(self) -> None:
-        self.ask_bool("export_osz", "Export an .osz (song, background and beatmap in one file)?")
-        self.ask_value("device", "Device:", hint="auto, cpu, cuda, cuda:N or mps", default=GenerateOptions.device)
-        precision = questionary.select("Precision (auto: int8 on a CPU, fp32 on a GPU; int8 is CPU only):",
+        self.ask_bool("export_osz", t("wizard.export_osz", LANG))
+        self.ask_value("device", t("wizard.device", LANG), hint=t("wizard.hint_device", LANG),
+                       default=GenerateOptions.device)
+        precision = questionary.select(t("wizard.precision", LANG),
                                        style=STYLE, choices=list(engine.PRECISION_CHOICES),
                                        default=self.answers.get("precision", GenerateOptions.precision)).unsafe_ask()
         self.set("precision", precision)
 
 
     def advanced_windows(self) -> None:
-        self.ask_value("lookback", "Lookback (share of a window):", hint="0–1; Enter: the model's default")
-        self.ask_value("lookahead", "Lookahead (share of a window):", hint="0–1; Enter: the model's default")
-        self.ask_value("timing_leniency", "Timing leniency (ms):", hint="Enter: the model's default (20; v29: 3)")
-        self.ask_value("max_batch_size", "Largest batch:", hint="Enter: the model's default")
-        self.ask_bool("resnap_events", "Resnap objects to the timing?")
+        self.ask_value("lookback", t("wizard.lookback", LANG), hint=t("wizard.hint_0_1_default", LANG))
+        self.ask_value("lookahead", t("wizard.lookahead", LANG), hint=t("wizard.hint_0_1_default", LANG))
+        self.ask_value("timing_leniency", t("wizard.timing_leniency", LANG), hint=t("wizard.hint_leniency", LANG))
+        self.ask_value("max_batch_size", t("wizard.max_batch_size", LANG), hint=t("wizard.hint_default", LANG))
+        self.ask_bool("resnap_events", t("wizard.resnap", LANG))
 
 
 def _text(value: Any) -> str:
@@ -532,11 +543,11 @@ def _text(value: Any) -> str:
 
 def _check_audio(path: str) -> bool | str:
     if not path:
-        return "a song is needed: type its path (Tab completes)"
+        return t("wizard.need_song", LANG)
     try:
         engine.audio_duration_ms(Path(path).expanduser())
     except MapperatorError as e:
-        return str(e)
+        return i18n.error_text(e, LANG)
     return True
 
 
@@ -545,65 +556,72 @@ def _check_beatmap(path: str) -> bool | str:
         return True
     p = Path(path).expanduser()
     if p.suffix.lower() != ".osu":
-        return f"the reference must be an .osu file, not {p.name}"
+        return t("wizard.reference_not_osu", LANG, name=p.name)
     try:
         engine.read_beatmap(p)
     except MapperatorError as e:
-        return str(e)
+        return i18n.error_text(e, LANG)
     return True
 
 
 def _check_output(path: str) -> bool | str:
     p = Path(path).expanduser()
     if not path:
-        return "an output folder is needed"
+        return t("wizard.need_output", LANG)
     if p.exists() and not p.is_dir():
-        return f"{p} is a file, not a folder"
+        return t("wizard.output_is_file", LANG, path=str(p))
     existing = next((q for q in (p, *p.parents) if q.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK):
-        return f"cannot write to {existing}: choose another folder"
+        return t("wizard.output_not_writable", LANG, path=str(existing))
     return True
 
 
 def _check_model_source(text: str) -> bool | str:
     if not text:
-        return "type a checkpoint folder or a Hugging Face repo id (user/name)"
+        return t("wizard.need_checkpoint", LANG)
     try:
         engine.resolve_source(text)
     except ModelError as e:
-        return str(e)
+        return i18n.error_text(e, LANG)
     return True
 
 
 def _check_optional_file(path: str) -> bool | str:
     if path and not Path(path).expanduser().is_file():
-        return f"{path} not found"
+        return t("wizard.not_found", LANG, path=path)
     return True
 
 
 # --- entry point --------------------------------------------------------------------------------------------
 
 
-def run_wizard() -> int:
-    """Ask, print the equivalent command, and run it when asked. Returns the process exit code."""
+def run_wizard(lang: str | None = None) -> int:
+    """Ask, print the equivalent command, and run it when asked. Returns the process exit code.
+
+    ``lang`` (``--lang``) picks the language of the questions; by default the system's (the locale)."""
+    global LANG
     from .cli import _error, cmd_generate
 
+    LANG = i18n.match(lang) if lang else None
+    if lang and LANG is None:
+        return _error(f"--lang {lang}: not a language of Mapperator; choose one of {', '.join(i18n.LANGUAGES)}")
+    LANG = LANG or i18n.system_language()
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return _error("the wizard needs an interactive terminal; in scripts use `mapperator generate key=value ...`")
+        return _error(t("wizard.needs_terminal", LANG))
     console = Console(highlight=False)
     wizard = Wizard(console)
     try:
         options = wizard.run()
         words = command_words(options)
-        wizard.section("Command")
-        console.print("[bold]The same generation as one command:[/]")
+        wizard.section(t("wizard.section_command", LANG))
+        console.print(f"[bold]{escape(t('wizard.same_command', LANG))}[/]")
         print(shell_command(words), flush=True)  # plain print: no markup, no wrapping, copyable
         console.print()
-        run_now = questionary.confirm("Generate the beatmap now?", default=True, style=STYLE).unsafe_ask()
+        run_now = questionary.confirm(t("wizard.run_now", LANG), default=True, style=STYLE).unsafe_ask()
     except (KeyboardInterrupt, EOFError):
-        console.print("\n[yellow]Cancelled; nothing was written.[/]")
+        console.print(f"\n[yellow]{escape(t('wizard.cancelled', LANG))}[/]")
         return 130
     if not run_now:
-        console.print("[dim]Copy the command above to run it later.[/]")
+        console.print(f"[dim]{escape(t('wizard.copy_later', LANG))}[/]")
         return 0
     return cmd_generate(words)

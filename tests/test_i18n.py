@@ -207,3 +207,20 @@ def test_progress_and_errors_show_in_the_pages_language(monkeypatch):
     error = OptionError(Message("path.choose_save", "choose where to save the file"))
     html = forms.error_html(forms.error_message(error), "fr")
     assert "Erreur :" in html and "choisissez où enregistrer le fichier" in html
+
+
+def test_the_wizard_asks_in_the_chosen_or_the_systems_language(monkeypatch, capsys):
+    from mapperator_app import wizard
+
+    real = i18n.catalogue
+    fake = {"wizard.need_output": "il faut un dossier de sortie",
+            "wizard.needs_terminal": "l'assistant a besoin d'un terminal interactif"}
+    monkeypatch.setattr(i18n, "catalogue", lambda lang: fake if lang == "fr" else real(lang))
+    monkeypatch.setattr(wizard, "LANG", "en")
+    assert wizard._check_output("") == "an output folder is needed"
+    assert wizard.run_wizard("fr-CA") == 2 and wizard.LANG == "fr"  # pytest's stdin is no terminal
+    assert "l'assistant a besoin d'un terminal interactif" in capsys.readouterr().err
+    assert wizard._check_output("") == "il faut un dossier de sortie"
+    monkeypatch.setenv("LANGUAGE", "fr_FR")
+    assert wizard.run_wizard() == 2 and wizard.LANG == "fr"
+    assert wizard.run_wizard("xx") == 2 and "--lang xx" in capsys.readouterr().err
