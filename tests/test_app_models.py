@@ -67,7 +67,7 @@ def test_empty_cache_lists_every_version_as_missing(hub_env):
         vocab = models.checkpoint_vocabulary("v32", 0)
         out["descriptors"], out["note"] = vocab.descriptors, vocab.note
     """)
-    assert out["rows"] == [["v30", False], ["v31", False], ["v32", False], ["v32-mini", False]]
+    assert out["rows"] == [["v29", False], ["v30", False], ["v31", False], ["v32", False], ["v32-mini", False]]
     assert out["installed"] == [] and out["descriptors"] == [] and "not downloaded" in out["note"]
 
 
