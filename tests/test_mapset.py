@@ -201,3 +201,34 @@ def test_rows_with_their_own_generators_sample_what_they_sample_alone():
     assert together[0] != together[2]  # same prompt and audio, other seed: other tokens
     shared = decode(ck.model, ck.tokenizer, frames, prompts, opts, [EOS_ID], generator=torch.Generator().manual_seed(1))
     assert shared != alone  # one stream for the whole batch: the rows' draws depend on each other
+
+
+def test_pass_runner_hands_each_row_its_passs_generator(monkeypatch):
+    """Passes with their own generator get it row by row; passes without share the context's (one object)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import engine.decoding
+    from engine.decoding import DecodingOptions
+    from engine.passes import PassContext, PassRunner
+
+    from .test_passes import Chain
+
+    seen = []
+
+    def fake_decode(model, tokenizer, frames, prompts, opts, stop, **kw):
+        seen.append(kw["generator"])
+        return [[7] for _ in prompts]
+
+    monkeypatch.setattr(engine.decoding, "decode", fake_decode)
+    shared = torch.Generator()
+    context = PassContext(SimpleNamespace(model=None, tokenizer=None), torch.device("cpu"), generator=shared)
+    own = [torch.Generator(), torch.Generator()]
+    passes = [Chain(1, 1), Chain(2, 1)]
+    for p, g in zip(passes, own):
+        p.generator = g
+    list(PassRunner(context, DecodingOptions(), batch_size=4).run([*passes, Chain(3, 1)]))
+    assert seen[0] == [own[0], own[1], shared]
+    list(PassRunner(context, DecodingOptions(), batch_size=4).run([Chain(4, 1), Chain(5, 1)]))
+    assert seen[1] is shared
