@@ -228,7 +228,7 @@ def spectrogram_module(config: SpectrogramConfig) -> nn.Module:
 
 def fourier_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """nnAudio's STFT kernels [n_fft // 2 + 1, 1, n_fft] (sine, cosine, each times the periodic Hann window) and
-    the window (only used when a checkpoint lacks its own)."""
+    the window, for a new model; a checkpoint's stored buffers replace them when it loads."""
     s = torch.arange(n_fft, dtype=torch.float64)
     k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
     angle = 2 * math.pi * k * s / n_fft
