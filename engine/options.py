@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence, TypeVar
 
 from .errors import OptionError
+from .messages import Message
 
 T = TypeVar("T")
 
@@ -55,11 +56,14 @@ class Range:
         return above and below
 
     def describe(self) -> str:
-        low = f"above {_number(self.low)}" if self.low_open else f"at least {_number(self.low)}"
-        high = f"below {_number(self.high)}" if self.high_open else f"at most {_number(self.high)}"
+        lo, hi = _number(self.low), _number(self.high)
         if not (self.low_open or self.high_open):
-            return f"between {_number(self.low)} and {_number(self.high)}"
-        return f"{low} and {high}"
+            return Message("range.between", "between {low} and {high}", low=lo, high=hi)
+        low = Message("range.above", "above {n}", n=lo) if self.low_open else \
+            Message("range.at_least", "at least {n}", n=lo)
+        high = Message("range.below", "below {n}", n=hi) if self.high_open else \
+            Message("range.at_most", "at most {n}", n=hi)
+        return Message("range.both", "{low} and {high}", low=low, high=high)
 
 
 def ranged(default: Any, low: float | Range, high: float | None = None, **rule: Any) -> Any:
@@ -68,7 +72,8 @@ def ranged(default: Any, low: float | Range, high: float | None = None, **rule: 
     return dataclasses.field(default=default, metadata={"range": limits})
 
 
-SEED = Range(0, 2 ** 32 - 1, hint="; leave it unset (null) for a random seed")  # NumPy's and torch's common range
+# NumPy's and torch's common range
+SEED = Range(0, 2 ** 32 - 1, hint=Message("range.seed_hint", "; leave it unset (null) for a random seed"))
 MAX_MS = 24 * 3600 * 1000  # times in a song, in milliseconds: a day is far beyond any song
 MAX_COUNT = 10 ** 9  # steps, items and similar counts
 TEMPERATURE = Range(0.001, 100)  # far below 0.001, logits / temperature overflow to inf and sampling breaks
@@ -118,16 +123,29 @@ def check_precision_name(precision: str) -> None:
 
 
 def _check_number(name: str, value: Any, limits: Range, whole: bool) -> None:
-    kind = "a whole number" if whole else "a number"
+    kind = _WHOLE if whole else _NUMBER
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
-        raise OptionError(f"option {name}={_shown(value)} is not valid: expected {kind} {limits.describe()}"
-                          f"{limits.hint}")
+        raise OptionError(_not_valid(name, value, kind, limits))
     if isinstance(value, float) and not math.isfinite(value):
-        raise OptionError(f"option {name}={value} is not a finite number: {name} must be {limits.describe()}"
-                          f"{limits.hint}")
+        raise OptionError(Message("option.not_finite", "option {name}={value} is not a finite number: {name} must be "
+                                  "{range}{hint}", name=name, value=str(value), range=limits.describe(),
+                                  hint=limits.hint))
     if not limits.allows(value):
-        raise OptionError(f"option {name}={_shown(value)} is out of range: {name} must be {limits.describe()}"
-                          f"{limits.hint}")
+        raise OptionError(Message("option.out_of_range", "option {name}={value} is out of range: {name} must be "
+                                  "{range}{hint}", name=name, value=_shown(value), range=limits.describe(),
+                                  hint=limits.hint))
+
+
+_WHOLE = Message("option.kind_whole", "a whole number")
+_NUMBER = Message("option.kind_number", "a number")
+
+
+def _not_valid(name: str, value: Any, kind: str, limits: "Range | None") -> Message:
+    if limits is None:
+        return Message("option.not_valid_plain", "option {name}={value} is not valid: expected {kind}", name=name,
+                       value=_shown(value), kind=kind)
+    return Message("option.not_valid", "option {name}={value} is not valid: expected {kind} {range}{hint}",
+                   name=name, value=_shown(value), kind=kind, range=limits.describe(), hint=limits.hint)
 
 
 def _check_text(name: str, value: str, is_path: bool) -> None:
@@ -243,7 +261,8 @@ class GenerateOptions:
         check_options(self)
         check_precision_name(self.precision)
         if self.start_time is not None and self.end_time is not None and self.start_time >= self.end_time:
-            raise OptionError(f"start_time ({self.start_time}) must be before end_time ({self.end_time})")
+            raise OptionError(Message("option.start_after_end", "start_time ({start}) must be before end_time ({end})",
+                                      start=self.start_time, end=self.end_time))
 
 
 # --- parsing ------------------------------------------------------------------------------------------
@@ -308,16 +327,16 @@ def _coerce(name: str, value: Any, tp: Any, limits: Range | None = None) -> Any:
             return tuple(_coerce(name, v, item, limits) for v in value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: float() of an int with hundreds of digits
         pass
-    kind = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(tp, str(tp))
-    accepts = f" {limits.describe()}{limits.hint}" if limits is not None else ""
-    raise OptionError(f"option {name}={_shown(value)} is not valid: expected {kind}{accepts}")
+    kind = {bool: Message("option.kind_bool", "true or false"), int: _WHOLE, float: _NUMBER,
+            str: Message("option.kind_text", "text")}.get(tp, str(tp))
+    raise OptionError(_not_valid(name, value, kind, limits))
 
 
 def suggest(name: str, choices: Sequence[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    return Message("option.did_you_mean", " (did you mean {names}?)", names=", ".join(close)) if close else ""
 
 
 def build_options(cls: type[T], values: dict[str, Any]) -> T:
@@ -333,7 +352,8 @@ def build_options(cls: type[T], values: dict[str, Any]) -> T:
                 raise OptionError(refusal)
             continue
         if name not in fields:
-            raise OptionError(f"unknown option {name!r}{suggest(name, sorted(fields))}")
+            raise OptionError(Message("option.unknown", "unknown option {name}{suggestion}", name=repr(name),
+                                      suggestion=suggest(name, sorted(fields))))
         kwargs[name] = _coerce(name, value, hints[name], fields[name].metadata.get("range"))
     return cls(**kwargs)
 

@@ -224,3 +224,19 @@ def test_the_wizard_asks_in_the_chosen_or_the_systems_language(monkeypatch, caps
     monkeypatch.setenv("LANGUAGE", "fr_FR")
     assert wizard.run_wizard() == 2 and wizard.LANG == "fr"
     assert wizard.run_wizard("xx") == 2 and "--lang xx" in capsys.readouterr().err
+
+
+def test_option_errors_carry_ids_down_to_the_range(monkeypatch):
+    import engine
+    from engine.errors import OptionError
+
+    with pytest.raises(OptionError) as caught:
+        engine.build_options(engine.GenerateOptions, {"cfg_scale": "-3"})
+    error = caught.value
+    assert error.message_id == "option.out_of_range" and str(error).startswith("option cfg_scale=-3.0 is out of range")
+    real = i18n.catalogue
+    fake = {"option.out_of_range": "option {name}={value} hors limites : {name} doit être {range}{hint}",
+            "range.between": "entre {low} et {high}"}
+    monkeypatch.setattr(i18n, "catalogue", lambda lang: fake if lang == "fr" else real(lang))
+    text = i18n.error_text(error, "fr")
+    assert text.startswith("option cfg_scale=-3.0 hors limites : cfg_scale doit être ") and "entre" in text, text

@@ -787,6 +787,7 @@
       this.map = new MapData(typeof mapJson === "string" ? JSON.parse(mapJson) : mapJson);
       this.container = container;
       this.id = options.id || container.dataset.playerId || `player-${nextId++}`;
+      this.texts = options.texts || readTexts(container.dataset.texts);  // the page's language (player.py)
       this.highlighted = new Set();
       this.highlightRange = null;
       this.stats = {frames: 0, drawMs: 0};
@@ -801,7 +802,8 @@
         this.audio.preload = "auto";
         this.audio.src = audioUrl;
         this.audio.addEventListener("loadedmetadata", () => this.onAudioMetadata());
-        this.audio.addEventListener("error", () => this.message("The song could not be played; the map runs silently."));
+        this.audio.addEventListener("error", () => this.message(
+          this.text("player.song_failed", "The song could not be played; the map runs silently.")));
         this.audio.addEventListener("ended", () => { if (this.clock.time >= this.duration - 50) this.pause(); });
         this.audio.addEventListener("playing", () => { if (this.clock.holding) this.clock.release(this.audio.currentTime * 1000); });
         this.audio.addEventListener("seeked", () => {
@@ -843,12 +845,13 @@
         if (started && started.catch) {
           started.catch(() => {
             if (this.clock.holding) this.clock.release();
-            this.message("The browser did not start the song; the map runs silently.");
+            this.message(this.text("player.song_blocked",
+                                   "The browser did not start the song; the map runs silently."));
           });
         }
       }
       if (this.hitsounds) { this.ticks.enable(); this.ticks.reset(this.clock.time); }
-      this.playButton.textContent = "Pause";
+      this.playButton.textContent = this.text("player.pause", "Pause");
       this.requestDraw();
     }
 
@@ -858,7 +861,7 @@
       this.clock.playing = false;
       this.clock.set(Math.min(t, this.duration));
       if (this.audio) this.audio.pause();
-      this.playButton.textContent = "Play";
+      this.playButton.textContent = this.text("player.play", "Play");
       this.requestDraw();
     }
 
@@ -972,12 +975,12 @@
       root.tabIndex = 0;
       root.innerHTML =
         '<canvas class="mp-view"></canvas>' +
-        '<canvas class="mp-timeline" title="Click or drag to seek"></canvas>' +
+        '<canvas class="mp-timeline"></canvas>' +
         '<div class="mp-controls">' +
-        '<button type="button" class="mp-play">Play</button>' +
+        '<button type="button" class="mp-play"></button>' +
         '<span class="mp-time"></span>' +
-        '<label>Speed <select class="mp-rate"></select></label>' +
-        '<label><input type="checkbox" class="mp-ticks"> Hitsound ticks</label>' +
+        '<label><span class="mp-rate-label"></span> <select class="mp-rate"></select></label>' +
+        '<label><input type="checkbox" class="mp-ticks"> <span class="mp-ticks-label"></span></label>' +
         '<span class="mp-message"></span>' +
         '<span class="mp-info"></span>' +
         "</div>";
@@ -992,6 +995,10 @@
       this.rateSelect = root.querySelector(".mp-rate");
       this.tickBox = root.querySelector(".mp-ticks");
       this.messageBox = root.querySelector(".mp-message");
+      this.timeline.title = this.text("player.seek", "Click or drag to seek");
+      this.playButton.textContent = this.text("player.play", "Play");
+      root.querySelector(".mp-rate-label").textContent = this.text("player.speed", "Speed");
+      root.querySelector(".mp-ticks-label").textContent = this.text("player.ticks", "Hitsound ticks");
       for (const r of RATES) {
         const option = document.createElement("option");
         option.value = String(r);
@@ -1057,6 +1064,8 @@
     }
 
     message(text) { if (this.messageBox) this.messageBox.textContent = text; }
+
+    text(key, english) { return this.texts[key] || english; }
 
     resize() {
       const dpr = Math.min(2, global.devicePixelRatio || 1);
@@ -1258,7 +1267,8 @@
           if (old && !old.root.isConnected) old.destroy();
           new MapperatorPlayer(el, json, el.dataset.audio || null, {id: el.dataset.playerId || undefined});
         } catch (e) {
-          el.textContent = `The preview could not be shown: ${e.message}`;
+          const texts = readTexts(el.dataset.texts);
+          el.textContent = `${texts["player.not_shown"] || "The preview could not be shown:"} ${e.message}`;
         }
       };
       const inline = el.querySelector('script[type="application/json"]');
@@ -1266,10 +1276,18 @@
       else if (inline) start(inline.textContent);
       else if (el.dataset.mapUrl) {
         fetch(el.dataset.mapUrl).then((r) => r.json()).then(start)
-          .catch((e) => { el.textContent = `The preview could not be loaded: ${e.message}`; });
+          .catch((e) => {
+            const texts = readTexts(el.dataset.texts);
+            el.textContent = `${texts["player.not_loaded"] || "The preview could not be loaded:"} ${e.message}`;
+          });
       }
     }
   };
+
+  /** The player's texts in the page's language: `data-texts` JSON written by player.py (English when absent). */
+  function readTexts(json) {
+    try { return json ? JSON.parse(json) : {}; } catch (e) { return {}; }
+  }
 
   MapperatorPlayer.parseTimestamp = parseTimestamp;
   global.MapperatorPlayer = MapperatorPlayer;

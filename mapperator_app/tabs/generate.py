@@ -37,9 +37,9 @@ class Outcome:
     check: Any = None  # engine.check_result of the map (ResultCheck)
 
 
-def _generation_job(options, download_first: bool, on_written: Callable[[Path], None]):
+def _generation_job(options, download_first: bool, on_written: Callable[[Path], None], lang: str = "en"):
     """The function the worker runs: fetch the model when needed, generate, rate and draw the map;
-    ``on_written`` gets the path of the file written."""
+    ``on_written`` gets the path of the file written; the player speaks ``lang``."""
     import engine
 
     from ..pictures import playfield_thumbnail, timeline_strip
@@ -62,7 +62,7 @@ def _generation_job(options, download_first: bool, on_written: Callable[[Path], 
         song = beatmap_song(result.osu_path) if result.osu_path is not None else None
         song = song or (Path(result.options.audio_path).expanduser() if result.options.audio_path else None)
         return Outcome(result, stars, timeline_strip(result.beatmap, length), playfield_thumbnail(result.beatmap),
-                       player_html(result.beatmap, song, "generate"), forms.result_check(result))
+                       player_html(result.beatmap, song, "generate", lang), forms.result_check(result))
 
     return run
 
@@ -280,7 +280,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         song = Path(options.audio_path).name if options.audio_path else Path(options.beatmap_path or "?").name
         label = Message("job.generate", "Generate {song} ({model}, {mode})", song=song, model=options.model_path,
                         mode=forms.GAMEMODES[options.gamemode or 0])
-        job = ctx.worker.submit("generate", label, _generation_job(options, download_first, ctx.written.add),
+        job = ctx.worker.submit("generate", label, _generation_job(options, download_first, ctx.written.add, lang),
                                 session_of(request))
         yield forms.progress_html(job, ctx.worker.position(job), lang), "", "", None, None, ""
         yield from follow(ctx.worker, job, show, finish)

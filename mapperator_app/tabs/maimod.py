@@ -25,7 +25,7 @@ DEFAULT_MODEL = "v30"
 MAIMOD_VERSIONS = [name for name, p in PRESETS.items() if p.supports_maimod] or [DEFAULT_MODEL]
 
 
-def _mod_job(values: dict[str, Any], download_first: bool):
+def _mod_job(values: dict[str, Any], download_first: bool, lang: str = "en"):
     import engine
 
     def run(progress, cancel: threading.Event):
@@ -38,7 +38,7 @@ def _mod_job(values: dict[str, Any], download_first: bool):
             precision=values.get("precision") or "auto")
         found = engine.mod(options, progress=progress, cancel=cancel)
         progress((1.0, Message("stage.loading_player", "Loading the map into the player"), None))
-        return found, preview_file(values["beatmap_path"], values.get("audio_path") or None, "maimod")
+        return found, preview_file(values["beatmap_path"], values.get("audio_path") or None, "maimod", lang)
 
     return run
 
@@ -141,7 +141,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         download_first = bool(values.get("ai")) and values["model"] in PRESETS and \
             values["model"] not in models.installed_versions()
         job = ctx.worker.submit("mod", Message("job.maimod", "MaiMod {name}", name=Path(path).name),
-                                _mod_job(values, download_first), session_of(request))
+                                _mod_job(values, download_first, lang), session_of(request))
         yield (forms.progress_html(job, ctx.worker.position(job), lang), forms.suggestion_table([], lang), "", [],
                gr.update(), gr.update())
         yield from follow(ctx.worker, job, render_with(lang), finish_with(filter_values, lang))
