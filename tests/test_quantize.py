@@ -149,6 +149,15 @@ def test_the_model_cache_keeps_int8_and_fp32_apart(tmp_path):
     runtime.MODELS.clear()
 
 
+def test_the_options_default_runs_int8_on_a_cpu(tmp_path):
+    """precision=auto is the default of every facade's options; on the CPU it loads the int8 model."""
+    assert GenerateOptions().precision == engine.ModOptions().precision == engine.TimingOptions().precision == "auto"
+    runtime.MODELS.clear()
+    engine.timing(engine.TimingOptions(audio_path=str(need(SONG)), model_path=str(need(V32)), device="cpu", seed=1))
+    assert [key.quantization for key in runtime.MODELS._items] == ["int8"]
+    runtime.MODELS.clear()
+
+
 # --- the quality gate (bench/speed.py) ---------------------------------------------------------------------------
 
 
