@@ -2,6 +2,7 @@
 (picture, stars, objects, check per map), the player shows the chosen one, Keep removes the others' files."""
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 
 import pytest
@@ -51,12 +52,15 @@ def test_variants_gallery_preview_and_keep(tmp_path):
     ctx = AppContext(Worker(), Settings(tmp_path / "settings.json"))
     demo = build_app(ctx)
     request = SimpleNamespace(session_hash="page-1", headers={})
-    values = tab_values(tmp_path, mapset_kind="Variants", num_variants=2)
-    *_, (status, cards, chosen, player) = list(_fn(demo, "generate_mapset")(**values, request=request))
+    generate_mapset = _fn(demo, "generate_mapset")
+    blank = {name: "" for name in inspect.signature(generate_mapset).parameters if name != "request"}
+    values = {**blank, **tab_values(tmp_path, mapset_kind="Variants", num_variants=2)}
+    *_, (status, cards, chosen, player) = list(generate_mapset(**values, request=request))
     assert cards.count("class='mp-card") == 2, status
     assert "★" in cards and "objects" in cards and "seed 3" in cards and "seed 4" in cards
     assert cards.count("data:image/png;base64,") == 2
-    first, second = chosen["choices"][0][0], chosen["choices"][1][0]
+    first, second = chosen["choices"]
+    assert chosen["value"] == first and first.startswith("1. ") and second.startswith("2. ")
     assert "mapperator-player" in player
     assert "mapperator-player" in _fn(demo, "preview_mapset_map")(second, request)
     files = sorted((tmp_path / "out").glob("*.osu"))
