@@ -38,7 +38,7 @@ README = REPO / "README.md"
 TRAINED = UPSTREAM / "trained"
 PROGRAM = re.compile(r"^(mapperator|\.venv/bin/mapperator|dist/Mapperator/Mapperator"
                      r"|\.venv\\Scripts\\mapperator|\S*\\mapperator-cli\.exe|mapperator-cli\.exe)$")
-RUNS_A_MODEL = {"generate", "mod", "timing", "train"}
+RUNS_A_MODEL = {"generate", "mapset", "mod", "timing", "train"}
 
 EXCEPTIONS = {
     ".venv/bin/mapperator app": "opens the desktop window and waits for it to close (tests/e2e drive the app)",
