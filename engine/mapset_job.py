@@ -12,9 +12,9 @@ with seeds ``seed, seed+1, ...`` (or ``seeds=[...]``): when the timing is decode
 batched too, so each variant is exactly what ``generate`` gives with its seed.
 
 Rows are independent: greedy rows give what the separate jobs give, and a sampled row draws only from its own
-seed's stream (in a mapset, rows after the first start their stream at the map pass). Exactly so in fp32/bf16;
-``precision=int8`` quantizes each layer's input with one scale for the whole batch, so rows there can differ
-slightly from their separate jobs.
+seed's stream (in a mapset, rows after the first start their stream at the map pass); tests/test_mapset.py shows
+it token for token in fp32. ``precision=int8`` quantizes each layer's input with one scale for the whole batch,
+so rows there can differ slightly from their separate jobs.
 
 A mapset is written as one set (the .osu files beside the song, or one .osz); difficulty names follow the
 star ratings as mappers name them (:func:`difficulty_name`) unless ``difficulty_names`` says otherwise.
