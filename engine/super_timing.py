@@ -113,72 +113,91 @@ def beat_grid(votes: BeatVotes, passes: int, bpm_threshold: float) -> list[tuple
 
 def _peak_tempos(times, prominences, spacings, threshold: float, window_ms: int = 200) -> list[_Peak]:
     """The tempo around each peak: the dominant beat spacing within ``window_ms`` when it holds more than
-    ``threshold`` of the votes, else the nearest measured neighbour's; folded into [median/1.5, median*1.5]."""
-    bpms = []
-    for t in times:
-        nearby = [steps for start, steps in spacings if t - window_ms < start < t + window_ms]
-        counts, edges = np.histogram(nearby, bins=range(20, 100))
-        dominant = edges[np.argmax(counts)] * MS_PER_STEP
-        bpms.append(60_000 / dominant if counts.max() > threshold * counts.sum() else np.nan)
-    bpms = np.array(bpms)
+    ``threshold`` of the votes, else the nearest measured neighbour's (the left one on a tie); folded into
+    [median/1.5, median*1.5]. ``spacings`` are (start, beat length in 10 ms steps) sorted by start, with steps in
+    21..99 as :meth:`BeatVotes.add_pass` keeps them."""
+    starts = np.array([start for start, _ in spacings])
+    # steps 21..99 in 79 one-step bins from 20, the last bin also taking 99 (numpy's histogram edges)
+    bins = np.minimum(np.array([steps for _, steps in spacings]) - 20, 78)
+    bpms = np.full(len(times), np.nan)
+    for i, t in enumerate(times):
+        window = bins[np.searchsorted(starts, t - window_ms, "right"):np.searchsorted(starts, t + window_ms, "left")]
+        counts = np.bincount(window, minlength=79)
+        if counts.max() > threshold * window.size:
+            bpms[i] = 60_000 / ((20 + int(np.argmax(counts))) * MS_PER_STEP)
     measured = ~np.isnan(bpms)
     median = 60_000 / (np.median(np.array(spacings)[:, 1]) * MS_PER_STEP)
     bpms = bpms / np.ceil(bpms / (median * 1.5))
     bpms = bpms * np.ceil((median / 1.5) / bpms)
-    for i in np.flatnonzero(~measured):
-        left = next((j for j in range(i - 1, -1, -1) if measured[j]), None)
-        right = next((j for j in range(i + 1, len(bpms)) if measured[j]), None)
-        if left is not None and (right is None or i - left <= right - i):
-            bpms[i] = bpms[left]
-        elif right is not None:
-            bpms[i] = bpms[right]
-        else:
-            bpms[i] = median
+    known = np.flatnonzero(measured)
+    unknown = np.flatnonzero(~measured)
+    if known.size == 0:
+        bpms[:] = median
+    elif unknown.size:
+        at = np.searchsorted(known, unknown)
+        left, right = known[np.maximum(at - 1, 0)], known[np.minimum(at, known.size - 1)]
+        take_left = (at > 0) & ((at == known.size) | (unknown - left <= right - unknown))
+        bpms[unknown] = np.where(take_left, bpms[left], bpms[right])
     return [_Peak(int(t), float(p), float(b), bool(m)) for t, p, b, m in zip(times, prominences, bpms, measured)]
 
 
 def _walk_beats(peaks: list[_Peak], length_ms: int, seam_ms: int = 200) -> list[int]:
-    """Beats walked outwards from the most prominent peaks at each peak's tempo.
+    """Beats walked outwards (both ways) from each peak in order of prominence, at that peak's tempo.
 
-    A step snaps to a peak near the predicted beat (distance / prominence < 60); with a clear peak
-    somewhat further away (< 300) on a measured tempo the walk stops, as that part likely has another
-    tempo; otherwise the beat is kept where predicted. Walks stop at ground another walk covered.
+    Each step predicts the next beat one period on and judges it against the peak that explains it best
+    (distance divided by prominence, the first such peak on a tie): under 60 the beat moves onto that peak and
+    the walk takes its tempo; under 300 with a measured tempo the walk ends one step short, as another tempo
+    likely starts there; otherwise the predicted beat stands. A walk also ends past the song's ends, on ground
+    claimed by an earlier walk, and where a snap does not move it forward. Each walk claims the span it covered
+    plus ``seam_ms`` either side (so seams get no near-duplicate beats), and a peak inside a claimed span starts
+    no walk of its own.
     """
+    times = np.array([p.time for p in peaks], dtype=float)
+    prominences = np.array([p.prominence for p in peaks], dtype=float)
+    starts_no_walk = np.zeros(len(peaks), dtype=bool)
+    spans: list[tuple[float, float]] = []  # as (from, to); a walk that ends behind its start claims no ground
     beats: list[int] = []
-    pending = sorted(peaks, key=lambda p: p.prominence, reverse=True)
-    covered: list[tuple[float, float]] = []
 
-    def drop_pending(a, b):
-        low, high = min(a, b), max(a, b)
-        pending[:] = [p for p in pending if not low <= p.time <= high]
+    def retire_peaks(a: float, b: float) -> None:
+        starts_no_walk[(times >= min(a, b)) & (times <= max(a, b))] = True
 
-    def walk(start: float, period: float, direction: int) -> None:
-        time = start
+    def claim(low: float, high: float) -> None:
+        spans.append((low, high))
+        retire_peaks(low, high)
+
+    def walk(origin: _Peak, direction: int) -> None:
+        time, period = origin.time, 60_000 / origin.bpm
         while True:
-            previous = time
-            time += direction * period
-            if not 0 <= time < length_ms:
-                drop_pending(previous, time)
+            previous, predicted = time, time + direction * period
+            if not 0 <= predicted < length_ms:
+                retire_peaks(time, predicted)
+                time = predicted
                 break
-            nearest = min(peaks, key=lambda p: abs(p.time - time) / p.prominence)
-            miss = abs(nearest.time - time) / nearest.prominence
-            if miss < 60:
-                time, period = nearest.time, 60_000 / nearest.bpm
-            elif miss < 300 and nearest.measured:
-                time -= direction * period
+            misses = np.abs(times - predicted) / prominences
+            best = int(np.argmin(misses))
+            if misses[best] < 60:
+                time, period = peaks[best].time, 60_000 / peaks[best].bpm
+            elif misses[best] < 300 and peaks[best].measured:
+                time = predicted - direction * period
                 break
-            if any(a <= time <= b for a, b in covered):
+            else:
+                time = predicted
+            if (time - previous) * direction <= 0:
+                break  # snapped onto or behind the last beat: walking on would cycle (upstream's walk never ends)
+            if any(low <= time <= high for low, high in spans):
                 break
             beats.append(int(time))
-        region = (start - seam_ms, time + seam_ms) if direction > 0 else (time - seam_ms, start + seam_ms)
-        covered.append(region)
-        drop_pending(*region)
+        if direction > 0:
+            claim(origin.time - seam_ms, time + seam_ms)
+        else:
+            claim(time - seam_ms, origin.time + seam_ms)
 
-    while pending:
-        peak = pending.pop(0)
-        beats.append(int(peak.time))
-        walk(peak.time, 60_000 / peak.bpm, 1)
-        walk(peak.time, 60_000 / peak.bpm, -1)
+    for i in sorted(range(len(peaks)), key=lambda i: peaks[i].prominence, reverse=True):
+        if starts_no_walk[i]:
+            continue
+        beats.append(int(peaks[i].time))
+        walk(peaks[i], 1)
+        walk(peaks[i], -1)
     return beats
 
 

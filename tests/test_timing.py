@@ -11,7 +11,7 @@ import engine
 import engine.decoding
 from engine.beatmap import read_beatmap
 from engine.errors import OptionError
-from engine.super_timing import BeatVotes, beat_grid
+from engine.super_timing import BeatVotes, _Peak, _walk_beats, beat_grid
 from engine.tokenizer import EventType
 
 from .conftest import REPO, UPSTREAM, need
@@ -141,3 +141,10 @@ def test_super_timing_on_a_song_shorter_than_half_a_window():
                                                 model_path=str(assets / "checkpoint"), device="cpu", seed=3,
                                                 timer_iterations=4))
     assert result.uninherited and all(tp.beat_length == pytest.approx(400, abs=5) for tp in result.uninherited)
+
+
+@pytest.mark.timeout(60)
+def test_a_walk_that_would_snap_back_forever_ends():
+    # one strong peak and a tempo whose next beat falls within its pull: each step snaps back onto it
+    # (upstream's walk loops forever here)
+    assert _walk_beats([_Peak(time=1000, prominence=8.0, bpm=150.0, measured=True)], length_ms=5000) == [1000]
