@@ -26,6 +26,12 @@ BEZIER, PERFECT, CATMULL = "B", "P", "C"
 
 
 # ------------------------------------------------------------------------------ approximation
+def _floats(points) -> np.ndarray:
+    """float32 input stays float32 (the diffusion sampler's curves are computed in it); anything else is float64."""
+    a = np.asarray(points)
+    return a if a.dtype == np.float32 else a.astype(float)
+
+
 def _bezier_flat(p: np.ndarray) -> bool:
     limit = BEZIER_TOLERANCE * BEZIER_TOLERANCE * 4
     return all(float(np.inner(d, d)) <= limit for d in p[:-2] - 2 * p[1:-1] + p[2:])
@@ -66,7 +72,7 @@ def bezier_vertices(points: np.ndarray) -> list[np.ndarray]:
 
 def catmull_vertices(points: np.ndarray) -> list[np.ndarray]:
     """Catmull-Rom through ``points``, 50 pieces per span, each piece as its two end vertices."""
-    p = np.asarray(points, dtype=float)
+    p = _floats(points)
     out: list[np.ndarray] = []
     for i in range(len(p) - 1):
         v1 = p[i - 1] if i > 0 else p[i]
@@ -86,7 +92,7 @@ def catmull_vertices(points: np.ndarray) -> list[np.ndarray]:
 
 def arc_vertices(points: np.ndarray) -> list[np.ndarray]:
     """The circular arc through three points, or ``[]`` when they do not define one."""
-    a, b, c = np.asarray(points, dtype=float)
+    a, b, c = _floats(points)
     a_sq, b_sq, c_sq = np.inner(b - c, b - c), np.inner(a - c, a - c), np.inner(a - b, a - b)
     if np.isclose(a_sq, 0) or np.isclose(b_sq, 0) or np.isclose(c_sq, 0):
         return []
@@ -122,9 +128,9 @@ def arc_vertices(points: np.ndarray) -> list[np.ndarray]:
 class SliderCurve:
     """The path of a generated slider: ``kind`` B, P or C over ``points`` (head first)."""
 
-    def __init__(self, kind: str, points):
+    def __init__(self, kind: str, points, dtype=float):
         self.kind = kind
-        self.points = np.asarray(points, dtype=float).reshape(-1, 2)
+        self.points = np.asarray(points, dtype=dtype).reshape(-1, 2)
         vertices: list[np.ndarray] = []
         for segment in self._segments():
             for v in self._approximate(segment):
