@@ -264,3 +264,12 @@ def test_missing_files_and_wrong_contents(tmp_path):
 def test_unpublished_width_needs_head_count(tmp_path):
     with pytest.raises(ModelError, match="not a published size"):
         load_diffusion_model(copy_checkpoint(tmp_path), cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("bad", [dict(cfg_scale=float("nan")), dict(max_seq_len=256, overlap_buffer=128),
+                                 dict(noise_schedule="cubic"), dict(timesteps=(2000,))])
+def test_bad_options_are_refused(model, bad):
+    from engine.errors import OptionError
+    _, events, conditioning = load_case("one_window")
+    with pytest.raises(OptionError):
+        refine_positions(events, conditioning, DiffusionOptions(model=model, **bad))

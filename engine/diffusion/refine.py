@@ -17,6 +17,7 @@ Deliberate differences from the published pipeline (both what it means to do):
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,10 @@ class _Sampler:
         self.model, self.seq, self.options = model, seq, options
         self.progress, self.cancel = progress, cancel
         self.device = model.device
-        self.schedule = RespacedSchedule(options.noise_schedule, options.diffusion_steps, options.timesteps)
+        try:
+            self.schedule = RespacedSchedule(options.noise_schedule, options.diffusion_steps, options.timesteps)
+        except (ValueError, ZeroDivisionError) as e:
+            raise OptionError(f"diffusion schedule: {e}") from e
         classes = model.classes
         y = classes.vector(difficulty=conditioning.difficulty, mapper_id=conditioning.mapper_id,
                            descriptors=conditioning.descriptors, circle_size=conditioning.circle_size,
@@ -204,6 +208,11 @@ class _Sampler:
         return _to_pixels(samples[0]).cpu()
 
 
+@functools.lru_cache(maxsize=1)
+def _cached_model(checkpoint: str, device: str) -> DiffusionModel:
+    return load_diffusion_model(checkpoint, device)
+
+
 def refine_positions(
     stream: EventStream | Sequence[Event],
     conditioning: DiffusionConditioning,
@@ -212,6 +221,11 @@ def refine_positions(
     cancel: threading.Event | None = None,
 ) -> EventStream | list[Event]:
     """The decoded map events with diffusion-refined positions (osu! and catch maps).
+
+    Upstream calls this for ``generate_positions=true`` when the mode is osu! or catch and MAP is generated,
+    after the map pass (and event resnapping), before the post-processor builds the beatmap. Conditioning comes
+    from the same metadata as generation (difficulty, mapper, descriptors, negative descriptors, circle size),
+    slider lengths from the generated (or reference) red lines and the slider multiplier.
 
     ``stream``: the map pass's events after positions were rescaled to pixels (TIME_SHIFT absolute ms,
     POS_X/POS_Y pixels, DISTANCE tokens, SCROLL_SPEED on slider heads), as an :class:`EventStream` or a
@@ -228,7 +242,7 @@ def refine_positions(
                          slider_multiplier=conditioning.slider_multiplier)
     if len(seq) == 0:
         return EventStream(events, times) if times is not None else events
-    model = options.model or load_diffusion_model(options.checkpoint, options.device)
+    model = options.model or _cached_model(str(options.checkpoint), str(options.device))
     pixels = _Sampler(model, seq, conditioning, options, progress, cancel).run().numpy()
     out, out_times = events_with_positions(events, times, pixels, seq.entry_of_event, options.keep_in_playfield)
     return EventStream(out, out_times) if out_times is not None else out
