@@ -273,3 +273,12 @@ def test_bad_options_are_refused(model, bad):
     _, events, conditioning = load_case("one_window")
     with pytest.raises(OptionError):
         refine_positions(events, conditioning, DiffusionOptions(model=model, **bad))
+
+
+def test_protocol_4_archives_are_refused_before_unpickling(tmp_path):
+    """torch.save's default protocol (2) names globals inline; a protocol 4 archive names them from the stack."""
+    folder, marker = copy_checkpoint(tmp_path), tmp_path / "pwned"
+    torch.save({"x": _RunsCode(marker)}, folder / "tokenizer.pkl", pickle_protocol=4)
+    with pytest.raises(ModelError, match=r"tokenizer.pkl: refused to load: its pickle names a global through STACK_GLOBAL"):
+        load_diffusion_model(folder, cache_dir=tmp_path / "cache", heads=2)
+    assert not marker.exists()

@@ -61,9 +61,9 @@ def check_globals(path: Path, data: bytes) -> None:
             if op.name == "GLOBAL" and arg not in ALLOWED_GLOBALS:
                 raise ModelError(f"{path}: refused to load: it names {arg.replace(' ', '.')!r}, which a diffusion "
                                  f"checkpoint never contains (only tensors and plain values are allowed)")
-            if op.name in NAMING_OPCODES:
-                raise ModelError(f"{path}: refused to load: its pickle uses {op.name}, which a diffusion "
-                                 f"checkpoint never contains")
+            if op.name in NAMING_OPCODES:  # e.g. protocol 4's STACK_GLOBAL, which torch.save never writes by default
+                raise ModelError(f"{path}: refused to load: its pickle names a global through {op.name}, which "
+                                 "torch.save's archives of plain state dicts never do")
     except ValueError as e:  # pickletools on a truncated or garbled stream
         raise ModelError(f"{path}: the pickle inside is damaged ({e}); download the file again") from e
 
