@@ -59,6 +59,7 @@ def test_variants_gallery_preview_and_keep(tmp_path):
     assert cards.count("class='mp-card") == 2, status
     assert "★" in cards and "objects" in cards and "seed 3" in cards and "seed 4" in cards
     assert cards.count("data:image/png;base64,") == 2
+    assert cards.count(" unsnapped · ") == 2  # each card carries its whole check line
     first, second = chosen["choices"]
     assert chosen["value"] == first and first.startswith("1. ") and second.startswith("2. ")
     assert "mapperator-player" in player

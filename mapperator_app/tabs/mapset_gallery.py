@@ -106,6 +106,7 @@ def gallery_html(gallery: Gallery) -> str:
         state = " (removed)" if removed else " (kept)" if gallery.kept == i else ""
         cards.append(
             f"<div class='mp-card{' mp-removed' if removed else ''}' data-index='{i}' "
+            f"title='{html.escape(card.check.summary_line(), quote=True)}' "
             f"style='display:inline-block;width:200px;margin:4px;vertical-align:top;opacity:{0.4 if removed else 1}'>"
             f"<img src='{card.picture}' alt='' style='width:192px;height:144px'>"
             f"<div><b>{i + 1}. {html.escape(card.name)}</b>{html.escape(state)}</div>"
