@@ -48,6 +48,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError
+from .messages import Message
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # stdlib audioop on 3.11/3.12
@@ -107,7 +108,8 @@ def load_audio(
     with _decoder(path) as (f, expected_frames, exact_length):
         source_rate = int(f.samplerate * speed)
         if source_rate < 1:
-            raise AudioError(f"{path}: speed {speed} is too small for a {f.samplerate} Hz file")
+            raise AudioError(Message("audio.speed_too_small", "{path}: speed {speed} is too small for a {rate} Hz "
+                                     "file", path=str(path), speed=speed, rate=f.samplerate))
         expected_s = expected_frames / f.samplerate
         if expected_s > max_duration_s:
             raise AudioError(_too_long(path, expected_s, max_duration_s))
@@ -139,16 +141,16 @@ def load_audio(
                 blocks.append(_to_mono(data, width, channels))
             samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
         except sf.LibsndfileError as e:
-            raise AudioError(
-                f"{path}: the audio data is damaged and cannot be decoded ({e.error_string})"
-            ) from e
+            raise AudioError(Message("audio.damaged", "{path}: the audio data is damaged and cannot be decoded "
+                                     "({error})", path=str(path), error=str(e.error_string))) from e
         except MemoryError as e:
             minutes = decoded / rate / 60
-            raise AudioError(f"{path}: not enough memory to load {minutes:.0f} minutes of audio") from e
+            raise AudioError(Message("audio.no_memory", "{path}: not enough memory to load {minutes:.0f} minutes of "
+                                     "audio", path=str(path), minutes=float(minutes))) from e
         del blocks
 
     if samples.size == 0:
-        raise AudioError(f"{path}: the file contains no audio samples")
+        raise AudioError(Message("audio.no_samples", "{path}: the file contains no audio samples", path=str(path)))
     seconds = decoded / rate
     if damaged is not None:
         warnings.warn(
@@ -283,17 +285,20 @@ def _check_file(path: str | os.PathLike) -> Path:
     try:
         path = Path(path)
     except TypeError as e:
-        raise AudioError(f"audio path must be a file path, got {path!r}") from e
+        raise AudioError(Message("audio.not_a_path", "audio path must be a file path, got {path}",
+                                 path=repr(path))) from e
     if not path.exists():
-        raise AudioError(f"{path}: audio file not found")
+        raise AudioError(Message("audio.not_found", "{path}: audio file not found", path=str(path)))
     if path.is_dir():
-        raise AudioError(f"{path}: is a folder; give the path of an audio file ({_SUPPORTED})")
+        raise AudioError(Message("audio.is_folder", "{path}: is a folder; give the path of an audio file "
+                                 "({formats})", path=str(path), formats=_SUPPORTED))
     try:
         size = path.stat().st_size
     except OSError as e:
-        raise AudioError(f"{path}: cannot read the file ({e.strerror})") from e
+        raise AudioError(Message("audio.unreadable", "{path}: cannot read the file ({error})", path=str(path),
+                                 error=str(e.strerror))) from e
     if size == 0:
-        raise AudioError(f"{path}: the file is empty")
+        raise AudioError(Message("audio.empty", "{path}: the file is empty", path=str(path)))
     return path
 
 
@@ -301,17 +306,18 @@ def _open(path: Path) -> sf.SoundFile:
     try:
         f = sf.SoundFile(path)
     except sf.LibsndfileError as e:
-        raise AudioError(
-            f"{path}: not a readable audio file ({e.error_string}). Supported formats: {_SUPPORTED}; "
-            "convert other formats (m4a, aac, wma, video) first"
+        raise AudioError(Message(
+            "audio.not_audio", "{path}: not a readable audio file ({error}). Supported formats: {formats}; "
+            "convert other formats (m4a, aac, wma, video) first", path=str(path), error=str(e.error_string),
+            formats=_SUPPORTED)
         ) from e
     except OSError as e:
-        raise AudioError(f"{path}: cannot read the file ({e})") from e
+        raise AudioError(Message("audio.unreadable", "{path}: cannot read the file ({error})", path=str(path),
+                                 error=str(e))) from e
     if f.samplerate <= 0 or f.channels <= 0:
         f.close()
-        raise AudioError(
-            f"{path}: the file header is damaged ({f.samplerate} Hz, {f.channels} channels)"
-        )
+        raise AudioError(Message("audio.bad_header", "{path}: the file header is damaged ({rate} Hz, {channels} "
+                                 "channels)", path=str(path), rate=f.samplerate, channels=f.channels))
     return f
 
 
@@ -472,10 +478,9 @@ def _to_mono(data: bytes, width: int, channels: int) -> np.ndarray:
 
 
 def _too_long(path: Path | str, seconds: float, limit: float) -> str:
-    return (
-        f"{path}: the audio is {seconds / 60:.0f} minutes long, over the {limit / 60:.0f}-minute limit; "
-        "cut the song to the part you want to map"
-    )
+    return Message("audio.too_long", "{path}: the audio is {minutes:.0f} minutes long, over the {limit:.0f}-minute "
+                   "limit; cut the song to the part you want to map", path=str(path), minutes=seconds / 60,
+                   limit=limit / 60)
 
 
 def _mutagen_length(path: Path) -> float | None:

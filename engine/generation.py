@@ -141,34 +141,40 @@ def _check_conditions(opts: GenerateOptions, preset: VersionPreset, tok: Tokeniz
     name = preset.name
     if gamemode not in data.gamemodes:
         modes = ", ".join(str(m) for m in data.gamemodes)
-        raise OptionError(f"{name} maps game modes {modes} only; gamemode={gamemode} needs v31 or v32")
+        raise OptionError(Message("condition.modes_only", "{model} maps game modes {modes} only; gamemode={gamemode} "
+                                  "needs v31 or v32", model=name, modes=modes, gamemode=gamemode))
     if opts.difficulty is not None:
         top = float(tok.max_difficulty) if data.add_diff_token else 10.0
         if not (data.add_diff_token or _has_embed(preset, "difficulty")):
-            raise OptionError(f"{name} does not take a difficulty")
+            raise OptionError(Message("condition.no_difficulty", "{model} does not take a difficulty", model=name))
         if not 0 <= opts.difficulty <= top:
-            raise OptionError(f"difficulty={opts.difficulty} is outside {name}'s range 0–{top:g} stars")
+            raise OptionError(Message("condition.difficulty_range", "difficulty={difficulty} is outside {model}'s range "
+                                      "0–{top:g} stars", difficulty=opts.difficulty, model=name, top=top))
     if opts.year is not None:
         if not data.add_year_token:
-            raise OptionError(f"{name} does not take a year")
+            raise OptionError(Message("condition.no_year", "{model} does not take a year", model=name))
         low, high = data.min_year or tok.range[EventType.YEAR].min_value, data.max_year or 2024
         if not low <= opts.year <= high:
-            raise OptionError(f"year={opts.year} is outside the years {name} was trained on ({low}–{high})")
+            raise OptionError(Message("condition.year_range", "year={year} is outside the years {model} was trained on "
+                                      "({low}–{high})", year=opts.year, model=name, low=low, high=high))
     if opts.mapper_id is not None:
         if not (data.add_mapper_token or _has_embed(preset, "mapper")):
-            raise OptionError(f"{name} does not take a mapper_id")
+            raise OptionError(Message("condition.no_mapper", "{model} does not take a mapper_id", model=name))
         if opts.mapper_id not in tok.mapper_idx:
             known = [str(m) for m in tok.mapper_idx]
-            raise OptionError(f"mapper_id={opts.mapper_id} is not a mapper {name} knows"
-                              f"{suggest(str(opts.mapper_id), known)}")
+            raise OptionError(Message("condition.unknown_mapper", "mapper_id={mapper} is not a mapper {model} "
+                                      "knows{suggestion}", mapper=opts.mapper_id, model=name,
+                                      suggestion=suggest(str(opts.mapper_id), known)))
     for option in ("descriptors", "negative_descriptors"):
         names = getattr(opts, option) or ()
         if names and not data.add_descriptors:
-            raise OptionError(f"{name} does not take {option}")
+            raise OptionError(Message("condition.no_descriptors", "{model} does not take {option}", model=name,
+                                      option=option))
         for d in names:
             if d not in tok.descriptor_idx:
-                raise OptionError(f"{option}: {d!r} is not a descriptor {name} knows"
-                                  f"{suggest(d, tok.descriptor_names())}")
+                raise OptionError(Message("condition.unknown_descriptor", "{option}: {descriptor} is not a descriptor "
+                                          "{model} knows{suggestion}", option=option, descriptor=repr(d), model=name,
+                                          suggestion=suggest(d, tok.descriptor_names())))
 
 
 def _has_embed(preset: VersionPreset, which: str) -> bool:
