@@ -22,7 +22,7 @@ def log_folder(tmp_path, monkeypatch):
 
 def words(*extra: str) -> list[str]:
     return ["mod", f"beatmap_path={need(DAMAGED)}", f"audio_path={need(SONG)}", f"model_path={need(V30)}",
-            "device=cpu", "rules=false", *extra]
+            "device=cpu", "precision=fp32", "rules=false", *extra]  # the figures below are fp32's
 
 
 def test_report_groups_by_category(capsys):
@@ -51,7 +51,7 @@ def test_json_lists_every_suggestion(capsys):
     assert cli.main(["mod", "--json", *words()[1:]]) == 0
     items = json.loads(capsys.readouterr().out)
     direct = engine.mod(engine.ModOptions(beatmap_path=str(DAMAGED), audio_path=str(SONG), model_path=str(V30),
-                                          rules=False, device="cpu"))
+                                          rules=False, device="cpu", precision="fp32"))
     assert items == [s.to_dict() for s in direct]
     assert len(items) == 10
     first = items[0]
