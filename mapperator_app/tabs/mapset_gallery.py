@@ -20,7 +20,7 @@ import gradio as gr
 from engine import MapperatorError, Message, OptionError
 
 from .. import forms, path_checks
-from ..ui import AppContext, follow, session_of, with_signature
+from ..ui import AppContext, L, follow, session_of, with_signature
 from ..worker import Job, JobState
 
 KINDS = ["Mapset", "Variants"]
@@ -131,24 +131,22 @@ def _index(choice: str, gallery: Gallery) -> int:
 def build(ctx: AppContext, fields: dict[str, gr.components.Component]) -> None:
     """The section, under the Generate tab's form; it reads the same fields as Generate."""
     galleries: dict[str, Gallery] = {}  # the last gallery of each page
-    with gr.Accordion("Mapset and variants", open=False, elem_id="mapset-section"):
+    with gr.Accordion(L("mapset.section"), open=False, elem_id="mapset-section"):
         with gr.Row():
-            kind = gr.Radio(KINDS, value=KINDS[0], label="Make", elem_id="mapset-kind",
-                            info="Mapset: one map per difficulty, one timing, one set. Variants: several tries of "
-                                 "the difficulty above (sampling on).")
-            difficulties = gr.Textbox(value="2, 3.5, 5, 6.5", label="Difficulties (stars)", elem_id="mapset-diffs")
-            num_variants = gr.Slider(2, 8, value=4, step=1, label="Variants", elem_id="mapset-variants")
+            kind = gr.Radio([(L("mapset.kind_mapset"), KINDS[0]), (L("mapset.kind_variants"), KINDS[1])],
+                            value=KINDS[0], label=L("mapset.kind"), elem_id="mapset-kind", info=L("mapset.kind_info"))
+            difficulties = gr.Textbox(value="2, 3.5, 5, 6.5", label=L("mapset.difficulties"), elem_id="mapset-diffs")
+            num_variants = gr.Slider(2, 8, value=4, step=1, label=L("mapset.variants"), elem_id="mapset-variants")
         with gr.Row():
-            gamemodes = gr.CheckboxGroup(forms.GAMEMODES, value=[], label="Game modes (empty: the one above)",
+            gamemodes = gr.CheckboxGroup(forms.GAMEMODES, value=[], label=L("mapset.gamemodes"),
                                          elem_id="mapset-modes")
-            names = gr.Textbox(value="", label="Difficulty names (empty: from the star ratings)",
-                               elem_id="mapset-names")
-        start = gr.Button("Generate mapset / variants", variant="primary", elem_id="mapset-start")
+            names = gr.Textbox(value="", label=L("mapset.names"), elem_id="mapset-names")
+        start = gr.Button(L("mapset.start"), variant="primary", elem_id="mapset-start")
         status = gr.HTML(forms.progress_html(None), elem_id="mapset-status")
         cards = gr.HTML("", elem_id="mapset-gallery")
         with gr.Row():
-            chosen = gr.Radio([], label="Map", elem_id="mapset-chosen")
-            keep = gr.Button("Keep this variant, remove the others", elem_id="mapset-keep")
+            chosen = gr.Radio([], label=L("mapset.map"), elem_id="mapset-chosen")
+            keep = gr.Button(L("mapset.keep"), elem_id="mapset-keep")
         message = gr.Markdown("", elem_id="mapset-message")
         player = gr.HTML("", elem_id="mapset-player")
 
