@@ -151,7 +151,7 @@ def test_mod_table_filter(client):
     ai = [r for r in rows if r[5] == "AI"]
     assert any(r[1].startswith("00:03:430") and r[2] == "Rhythm" for r in ai), ai  # the circle moved by +30 ms
     assert any(r[1].startswith("00:06:400") and r[2] == "Hit Sounds" for r in ai), ai  # the added clap
-    assert f"**{len(rows)} suggestions**" in summary
+    assert f"**Suggestions: {len(rows)}**" in summary
     styling = table["metadata"]["styling"]
     colours = {r[3]: styling[i][3] for i, r in enumerate(rows)}
     assert all("background-color" in css for css in colours.values())
@@ -233,7 +233,7 @@ def test_jobs_queue_is_visible_and_cancellable(app_server, asc_songs, tmp_path):
     running = first.submit(audio_path=str(asc_songs[0]), **common)
     assert wait_for_output(running, lambda o: "mp-running" in o[0]) is not None
     waiting = second.submit(audio_path=str(asc_songs[1]), **common)
-    assert wait_for_output(waiting, lambda o: "Queued: 1 job before this one" in o[0]) is not None
+    assert wait_for_output(waiting, lambda o: "Queued: 1 ahead of this one" in o[0]) is not None
     listing = first.predict(api_name="/jobs")
     assert listing.index("Running") < listing.index("Queued") and asc_songs[1].name in listing
     results = {}
