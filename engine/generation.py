@@ -184,10 +184,13 @@ def _has_embed(preset: VersionPreset, which: str) -> bool:
 def _check_sampling(opts: GenerateOptions) -> None:
     if opts.num_beams != 1:
         raise OptionError("num_beams > 1 (beam search) is not supported; use do_sample=false for greedy decoding")
-    if opts.generate_positions:
-        raise OptionError("generate_positions=true (upstream's diffusion refinement of v29's 32-px grid positions, "
-                          "osu-diffusion-v2) is not available yet; use generate_positions=false: v29 then keeps its "
-                          "grid positions, and v30 and newer place objects precisely themselves")
+
+
+def _check_generate_positions(opts: GenerateOptions, preset: VersionPreset) -> None:
+    if opts.generate_positions and not preset.inference.generate_positions:
+        raise OptionError(f"generate_positions=true (osu-diffusion refinement of v29's 32-px grid positions) is only "
+                          f"for v29; {preset.name} places objects precisely itself: leave generate_positions out or "
+                          f"set it to false")
 
 
 def _check_ranges(opts: GenerateOptions) -> None:
@@ -236,6 +239,7 @@ def prepare(opts: GenerateOptions) -> Plan:
             raise OptionError(f"{preset.name} has no {c.name} context; it knows "
                               f"{', '.join(sorted(k.name for k in known if k != C.NONE))}")
     _check_conditions(opts, preset, tokenizer, gamemode)
+    _check_generate_positions(opts, preset)
     return Plan(opts, audio_path, output_dir, reference, preset, tokenizer, in_context, output_type, gamemode)
 
 
@@ -303,6 +307,11 @@ def run_job(options: GenerateOptions, progress: ProgressCallback | None = None,
     return plan, job, beatmap
 
 
+@functools.lru_cache(maxsize=1)
+def _diffusion_model(checkpoint: str, device: str, load):
+    return load(checkpoint, device)
+
+
 def _raise_if_cancelled(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("generation cancelled; nothing was written")
@@ -338,6 +347,7 @@ class _Job:
             "lookahead": inf.lookahead, "max_batch_size": inf.max_batch_size,
             "snap_near_perfect_overlaps": inf.snap_near_perfect_overlaps,
             "super_timing": inf.super_timing, "timing_leniency": inf.timing_leniency,
+            "generate_positions": inf.generate_positions,
         }
         filled = {k: v for k, v in defaults.items() if getattr(o, k) is None}
         return dataclasses.replace(
@@ -429,6 +439,9 @@ class _Job:
         self.report.stage(Message("stage.loading_model", "Loading the model"), 0.02)
         conditions = self.conditions()
         self.report.passes = 1 + (not self.plan.in_context and (self.opts.super_timing or self._has_timing_output()))
+        if self.refines_positions():
+            self.diffusion_model()  # a missing or damaged diff_ckpt fails before the passes
+            self.report.passes += 1
         timing_points, given = self.timing(conditions, samples, segments)
         wanted = tuple(c for c in self.plan.output_type if c not in given)
         contexts = {}
@@ -539,6 +552,36 @@ class _Job:
         calls = len(segments) * sum(not s.given for s in run.out_streams)
         return SequentialPass(run, segments, generator), decoding, calls
 
+    # diffusion-refined positions (v29's generate_positions)
+
+    def refines_positions(self) -> bool:
+        """As upstream: only osu! and catch maps whose MAP is generated."""
+        return bool(self.opts.generate_positions) and self.plan.gamemode in (0, 2) and C.MAP in self.plan.output_type
+
+    def diffusion_model(self):
+        from .diffusion import load_diffusion_model
+
+        return _diffusion_model(self.opts.diff_ckpt, str(self.device), load_diffusion_model)
+
+    def refine_positions(self, events: list, timing) -> list:
+        """The map events (pixels, resnapped) with osu-diffusion's positions; what the post-processor gets next."""
+        from .diffusion import DiffusionConditioning, DiffusionOptions, refine_positions
+
+        cond, o = self.conditions(), self.opts
+        red_lines = [(tp.time, tp.beat_length) for tp in timing or () if tp.uninherited] or None
+        conditioning = DiffusionConditioning(
+            difficulty=cond.difficulty, mapper_id=cond.mapper_id, descriptors=tuple(cond.descriptors or ()),
+            negative_descriptors=tuple(cond.negative_descriptors or ()), circle_size=cond.circle_size,
+            beatmap_id=cond.beatmap_id, slider_multiplier=self.settings().slider_multiplier, red_lines=red_lines)
+        options = DiffusionOptions(model=self.diffusion_model(), device=self.device, cfg_scale=o.diff_cfg_scale,
+                                   seed=self.seed, start_time=o.start_time, end_time=o.end_time)
+        label = Message("stage.refining_positions", "Refining positions")
+        self.report.pass_progress(label, 0.0)
+        refined = refine_positions(events, conditioning, options,
+                                   progress=lambda _text, f: self.report.pass_progress(label, f), cancel=self.cancel)
+        self.report.end_pass()
+        return refined
+
     # building the beatmap
 
     def build(self, contexts, timing_points, given, song_length_ms: float):
@@ -551,7 +594,8 @@ class _Job:
         contexts = {c: s for c, s in contexts.items() if c != C.TIMING}
         if C.TIMING in self.plan.output_type and C.TIMING in given and timing_points is None:
             contexts[C.TIMING] = given[C.TIMING]
-        beatmap = postprocess(contexts, settings, popts, timing=timing_points)
+        beatmap = postprocess(contexts, settings, popts, timing=timing_points,
+                              refine=self.refine_positions if self.refines_positions() else None)
         song_end = song_length_ms
         late = [o for o in beatmap.hit_objects if o.time > song_end]
         if late:  # the last window is zero-padded, and resnapping can push objects past the audio's end

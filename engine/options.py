@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 PATH_OPTIONS = frozenset({
     "audio_path", "output_path", "beatmap_path", "model_path", "lora_path", "background", "config",
-    "pretrained_path", "checkpoint_path", "dataset_path", "songs_folder", "output_dir",
+    "pretrained_path", "checkpoint_path", "dataset_path", "songs_folder", "output_dir", "diff_ckpt",
 })
 TEXT_OPTIONS = frozenset({"title", "title_unicode", "artist", "artist_unicode", "creator", "version", "source", "tags"})
 VERBATIM_OPTIONS = PATH_OPTIONS | TEXT_OPTIONS
@@ -226,7 +226,11 @@ class GenerateOptions:
     max_batch_size: int | None = ranged(None, 1, 1024)
     resnap_events: bool = True
     snap_near_perfect_overlaps: bool | None = None
-    generate_positions: bool = False  # upstream's diffusion refinement: not part of v30+ defaults
+    # osu-diffusion refinement of the map's positions (osu! and catch maps with MAP in output_type); None: the
+    # model's default (on for v29, as upstream's default.yaml; v30 and newer place objects precisely themselves)
+    generate_positions: bool | None = None
+    diff_ckpt: str = "OliBomby/osu-diffusion-v2"  # a Hugging Face repo id, or a folder with its model_ema.pkl and tokenizer.pkl
+    diff_cfg_scale: float = ranged(1.0, 1, 100)  # the diffusion's classifier-free guidance; 1: no guidance
     # metadata
     bpm: float | None = ranged(None, 0, 10_000, low_open=True)
     offset: float | None = ranged(None, -MAX_MS, MAX_MS)

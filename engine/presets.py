@@ -109,6 +109,7 @@ class InferenceDefaults:
     snap_near_perfect_overlaps: bool = False
     super_timing: bool = False
     timing_leniency: int = 20
+    generate_positions: bool = False  # osu-diffusion refinement of the map's positions (engine.diffusion)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,8 @@ PRESETS: dict[str, VersionPreset] = {
         ),
         # upstream's v29.yaml leaves snap_near_perfect_overlaps and generate_positions at default.yaml's true
         inference=InferenceDefaults(output_type=(C.TIMING, C.KIAI, C.MAP, C.SV), max_batch_size=8,
-                                    super_timing=True, timing_leniency=3, snap_near_perfect_overlaps=True),
+                                    super_timing=True, timing_leniency=3, snap_near_perfect_overlaps=True,
+                                    generate_positions=True),
     ),
     "v30": VersionPreset(
         name="v30",

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint, parse_config
-from engine.errors import OptionError
 from engine.model import NNAUDIO, WHISPER, Mapperatorinator, fourier_kernels, parameter_count, slaney_mel_basis
 from engine.presets import PRESETS, detect_version
 from engine.prompt import ContextStream, PromptBuilder, plan_contexts
@@ -224,7 +223,7 @@ def test_cli_generate_reproduces_upstream_greedy_run(tmp_path, monkeypatch, caps
     out.mkdir()
     code = main(["generate", f"audio_path={song_cut(tmp_path)}", f"output_path={out}", f"model_path={CHECKPOINT}",
                  f"beatmap_path={reference}", "in_context=[TIMING]", "gamemode=0", "difficulty=5.0", "year=2023",
-                 "do_sample=false", "seed=12345", "device=cpu", "precision=fp32"])
+                 "do_sample=false", "seed=12345", "device=cpu", "precision=fp32", "generate_positions=false"])
     assert code == 0, capsys.readouterr()
     expected = json.loads((RUN / "generate_calls.json").read_text())
     assert len(calls) == len(expected) == 8
@@ -245,15 +244,6 @@ def test_v29_preset_is_upstreams_inference_config():
     data = PRESETS["v29"].data
     assert (data.src_seq_len, data.tgt_seq_len, data.position_precision, data.position_split_axes) == (1024, 2048, 32,
                                                                                                       False)
-
-
-def test_generate_positions_for_v29_is_a_clear_option_error(tmp_path):
-    from engine.generation import generate
-    from engine.options import GenerateOptions
-
-    with pytest.raises(OptionError, match="generate_positions"):
-        generate(GenerateOptions(audio_path=str(song_cut(tmp_path)), output_path=str(tmp_path),
-                                 model_path=str(CHECKPOINT), generate_positions=True, device="cpu"))
 
 
 @pytest.mark.slow

@@ -149,7 +149,11 @@ def load_converted(folder: Path, device: str | torch.device = "cpu") -> Diffusio
 def load_diffusion_model(checkpoint: str | Path = DEFAULT_REPO, device: str | torch.device = "cpu", *,
                          cache_dir: str | Path | None = None, heads: int | None = None) -> DiffusionModel:
     """The diffusion model of ``checkpoint`` (a folder with the two pickles, or a Hugging Face repo id),
-    converted on first use. ``heads`` is needed only for DiT widths that are not a published size."""
+    converted on first use. ``heads`` is needed only for DiT widths that are not a published size. A folder
+    holding converted files (``config.json``, ``model.safetensors``, ``tokenizer.json``) is loaded as it is."""
+    folder = Path(checkpoint).expanduser()
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return load_converted(folder, device)
     files = find_pickles(checkpoint)
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = target / _cache_key(files, heads)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from functools import reduce
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ..beatmap import Beatmap, TimingPoint
 from ..events import BEAT_TYPES, EventStream, events_of_type, merge_events
@@ -47,16 +47,20 @@ def timing_from_contexts(contexts: Contexts, options: PostprocessOptions) -> lis
 
 def postprocess(contexts: Contexts, settings: BeatmapSettings = BeatmapSettings(),
                 options: PostprocessOptions = PostprocessOptions(), *,
-                timing: Sequence[TimingPoint] | None = None) -> Beatmap:
+                timing: Sequence[TimingPoint] | None = None,
+                refine: Callable[[list, Sequence[TimingPoint] | None], list] | None = None) -> Beatmap:
     """The beatmap of a generation's finished context streams (an :class:`EventStream` per context,
     TIME_SHIFT values and times in absolute ms, positions in pixels).
 
     ``timing``: red lines to use instead of rebuilding them (a reference beatmap's uninherited
-    points, or an earlier timing pass); the TIMING context is then ignored.
+    points, or an earlier timing pass); the TIMING context is then ignored. ``refine(events, timing)``: runs on
+    the resnapped events before the beatmap is built (upstream's diffusion step); returns the events to build.
     """
     if timing is None:
         timing = timing_from_contexts(contexts, options)
     events = merge_contexts({k: v for k, v in contexts.items() if k != C.TIMING}).events
     if options.resnap_events and timing is not None:
         events = resnap_events(events, timing)
+    if refine is not None:
+        events = refine(events, timing)
     return build_beatmap(events, settings, options, timing)

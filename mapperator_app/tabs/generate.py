@@ -227,6 +227,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     fields["model_path"].change(lambda model: gr.update(choices=forms.model_choices(VERSIONS, model)),
                                 fields["model_path"], fields["model_path"], api_visibility="private",
                                 show_progress="hidden")
+    def super_timing_default(model: str):
+        """Super timing follows the chosen version's default (on for v29); the user can still change it."""
+        return gr.update(value=PRESETS[model].inference.super_timing) if model in PRESETS else gr.update()
+
+    fields["model_path"].change(super_timing_default, fields["model_path"], fields["super_timing"],
+                                api_visibility="private", show_progress="hidden")
 
     def lists_for(model_path: str, gamemode: Any, descriptors: list, negative_descriptors: list, mapper_id: Any,
                   lang: str):
