@@ -162,3 +162,20 @@ def test_the_generate_tab_ticks_super_timing_for_v29_as_its_default(tmp_path):
     assert len(follow) == 1
     assert follow[0]("v29")["value"] is True and follow[0]("v32")["value"] is False
     assert "value" not in follow[0](str(tmp_path))  # a folder: left as the user set it
+
+
+def test_an_unreachable_hub_diff_ckpt_is_a_clear_model_error(tmp_path, monkeypatch, map_pass):
+    """The default diff_ckpt is a Hub repo: offline and not cached, v29 says what to do instead of a traceback."""
+    import engine.checkpoint
+    from engine.generation import generate
+    from engine.options import GenerateOptions
+
+    monkeypatch.setattr(engine.checkpoint, "hub_online", lambda *a, **k: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelError, match="OliBomby/osu-diffusion-v2 .* not downloaded yet .* diff_ckpt"):
+        generate(GenerateOptions(audio_path=str(song_cut(tmp_path)), output_path=str(tmp_path),
+                                 model_path=str(CHECKPOINT), beatmap_path=str(need(UPSTREAM / "audio" /
+                                                                                 "click150_timing.osu")),
+                                 in_context=("TIMING",), device="cpu"))
+    assert not map_pass

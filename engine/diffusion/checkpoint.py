@@ -58,10 +58,22 @@ def find_pickles(checkpoint: str | Path) -> tuple[Path, Path]:
     if folder.exists() or "/" not in str(checkpoint) or str(checkpoint).count("/") != 1:
         raise ModelError(f"{checkpoint}: no such diffusion checkpoint folder or Hugging Face repo")
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
+    from ..checkpoint import hub_online
+
+    offline = not hub_online()  # as model downloads: one quick check, then the cache answers offline
     try:
-        return tuple(Path(hf_hub_download(str(checkpoint), name)) for name in (MODEL_FILE, TOKENIZER_FILE))  # type: ignore[return-value]
-    except Exception as e:  # noqa: BLE001 - offline, missing repo or file: one actionable message
+        return tuple(Path(hf_hub_download(str(checkpoint), name, local_files_only=offline))  # type: ignore[return-value]
+                     for name in (MODEL_FILE, TOKENIZER_FILE))
+    except RepositoryNotFoundError:
+        raise ModelError(f"Hugging Face has no diffusion model {str(checkpoint)!r} (or it is private); set diff_ckpt "
+                         f"to a repo id such as {DEFAULT_REPO} or a local folder") from None
+    except LocalEntryNotFoundError:
+        raise ModelError(f"{checkpoint} ({MODEL_FILE}, {TOKENIZER_FILE}) is not downloaded yet and the Hugging Face "
+                         "hub cannot be reached. Connect once to download it, or set diff_ckpt to a local folder "
+                         "holding both files") from None
+    except Exception as e:  # noqa: BLE001 - network failures and a missing file: one actionable message
         raise ModelError(f"could not get {checkpoint} ({MODEL_FILE}, {TOKENIZER_FILE}) from Hugging Face: {e}. "
                          "Connect once to download it, or give a local folder holding both files") from e
 
