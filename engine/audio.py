@@ -116,7 +116,9 @@ def load_audio(
 
         width, to_int = _integer_width(f)
         channels, rate = f.channels, f.samplerate
-        blocks: list[np.ndarray] = []
+        # one float32 buffer sized from the header: no list of blocks to concatenate, which would need
+        # twice the song's samples at once (230 MB for a 30-minute song at 16 kHz)
+        out = _Samples(expected_frames * sample_rate // source_rate + 16 if expected_frames else 0)
         state = None
         decoded = 0
         damaged = None
@@ -138,8 +140,8 @@ def load_audio(
                 data = to_int(block).tobytes()
                 if source_rate != sample_rate:
                     data, state = audioop.ratecv(data, width, channels, source_rate, sample_rate, state)
-                blocks.append(_to_mono(data, width, channels))
-            samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+                out.append(_to_mono(data, width, channels))
+            samples = out.result()
         except sf.LibsndfileError as e:
             raise AudioError(Message("audio.damaged", "{path}: the audio data is damaged and cannot be decoded "
                                      "({error})", path=str(path), error=str(e.error_string))) from e
@@ -147,7 +149,7 @@ def load_audio(
             minutes = decoded / rate / 60
             raise AudioError(Message("audio.no_memory", "{path}: not enough memory to load {minutes:.0f} minutes of "
                                      "audio", path=str(path), minutes=float(minutes))) from e
-        del blocks
+        del out
 
     if samples.size == 0:
         raise AudioError(Message("audio.no_samples", "{path}: the file contains no audio samples", path=str(path)))
@@ -178,7 +180,8 @@ def load_audio(
     if peak == 0:
         warnings.warn(f"{path}: the audio is completely silent", AudioWarning, stacklevel=2)
         return samples
-    return samples / peak
+    samples /= peak  # in place: a second copy of a long song is what would make memory peak
+    return samples
 
 
 def audio_duration_ms(path: str | os.PathLike) -> int:
@@ -465,6 +468,29 @@ def _read_dtype(to_int) -> str:
     if to_int in (_same_int32, _pydub_24_bit):
         return "int32"
     return "int16"
+
+
+class _Samples:
+    """A growing float32 array: preallocated to the expected length, doubled if the song turns out longer."""
+
+    def __init__(self, expected: int):
+        self.buffer = np.empty(max(expected, _BLOCK_FRAMES), np.float32)
+        self.size = 0
+
+    def append(self, block: np.ndarray) -> None:
+        end = self.size + len(block)
+        if end > len(self.buffer):
+            grown = np.empty(max(end, 2 * len(self.buffer)), np.float32)
+            grown[: self.size] = self.buffer[: self.size]
+            self.buffer = grown
+        self.buffer[self.size: end] = block
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        """The samples appended (a copy only when the buffer is much larger than them)."""
+        if len(self.buffer) - self.size > _BLOCK_FRAMES:
+            return self.buffer[: self.size].copy()
+        return self.buffer[: self.size]
 
 
 def _to_mono(data: bytes, width: int, channels: int) -> np.ndarray:

@@ -147,41 +147,53 @@ class WindowLayout:
         ``begin_pad`` zero samples go before the song (super timing shifts the song against the windows);
         the song length stays that of ``samples``.
         """
-        samples = np.asarray(samples, dtype=np.float32)
+        samples = np.asarray(samples, dtype=np.float32)  # no copy for the float32 songs load_audio gives
         if samples.ndim != 1:
             raise ValueError(f"expected a mono waveform, got shape {samples.shape}")
         total = begin_pad + len(samples)
-        padded = np.zeros(self.padded_samples(total), dtype=np.float32)
-        padded[begin_pad: total] = samples
         n = self.num_windows(total)
         starts = self.window_starts_ms(n)
         keep = self.select(starts, start_time, end_time)
         return Segments(
             layout=self,
-            audio=padded,
+            audio=samples,
             starts_ms=tuple(starts[i] for i in keep),
             first_index=keep.start,
             song_length_ms=self.song_length_ms(len(samples)),
+            begin_pad=begin_pad,
         )
 
 
 @dataclass(frozen=True, eq=False)
 class Segments:
-    """The windows of one song: their start times and a way to get each window's samples."""
+    """The windows of one song: their start times and a way to get each window's samples.
+
+    The song is kept as given (no padded copy of a long song): a window that reaches before the song
+    (``begin_pad``) or past its end gets zeros there, as if the song were zero-padded.
+    """
 
     layout: WindowLayout
-    audio: np.ndarray  # padded waveform
+    audio: np.ndarray  # the song's waveform, unpadded
     starts_ms: tuple[int, ...]
     first_index: int  # index of starts_ms[0] among all windows of the song
     song_length_ms: float
+    begin_pad: int = 0  # zero samples before the song
 
     def __len__(self) -> int:
         return len(self.starts_ms)
 
     def samples(self, i: int) -> np.ndarray:
-        """Samples of window ``i`` (a view of the padded audio, length ``layout.window_samples``)."""
-        begin = (self.first_index + i) * self.layout.stride_samples
-        return self.audio[begin : begin + self.layout.window_samples]
+        """Samples of window ``i`` (length ``layout.window_samples``): a view of the song when the window lies
+        inside it, else a zero-padded copy."""
+        size = self.layout.window_samples
+        begin = (self.first_index + i) * self.layout.stride_samples - self.begin_pad
+        if begin >= 0 and begin + size <= len(self.audio):
+            return self.audio[begin: begin + size]
+        window = np.zeros(size, dtype=np.float32)
+        lo, hi = max(begin, 0), min(begin + size, len(self.audio))
+        if hi > lo:
+            window[lo - begin: hi - begin] = self.audio[lo:hi]
+        return window
 
     def stacked(self) -> np.ndarray:
         """All windows as one [num_windows, window_samples] float32 array (a copy)."""
