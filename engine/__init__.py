@@ -57,6 +57,8 @@ _LAZY = {
     "resolve_source": "engine.checkpoint",
     "PARTIAL_SUFFIX": "engine.hub_resume",
     # jobs
+    "Eta": "engine.progress",
+    "eta_text": "engine.progress",
     "GenerateOptions": "engine.options",
     "PRECISION_CHOICES": "engine.options",
     "PATH_OPTIONS": "engine.options",
@@ -113,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .tokenizer import ContextType, Tokenizer
     from .validation import check_generate_options
     from .generation import GenerationResult, Progress, generate
+    from .progress import Eta, eta_text
     from .options import PATH_OPTIONS, GenerateOptions, build_options, options_to_words, parse_overrides
     from .presets import DEFAULT_VERSION, PRESETS, VersionPreset
     from .modding import ModOptions, mod

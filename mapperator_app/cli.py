@@ -41,14 +41,24 @@ class _Bar:
     def __init__(self, unit_label: str = "job"):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}", dynamic_ncols=True,
+        from engine import Eta
+
+        # tqdm's own {remaining} averages over the whole job (model loading included); the engine's Eta follows
+        # the current pass, so a long song gets a steady "about N min left"
+        self.bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}{postfix}", dynamic_ncols=True,
                         desc=unit_label, file=sys.stderr)
+        self.eta = Eta()
 
     def __call__(self, p) -> None:
+        from engine import eta_text
+
         self.bar.n = int(p.fraction * 1000)
         self.bar.set_description_str(p.stage, refresh=False)
-        if p.tokens_per_second:
-            self.bar.set_postfix_str(f"{p.tokens_per_second:.0f} tok/s", refresh=False)
+        bits = [f"{p.tokens_per_second:.0f} tok/s"] if p.tokens_per_second else []
+        left = eta_text(self.eta.update(p.fraction))
+        if left:
+            bits.append(left)
+        self.bar.set_postfix_str(", ".join(bits), refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

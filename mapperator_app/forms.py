@@ -122,6 +122,8 @@ def progress_html(job: Job | None, ahead: int = 0, lang: str = i18n.DEFAULT) -> 
     if job.rate:
         bits.append(_e(render(job.rate, lang)))
     bits.append(_e(t("progress.seconds", lang, seconds=round(job.elapsed))))
+    if job.eta and job.state is JobState.RUNNING:
+        bits.append(_e(render(job.eta, lang)))
     state = "mp-done" if job.state is JobState.DONE else "mp-running"
     return (f"<div class='mp-status {state}'><div class='mp-bar'><div class='mp-fill' style='width:{percent:.1f}%'>"
             f"</div></div><div class='mp-stage'>{percent:.0f}% · {' · '.join(bits)}</div></div>")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from engine import Message
+from engine import Eta, Message, eta_text
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Job:
     fraction: float = 0.0
     stage: str = Message("job.waiting", "Waiting")  # a Message when the engine or the app says it
     rate: str = ""  # e.g. "612 tokens/s" or "3.1 MB/s"
+    eta: str = ""  # e.g. "about 12 min left" (a Message), empty while unknown
     result: Any = field(default=None, repr=False)
     error: str = ""  # plain words for the UI (a Message when it has an id)
     submitted: float = field(default_factory=time.monotonic)
@@ -53,6 +54,7 @@ class Job:
     finished_at: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+    estimator: Eta = field(default_factory=Eta, repr=False)
 
     @property
     def elapsed(self) -> float:
@@ -241,3 +243,4 @@ def _apply_progress(job: Job, update: Any) -> None:
             job.stage = stage if isinstance(stage, str) else str(stage)
         if rate is not None:
             job.rate = rate if isinstance(rate, str) else str(rate)
+    job.eta = eta_text(job.estimator.update(job.fraction)) or ""
