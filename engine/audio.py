@@ -176,7 +176,7 @@ def load_audio(
         )
     if not normalize:
         return samples
-    peak = np.max(np.abs(samples))
+    peak = max(samples.max(), -samples.min())  # not np.abs(samples): that is a second copy of the song
     if peak == 0:
         warnings.warn(f"{path}: the audio is completely silent", AudioWarning, stacklevel=2)
         return samples
