@@ -1,6 +1,8 @@
 """engine.progress: the remaining-time estimate the CLI bar and the app's job list show."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.progress import Eta, eta_text
@@ -48,3 +50,22 @@ def test_eta_text(seconds, text):
     assert message == text
     if text is not None:
         assert message.message_id in ("progress.eta_soon", "progress.eta_minutes")
+
+
+def test_the_app_shows_the_eta_of_a_running_job_in_its_language():
+    from engine import Progress
+    from mapperator_app import forms
+    from mapperator_app.worker import Job, JobState, _apply_progress
+
+    job = Job(1, "generate", "Generate song.mp3", "", lambda p, c: None)
+    job.state, job.started = JobState.RUNNING, 0.0
+    _apply_progress(job, Progress(0.1, "Map: window 1 of 40"))
+    assert job.eta == "" and "left" not in forms.progress_html(job)  # one update: no rate yet
+    job.estimator = Eta()
+    job.estimator.update(0.1, now=time.monotonic() - 599.9)  # as if the first update came ten minutes ago
+    _apply_progress(job, Progress(0.2, "Map: window 5 of 40"))
+    assert job.eta == "about 80 min left"  # 0.1 in 10 minutes, 0.8 to go
+    assert "about 80 min left" in forms.progress_html(job)
+    assert "environ 80 min restantes" in forms.progress_html(job, lang="fr")
+    job.state = JobState.DONE
+    assert "left" not in forms.progress_html(job)
