@@ -114,3 +114,18 @@ def test_segment_with_start_time_keeps_absolute_samples(upstream):
 def test_bad_lookback_lookahead(lookback, lookahead):
     with pytest.raises(OptionError):
         WindowLayout.for_preset(PRESETS["v32"], lookback=lookback, lookahead=lookahead)
+
+
+def test_windows_are_cut_from_the_song_as_if_it_were_zero_padded():
+    """Segments keep the song itself (no padded copy of a long song); each window still reads as the padded song."""
+    rng = np.random.default_rng(0)
+    for lookback, lookahead, pad in [(0.5, 0.4, 0), (0.0, 0.0, 0), (0.25, 0.2, 1234), (0.5, 0.4, 50_000)]:
+        layout = WindowLayout(9, 160, 16000, lookback, lookahead)
+        song = rng.standard_normal(23_456).astype(np.float32)
+        seg = layout.segment(song, begin_pad=pad)
+        assert seg.audio is song  # held once, not copied
+        padded = np.zeros(layout.padded_samples(pad + len(song)), np.float32)
+        padded[pad: pad + len(song)] = song
+        for i in range(len(seg)):
+            begin = i * layout.stride_samples
+            assert np.array_equal(seg.samples(i), padded[begin: begin + layout.window_samples])
