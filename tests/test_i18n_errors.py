@@ -83,3 +83,46 @@ def test_a_full_disk_is_named_in_the_users_language(tmp_path, monkeypatch, lang,
     assert str(caught.value) == f"{target}: cannot write the file: No space left on device"
     assert words in shown(caught.value, lang) and "No space left on device" in shown(caught.value, lang)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("lang, words", [("fr", "Connectez-vous à Internet"), ("ja", "インターネットに接続して")])
+def test_a_model_not_downloaded_offline_says_what_to_do_in_the_users_language(lang, words):
+    from engine import checkpoint
+    from engine.errors import ModelError
+
+    with pytest.raises(ModelError) as caught:
+        checkpoint.download("nobody/no-such-model", online=False)
+    assert "is not downloaded yet and the Hugging Face hub cannot be reached. Connect to the internet" in str(caught.value)
+    text = shown(caught.value, lang)
+    assert words in text and "`mapperator download nobody/no-such-model`" in text
+    assert "is not downloaded yet" not in text
+
+
+@pytest.mark.parametrize("lang", ["fr", "ja"])
+def test_a_checkpoint_folder_without_config_is_named_incomplete_in_the_users_language(tmp_path, lang):
+    from engine.checked_json import read_json
+    from engine.errors import ModelError
+
+    with pytest.raises(ModelError) as caught:
+        read_json(tmp_path / "config.json")
+    assert str(caught.value) == f"{tmp_path / 'config.json'} is missing: {tmp_path} is not a complete checkpoint"
+    kind = i18n.catalogue(lang)["json.kind_checkpoint"]
+    assert shown(caught.value, lang) == i18n.t("json.missing", lang, path=str(tmp_path / "config.json"),
+                                               folder=str(tmp_path), kind=kind)
+
+
+@pytest.mark.parametrize("lang, words", [("fr", "la mémoire de cet ordinateur"), ("ja", "このコンピューターのメモリ")])
+def test_the_memory_estimate_is_explained_in_the_users_language(tmp_path, monkeypatch, lang, words):
+    from engine import checkpoint
+    from engine.errors import ModelError
+
+    from .test_checkpoint_hardening import write_checkpoint
+
+    folder = write_checkpoint(tmp_path / "ckpt", "v32")
+    monkeypatch.setattr(checkpoint, "host_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(ModelError) as caught:
+        checkpoint.load_checkpoint(str(folder))
+    assert "this model has 1 M parameters and needs about 0.0 GB" in str(caught.value)
+    text = shown(caught.value, lang)
+    assert words in text and "this model" not in text
+    assert ("0,0 Go" in text) if lang == "fr" else ("0.0 GB" in text)
