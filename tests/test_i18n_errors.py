@@ -4,6 +4,7 @@ stay English."""
 from __future__ import annotations
 
 import errno
+import html
 import os
 
 import pytest
@@ -126,3 +127,36 @@ def test_the_memory_estimate_is_explained_in_the_users_language(tmp_path, monkey
     text = shown(caught.value, lang)
     assert words in text and "this model" not in text
     assert ("0,0 Go" in text) if lang == "fr" else ("0.0 GB" in text)
+
+
+@pytest.mark.parametrize("lang", ["fr", "ja"])
+def test_a_mapset_request_that_makes_no_set_is_refused_in_the_users_language(tmp_path, lang):
+    from engine.errors import OptionError
+    from engine.mapset_job import MapsetOptions, row_options
+
+    from .test_mapset import base
+
+    with pytest.raises(OptionError) as caught:
+        row_options(MapsetOptions(**base(tmp_path, difficulties=(2.0, 4.0), seeds=(1, 2, 3))))
+    assert str(caught.value) == "seeds has 3 seeds for 2 maps"
+    assert shown(caught.value, lang) == i18n.t("mapset.seeds_count", lang, seeds=3, maps=2) != str(caught.value)
+
+
+@pytest.mark.parametrize("lang", ["fr", "ja"])
+def test_the_mapset_gallery_cards_speak_the_users_language(tmp_path, lang):
+    from types import SimpleNamespace
+
+    from mapperator_app.tabs.mapset_gallery import Card, Gallery, gallery_html
+
+    check = SimpleNamespace(flags=["unsnapped", "no red line"], asked_difficulty=5.0, summary_line=lambda: "")
+    clean = SimpleNamespace(flags=[], asked_difficulty=None, summary_line=lambda: "")
+    gallery = Gallery(SimpleNamespace(path=tmp_path / "set"), [Card("Insane", 7, 4.81, 412, "", check),
+                                                               Card("Hard", 8, None, 300, "", clean)], kept=0)
+    text = gallery_html(gallery, lang)
+    for key, args in [("mapset.card_objects", {"count": 412}), ("mapset.card_seed", {"seed": 7}),
+                      ("check.unsnapped", {}), ("mapset.flag_no_red_line", {}), ("mapset.check_clean", {}),
+                      ("mapset.kept", {}), ("mapset.removed", {})]:
+        assert html.escape(i18n.t(key, lang, **args)) in text
+    assert ("4,81★" if lang == "fr" else "4.81★") in text
+    assert "objects" not in text and "check: clean" not in text and "Written to" not in text
+    assert f"<code>{tmp_path / 'set'}</code>" in text
