@@ -230,7 +230,7 @@ class _Decoder:
         elif key == "Mode":
             mode = parse_int(value)
             if not 0 <= mode <= 3:
-                raise ValueError(f"Mode {mode} is not 0-3; osu! mode is used")
+                raise ValueError(Message("beatmap.bad_mode", "Mode {mode} is not 0-3; osu! mode is used", mode=mode))
             g.mode = mode
         elif key == "CountdownOffset":
             g.countdown_offset = parse_int(value)
@@ -292,10 +292,11 @@ class _Decoder:
         key, value = _key_value(text)
         parts = value.split(",")
         if len(parts) not in (3, 4):
-            raise ValueError(f"colour {key} must be R,G,B or R,G,B,A, got {value!r}")
+            raise ValueError(Message("beatmap.colour_format", "colour {key} must be R,G,B or R,G,B,A, got {value}", key=key,
+                                     value=repr(value)))
         rgba = [parse_int(p, 255) for p in parts]
         if min(rgba) < 0:
-            raise ValueError(f"colour {key} has a negative component")
+            raise ValueError(Message("beatmap.colour_negative", "colour {key} has a negative component", key=key))
         self.colours.entries.append((key, Colour(*rgba)))
 
     # -- events and timing -----------------------------------------------------------------
@@ -337,7 +338,7 @@ class _Decoder:
         if len(f) >= 3 and f[2][:1] != "0":
             meter = parse_int(f[2])
             if meter < 1:
-                raise ValueError(f"meter {meter} must be positive")
+                raise ValueError(Message("beatmap.meter", "meter {meter} must be positive", meter=meter))
         sample_set = parse_int(f[3]) if len(f) >= 4 else sample_set_number(self.general.sample_set)
         sample_index = parse_int(f[4]) if len(f) >= 5 else 0
         volume = parse_int(f[5]) if len(f) >= 6 else self.general.sample_volume
@@ -420,7 +421,8 @@ class _Decoder:
             return None
         parts = f[i].split(":")
         if len(parts) < 2:
-            raise ValueError(f"hit sample {f[i][:30]!r} needs at least normalSet:additionSet")
+            raise ValueError(Message("beatmap.hit_sample", "hit sample {sample} needs at least normalSet:additionSet",
+                                     sample=repr(f[i][:30])))
         numbers = [parse_int(p) for p in parts[:4]] + [0] * (4 - min(len(parts), 4))
         return HitSample(*numbers, filename=":".join(parts[4:]))
 
@@ -468,17 +470,17 @@ class _Decoder:
         pending: str | None = None
         for token in tokens[1:]:
             if not token:
-                raise ValueError("empty slider control point")
+                raise ValueError(Message("beatmap.empty_control_point", "empty slider control point"))
             if token[0].isalpha():
                 if pending is not None:
-                    raise ValueError("two curve types in a row in slider path")
+                    raise ValueError(Message("beatmap.two_curve_types", "two curve types in a row in slider path"))
                 pending = token
                 continue
             xy = token.split(":")
             points.append(CurvePoint(self._coordinate(xy[0]), self._coordinate(xy[1]), pending))
             pending = None
         if pending is not None:
-            raise ValueError("slider path ends with a curve type")
+            raise ValueError(Message("beatmap.path_ends_with_type", "slider path ends with a curve type"))
         return tokens[0], tuple(points)
 
     def _hold(self, f: list[str], common: dict) -> HoldNote:
