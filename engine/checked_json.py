@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ModelError
+from .messages import Message
 
 DAMAGED = "the checkpoint is damaged or not a Mapperatorinator model"
 # The largest published tokenizer.json is about 3 MB; configs are a few kB.
@@ -49,31 +50,51 @@ def read_json(path: Path, folder_kind: str = "checkpoint", *, max_bytes: int = M
     nested deeper than ``max_depth`` or not a JSON object.
     """
     path = Path(path)
-    damaged = f"it is damaged or not a {folder_kind} file"
+    kind = _kind(folder_kind)
+    damaged = Message("json.damaged", "it is damaged or not a {kind} file", kind=kind)
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ModelError(f"{path} is missing: {path.parent} is not a complete {folder_kind}") from None
+        raise ModelError(Message("json.missing", "{path} is missing: {folder} is not a complete {kind}", path=str(path),
+                                 folder=str(path.parent), kind=kind)) from None
     except OSError as e:
-        raise ModelError(f"{path} cannot be read: {e}") from None
+        raise ModelError(Message("json.unreadable", "{path} cannot be read: {reason}", path=str(path),
+                                 reason=str(e))) from None
     if not stat.S_ISREG(info.st_mode):
-        raise ModelError(f"{path} is not a regular file; {damaged}")
+        raise ModelError(Message("json.not_a_file", "{path} is not a regular file; {damaged}", path=str(path),
+                                 damaged=damaged))
     if info.st_size > max_bytes:
-        raise ModelError(f"{path} is {info.st_size / 2**20:.0f} MB, more than the {max_bytes >> 20} MB a "
-                         f"{folder_kind} file can be; {damaged}")
+        raise ModelError(Message("json.too_large", "{path} is {size:.0f} MB, more than the {limit} MB a {kind} file "
+                                 "can be; {damaged}", path=str(path), size=info.st_size / 2**20, limit=max_bytes >> 20,
+                                 kind=kind, damaged=damaged))
     try:
         with path.open("rb") as f:
             text = f.read(max_bytes + 1).decode("utf-8")
         data = json.loads(text)
     except RecursionError:
-        raise ModelError(f"{path} nests JSON more than {max_depth} levels deep; {damaged}") from None
+        raise ModelError(_too_deep(path, max_depth, damaged)) from None
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or an integer of 4300+ digits
-        raise ModelError(f"{path} cannot be read: {e}") from None
+        raise ModelError(Message("json.unreadable", "{path} cannot be read: {reason}", path=str(path),
+                                 reason=str(e))) from None
     if not isinstance(data, dict):
-        raise ModelError(f"{path} holds a JSON {_type_name(data)} where a JSON object is expected; {damaged}")
+        raise ModelError(Message("json.not_an_object", "{path} holds a JSON {type} where a JSON object is expected; "
+                                 "{damaged}", path=str(path), type=_type_name(data), damaged=damaged))
     if _depth(data) > max_depth:
-        raise ModelError(f"{path} nests JSON more than {max_depth} levels deep; {damaged}")
+        raise ModelError(_too_deep(path, max_depth, damaged))
     return data
+
+
+def _too_deep(path: Path, max_depth: int, damaged: Message) -> Message:
+    return Message("json.too_deep", "{path} nests JSON more than {depth} levels deep; {damaged}", path=str(path),
+                   depth=max_depth, damaged=damaged)
+
+
+def _kind(folder_kind: str) -> str:
+    """The kind of folder a JSON file belongs to, as a message where the app knows it."""
+    kinds = {"checkpoint": Message("json.kind_checkpoint", "checkpoint"),
+             "LoRA adapter": Message("json.kind_adapter", "LoRA adapter"),
+             "training checkpoint": Message("json.kind_training", "training checkpoint")}
+    return kinds.get(folder_kind, folder_kind)
 
 
 def show(value: Any) -> str:

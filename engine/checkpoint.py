@@ -19,6 +19,7 @@ import torch
 from .checked_json import DAMAGED, Fields, read_json, show
 from .checkpoint_files import CheckpointState, checkpoint_state
 from .errors import MapperatorError, ModelError
+from .messages import Message
 from .model import (
     NNAUDIO, ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, WHISPER, BackboneConfig, Mapperatorinator,
     ModelConfig, SpectrogramConfig, parameter_count,
@@ -63,10 +64,8 @@ def resolve_source(source: str) -> tuple[str, bool]:
         return str(path), True
     if _REPO_ID.match(source) and not source.startswith((".", "/")) and "\\" not in source:
         return source, False
-    raise ModelError(
-        f"model {source!r} is neither a folder, a Hugging Face repo id, nor a version "
-        f"({', '.join(PRESETS)})"
-    )
+    raise ModelError(Message("checkpoint.unknown_source", "model {source} is neither a folder, a Hugging Face repo id, "
+                             "nor a version ({versions})", source=repr(source), versions=", ".join(PRESETS)))
 
 
 def gamemode_subfolder(files: list[str], gamemode: int | None) -> str | None:
@@ -112,10 +111,10 @@ def hub_online(timeout: float = 3.0) -> bool:
     return ok
 
 
-def _offline_advice(repo_id: str, subfolder: str | None) -> str:
+def _offline_advice(repo_id: str, subfolder: str | None) -> Message:
     extra = f" --gamemode {subfolder.split('=')[1]}" if subfolder else ""
-    return (f"Connect to the internet and run `mapperator download {repo_id}{extra}` (or use Models in the app), "
-            f"or point model_path at a local checkpoint folder.")
+    return Message("checkpoint.offline_advice", "Connect to the internet and run `mapperator download {repo}` (or "
+                   "use Models in the app), or point model_path at a local checkpoint folder.", repo=repo_id + extra)
 
 
 def download(
@@ -146,18 +145,21 @@ def download(
         else:
             snapshot = Path(snapshot_download(**kwargs, local_files_only=True))
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise ModelError(f"Hugging Face has no model {repo_id!r}{' at ' + revision if revision else ''} "
-                         "(or it is private)") from None
+        raise ModelError(Message("checkpoint.no_such_repo", "Hugging Face has no model {repo} (or it is private)",
+                                 repo=repr(repo_id) + (" at " + revision if revision else ""))) from None
     except LocalEntryNotFoundError:
-        raise ModelError(f"{where} is not downloaded yet and the Hugging Face hub cannot be reached. "
-                         + _offline_advice(repo_id, subfolder)) from None
+        raise ModelError(Message("checkpoint.offline_missing", "{where} is not downloaded yet and the Hugging Face "
+                                 "hub cannot be reached. {advice}", where=where,
+                                 advice=_offline_advice(repo_id, subfolder))) from None
     except MapperatorError:  # e.g. Cancelled, raised by a progress callback
         raise
     except Exception as e:  # network failures surface as several httpx/hub/OS error types
         log.warning("download of %s failed", where, exc_info=True)
-        raise ModelError(f"could not download {where}: {e}. " + _offline_advice(repo_id, subfolder)) from None
+        raise ModelError(Message("checkpoint.download_failed", "could not download {where}: {reason}. {advice}",
+                                 where=where, reason=str(e), advice=_offline_advice(repo_id, subfolder))) from None
     if checkpoint_state(snapshot / subfolder if subfolder else snapshot) is not CheckpointState.COMPLETE:
-        raise ModelError(f"{where} in the Hugging Face cache is incomplete. " + _offline_advice(repo_id, subfolder))
+        raise ModelError(Message("checkpoint.cache_incomplete", "{where} in the Hugging Face cache is incomplete. "
+                                 "{advice}", where=where, advice=_offline_advice(repo_id, subfolder)))
     _drop_finished_partials(snapshot.parent.parent / "blobs")
     return snapshot
 
@@ -235,7 +237,7 @@ def locate(
             subfolder = gamemode_subfolder(_local_files(root), gamemode)
         folder = root / subfolder if subfolder else root
         if not folder.is_dir():
-            raise ModelError(f"{folder} does not exist")
+            raise ModelError(Message("checkpoint.no_folder", "{folder} does not exist", folder=str(folder)))
         return folder, subfolder
     online = hub_online()
     if subfolder is None and gamemode is not None:
@@ -269,10 +271,10 @@ def parse_config(cfg: dict, where: str = "config.json") -> ModelConfig:
     elif name.startswith("openai/whisper"):
         flavour = WHISPER
     else:
-        raise ModelError(
-            f"{where}: backbone_model_name={name!r} is not supported; supported backbones are openai/whisper-* "
-            "(v29), Tiger14n/ropewhisper-* (v30, v31) and OliBomby/varwhisper-* (v32, v32-mini)"
-        )
+        raise ModelError(Message(
+            "checkpoint.unsupported_backbone", "{where}: backbone_model_name={name} is not supported; supported "
+            "backbones are openai/whisper-* (v29), Tiger14n/ropewhisper-* (v30, v31) and OliBomby/varwhisper-* "
+            "(v32, v32-mini)", where=where, name=repr(name)))
     for key, ok in (("input_features", True), ("input_raw_wave", False), ("embed_decoder_input", True)):
         if f.flag(key, ok) != ok:
             raise ModelError(f"{where}: {key}={cfg[key]!r} is not supported (published models use {ok})")
@@ -400,16 +402,16 @@ def weight_files(folder: Path) -> list[Path]:
     if files:
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ModelError(f"{folder} lacks weight shards {', '.join(missing)} (download incomplete?)")
+            raise ModelError(Message("checkpoint.missing_shards", "{folder} lacks weight shards {shards} (download "
+                                     "incomplete?)", folder=str(folder), shards=", ".join(missing)))
         return files
     pickles = [name for name in PICKLE_FILES if (folder / name).exists()]
     if pickles:
-        raise ModelError(
-            f"{folder} has only pickle weights ({', '.join(pickles)}). Pickle files can run arbitrary code, so "
-            "Mapperator loads safetensors only: convert them with safetensors' torch.save_file, or use the "
-            "published model."
-        )
-    raise ModelError(f"{folder} has no model.safetensors")
+        raise ModelError(Message(
+            "checkpoint.pickle_only", "{folder} has only pickle weights ({files}). Pickle files can run arbitrary "
+            "code, so Mapperator loads safetensors only: convert them with safetensors' torch.save_file, or use the "
+            "published model.", folder=str(folder), files=", ".join(pickles)))
+    raise ModelError(Message("checkpoint.no_weights", "{folder} has no model.safetensors", folder=str(folder)))
 
 
 def load_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -421,7 +423,8 @@ def load_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
         try:
             state.update(load_file(str(f)))
         except (SafetensorError, OSError, ValueError) as e:
-            raise ModelError(f"{f} is not a valid safetensors file ({e}); delete it and download again") from None
+            raise ModelError(Message("checkpoint.bad_safetensors", "{file} is not a valid safetensors file ({reason}); "
+                                     "delete it and download again", file=str(f), reason=str(e))) from None
     return state
 
 
@@ -478,7 +481,8 @@ def load_checkpoint(
     name = version or (source if source in PRESETS else None) or detect_version(
         config.backbone_name, set(tokenizer.context_sos))
     if name is None:
-        raise ModelError(f"{folder}: cannot tell which Mapperatorinator version this checkpoint is; pass version=")
+        raise ModelError(Message("checkpoint.unknown_version", "{folder}: cannot tell which Mapperatorinator version "
+                                 "this checkpoint is; pass version=", folder=str(folder)))
     files = weight_files(folder)
     check_memory(config, device, files, folder / "config.json")
     with torch.device("meta"):
@@ -493,8 +497,9 @@ def load_checkpoint(
     except (MemoryError, RuntimeError) as e:  # what the estimate missed: other programs' memory, fragmentation
         if not isinstance(e, MemoryError) and not any(w in str(e) for w in ("allocate", "out of memory")):
             raise
-        raise ModelError(f"{folder}: not enough memory to load this model on {device} "
-                         f"({str(e).strip().splitlines()[0] if str(e).strip() else 'out of memory'})") from None
+        raise ModelError(Message("checkpoint.out_of_memory", "{folder}: not enough memory to load this model on "
+                                 "{device} ({reason})", folder=str(folder), device=str(device),
+                                 reason=str(e).strip().splitlines()[0] if str(e).strip() else "out of memory")) from None
     model.eval()
     return Checkpoint(model, tokenizer, config, PRESETS[name], folder, source, used_subfolder, generation_config)
 
@@ -512,15 +517,18 @@ def check_memory(config: ModelConfig, device: str | torch.device, files: list[Pa
     fp32 = 4 * params
     file_bytes = sum(f.stat().st_size for f in files if f.is_file())
     device = torch.device(device)
-    checks = [("this computer's memory", fp32 + file_bytes, host_memory_bytes())]
+    checks: list[tuple[Message, int, int | None]] = [
+        (Message("checkpoint.host_memory", "this computer's memory"), fp32 + file_bytes, host_memory_bytes())]
     if device.type == "cuda":
-        checks.append((f"free memory of {device}", fp32, cuda_memory_bytes(device)))
+        checks.append((Message("checkpoint.device_memory", "free memory of {device}", device=str(device)), fp32,
+                       cuda_memory_bytes(device)))
     for what, need, have in checks:
         if have is not None and need > have:
             size = f"{params / 1e9:.1f} G" if params >= 1e9 else f"{params / 1e6:.0f} M"
-            raise ModelError(f"{where}: this model has {size} parameters and needs about {need / 1e9:.1f} GB of "
-                             f"memory to load, but only {have / 1e9:.1f} GB is available ({what}); the checkpoint "
-                             "is damaged, or too large for this computer")
+            raise ModelError(Message("checkpoint.too_large", "{where}: this model has {size} parameters and needs "
+                                     "about {need:.1f} GB of memory to load, but only {have:.1f} GB is available "
+                                     "({what}); the checkpoint is damaged, or too large for this computer",
+                                     where=str(where), size=size, need=need / 1e9, have=have / 1e9, what=what))
 
 
 def host_memory_bytes() -> int | None:

@@ -737,7 +737,8 @@ def _inside(folder: Path, name: str, warnings: list[str]) -> Path | None:
     try:
         return referenced_file(folder, name)
     except UnsafeFileName:
-        warning = f'the reference names "{name}", which is outside its folder; that file is not used'
+        warning = Message("reference.outside_folder", 'the reference names "{name}", which is outside its folder; '
+                          "that file is not used", name=name)
         if warning not in warnings:
             warnings.append(warning)
         return None
@@ -749,5 +750,6 @@ def _reference_song(beatmap_path: Path, name: str) -> Path:
     try:
         return referenced_file(beatmap_path.parent, name)
     except UnsafeFileName:
-        raise OptionError(f'{beatmap_path.name} names its song "{name}", which is outside the beatmap\'s folder; '
-                          "put the song beside the beatmap or pass audio_path") from None
+        raise OptionError(Message("reference.song_outside_folder", '{beatmap} names its song "{name}", which is '
+                                  "outside the beatmap's folder; put the song beside the beatmap or pass audio_path",
+                                  beatmap=beatmap_path.name, name=name)) from None

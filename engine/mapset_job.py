@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import OptionError
+from .messages import Message
 from .generation import (GenerationResult, ProgressCallback, _free_name, _Job, _raise_if_cancelled, _Reporter,
                          prepare)
 from .options import SEED, GenerateOptions, ranged
@@ -92,28 +93,34 @@ def row_options(options: MapsetOptions) -> list[GenerateOptions]:
     """The single-generation options of each row; raises OptionError for a request that makes no set."""
     o = options
     if o.difficulties and o.difficulty is not None:
-        raise OptionError("give either difficulty or difficulties, not both")
+        raise OptionError(Message("mapset.difficulty_twice", "give either difficulty or difficulties, not both"))
     if o.gamemodes and o.gamemode is not None:
-        raise OptionError("give either gamemode or gamemodes, not both")
+        raise OptionError(Message("mapset.gamemode_twice", "give either gamemode or gamemodes, not both"))
     if o.add_to_beatmap or o.overwrite_reference_beatmap:
-        raise OptionError("add_to_beatmap works on one map; a mapset or variants write new difficulties only")
+        raise OptionError(Message("mapset.no_add_to_beatmap", "add_to_beatmap works on one map; a mapset or variants "
+                                   "write new difficulties only"))
     if o.is_variants:
         if len(o.difficulties) > 1 or len(o.gamemodes) > 1:
-            raise OptionError("num_variants tries one difficulty; use difficulties=[...] without num_variants "
-                              "for a mapset")
+            raise OptionError(Message("mapset.variants_one_difficulty", "num_variants tries one difficulty; use "
+                                      "difficulties=[...] without num_variants for a mapset"))
         if not o.do_sample:
-            raise OptionError("variants differ only when sampling: set do_sample=true (or give one seed)")
+            raise OptionError(Message("mapset.variants_need_sampling", "variants differ only when sampling: set "
+                                      "do_sample=true (or give one seed)"))
         rows = [((o.gamemodes or (o.gamemode,))[0], (o.difficulties or (o.difficulty,))[0])] * o.num_variants
     else:
         if o.version is not None:
-            raise OptionError("a mapset names each difficulty: use difficulty_names=[...] instead of version")
+            raise OptionError(Message("mapset.no_version", "a mapset names each difficulty: use difficulty_names=[...] "
+                                      "instead of version"))
         rows = list(itertools.product(o.gamemodes or (o.gamemode,), o.difficulties or (o.difficulty,)))
     if len(rows) > MAX_ROWS:
-        raise OptionError(f"{len(rows)} maps in one job; at most {MAX_ROWS}")
+        raise OptionError(Message("mapset.too_many_maps", "{count} maps in one job; at most {limit}", count=len(rows),
+                                  limit=MAX_ROWS))
     if o.difficulty_names and len(o.difficulty_names) != len(rows):
-        raise OptionError(f"difficulty_names has {len(o.difficulty_names)} names for {len(rows)} maps")
+        raise OptionError(Message("mapset.names_count", "difficulty_names has {names} names for {maps} maps",
+                                  names=len(o.difficulty_names), maps=len(rows)))
     if o.seeds and len(o.seeds) != len(rows):
-        raise OptionError(f"seeds has {len(o.seeds)} seeds for {len(rows)} maps")
+        raise OptionError(Message("mapset.seeds_count", "seeds has {seeds} seeds for {maps} maps", seeds=len(o.seeds),
+                                  maps=len(rows)))
     seeds = o.seeds or _consecutive_seeds(o.seed, len(rows))
     names = {f.name for f in dataclasses.fields(GenerateOptions)}
     base = {name: getattr(o, name) for name in names}
@@ -272,7 +279,7 @@ def _name(jobs: Sequence[_Job], beatmaps: list, options: MapsetOptions) -> None:
 def _write(jobs: Sequence[_Job], beatmaps: list, options: MapsetOptions) -> tuple[Path, list[tuple[Path, Path | None]]]:
     """Write every map in one transaction: the set's folder (or .osz), or each variant's file."""
     from .beatmap import beatmap_bytes, write_osz
-    from .beatmap.files import OutputTransaction
+    from .beatmap.files import OutputTransaction, os_reason
     from .beatmap.osz import safe_filename
     from .generation import _copy_beside
     from .postprocess import osu_filename
@@ -316,7 +323,8 @@ def _write(jobs: Sequence[_Job], beatmaps: list, options: MapsetOptions) -> tupl
                         out.write(osu, beatmap_bytes(beatmap))
                         written.append((osu, osu))
     except OSError as e:
-        raise OptionError(f"could not write to {folder}: {e.strerror or e}; nothing was written") from None
+        raise OptionError(Message("mapset.write_failed", "could not write to {folder}: {reason}; nothing was written",
+                                 folder=str(folder), reason=os_reason(e))) from None
     return path, written
 
 
@@ -324,9 +332,10 @@ def discard_variants(result: MapsetResult, keep: int) -> list[Path]:
     """Remove the files of every variant but ``result.maps[keep]`` (the song copied beside them stays);
     returns the files removed. Only files this job wrote are touched, never a reference map."""
     if result.kind != "variants":
-        raise OptionError("only variants can be discarded; a mapset is one set")
+        raise OptionError(Message("mapset.discard_mapset", "only variants can be discarded; a mapset is one set"))
     if not 0 <= keep < len(result.maps):
-        raise OptionError(f"keep={keep}: there are {len(result.maps)} variants (0–{len(result.maps) - 1})")
+        raise OptionError(Message("mapset.keep_range", "keep={keep}: there are {count} variants (0–{last})", keep=keep,
+                                  count=len(result.maps), last=len(result.maps) - 1))
     kept = result.maps[keep].path.resolve()
     removed = []
     for i, row in enumerate(result.maps):

@@ -172,7 +172,8 @@ def download_model(source: str, gamemodes: Iterable[int] = (), *, revision: str 
 
     repo_id, local = resolve_source(source)
     if local:
-        raise ModelError(f"{source} is a folder on this computer; there is nothing to download")
+        raise ModelError(Message("checkpoint.local_download", "{source} is a folder on this computer; there is "
+                                 "nothing to download", source=source))
     parts: list[str | None] = [None] + [sub for m in gamemodes
                                         if (sub := hub_gamemode_subfolder(repo_id, int(m), revision, online=True))]
     snapshot = None

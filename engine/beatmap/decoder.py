@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from ..errors import BeatmapError, OptionError
+from ..messages import Message
 from .beatmap import Beatmap
 from .model import (CIRCLE, COMBO_SKIP_MASK, COMBO_SKIP_SHIFT, HOLD, NEW_COMBO, SLIDER, SPINNER, VIDEO_EXTENSIONS,
                     Background, Break, Colour, Colours, CurvePoint, Difficulty, EdgeSet, Editor, Events, General,
@@ -50,7 +51,6 @@ _SKELETON_COMMENTS = {"//Background and Video events", "//Break Periods", "// Br
 _EVENT_TYPES = {"0": "background", "Background": "background", "1": "video", "Video": "video",
                 "2": "break", "Break": "break"}
 _COUNTDOWNS = {"None": 0, "Normal": 1, "HalfSpeed": 2, "DoubleSpeed": 3}
-_INTERNAL = "internal error while reading"
 
 
 def read_beatmap(path: str | Path, *, strict: bool = False) -> Beatmap:
@@ -58,10 +58,12 @@ def read_beatmap(path: str | Path, *, strict: bool = False) -> Beatmap:
     path = Path(path)
     try:
         if path.stat().st_size > MAX_FILE_SIZE:
-            raise BeatmapError(f"the file is larger than {MAX_FILE_SIZE >> 20} MiB; not a beatmap", path)
+            raise BeatmapError(Message("beatmap.too_large", "the file is larger than {mib} MiB; not a beatmap",
+                                       mib=MAX_FILE_SIZE >> 20), path)
         data = path.read_bytes()
     except OSError as e:
-        raise BeatmapError(f"cannot read the file: {e.strerror or e}", path) from e
+        raise BeatmapError(Message("beatmap.cannot_read", "cannot read the file: {reason}", reason=e.strerror or str(e)),
+                           path) from e
     return parse_beatmap(data, path, strict=strict)
 
 
@@ -70,9 +72,10 @@ def read_reference_beatmap(path: str | Path, option: str = "beatmap_path") -> Be
     is missing or unusable."""
     path = Path(path).expanduser()
     if path.suffix.lower() != ".osu":
-        raise OptionError(f"{option} must be an .osu file, not {path.name}")
+        raise OptionError(Message("beatmap.not_osu_option", "{option} must be an .osu file, not {name}", option=option,
+                                   name=path.name))
     if not path.is_file():
-        raise BeatmapError("file not found", path)
+        raise BeatmapError(Message("beatmap.not_found", "file not found"), path)
     return read_beatmap(path)
 
 
@@ -87,7 +90,8 @@ def parse_beatmap(text: str | bytes, path: str | Path | None = None, *, strict: 
     except BeatmapError:
         raise
     except Exception as e:  # a bug must still not surface as a bare traceback
-        raise BeatmapError(f"{_INTERNAL}: {type(e).__name__}: {e}", path) from e
+        raise BeatmapError(Message("beatmap.internal", "internal error while reading: {kind}: {detail}",
+                                   kind=type(e).__name__, detail=str(e)), path) from e
 
 
 class _Decoder:
@@ -126,7 +130,7 @@ class _Decoder:
         try:
             return data.decode("utf-8"), bom
         except UnicodeDecodeError as e:
-            self.warn("the file is not valid UTF-8; undecodable bytes were replaced",
+            self.warn(Message("beatmap.not_utf8", "the file is not valid UTF-8; undecodable bytes were replaced"),
                       data[:e.start].count(b"\n") + 1)
             return data.decode("utf-8", errors="replace"), bom
 
@@ -140,24 +144,27 @@ class _Decoder:
             try:
                 self.version = parse_int(text.split("v")[-1])
             except ValueError:
-                raise BeatmapError(f"unreadable format version in header {text[:60]!r}", self.path, i + 1) from None
+                raise BeatmapError(Message("beatmap.bad_version", "unreadable format version in header {header}",
+                                           header=repr(text[:60])), self.path, i + 1) from None
             if not (3 <= self.version <= LATEST_STABLE_VERSION or self.version >= FIRST_LAZER_VERSION):
-                self.warn(f"unknown format version {self.version}; read like the nearest known one", i + 1)
+                self.warn(Message("beatmap.unknown_version", "unknown format version {version}; read like the nearest "
+                                   "known one", version=self.version), i + 1)
             self.offset = EARLY_VERSION_TIMING_OFFSET if self.version < 5 else 0
             return i
-        self.warn("no 'osu file format vN' header; read as v14", 1)
+        self.warn(Message("beatmap.no_header", "no 'osu file format vN' header; read as v14"), 1)
         return None
 
     def decode(self, data: str | bytes) -> Beatmap:
         text, bom = self._text(data)
         if not text.strip():
-            raise BeatmapError("the file is empty", self.path)
+            raise BeatmapError(Message("beatmap.empty", "the file is empty"), self.path)
         newline = m.group() if (m := _LINE_BREAK.search(text)) else "\r\n"
         self._check_section_sizes(text)
         header = self._header(_lines(text))
         seen_section = self._read_lines(_lines(text), header)
         if header is None and not seen_section:
-            raise BeatmapError("not an osu! beatmap: no 'osu file format' header and no [Section] in it", self.path)
+            raise BeatmapError(Message("beatmap.not_a_beatmap", "not an osu! beatmap: no 'osu file format' header "
+                                       "and no [Section] in it"), self.path)
         self.lineno = None
         self._finish()
         return Beatmap(general=self.general, editor=self.editor, metadata=self.metadata,
@@ -187,7 +194,7 @@ class _Decoder:
                 section, seen = text[1:-1], True
                 if section not in handlers:
                     self.extra_sections.setdefault(section, [])
-                    self.warn(f"unknown section [{section}] kept verbatim")
+                    self.warn(Message("beatmap.unknown_section", "unknown section [{section}] kept verbatim", section=section))
                 continue
             if section not in handlers:
                 self.extra_sections[section].append(raw.rstrip())
@@ -195,7 +202,8 @@ class _Decoder:
             try:
                 handlers[section](text, raw)
             except (ValueError, IndexError, OverflowError) as e:
-                self.warn(f"[{section}] line ignored: {e}")
+                self.warn(Message("beatmap.line_ignored", "[{section}] line ignored: {reason}", section=section,
+                                  reason=_reason(e)))
         return seen
 
     # -- key: value sections ---------------------------------------------------------------
@@ -222,7 +230,7 @@ class _Decoder:
         elif key == "Mode":
             mode = parse_int(value)
             if not 0 <= mode <= 3:
-                raise ValueError(f"Mode {mode} is not 0-3; osu! mode is used")
+                raise ValueError(Message("beatmap.bad_mode", "Mode {mode} is not 0-3; osu! mode is used", mode=mode))
             g.mode = mode
         elif key == "CountdownOffset":
             g.countdown_offset = parse_int(value)
@@ -284,10 +292,11 @@ class _Decoder:
         key, value = _key_value(text)
         parts = value.split(",")
         if len(parts) not in (3, 4):
-            raise ValueError(f"colour {key} must be R,G,B or R,G,B,A, got {value!r}")
+            raise ValueError(Message("beatmap.colour_format", "colour {key} must be R,G,B or R,G,B,A, got {value}", key=key,
+                                     value=repr(value)))
         rgba = [parse_int(p, 255) for p in parts]
         if min(rgba) < 0:
-            raise ValueError(f"colour {key} has a negative component")
+            raise ValueError(Message("beatmap.colour_negative", "colour {key} has a negative component", key=key))
         self.colours.entries.append((key, Colour(*rgba)))
 
     # -- events and timing -----------------------------------------------------------------
@@ -329,7 +338,7 @@ class _Decoder:
         if len(f) >= 3 and f[2][:1] != "0":
             meter = parse_int(f[2])
             if meter < 1:
-                raise ValueError(f"meter {meter} must be positive")
+                raise ValueError(Message("beatmap.meter", "meter {meter} must be positive", meter=meter))
         sample_set = parse_int(f[3]) if len(f) >= 4 else sample_set_number(self.general.sample_set)
         sample_index = parse_int(f[4]) if len(f) >= 5 else 0
         volume = parse_int(f[5]) if len(f) >= 6 else self.general.sample_volume
@@ -351,8 +360,12 @@ class _Decoder:
     def _check_section_sizes(self, text: str) -> None:
         """Refuse a file whose [HitObjects] or [TimingPoints] has more lines than the caps allow
         before parsing any of it (counting is fast; parsing 200,000 objects takes seconds)."""
-        for name, limit, what in (("HitObjects", MAX_HIT_OBJECTS, "hit objects"),
-                                  ("TimingPoints", MAX_TIMING_POINTS, "timing points")):
+        for name, limit, what in (("HitObjects", MAX_HIT_OBJECTS, Message("beatmap.lines_of_hit_objects",
+                                                                          "{count} lines of hit objects, more than "
+                                                                          "the {limit} allowed")),
+                                  ("TimingPoints", MAX_TIMING_POINTS, Message("beatmap.lines_of_timing_points",
+                                                                              "{count} lines of timing points, more "
+                                                                              "than the {limit} allowed"))):
             count, first_line = 0, None
             for start in _section_starts(text, f"[{name}]"):
                 end = text.find("\n[", start)
@@ -360,11 +373,11 @@ class _Decoder:
                 first_line = first_line or text.count("\n", 0, start) + 1
             if count > limit:
                 self.lineno = first_line
-                self._too_many(f"{count} lines of {what}, more than the {limit} allowed")
+                self._too_many(what.fill(count=count, limit=limit))
 
     def _too_many(self, what: str) -> None:
-        raise BeatmapError(f"has {what} (real maps have under a tenth of that); not a usable beatmap, "
-                           "so reading stopped here", self.path, self.lineno)
+        raise BeatmapError(Message("beatmap.too_many", "has {what} (real maps have under a tenth of that); not a "
+                                   "usable beatmap, so reading stopped here", what=what), self.path, self.lineno)
 
     # -- hit objects -----------------------------------------------------------------------
     def _coordinate(self, text: str) -> float:
@@ -380,7 +393,7 @@ class _Decoder:
             self._too_many(f"more than the {MAX_HIT_OBJECTS} hit objects allowed")
         f = text.split(",")
         if len(f) < 5:
-            raise ValueError("a hit object needs at least x,y,time,type,hitSound")
+            raise ValueError(Message("beatmap.object_fields", "a hit object needs at least x,y,time,type,hitSound"))
         type_bits = parse_int(f[3])
         common = dict(x=self._coordinate(f[0]), y=self._coordinate(f[1]), time=parse_float(f[2]) + self.offset,
                       hitsound=parse_int(f[4]), new_combo=bool(type_bits & NEW_COMBO),
@@ -395,7 +408,7 @@ class _Decoder:
         elif type_bits & HOLD:
             obj, used = self._hold(f, common), 6
         else:
-            raise ValueError(f"unknown hit object type {type_bits}")
+            raise ValueError(Message("beatmap.object_type", "unknown hit object type {type_bits}", type_bits=type_bits))
         if len(f) > used:
             self.warn(f"hit object has {len(f)} fields; the ones after field {used} are dropped")
         if self.hit_objects and obj.time < self.hit_objects[-1].time and not self.unsorted:
@@ -408,7 +421,8 @@ class _Decoder:
             return None
         parts = f[i].split(":")
         if len(parts) < 2:
-            raise ValueError(f"hit sample {f[i][:30]!r} needs at least normalSet:additionSet")
+            raise ValueError(Message("beatmap.hit_sample", "hit sample {sample} needs at least normalSet:additionSet",
+                                     sample=repr(f[i][:30])))
         numbers = [parse_int(p) for p in parts[:4]] + [0] * (4 - min(len(parts), 4))
         return HitSample(*numbers, filename=":".join(parts[4:]))
 
@@ -416,7 +430,8 @@ class _Decoder:
         curve_type, points = self._path(f[5])
         slides = parse_int(f[6])
         if slides > 9000:
-            raise ValueError(f"slider repeat count {slides} is way too high")
+            raise ValueError(Message("beatmap.slider_repeats", "slider repeat count {slides} is way too high",
+                                     slides=slides))
         if slides < 1:
             self.warn(f"slider with {slides} slides is played with 1, as osu! does")
         length = parse_float(f[7], MAX_COORDINATE_VALUE) if len(f) > 7 else None
@@ -444,27 +459,28 @@ class _Decoder:
     def _path(self, text: str) -> tuple[str, tuple[CurvePoint, ...]]:
         tokens = text.split("|")
         if len(tokens) > MAX_SLIDER_POINTS + 1:
-            raise ValueError(f"slider has {len(tokens) - 1} control points, more than the {MAX_SLIDER_POINTS} "
-                             "a slider can have here (its path would take minutes to compute)")
+            raise ValueError(Message("beatmap.slider_points", "slider has {count} control points, more than the "
+                                     "{limit} a slider can have here (its path would take minutes to compute)",
+                                     count=len(tokens) - 1, limit=MAX_SLIDER_POINTS))
         if not tokens[0] or not tokens[0][0].isalpha():
-            raise ValueError("slider path must start with a curve type letter")
+            raise ValueError(Message("beatmap.slider_path_start", "slider path must start with a curve type letter"))
         if tokens[0][0] not in "BCLP":
             self.warn(f"unknown curve type {tokens[0][:8]!r}; osu! draws it as Catmull")
         points: list[CurvePoint] = []
         pending: str | None = None
         for token in tokens[1:]:
             if not token:
-                raise ValueError("empty slider control point")
+                raise ValueError(Message("beatmap.empty_control_point", "empty slider control point"))
             if token[0].isalpha():
                 if pending is not None:
-                    raise ValueError("two curve types in a row in slider path")
+                    raise ValueError(Message("beatmap.two_curve_types", "two curve types in a row in slider path"))
                 pending = token
                 continue
             xy = token.split(":")
             points.append(CurvePoint(self._coordinate(xy[0]), self._coordinate(xy[1]), pending))
             pending = None
         if pending is not None:
-            raise ValueError("slider path ends with a curve type")
+            raise ValueError(Message("beatmap.path_ends_with_type", "slider path ends with a curve type"))
         return tokens[0], tuple(points)
 
     def _hold(self, f: list[str], common: dict) -> HoldNote:
@@ -524,7 +540,7 @@ def _strip_comment(line: str) -> str:
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition(":")
     if not sep:
-        raise ValueError(f"expected 'Key: value', got {text.strip()[:40]!r}")
+        raise ValueError(Message("beatmap.key_value", "expected 'Key: value', got {text}", text=repr(text.strip()[:40])))
     return key.strip(), value.strip()
 
 
@@ -544,3 +560,9 @@ _METADATA_TEXT = {"Title": "title", "TitleUnicode": "title_unicode", "Artist": "
 _DIFFICULTY = {"HPDrainRate": "hp_drain_rate", "CircleSize": "circle_size",
                "OverallDifficulty": "overall_difficulty", "ApproachRate": "approach_rate",
                "SliderMultiplier": "slider_multiplier", "SliderTickRate": "slider_tick_rate"}
+
+
+def _reason(error: BaseException) -> str:
+    """An exception's text, keeping its :class:`Message` (id and arguments) when it was raised with one."""
+    first = error.args[0] if len(error.args) == 1 else None
+    return first if isinstance(first, Message) else str(error)

@@ -11,6 +11,7 @@ Outputs get the user's default permissions (``0666 & ~umask``), never wider than
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from ..errors import BeatmapError
+from ..messages import Message
 
 Content = bytes | Callable[[BinaryIO], None]
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -129,7 +131,8 @@ class OutputTransaction:
                 path.mkdir()
             except OSError as e:
                 self._folders.pop()
-                raise BeatmapError(f"cannot create the folder: {e.strerror or e}", path) from e
+                raise BeatmapError(Message("output.cannot_create_folder", "cannot create the folder: {reason}",
+                                           reason=os_reason(e)), path) from e
         return Path(folder)
 
     def write(self, target: str | Path, content: Content, *, replace: bool = False,
@@ -142,7 +145,8 @@ class OutputTransaction:
         """
         target = Path(target)
         if target.is_dir():
-            raise BeatmapError("a folder exists at this path; choose a file name", target)
+            raise BeatmapError(Message("output.folder_in_the_way", "a folder exists at this path; choose a file name"),
+                               target)
         tmp, fd = self._temporary(target)
         staged = (tmp, target, replace)
         self._staged.append(staged)  # from now on a rollback removes it
@@ -163,7 +167,8 @@ class OutputTransaction:
             self._staged.remove(staged)
             _remove(tmp)
             if isinstance(e, OSError):
-                raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
+                raise BeatmapError(Message("output.cannot_write", "cannot write the file: {reason}",
+                                           reason=os_reason(e)), target) from e
             raise
         return target
 
@@ -185,7 +190,8 @@ class OutputTransaction:
                 backup = None
                 if target.exists():
                     if not replace:
-                        raise BeatmapError("the file appeared while it was being written; not replacing it", target)
+                        raise BeatmapError(Message("output.appeared", "the file appeared while it was being written; not "
+                                                   "replacing it"), target)
                     if _same_content(target, tmp):
                         tmp.unlink()
                         self._staged.pop(0)
@@ -200,7 +206,8 @@ class OutputTransaction:
                     self.backups[target] = backup
         except OSError as e:
             self.rollback()
-            raise BeatmapError(f"cannot write the file: {e.strerror or e}", target) from e
+            raise BeatmapError(Message("output.cannot_write", "cannot write the file: {reason}", reason=os_reason(e)),
+                               target) from e
         except BaseException:
             self.rollback()
             raise
@@ -238,7 +245,8 @@ class OutputTransaction:
             except FileExistsError:
                 continue
             except OSError as e:
-                raise BeatmapError(f"cannot write into the folder: {e.strerror or e}", target) from e
+                raise BeatmapError(Message("output.cannot_write_folder", "cannot write into the folder: {reason}",
+                                           reason=os_reason(e)), target) from e
 
 
 def _remove(path: Path) -> None:
@@ -271,3 +279,18 @@ def _same_content(a: Path, b: Path) -> bool:
                 return False
             if not chunk:
                 return True
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def os_reason(error: OSError) -> str:
+    """The system's words for a failed write (``str(error)`` reads as before); a full disk or a refused
+    permission also carries a message id, so the app can explain it in the user's language."""
+    reason = error.strerror or str(error)
+    if error.errno in _FULL:
+        return Message("output.disk_full", "{reason}", reason=reason)
+    if error.errno in _DENIED:
+        return Message("output.permission_denied", "{reason}", reason=reason)
+    return reason

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 
+from ..messages import Message
+
 MAX_PARSE_VALUE = 2_147_483_647
 MAX_COORDINATE_VALUE = 131_072
 
@@ -26,10 +28,11 @@ def parse_int(text: str, limit: int = MAX_PARSE_VALUE) -> int:
     """An integer as .NET ``int.Parse`` accepts it, within +-``limit``."""
     token = text.strip()
     if not _INT.fullmatch(token):
-        raise ValueError(f"{text.strip()[:40]!r} is not an integer")
+        raise ValueError(Message("number.not_integer", "{text} is not an integer", text=repr(text.strip()[:40])))
     value = int(token)
     if abs(value) > limit:
-        raise ValueError(f"{value} is out of range (limit {limit})")
+        raise ValueError(Message("number.out_of_range", "{value} is out of range (limit {limit})", value=str(value),
+                                 limit=str(limit)))
     return value
 
 
@@ -38,13 +41,14 @@ def parse_float(text: str, limit: float = MAX_PARSE_VALUE, allow_nan: bool = Fal
     token = text.strip()
     if token.lower() == "nan":
         if not allow_nan:
-            raise ValueError("NaN is not allowed here")
+            raise ValueError(Message("number.nan", "NaN is not allowed here"))
         return math.nan  # one shared object, so that equal beatmaps compare equal
     if not _FLOAT.fullmatch(token):
-        raise ValueError(f"{text.strip()[:40]!r} is not a number")
+        raise ValueError(Message("number.not_a_number", "{text} is not a number", text=repr(text.strip()[:40])))
     value = float(token)
     if not abs(value) <= limit:
-        raise ValueError(f"{token} is out of range (limit {limit:g})")
+        raise ValueError(Message("number.out_of_range", "{value} is out of range (limit {limit})", value=token,
+                                 limit=f"{limit:g}"))
     return value
 
 

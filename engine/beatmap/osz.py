@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, Mapping, Sequence
 
 from ..errors import BeatmapError
+from ..messages import Message
 from .decoder import MAX_FILE_SIZE, parse_beatmap
 from .encoder import beatmap_bytes
 from .files import OutputTransaction, atomic_write
@@ -116,16 +117,19 @@ def read_osz(path: str | Path) -> OszArchive:
             for info in infos:
                 if info.filename.lower().endswith(".osu"):
                     if info.file_size > MAX_FILE_SIZE:
-                        raise BeatmapError(f"{info.filename} is too large to be a beatmap "
-                                           f"({_mib(info.file_size)}, the limit is {_mib(MAX_FILE_SIZE)})", path)
-                    too_large = (f"{info.filename} unpacks to more than {_mib(MAX_FILE_SIZE)}" if budget > MAX_FILE_SIZE
-                                 else f"its .osu files together unpack to more than {_mib(MAX_OSZ_BEATMAP_BYTES)}")
+                        raise BeatmapError(Message("osz.beatmap_too_large", "{name} is too large to be a beatmap "
+                                                   "({size}, the limit is {limit})", name=info.filename,
+                                                   size=_mib(info.file_size), limit=_mib(MAX_FILE_SIZE)), path)
+                    too_large = (Message("osz.unpacks_to_more", "{name} unpacks to more than {limit}",
+                                         name=info.filename, limit=_mib(MAX_FILE_SIZE)) if budget > MAX_FILE_SIZE
+                                 else Message("osz.beatmaps_unpack_to_more", "its .osu files together unpack to more "
+                                              "than {limit}", limit=_mib(MAX_OSZ_BEATMAP_BYTES)))
                     data = _read_capped(z, info, min(MAX_FILE_SIZE, budget), path, too_large)
                     budget -= len(data)
                     entries.append(OszEntry(info.filename, data, path))
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError,
             NotImplementedError) as e:
-        raise BeatmapError(f"not a readable .osz archive: {e}", path) from e
+        raise BeatmapError(Message("osz.unreadable", "not a readable .osz archive: {reason}", reason=str(e)), path) from e
     return OszArchive(path, [i.filename for i in infos], entries)
 
 
@@ -137,14 +141,18 @@ def read_member(archive: str | Path, name: str, limit: int | None = None) -> byt
         with zipfile.ZipFile(archive) as z:
             info = z.getinfo(name)
             if info.file_size > limit:
-                raise BeatmapError(f"{name} is too large to read ({_mib(info.file_size)}, the limit is {_mib(limit)})",
+                raise BeatmapError(Message("osz.member_too_large", "{name} is too large to read ({size}, the limit is "
+                                           "{limit})", name=name, size=_mib(info.file_size), limit=_mib(limit)),
                                    archive)
-            return _read_capped(z, info, limit, archive, f"{name} is larger than {_mib(limit)}")
+            return _read_capped(z, info, limit, archive, Message("osz.member_larger", "{name} is larger than {limit}",
+                                                                 name=name, limit=_mib(limit)))
     except KeyError:
-        raise BeatmapError(f"the archive has no file {name!r}", archive) from None
+        raise BeatmapError(Message("osz.no_such_file", "the archive has no file {name}", name=repr(name)),
+                           archive) from None
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError,
             NotImplementedError) as e:
-        raise BeatmapError(f"cannot read the archive: {e}", archive) from e
+        raise BeatmapError(Message("osz.cannot_read", "cannot read the archive: {reason}", reason=str(e)),
+                           archive) from e
 
 
 def extract_member(archive: str | Path, name: str, target: BinaryIO, limit: int) -> int:
@@ -155,20 +163,24 @@ def extract_member(archive: str | Path, name: str, target: BinaryIO, limit: int)
         with zipfile.ZipFile(archive) as z:
             info = z.getinfo(name)
             if info.file_size > limit:
-                raise BeatmapError(f"{name} is too large ({_mib(info.file_size)}, the limit is {_mib(limit)})", archive)
+                raise BeatmapError(Message("osz.file_too_large", "{name} is too large ({size}, the limit is {limit})",
+                                           name=name, size=_mib(info.file_size), limit=_mib(limit)), archive)
             size = 0
             with z.open(info) as source:
                 while chunk := source.read(_CHUNK):
                     size += len(chunk)
                     if size > limit:
-                        raise BeatmapError(f"{name} is larger than {_mib(limit)} (the archive said "
-                                           f"{_mib(info.file_size)})", archive)
+                        raise BeatmapError(Message("osz.larger_than_declared", "{name} is larger than {limit} "
+                                                   "(the archive said {size})", name=name, limit=_mib(limit),
+                                                   size=_mib(info.file_size)), archive)
                     target.write(chunk)
             return size
     except KeyError:
-        raise BeatmapError(f"the archive has no file {name!r}", archive) from None
+        raise BeatmapError(Message("osz.no_such_file", "the archive has no file {name}", name=repr(name)),
+                           archive) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, ValueError, NotImplementedError) as e:
-        raise BeatmapError(f"cannot read the archive: {e}", archive) from e
+        raise BeatmapError(Message("osz.cannot_read", "cannot read the archive: {reason}", reason=str(e)),
+                           archive) from e
 
 
 def _check_entry_count(path: Path) -> None:
@@ -189,32 +201,34 @@ def _check_entry_count(path: Path) -> None:
                 if record[:4] == b"PK\x06\x06" and len(record) == 56:
                     count = struct.unpack_from("<Q", record, 32)[0]
     if count > MAX_OSZ_ENTRIES:
-        raise BeatmapError(f"the archive has {count} files, more than the {MAX_OSZ_ENTRIES} a mapset can have",
-                           path)
+        raise BeatmapError(Message("osz.too_many_files", "the archive has {count} files, more than the {limit} a "
+                                   "mapset can have", count=count, limit=MAX_OSZ_ENTRIES), path)
 
 
 def _check_declared_sizes(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     if len(infos) > MAX_OSZ_ENTRIES:
-        raise BeatmapError(f"the archive has {len(infos)} files, more than the {MAX_OSZ_ENTRIES} a mapset can have",
-                           path)
+        raise BeatmapError(Message("osz.too_many_files", "the archive has {count} files, more than the {limit} a "
+                                   "mapset can have", count=len(infos), limit=MAX_OSZ_ENTRIES), path)
     total = sum(i.file_size for i in infos)
     if total > MAX_OSZ_SIZE:
-        raise BeatmapError(f"the archive would unpack to {_mib(total)}, more than the {_mib(MAX_OSZ_SIZE)} a mapset "
-                           "can have (a zip bomb?)", path)
+        raise BeatmapError(Message("osz.unpacks_too_large", "the archive would unpack to {size}, more than the "
+                                   "{limit} a mapset can have (a zip bomb?)", size=_mib(total),
+                                   limit=_mib(MAX_OSZ_SIZE)), path)
     beatmaps = sum(i.file_size for i in infos if i.filename.lower().endswith(".osu"))
     if beatmaps > MAX_OSZ_BEATMAP_BYTES:
-        raise BeatmapError(f"its .osu files would unpack to {_mib(beatmaps)}, more than the "
-                           f"{_mib(MAX_OSZ_BEATMAP_BYTES)} a mapset can have (a zip bomb?)", path)
+        raise BeatmapError(Message("osz.beatmaps_too_large", "its .osu files would unpack to {size}, more than the "
+                                   "{limit} a mapset can have (a zip bomb?)", size=_mib(beatmaps),
+                                   limit=_mib(MAX_OSZ_BEATMAP_BYTES)), path)
 
 
-def _read_capped(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path, too_large: str) -> bytes:
+def _read_capped(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path, too_large: Message) -> bytes:
     """An entry's bytes, stopping with :class:`BeatmapError` as soon as more than ``limit`` come out."""
     parts, size = [], 0
     with z.open(info) as source:
         while chunk := source.read(min(_CHUNK, limit - size + 1)):
             size += len(chunk)
             if size > limit:
-                raise BeatmapError(f"{too_large} (a zip bomb?)", path)
+                raise BeatmapError(Message("osz.zip_bomb", "{what} (a zip bomb?)", what=too_large), path)
             parts.append(chunk)
     return b"".join(parts)
 
@@ -238,7 +252,7 @@ def safe_filename(name: str) -> str:
 def _archive_name(name: str) -> str:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not parts or name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-        raise BeatmapError(f"unsafe file name for an archive: {name!r}")
+        raise BeatmapError(Message("osz.unsafe_name", "unsafe file name for an archive: {name}", name=repr(name)))
     return "/".join(parts)
 
 
@@ -258,7 +272,7 @@ def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: S
     if folder is not None:
         folder = Path(folder)
         if not folder.is_dir():
-            raise BeatmapError("not a folder", folder)
+            raise BeatmapError(Message("osz.not_a_folder", "not a folder"), folder)
         target = Path(path).resolve()
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
             resolved = file.resolve()
@@ -271,10 +285,10 @@ def write_osz(path: str | Path, folder: str | Path | None = None, *, beatmaps: S
     for beatmap in beatmaps:
         entries[beatmap_filename(beatmap)] = beatmap_bytes(beatmap)
     if not entries:
-        raise BeatmapError("nothing to put into the archive", Path(path))
+        raise BeatmapError(Message("osz.nothing_to_pack", "nothing to put into the archive"), Path(path))
     for name, content in entries.items():
         if isinstance(content, Path) and not content.is_file():
-            raise BeatmapError(f"file for {name!r} not found", content)
+            raise BeatmapError(Message("osz.file_missing", "file for {name} not found", name=repr(name)), content)
 
     def write(f: BinaryIO) -> None:
         with zipfile.ZipFile(f, "w") as z:

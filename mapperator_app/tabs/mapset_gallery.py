@@ -19,7 +19,8 @@ import gradio as gr
 
 from engine import MapperatorError, Message, OptionError
 
-from .. import forms, path_checks
+from .. import forms, i18n, path_checks
+from ..i18n import K, t
 from ..ui import AppContext, L, follow, session_of, with_signature
 from ..worker import Job, JobState
 
@@ -96,25 +97,41 @@ def _mapset_job(options, on_written: Callable[[Path], None]):
     return run
 
 
-def gallery_html(gallery: Gallery) -> str:
-    """One card per map: picture, name, stars (asked), objects, seed and the check's summary."""
+# the check's flags (engine.ResultCheck.flags) as the check table names them
+_FLAGS = {"offscreen": K("check.offscreen"), "stacked": K("check.stacked"), "doubled": K("check.doubled"),
+          "unsnapped": K("check.unsnapped"), "no objects": K("mapset.flag_no_objects"),
+          "no red line": K("mapset.flag_no_red_line")}
+
+
+def _flags(check: Any, lang: str) -> str:
+    flags = [t(_FLAGS[flag], lang) if flag in _FLAGS else flag for flag in check.flags]
+    return ", ".join(flags) or t("mapset.check_clean", lang)
+
+
+def gallery_html(gallery: Gallery, lang: str = i18n.DEFAULT) -> str:
+    """One card per map: picture, name, stars (asked), objects, seed and the check's flags, in ``lang``."""
     cards = []
     for i, card in enumerate(gallery.cards):
-        stars = "?" if card.stars is None else f"{card.stars:.2f}★"
+        stars = "?" if card.stars is None else f"{i18n.number(card.stars, lang)}★"
         asked = card.check.asked_difficulty
+        if asked is not None:
+            stars += " " + t("check.asked", lang, asked=float(asked))
         removed = gallery.kept is not None and i != gallery.kept
-        state = " (removed)" if removed else " (kept)" if gallery.kept == i else ""
+        state = (" " + t("mapset.removed", lang)) if removed else (" " + t("mapset.kept", lang)) \
+            if gallery.kept == i else ""
+        details = " · ".join([stars, t("mapset.card_objects", lang, count=card.objects),
+                              t("mapset.card_seed", lang, seed=card.seed)])
         cards.append(
             f"<div class='mp-card{' mp-removed' if removed else ''}' data-index='{i}' "
             f"title='{html.escape(card.check.summary_line(), quote=True)}' "
             f"style='display:inline-block;width:200px;margin:4px;vertical-align:top;opacity:{0.4 if removed else 1}'>"
             f"<img src='{card.picture}' alt='' style='width:192px;height:144px'>"
             f"<div><b>{i + 1}. {html.escape(card.name)}</b>{html.escape(state)}</div>"
-            f"<div>{stars}{f' (asked {asked:g})' if asked is not None else ''} · {card.objects} objects · "
-            f"seed {card.seed}</div>"
-            f"<div style='font-size:smaller'>{html.escape(', '.join(card.check.flags) or 'check: clean')}</div></div>")
-    where = html.escape(str(gallery.result.path))
-    return f"<div id='mapset-cards'><div>Written to <code>{where}</code></div>{''.join(cards)}</div>"
+            f"<div>{html.escape(details)}</div>"
+            f"<div style='font-size:smaller'>{html.escape(_flags(card.check, lang))}</div></div>")
+    where = f"<code>{html.escape(str(gallery.result.path))}</code>"
+    written = html.escape(t("mapset.written_to", lang, path="\0")).replace("\0", where)
+    return f"<div id='mapset-cards'><div>{written}</div>{''.join(cards)}</div>"
 
 
 def choices(gallery: Gallery) -> list[str]:
@@ -125,7 +142,8 @@ def _index(choice: str, gallery: Gallery) -> int:
     try:
         return choices(gallery).index(choice)
     except ValueError:
-        raise OptionError(f"no map {choice!r} in the last mapset; generate one first") from None
+        raise OptionError(Message("mapset.no_such_map", "no map {choice} in the last mapset; generate one first",
+                                  choice=repr(choice))) from None
 
 
 def build(ctx: AppContext, fields: dict[str, gr.components.Component]) -> None:
@@ -168,7 +186,7 @@ def build(ctx: AppContext, fields: dict[str, gr.components.Component]) -> None:
             gallery: Gallery = job.result
             galleries[session] = gallery
             first = choices(gallery)[0]
-            return (forms.progress_html(job, 0, lang), gallery_html(gallery),
+            return (forms.progress_html(job, 0, lang), gallery_html(gallery, lang),
                     gr.update(choices=choices(gallery), value=first), _player(gallery, 0))
 
         try:
@@ -203,17 +221,19 @@ def build(ctx: AppContext, fields: dict[str, gr.components.Component]) -> None:
         """Keep the chosen variant of this page's last variants; the others' files are removed."""
         import engine
 
+        lang = ctx.lang(request)
         gallery = galleries.get(session_of(request))
         if gallery is None:
-            return "Generate variants first.", gr.update()
+            return t("mapset.keep_first", lang), gr.update()
         try:
             index = _index(choice, gallery)
             removed = engine.discard_variants(gallery.result, keep=index)
         except MapperatorError as e:
-            return f"**Error** {html.escape(str(e))}", gr.update()
+            return f"**{t('common.error', lang)}** {html.escape(i18n.error_text(e, lang))}", gr.update()
         gallery.kept = index
         kept = gallery.result.maps[index].path
-        return (f"Kept `{kept.name}`; removed {len(removed)} other variant(s).", gallery_html(gallery))
+        return (t("mapset.kept_message", lang, name=f"`{kept.name}`", count=len(removed)),
+                gallery_html(gallery, lang))
 
     keep.click(keep_variant, chosen, [message, cards], api_name="keep_variant")
 
