@@ -1,11 +1,15 @@
 """Encoder time per audio window and decoder time per generated token.
 
     python bench/forward.py [--device cpu|cuda] [--precision fp32|bf16|int8] [--tokens 256] [--threads N]
+                            [--compile]
 
 Runs the tiny fixture checkpoints (when ../shared is present) and random weights at the published sizes:
 v32 = varwhisper-small dims (d 768, 12+12 layers, 12 heads), v32-mini = varwhisper-base dims (d 512, 6+6, 8),
 v30/v31 = ropewhisper-small dims with the 464-channel conditioned encoder input. :func:`random_model` is the one
 way the benchmarks build such a model.
+
+``--compile`` runs the encoder and the decoder step through ``torch.compile`` (dynamic shapes: the decoder's cache
+grows by one position a step) after a few untimed calls that compile them, so the figures compare with eager ones.
 """
 from __future__ import annotations
 
@@ -71,17 +75,28 @@ def conditioning(config: ModelConfig, device) -> dict[str, torch.Tensor]:
     return cond
 
 
+def maybe_compiled(model, compile_it: bool):
+    """``model`` with its encoder and decoder step run through ``torch.compile`` (``compile_it``)."""
+    if compile_it:
+        model.encode = torch.compile(model.encode, dynamic=True)
+        model.decode_step = torch.compile(model.decode_step, dynamic=True)
+    return model
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
 @torch.inference_mode()
-def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: int = 32) -> str:
+def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: int = 32,
+            compiled: bool = False) -> str:
     samples = (config.backbone.max_source_positions * 2 - 1) * config.spectrogram.hop_length
     frames = torch.randn(1, samples, device=device)
     cond = conditioning(config, device)
-    model.encode(frames, **cond)  # warm-up
+    warmups = 3 if compiled else 1  # compiling (and recompiling once for dynamic shapes) is not timed
+    for _ in range(warmups):
+        model.encode(frames, **cond)
     sync(device)
     t = time.perf_counter()
     encoder_out = model.encode(frames, **cond)
@@ -89,10 +104,11 @@ def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: 
     encode_ms = (time.perf_counter() - t) * 1000
 
     ids = torch.randint(3, config.vocab_size_out, (1, prompt), device=device)
-    state = model.start_decoding(encoder_out, torch.ones(1, prompt, dtype=torch.bool, device=device), prompt + tokens + 1)
+    state = model.start_decoding(encoder_out, torch.ones(1, prompt, dtype=torch.bool, device=device), prompt + tokens + 4)
     model.decode_step(ids, state)
     step = ids[:, -1:]
-    model.decode_step(step, state)  # warm-up
+    for _ in range(warmups):
+        model.decode_step(step, state)
     sync(device)
     t = time.perf_counter()
     for _ in range(tokens):
@@ -110,23 +126,26 @@ def main() -> None:
     ap.add_argument("--precision", "--dtype", choices=PRECISIONS, default="fp32")
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--compile", action="store_true", help="run encoder and decoder step through torch.compile")
     ap.add_argument("--only", nargs="*", help="subset of: tiny-v30 tiny-v31 tiny-v32 v30 v31 v32 v32-mini")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = weight_dtype(args.precision)
-    print(f"device {device}, precision {args.precision}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"device {device}, precision {args.precision}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+          f"{', torch.compile' if args.compile else ''}")
     wanted = set(args.only or ["tiny-v30", "tiny-v31", "tiny-v32", "v30", "v31", "v32", "v32-mini"])
     for version in ("v30", "v31", "v32"):
         name = f"tiny-{version}"
         if name in wanted and (SHARED / version / "checkpoint").is_dir():
             ck = load_checkpoint(str(SHARED / version / "checkpoint"), device=device, dtype=dtype)
-            print(measure(name, prepare_model(ck.model, args.precision), ck.config, device, args.tokens))
+            model = maybe_compiled(prepare_model(ck.model, args.precision), args.compile)
+            print(measure(name, model, ck.config, device, args.tokens, compiled=args.compile))
     for version in ("v30", "v31", "v32", "v32-mini"):
         if version in wanted:
-            model = random_model(version, device, args.precision)
-            print(measure(f"{version} (random)", model, real_size(version), device, args.tokens))
+            model = maybe_compiled(random_model(version, device, args.precision), args.compile)
+            print(measure(f"{version} (random)", model, real_size(version), device, args.tokens, compiled=args.compile))
 
 
 if __name__ == "__main__":
