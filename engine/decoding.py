@@ -244,7 +244,7 @@ class DecodeStats:
 def decode(
     model: Mapperatorinator,
     tokenizer: Tokenizer,
-    frames: torch.Tensor,
+    frames: torch.Tensor | None,
     prompts: Sequence[Sequence[int]],
     opts: DecodingOptions,
     stop: Iterable[int],
@@ -256,10 +256,12 @@ def decode(
     cancel: threading.Event | None = None,
     on_step: Callable[[int], None] | None = None,
     stats: DecodeStats | None = None,
+    encoder_out: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Generate after each prompt until a stop id or ``opts.max_length``; returns the new ids per row.
 
-    ``frames`` holds one audio window per prompt. With ``opts.cfg_scale > 1`` the negative prompts run in
+    ``frames`` holds one audio window per prompt; ``encoder_out``, when given, is the encoder's output for
+    them, already computed (``frames`` is then not used). With ``opts.cfg_scale > 1`` the negative prompts run in
     the same batch and the logits are guided: neg + scale * (pos - neg). A set ``cancel`` event raises
     :class:`Cancelled` between two steps. ``generator``: one random stream for the batch, or one per row
     (rows of independent jobs: each row then draws from its own stream only while it runs, as it would alone).
@@ -286,7 +288,8 @@ def decode(
     budget = torch.tensor(budgets, device=device).clamp(min=0)
     total = int(budget.max()) if batch else 0
 
-    encoder_out = model.encode(frames.to(device), **cond)
+    if encoder_out is None:
+        encoder_out = model.encode(frames.to(device), **cond)
     if guided:
         encoder_out = encoder_out.repeat(2, 1, 1)
     max_len = max(width + total, width + 1)

@@ -333,6 +333,7 @@ class _Job:
         self.stats = report.stats
         # one random stream for the whole job, as upstream's global seed
         self.generator: torch.Generator = seeded_generator(self.seed, self.device)
+        self.encoder_cache = None  # set by run() when a later pass reuses encoder outputs
 
     # options and conditions
 
@@ -396,15 +397,12 @@ class _Job:
 
     def checkpoint(self, root: bool = False):
         """The map checkpoint (``gamemode=N`` subfolder when there is one) or, with ``root``, the root one."""
-        from .checkpoint import load_checkpoint, locate
-        from .runtime import MODELS, ModelKey, prepare_model, quantization, weight_dtype
+        from .checkpoint import load_checkpoint
+        from .runtime import MODELS, prepare_model, weight_dtype
 
         o = self.opts
-        gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
-        folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
-        dtype = weight_dtype(o.precision)
-        lora = None if root else o.lora_path
-        key = ModelKey(str(folder), o.revision, str(self.device), str(dtype), lora, quantization(o.precision))
+        key = self._model_key(root)
+        folder, dtype, lora = Path(key.folder), weight_dtype(o.precision), key.lora
 
         def load():
             ck = load_checkpoint(str(folder), device=self.device, dtype=dtype, version=self.plan.preset.name)
@@ -417,6 +415,24 @@ class _Job:
 
         return MODELS.get(key, load)
 
+    def _model_key(self, root: bool = False):
+        from .checkpoint import locate
+        from .runtime import ModelKey, quantization, weight_dtype
+
+        o = self.opts
+        gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
+        folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
+        lora = None if root else o.lora_path
+        return ModelKey(str(folder), o.revision, str(self.device), str(weight_dtype(o.precision)), lora,
+                        quantization(o.precision))
+
+    def shares_encoder(self) -> bool:
+        """The timing pass and the map pass run the same model over the same windows, so the map pass can reuse
+        the timing pass's encoder outputs (super timing's windows are shifted: nothing to share)."""
+        plan = self.plan
+        return (self.decodes_timing() and not self.opts.super_timing
+                and any(c != C.TIMING for c in plan.output_type) and self._model_key(True) == self._model_key())
+
     # the passes
 
     def pass_context(self, ck) -> "PassContext":  # noqa: F821
@@ -424,7 +440,7 @@ class _Job:
         from .passes import PassContext
 
         return PassContext(ck, self.device, self.opts.precision, self.generator, self.cancel, self.stats,
-                           self.report.pass_progress)
+                           self.report.pass_progress, self.encoder_cache)
 
     def run(self):
         from .audio import load_audio
@@ -438,6 +454,10 @@ class _Job:
         segments = layout.segment(samples, o.start_time, o.end_time)
         self.report.stage(Message("stage.loading_model", "Loading the model"), 0.02)
         conditions = self.conditions()
+        if self.shares_encoder():
+            from .passes import EncoderCache
+
+            self.encoder_cache = EncoderCache()
         self.report.passes = 1 + (not self.plan.in_context and (self.opts.super_timing or self._has_timing_output()))
         if self.refines_positions():
             self.diffusion_model()  # a missing or damaged diff_ckpt fails before the passes

@@ -175,6 +175,12 @@ def _run(jobs: list[_Job], variants: bool) -> tuple[list, list[int]]:
         samples, o.start_time, o.end_time)
     report.stage("Loading the model", 0.02)
     conditions = [job.conditions() for job in jobs]
+    if lead.shares_encoder():  # every row's passes walk the same windows: one cache for all of them
+        from .passes import EncoderCache
+
+        cache = EncoderCache()
+        for job in jobs:
+            job.encoder_cache = cache
     tokens = [0] * len(jobs)
     own_timing = variants and lead.decodes_timing()  # each variant decodes its own timing, as alone
     report.passes = 1 + lead.decodes_timing()

@@ -20,12 +20,17 @@ the order they were started.
 A pass may carry its own random stream (``generator``, e.g. each difficulty of a mapset or each variant):
 its rows then draw only from it, so a row of a shared batch samples what the same pass run alone would.
 Passes without one share the context's stream (super timing's shifted passes, as upstream).
+
+A pass that names its windows (:meth:`SequentialPass.window_key`) lets the runner encode each window once: rows
+of one batch over the same window share one encoder row (a mapset's difficulties, variants), and with an
+:class:`EncoderCache` in the context a later pass over the same windows (the map pass after the timing pass)
+reuses the outputs instead of running the encoder again.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +48,73 @@ if TYPE_CHECKING:
 # (what is being decoded, in words; the fraction of this run's calls decoded before it)
 PassProgress = Callable[[str, float], None]
 
+# Encoder outputs kept for a later pass: v32's is 3 MB a window (fp32), so this holds about 128 windows, the
+# windows of a 3.5-minute song (v32-mini: 5 minutes); windows past it are encoded again.
+ENCODER_CACHE_BYTES = 384 * 2**20
+
+
+class EncoderCache:
+    """Encoder outputs of windows that another pass of the same job will need again.
+
+    The timing pass and the map pass of a song run one model over the same windows, and the encoder is about a
+    third of a window's time on a CPU. Outputs are stored as computed and handed back unchanged, so a reused
+    output is exactly what encoding the window again would give. The first windows are kept, up to
+    ``budget_bytes``; nothing is evicted (the passes walk the song in the same order, so evicting old windows
+    for new ones would keep only windows the next pass reaches last), and memory stays bounded for any length.
+    Beyond the budget the last ``keep_last`` outputs are kept too: a pass that writes several contexts (kiai,
+    then map) asks for each window several times in a row.
+    """
+
+    def __init__(self, budget_bytes: int = ENCODER_CACHE_BYTES, keep_last: int = 2):
+        self.budget_bytes = budget_bytes
+        self.keep_last = keep_last
+        self.used_bytes = 0
+        self.hits = 0
+        self._outputs: dict[Hashable, torch.Tensor] = {}
+        self._recent: dict[Hashable, torch.Tensor] = {}  # insertion order: oldest first
+
+    def encode(self, model: torch.nn.Module, frames: torch.Tensor, cond: dict[str, torch.Tensor],
+               keys: Sequence[Hashable | None]) -> torch.Tensor:
+        """The encoder output of each row of ``frames`` (``cond``: the rows' conditioning). Rows with the same
+        key are the same window under the same conditioning: encoded once; a row whose key is None is encoded."""
+        out: list[torch.Tensor | None] = [self._lookup(k) for k in keys]
+        self.hits += sum(o is not None for o in out)
+        todo: list[int] = []  # rows to encode: the first row of each key not stored
+        first_of: dict[Hashable, int] = {}
+        for i, (key, o) in enumerate(zip(keys, out)):
+            if o is None and (key is None or first_of.setdefault(key, i) == i):
+                todo.append(i)
+        if todo:
+            rows = torch.tensor(todo)
+            everything = len(todo) == len(keys)  # the batch as it came: encoded as one call, as without a cache
+            encoded = model.encode(frames if everything else frames[rows],
+                                   **{k: v if everything else v[rows.to(v.device)] for k, v in cond.items()})
+            for j, i in enumerate(todo):
+                out[i] = encoded[j: j + 1]
+                self._keep(keys[i], out[i])
+        for i, key in enumerate(keys):
+            if out[i] is None:
+                out[i] = out[first_of[key]]
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    def _lookup(self, key: Hashable | None) -> torch.Tensor | None:
+        if key is None:
+            return None
+        return self._outputs.get(key, self._recent.get(key))
+
+    def _keep(self, key: Hashable | None, output: torch.Tensor) -> None:
+        if key is None or key in self._outputs:
+            return
+        size = output.numel() * output.element_size()
+        if self.used_bytes + size <= self.budget_bytes:
+            self._outputs[key] = output
+            self.used_bytes += size
+        elif self.keep_last:
+            self._recent.pop(key, None)
+            self._recent[key] = output
+            while len(self._recent) > self.keep_last:
+                del self._recent[next(iter(self._recent))]
+
 
 @dataclass(frozen=True)
 class PassContext:
@@ -56,6 +128,7 @@ class PassContext:
     cancel: threading.Event | None = None  # set: decoding stops within one step (raises Cancelled)
     stats: DecodeStats | None = None
     progress: PassProgress | None = None
+    encoder_cache: EncoderCache | None = None  # outputs kept for a later pass over the same windows (None: not kept)
 
 
 class WindowPass(Protocol):
@@ -97,6 +170,10 @@ class SequentialPass:
     def frames(self, call: "Call") -> np.ndarray:
         return self.segments.samples(call.window)
 
+    def window_key(self, call: "Call") -> Hashable:
+        """Names the call's audio window: passes over the same segments give the same key for the same window."""
+        return id(self.segments), call.window
+
     def absorb(self, call: "Call", generated: Sequence[int]) -> None:
         self.run.absorb(call, generated)
         self.tokens += len(generated)
@@ -123,6 +200,8 @@ class PassRunner:
         self.label = label  # progress text: "<label>: ..."
         self.total_calls = total_calls  # for the progress fraction, when known
         self.decoded = 0
+        # without a cache of the job's: one for this run's own repeats (rows and contexts of one window)
+        self.encoder_cache = context.encoder_cache or EncoderCache(budget_bytes=0)
 
     def run(self, passes: Iterable[WindowPass]) -> Iterator[WindowPass]:
         """Decode every call of ``passes``; yields each pass once it is finished, in the order they came.
@@ -173,15 +252,28 @@ class PassRunner:
         first = calls[0]
         generators = [getattr(p, "generator", None) or ctx.generator for p, _ in batch]
         generator = generators[0] if all(g is generators[0] for g in generators) else generators
-        with autocast(ctx.device, ctx.precision):
+        model = ctx.checkpoint.model
+        with torch.inference_mode(), autocast(ctx.device, ctx.precision):
+            encoder_out = self._encode(model, batch, frames.to(ctx.device),
+                                       {k: v.to(ctx.device) for k, v in cond.items()})
             rows = decoding.decode(
-                ctx.checkpoint.model, ctx.checkpoint.tokenizer, frames, [call.prompt for call in calls],
+                model, ctx.checkpoint.tokenizer, None, [call.prompt for call in calls],
                 self.options, first.stop_ids, negative_prompts=[c.negative_prompt for c in calls] if guided else None,
                 cond=cond, lookback_ms=first.lookback_ms, generator=generator, cancel=ctx.cancel,
-                stats=ctx.stats)
+                stats=ctx.stats, encoder_out=encoder_out)
         for (p, call), row in zip(batch, rows):
             p.absorb(call, row)
         self.decoded += len(batch)
+
+    def _encode(self, model, batch, frames: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's encoder rows, each window encoded once (and reused from the context's cache)."""
+        keys = []
+        for p, call in batch:
+            window = p.window_key(call) if hasattr(p, "window_key") else None
+            keys.append(None if window is None else
+                        (id(model), window, tuple((k, v.cpu().numpy().tobytes()) for k, v in
+                                                  sorted(call.model_kwargs.items()))))
+        return self.encoder_cache.encode(model, frames, cond, keys)
 
     def _describe(self, batch) -> str:
         if len(batch) == 1:

@@ -64,8 +64,24 @@ def decode_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def encoded_rows(monkeypatch):
+    """How many audio windows the encoder ran on during a generation."""
+    from engine.model import Mapperatorinator
+
+    rows = []
+    real = Mapperatorinator.encode
+
+    def spy(self, frames, **cond):
+        rows.append(frames.shape[0])
+        return real(self, frames, **cond)
+
+    monkeypatch.setattr(Mapperatorinator, "encode", spy)
+    return rows
+
+
 @pytest.mark.parametrize("run", sorted(RUNS))
-def test_generate_reproduces_upstream_beatmap(run, tmp_path, decode_calls):
+def test_generate_reproduces_upstream_beatmap(run, tmp_path, decode_calls, encoded_rows):
     version = run.split("/")[0]
     golden = read_beatmap(need(TRAINED / run / "generated.osu"))
     opts = GenerateOptions(
@@ -84,6 +100,10 @@ def test_generate_reproduces_upstream_beatmap(run, tmp_path, decode_calls):
     assert_same_beatmap(written, golden)
     assert "ai-generated" in written.metadata.tags
     assert (tmp_path / SONG.name).is_file()  # the song is copied beside the map
+    # each window is encoded once: the calls of its other contexts (kiai, map; a later pass) reuse the output
+    contexts = [context for context, _, _ in expected]
+    windows = contexts.count(contexts[0])  # every context is generated once per window
+    assert sum(encoded_rows) == windows, (contexts, encoded_rows)
 
 
 SAMPLED = ("v30", "v31", "v32")

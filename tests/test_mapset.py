@@ -213,7 +213,7 @@ def test_pass_runner_hands_each_row_its_passs_generator(monkeypatch):
     from engine.decoding import DecodingOptions
     from engine.passes import PassContext, PassRunner
 
-    from .test_passes import Chain
+    from .test_passes import Chain, CountingEncoder
 
     seen = []
 
@@ -223,7 +223,8 @@ def test_pass_runner_hands_each_row_its_passs_generator(monkeypatch):
 
     monkeypatch.setattr(engine.decoding, "decode", fake_decode)
     shared = torch.Generator()
-    context = PassContext(SimpleNamespace(model=None, tokenizer=None), torch.device("cpu"), generator=shared)
+    context = PassContext(SimpleNamespace(model=CountingEncoder(), tokenizer=None), torch.device("cpu"),
+                          generator=shared)
     own = [torch.Generator(), torch.Generator()]
     passes = [Chain(1, 1), Chain(2, 1)]
     for p, g in zip(passes, own):

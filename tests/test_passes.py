@@ -2,6 +2,7 @@
 in order; passes are taken only when the batch needs them."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 import engine.decoding
 from engine.decoding import DecodingOptions
-from engine.passes import PassContext, PassRunner
+from engine.passes import EncoderCache, PassContext, PassRunner
 from engine.prompt import Call
 from engine.tokenizer import ContextType
 
@@ -46,14 +47,33 @@ class Chain:
         return len(self.answers) == self.windows
 
 
-def runner(monkeypatch, batch_size: int, seen: list):
+class CountingEncoder:
+    """Stands for a model: its encoder output is its input frames; each row it encodes is counted."""
+
+    def __init__(self):
+        self.rows: list[float] = []  # the window (first sample) of each encoded row, in order
+
+    def encode(self, frames, **cond):
+        self.rows += frames[:, 0].tolist()
+        return frames[:, None, :] * 1.0
+
+
+def runner(monkeypatch, batch_size: int, seen: list, model=None, cache=None):
     def fake_decode(model, tokenizer, frames, prompts, opts, stop, **kw):
-        seen.append((frames.shape[0], [list(p) for p in prompts], sorted(stop), kw["lookback_ms"]))
+        seen.append((kw["encoder_out"].shape[0], [list(p) for p in prompts], sorted(stop), kw["lookback_ms"]))
         return [[p[0] * 100 + len(p)] for p in prompts]  # an answer that names its row
 
     monkeypatch.setattr(engine.decoding, "decode", fake_decode)
-    context = PassContext(SimpleNamespace(model=None, tokenizer=None), torch.device("cpu"))
+    context = PassContext(SimpleNamespace(model=model or CountingEncoder(), tokenizer=None), torch.device("cpu"),
+                          encoder_cache=cache)
     return PassRunner(context, DecodingOptions(do_sample=False), batch_size=batch_size)
+
+
+class NamedChain(Chain):
+    """A chain whose windows are named, as SequentialPass names the windows of its segments."""
+
+    def window_key(self, c):
+        return "song", c.window
 
 
 def test_sequential_passes_share_each_step_and_get_their_own_rows(monkeypatch):
@@ -84,3 +104,46 @@ def test_passes_are_taken_only_when_the_batch_needs_them(monkeypatch):
     first = next(run)
     assert first.name == 1 and taken == [1, 2]  # two passes fill a batch of two
     assert [p.name for p in run] == [2, 3, 4, 5] and len(seen) == 6
+
+
+def test_rows_of_one_window_share_one_encoder_row(monkeypatch):
+    model, seen = CountingEncoder(), []
+    list(runner(monkeypatch, 8, seen, model).run([NamedChain(1, 2), NamedChain(2, 2), Chain(3, 2)]))
+    # the two named chains walk the same windows: one row each; the unnamed chain's rows are its own
+    assert model.rows == [0.0, 0.0, 1.0, 1.0]
+    assert [rows for rows, *_ in seen] == [3, 3]  # every prompt still gets its encoder row
+
+
+def test_a_later_pass_over_the_same_windows_reuses_the_encoder_outputs(monkeypatch):
+    model, cache = CountingEncoder(), EncoderCache()
+    list(runner(monkeypatch, 1, [], model, cache).run([NamedChain(1, 3)]))
+    list(runner(monkeypatch, 1, [], model, cache).run([NamedChain(2, 3)]))
+    assert model.rows == [0.0, 1.0, 2.0] and cache.hits == 3
+
+
+def test_the_cache_keeps_the_first_windows_up_to_its_budget(monkeypatch):
+    model = CountingEncoder()
+    cache = EncoderCache(budget_bytes=2 * 4 * 4, keep_last=0)  # two windows of four float32 samples
+    list(runner(monkeypatch, 1, [], model, cache).run([NamedChain(1, 4)]))
+    list(runner(monkeypatch, 1, [], model, cache).run([NamedChain(2, 4)]))
+    assert model.rows == [0.0, 1.0, 2.0, 3.0, 2.0, 3.0] and cache.used_bytes == 32
+
+
+def test_past_the_budget_the_last_windows_are_kept_for_the_next_context(monkeypatch):
+    class TwoContexts(NamedChain):  # each window asked for twice in a row, as kiai then map
+        def ready(self):
+            calls = super().ready()
+            return calls and [dataclasses.replace(calls[0], window=len(self.answers) // 2)]
+
+    model = CountingEncoder()
+    list(runner(monkeypatch, 1, [], model).run([TwoContexts(1, 6)]))  # the runner's own cache: no budget
+    assert model.rows == [0.0, 1.0, 2.0]
+
+
+def test_a_reused_output_is_the_one_the_encoder_gave():
+    model = CountingEncoder()
+    cache = EncoderCache()
+    frames = torch.arange(8.0).reshape(2, 4)
+    first = cache.encode(model, frames, {}, [("a", 0), ("a", 1)])
+    again = cache.encode(model, frames.flip(0), {}, [("a", 1), ("a", 0)])
+    assert torch.equal(again, first.flip(0)) and model.rows == [0.0, 4.0]
