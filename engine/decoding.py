@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import Cancelled
+from .messages import Message
 from .model import Mapperatorinator
 from .presets import MS_PER_STEP
 from .prompt import left_pad
@@ -308,7 +309,7 @@ def decode(
     steps = 0
     while steps < total:
         if cancel is not None and cancel.is_set():
-            raise Cancelled("generation cancelled")
+            raise Cancelled(Message("error.decoding.cancelled", "generation cancelled"))
         n = len(alive)
         scores = logits[n:] + opts.cfg_scale * (logits[:n] - logits[n:]) if guided else logits
         for rule in rules:

@@ -37,6 +37,7 @@ import numpy as np
 
 from .beatmap import Beatmap, HitCircle, HoldNote, Slider, Spinner, read_beatmap
 from .errors import BeatmapError
+from .messages import Message
 
 RHYTHM_TOLERANCE_MS = 10
 DRAIN_BREAK_MS = 8000
@@ -154,15 +155,19 @@ def pair_paths(generated: str | Path, reference: str | Path) -> list[tuple[Path,
     gen, ref = Path(generated), Path(reference)
     for path in (gen, ref):
         if not path.exists():
-            raise BeatmapError("no such file or folder", path)
+            raise BeatmapError(Message("error.evaluation.not_found", "no such file or folder"), path)
     gen_files = _osu_files(gen) if gen.is_dir() else [gen]
     if not ref.is_dir():
         return [(g, ref) for g in gen_files]
     missing = [g.name for g in gen_files if not (ref / g.name).is_file()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise BeatmapError(f"no reference of the same file name for {shown} (pairs are matched by file name; "
-                           "give one reference file to compare every map with it)", ref)
+        shown = ", ".join(missing[:3])
+        if len(missing) > 3:
+            shown = Message("error.evaluation.and_more", "{names} and {count} more", names=shown,
+                            count=len(missing) - 3)
+        raise BeatmapError(Message("error.evaluation.no_reference_named", "no reference of the same file name for "
+                                   "{names} (pairs are matched by file name; give one reference file to compare every "
+                                   "map with it)", names=shown), ref)
     return [(g, ref / g.name) for g in gen_files]
 
 
@@ -295,5 +300,5 @@ def _name(source: BeatmapLike, beatmap: Beatmap) -> str:
 def _osu_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".osu" and p.is_file())
     if not files:
-        raise BeatmapError("the folder holds no .osu files", folder)
+        raise BeatmapError(Message("error.evaluation.no_osu_files", "the folder holds no .osu files"), folder)
     return files

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import OptionError
+from .messages import Message
 
 GAMEMODE_NAMES = {0: "osu!", 1: "taiko", 2: "catch", 3: "mania"}
 _ALIASES = {"osu": 0, "std": 0, "standard": 0, "osu!taiko": 1, "fruits": 2, "ctb": 2, "osu!catch": 2,
@@ -24,4 +25,5 @@ def gamemode_index(value: Any) -> int | None:
             return int(text)
         if text in _ALIASES:
             return _ALIASES[text]
-    raise OptionError(f"game mode {value!r} is not one of {', '.join(GAMEMODE_NAMES.values())} (or 0-3)")
+    raise OptionError(Message("error.gamemodes.unknown", "game mode {value} is not one of {names} (or 0-3)",
+                              value=repr(value), names=", ".join(GAMEMODE_NAMES.values())))

@@ -86,7 +86,8 @@ def _context_types(names: Sequence[str], option: str) -> tuple[ContextType, ...]
             out.append(ContextType(str(name).lower()))
         except ValueError:
             valid = ", ".join(c.name for c in ContextType)
-            raise OptionError(f"{option}: unknown context {name!r}; use some of {valid}") from None
+            raise OptionError(Message("error.generation.unknown_context", "{option}: unknown context {name}; use some "
+                                      "of {valid}", option=option, name=repr(name), valid=valid)) from None
     return tuple(c for c in out if c != C.NONE)
 
 
@@ -98,22 +99,27 @@ def _check_output_dir(folder: Path) -> None:
         existing = existing.parent
     try:
         if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file, not a folder")
+            raise NotADirectoryError(errno.ENOTDIR, Message("error.generation.output_is_file",
+                                                            "{path} is a file, not a folder", path=str(existing)))
         if existing != folder:
             if not os.access(existing, os.W_OK | os.X_OK):
-                raise PermissionError(errno.EACCES, f"cannot create folders in {existing}")
+                raise PermissionError(errno.EACCES, Message("error.generation.cannot_create_folders", "cannot create "
+                                                            "folders in {path}", path=str(existing)))
             return
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".mapperator-write-test-"):
             pass
     except OSError as e:
-        raise OptionError(f"cannot write to the output folder {folder}: {e.strerror or e}") from None
+        from .beatmap.files import os_reason
+
+        raise OptionError(Message("error.generation.output_not_writable", "cannot write to the output folder {folder}: "
+                                  "{reason}", folder=str(folder), reason=os_reason(e))) from None
 
 
 def _check_audio(path: Path) -> None:
     from .audio import audio_duration_ms
 
     if not path.is_file():
-        raise AudioError(f"audio file {path} not found")
+        raise AudioError(Message("error.audio.file_not_found", "audio file {path} not found", path=str(path)))
     audio_duration_ms(path)  # reads the header only; raises AudioError for unreadable files
 
 
@@ -132,7 +138,8 @@ def _load_tokenizer(opts: GenerateOptions, gamemode: int) -> tuple[Tokenizer, Ve
     config = parse_config(read_json(folder / "config.json"))
     name = _version_of(opts.model_path) or detect_version(config.backbone_name, set(tokenizer.context_sos))
     if name is None:
-        raise ModelError(f"{folder}: not a Mapperatorinator v29/v30/v31/v32/v32-mini checkpoint")
+        raise ModelError(Message("error.generation.not_a_checkpoint", "{folder}: not a Mapperatorinator "
+                                 "v29/v30/v31/v32/v32-mini checkpoint", folder=str(folder)))
     return tokenizer, PRESETS[name]
 
 
@@ -183,14 +190,16 @@ def _has_embed(preset: VersionPreset, which: str) -> bool:
 
 def _check_sampling(opts: GenerateOptions) -> None:
     if opts.num_beams != 1:
-        raise OptionError("num_beams > 1 (beam search) is not supported; use do_sample=false for greedy decoding")
+        raise OptionError(Message("error.generation.no_beam_search", "num_beams > 1 (beam search) is not supported; "
+                                  "use do_sample=false for greedy decoding"))
 
 
 def _check_generate_positions(opts: GenerateOptions, preset: VersionPreset) -> None:
     if opts.generate_positions and not preset.inference.generate_positions:
-        raise OptionError(f"generate_positions=true (osu-diffusion refinement of v29's 32-px grid positions) is only "
-                          f"for v29; {preset.name} places objects precisely itself: leave generate_positions out or "
-                          f"set it to false")
+        raise OptionError(Message("error.generation.positions_v29_only", "generate_positions=true (osu-diffusion "
+                                  "refinement of v29's 32-px grid positions) is only for v29; {model} places objects "
+                                  "precisely itself: leave generate_positions out or set it to false",
+                                  model=preset.name))
 
 
 def _check_ranges(opts: GenerateOptions) -> None:
@@ -213,7 +222,8 @@ def prepare(opts: GenerateOptions) -> Plan:
     if not audio and reference is not None and reference.general.audio_filename:
         audio = str(_reference_song(Path(opts.beatmap_path).expanduser(), reference.general.audio_filename))
     if not audio:
-        raise OptionError("audio_path is required (or a beatmap_path whose folder holds its song)")
+        raise OptionError(Message("error.generation.audio_required", "audio_path is required (or a beatmap_path whose "
+                                  "folder holds its song)"))
     audio_path = Path(audio).expanduser()
     _check_audio(audio_path)
     if opts.output_path:
@@ -226,9 +236,11 @@ def prepare(opts: GenerateOptions) -> Plan:
 
     in_context = _context_types(opts.in_context, "in_context")
     if in_context and reference is None:
-        raise OptionError("in_context needs a reference beatmap: set beatmap_path")
+        raise OptionError(Message("error.generation.in_context_needs_reference", "in_context needs a reference "
+                                  "beatmap: set beatmap_path"))
     if opts.add_to_beatmap and reference is None:
-        raise OptionError("add_to_beatmap needs a reference beatmap: set beatmap_path")
+        raise OptionError(Message("error.generation.add_needs_reference", "add_to_beatmap needs a reference beatmap: "
+                                  "set beatmap_path"))
     gamemode = opts.gamemode if opts.gamemode is not None else (reference.mode if reference is not None else 0)
     tokenizer, preset = _load_tokenizer(opts, gamemode)
     output_type = _context_types(opts.output_type, "output_type") if opts.output_type else \
@@ -236,8 +248,9 @@ def prepare(opts: GenerateOptions) -> Plan:
     known = {c for t in preset.data.context_templates for c in t.inputs + t.outputs}
     for c in in_context + output_type:
         if c not in known:
-            raise OptionError(f"{preset.name} has no {c.name} context; it knows "
-                              f"{', '.join(sorted(k.name for k in known if k != C.NONE))}")
+            raise OptionError(Message("error.generation.no_such_context", "{model} has no {context} context; it knows "
+                                      "{known}", model=preset.name, context=c.name,
+                                      known=", ".join(sorted(k.name for k in known if k != C.NONE))))
     _check_conditions(opts, preset, tokenizer, gamemode)
     _check_generate_positions(opts, preset)
     return Plan(opts, audio_path, output_dir, reference, preset, tokenizer, in_context, output_type, gamemode)
@@ -314,7 +327,7 @@ def _diffusion_model(checkpoint: str, device: str, load):
 
 def _raise_if_cancelled(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
-        raise Cancelled("generation cancelled; nothing was written")
+        raise Cancelled(Message("error.generation.cancelled", "generation cancelled; nothing was written"))
 
 
 class _Job:
@@ -721,7 +734,7 @@ def write_outputs(job: _Job, beatmap, opts: GenerateOptions | None = None) -> tu
     set, and then the old file is kept as ``.bak``; otherwise a new file is written next to nothing it replaces.
     """
     from .beatmap import beatmap_bytes
-    from .beatmap.files import OutputTransaction
+    from .beatmap.files import OutputTransaction, os_reason
     from .postprocess import export_osz, osu_filename
 
     plan, opts = job.plan, opts or job.opts
@@ -744,7 +757,8 @@ def write_outputs(job: _Job, beatmap, opts: GenerateOptions | None = None) -> tu
                 written = osu = _free_name(folder, osu_filename(beatmap))
                 out.write(osu, beatmap_bytes(beatmap))
     except OSError as e:
-        raise OptionError(f"could not write to {folder}: {e.strerror or e}; nothing was written") from None
+        raise OptionError(Message("error.generation.write_failed", "could not write to {folder}: {reason}; nothing "
+                                  "was written", folder=str(folder), reason=os_reason(e))) from None
     if written in out.backups:
         log.info("replaced %s (the previous version is kept as %s)", written, out.backups[written])
     return written, osu

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 from .beatmap import Beatmap, read_beatmap, write_osz
-from .beatmap.files import OutputTransaction, UnsafeFileName, referenced_file
+from .beatmap.files import OutputTransaction, UnsafeFileName, os_reason, referenced_file
 from .beatmap.osz import safe_filename
 from .errors import BeatmapError, OptionError
+from .messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,11 @@ def install_mapset(osu_path: str | Path, songs_folder: str | Path) -> Path:
     osu_path = Path(osu_path).expanduser()
     songs = Path(songs_folder).expanduser()
     if not osu_path.is_file():
-        raise OptionError(f"{osu_path} does not exist (was it moved or deleted?)")
+        raise OptionError(Message("error.mapsets.osu_missing", "{path} does not exist (was it moved or deleted?)",
+                                  path=str(osu_path)))
     if not songs.is_dir():
-        raise OptionError(f"the osu! Songs folder {songs} does not exist; set it in Settings")
+        raise OptionError(Message("error.mapsets.no_songs_folder", "the osu! Songs folder {path} does not exist; "
+                                  "set it in Settings", path=str(songs)))
     beatmap, files, _ = set_files(osu_path)
     folder = songs / set_folder_name(beatmap)
     try:
@@ -60,16 +63,22 @@ def install_mapset(osu_path: str | Path, songs_folder: str | Path) -> Path:
                 target = folder / name
                 if target.exists():
                     if source.suffix.lower() == ".osu":
-                        raise OptionError(f"{target} already exists; not replacing it")
+                        raise OptionError(Message("error.mapsets.osu_exists", "{path} already exists; not replacing it",
+                                                  path=str(target)))
                     continue
                 out.make_folder(target.parent)
                 out.copy(source, target)
     except BeatmapError as e:
-        raise OptionError(f"could not copy into {folder}: {e.reason}") from None
+        raise OptionError(_copy_failed(folder, e.reason)) from None
     except OSError as e:
-        raise OptionError(f"could not copy into {folder}: {e.strerror or e}") from None
+        raise OptionError(_copy_failed(folder, os_reason(e))) from None
     log.info("copied %s into %s", osu_path.name, folder)
     return folder
+
+
+def _copy_failed(folder: Path, reason: str) -> Message:
+    return Message("error.mapsets.copy_failed", "could not copy into {folder}: {reason}", folder=str(folder),
+                   reason=reason)
 
 
 def pack_osz(osu_path: str | Path) -> Path:

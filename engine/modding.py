@@ -44,8 +44,8 @@ class ModOptions:
     # Upstream's MaiMod config inherits `seed: null` from its inference config: kept loadable, any seed refused,
     # because scoring draws no random numbers (see engine.options.build_options).
     RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
-        "seed": (None, "seed has no effect on MaiMod: it scores the map as it is and draws no random numbers; "
-                       "leave seed out"),
+        "seed": (None, Message("error.modding.retired_seed", "seed has no effect on MaiMod: it scores the map as it "
+                               "is and draws no random numbers; leave seed out")),
     }
 
     def __post_init__(self):
@@ -65,10 +65,11 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
     path = Path(options.beatmap_path).expanduser()
     beatmap = read_reference_beatmap(path)
     if options.ai and not beatmap.hit_objects:
-        raise BeatmapError("has no hit objects, so there is nothing for MaiMod to judge (rules=true ai=false "
-                           "still runs the rule checks)", path)
+        raise BeatmapError(Message("error.modding.no_hit_objects", "has no hit objects, so there is nothing for MaiMod "
+                                   "to judge (rules=true ai=false still runs the rule checks)"), path)
     if options.ai and not any(tp.bpm is not None for tp in beatmap.timing_points):
-        raise BeatmapError("has no usable uninherited timing point; MaiMod needs the map's timing", path)
+        raise BeatmapError(Message("error.modding.no_timing", "has no usable uninherited timing point; MaiMod needs "
+                                   "the map's timing"), path)
     audio_path, duration = _song(options, beatmap, path)
     _stop_if(cancel)
 
@@ -99,9 +100,11 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
 
 def _check(o: ModOptions) -> None:
     if not o.beatmap_path:
-        raise OptionError("beatmap_path is required, e.g. beatmap_path=\"Artist - Title (Mapper) [Hard].osu\"")
+        raise OptionError(Message("error.modding.beatmap_required", 'beatmap_path is required, e.g. '
+                                  'beatmap_path="Artist - Title (Mapper) [Hard].osu"'))
     if not (o.ai or o.rules):
-        raise OptionError("ai=false and rules=false leave nothing to check; enable at least one")
+        raise OptionError(Message("error.modding.nothing_to_check", "ai=false and rules=false leave nothing to check; "
+                                  "enable at least one"))
 
 
 def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None]:
@@ -111,7 +114,7 @@ def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None
     if o.audio_path:
         audio = Path(o.audio_path).expanduser()
         if not audio.is_file():
-            raise AudioError(f"audio file {audio} not found")
+            raise AudioError(Message("error.audio.file_not_found", "audio file {path} not found", path=str(audio)))
     else:
         from .beatmap.files import UnsafeFileName, referenced_file
 
@@ -121,14 +124,17 @@ def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None
         except UnsafeFileName:
             if not o.ai:
                 return None, None  # the rule checks report the name
-            raise AudioError(f'{path.name} names its song "{name}", which is outside the beatmap\'s folder; put '
-                             "the song beside the beatmap or pass audio_path=") from None
+            raise AudioError(Message("error.modding.song_outside_folder", '{beatmap} names its song "{name}", which is '
+                                     "outside the beatmap's folder; put the song beside the beatmap or pass "
+                                     "audio_path=", beatmap=path.name, name=name)) from None
         if audio is None or not audio.is_file():
             if not o.ai:
                 return None, None
             if audio is None:
-                raise AudioError(f"{path.name} names no song (AudioFilename); pass audio_path=")
-            raise AudioError(f"the beatmap's song {name!r} is not in {path.parent}; put it there or pass audio_path=")
+                raise AudioError(Message("error.modding.no_song_named", "{beatmap} names no song (AudioFilename); pass "
+                                         "audio_path=", beatmap=path.name))
+            raise AudioError(Message("error.modding.song_missing", "the beatmap's song {name} is not in {folder}; "
+                                     "put it there or pass audio_path=", name=repr(name), folder=str(path.parent)))
     try:
         return audio, audio_duration_ms(audio)
     except AudioError:
@@ -139,4 +145,4 @@ def _song(o: ModOptions, beatmap, path: Path) -> tuple[Path | None, float | None
 
 def _stop_if(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
-        raise Cancelled("modding cancelled")
+        raise Cancelled(Message("error.modding.cancelled", "modding cancelled"))

@@ -118,8 +118,10 @@ def check_options(options: Any, paths: frozenset[str] = PATH_OPTIONS) -> None:
 def check_precision_name(precision: str) -> None:
     """A precision the engine knows (whether the device runs it is checked when the model loads)."""
     if (precision or "auto").lower() not in PRECISION_CHOICES:
-        raise OptionError(f"option precision={precision!r} is not one of {', '.join(PRECISION_CHOICES)}"
-                          f"{suggest(str(precision).lower(), PRECISION_CHOICES)}")
+        raise OptionError(Message("error.options.precision_choice", "option precision={precision} is not one of "
+                                  "{choices}{suggestion}", precision=repr(precision),
+                                  choices=", ".join(PRECISION_CHOICES),
+                                  suggestion=suggest(str(precision).lower(), PRECISION_CHOICES)))
 
 
 def _check_number(name: str, value: Any, limits: Range, whole: bool) -> None:
@@ -150,18 +152,22 @@ def _not_valid(name: str, value: Any, kind: str, limits: "Range | None") -> Mess
 
 def _check_text(name: str, value: str, is_path: bool) -> None:
     if "\0" in value:
-        raise OptionError(f"option {name} contains a NUL character (\\0), which no file name or text may hold")
+        raise OptionError(Message("error.options.nul_character", "option {name} contains a NUL character (\\0), which "
+                                  "no file name or text may hold", name=name))
     if not is_path:
         return
     if len(value) > MAX_PATH_CHARS:
-        raise OptionError(f"option {name} is {len(value)} characters long; a path can have at most "
-                          f"{MAX_PATH_CHARS}: {_shown(value)}")
+        raise OptionError(Message("error.options.path_too_long", "option {name} is {length} characters long; a path "
+                                  "can have at most {limit}: {value}", name=name, length=len(value),
+                                  limit=MAX_PATH_CHARS, value=_shown(value)))
     for part in Path(value).parts:
         size = len(part) if os.name == "nt" else len(part.encode("utf-8", "surrogatepass"))
         if size > MAX_NAME_BYTES:
-            raise OptionError(f"option {name} has a file or folder name of {size} "
-                              f"{'characters' if os.name == 'nt' else 'bytes'} ({_shown(part)}); "
-                              f"file systems allow at most {MAX_NAME_BYTES}")
+            too_long = Message("error.options.name_too_long_chars", "option {name} has a file or folder name of "
+                               "{size} characters ({part}); file systems allow at most {limit}") if os.name == "nt" \
+                else Message("error.options.name_too_long_bytes", "option {name} has a file or folder name of {size} "
+                             "bytes ({part}); file systems allow at most {limit}")
+            raise OptionError(too_long.fill(name=name, size=size, part=_shown(part), limit=MAX_NAME_BYTES))
 
 
 @dataclass(frozen=True)
@@ -249,16 +255,20 @@ class GenerateOptions:
     # :func:`retired_value_accepted`), so upstream's configs keep working; any other value is refused with this
     # message instead of silently doing nothing.
     RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
-        "parallel": (False, "parallel=true (windows side by side) is not supported: windows are generated in "
-                            "order; leave parallel out or set it to false"),
-        "timer_num_beams": (1, "timer_num_beams (beam search in super timing) is not supported: super timing "
-                               "samples one sequence per pass; leave timer_num_beams out or set it to 1"),
+        "parallel": (False, Message("error.options.retired_parallel", "parallel=true (windows side by side) is not "
+                                    "supported: windows are generated in order; leave parallel out or set it to "
+                                    "false")),
+        "timer_num_beams": (1, Message("error.options.retired_timer_num_beams", "timer_num_beams (beam search in "
+                                       "super timing) is not supported: super timing samples one sequence per pass; "
+                                       "leave timer_num_beams out or set it to 1")),
         "attn_implementation": (("auto", "sdpa", "flash_attention_2"),
-                                "attn_implementation=eager is not supported: attention always runs through "
-                                "PyTorch's SDPA (its flash kernel on CUDA where it applies), which is what "
-                                "upstream's auto, sdpa and flash_attention_2 choose; leave attn_implementation out"),
-        "use_server": (False, "use_server=true (upstream's separate inference server process) is not supported: "
-                              "the model runs in this process; leave use_server out or set it to false"),
+                                Message("error.options.retired_attn_implementation", "attn_implementation=eager is "
+                                        "not supported: attention always runs through PyTorch's SDPA (its flash "
+                                        "kernel on CUDA where it applies), which is what upstream's auto, sdpa and "
+                                        "flash_attention_2 choose; leave attn_implementation out")),
+        "use_server": (False, Message("error.options.retired_use_server", "use_server=true (upstream's separate "
+                                      "inference server process) is not supported: the model runs in this process; "
+                                      "leave use_server out or set it to false")),
     }
 
     def __post_init__(self):
@@ -384,7 +394,8 @@ def parse_overrides(cls: type[T], args: Sequence[str], base: dict[str, Any] | No
         key, sep, value = word.partition("=")
         key = key.strip().lstrip("+").replace("-", "_")
         if not sep or not key:
-            raise OptionError(f"expected key=value, got {word!r}")
+            raise OptionError(Message("error.options.expected_key_value", "expected key=value, got {word}",
+                                      word=repr(word)))
         if key == "config":
             config_file = value
         else:
@@ -403,13 +414,15 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
     p = Path(path).expanduser()
     if not p.is_file():
-        raise OptionError(f"config file {p} not found")
+        raise OptionError(Message("error.options.config_not_found", "config file {path} not found", path=str(p)))
     try:
         data = OmegaConf.to_container(OmegaConf.load(p), resolve=False)
     except Exception as e:  # omegaconf raises several yaml/grammar errors
-        raise OptionError(f"config file {p} is not valid YAML: {e}") from None
+        raise OptionError(Message("error.options.config_not_yaml", "config file {path} is not valid YAML: {reason}",
+                                  path=str(p), reason=str(e))) from None
     if not isinstance(data, dict):
-        raise OptionError(f"config file {p} must hold key: value pairs")
+        raise OptionError(Message("error.options.config_not_mapping", "config file {path} must hold key: value pairs",
+                                  path=str(p)))
     return data
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from .errors import OptionError
+from .messages import Message
 
 
 def int8_supported() -> bool:
@@ -32,9 +33,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """Replace the linear layers of ``model.transformer`` (encoder, decoder, output head) in place with
     dynamically quantized int8 ones; the model must be an fp32 model on the CPU."""
     if not int8_supported():
-        raise OptionError("precision=int8: this PyTorch build has no int8 kernels; use precision=fp32")
+        raise OptionError(Message("error.quantize.no_int8_kernels", "precision=int8: this PyTorch build has no int8 "
+                                  "kernels; use precision=fp32"))
     if next(model.parameters()).device.type != "cpu":
-        raise OptionError("precision=int8 runs on the CPU only; use device=cpu, or precision=bf16 on a GPU")
+        raise OptionError(Message("error.quantize.cpu_only", "precision=int8 runs on the CPU only; use device=cpu, or "
+                                  "precision=bf16 on a GPU"))
     if is_int8(model):
         return model
     with warnings.catch_warnings():

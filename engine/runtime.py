@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .errors import OptionError
+from .messages import Message
 from .options import PRECISION_CHOICES, PRECISIONS  # noqa: F401  (bench/ imports them from here)
 
 
@@ -29,12 +30,14 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise OptionError(f"device={name!r} is not a device name (use auto, cpu, cuda, cuda:1 or mps)") from None
+        raise OptionError(Message("error.runtime.bad_device", "device={name} is not a device name (use auto, cpu, "
+                                  "cuda, cuda:1 or mps)", name=repr(name))) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("device=cuda was asked for, but this PyTorch has no CUDA (install a CUDA build of torch, "
-                          "or use device=cpu)")
+        raise OptionError(Message("error.runtime.no_cuda", "device=cuda was asked for, but this PyTorch has no CUDA "
+                                  "(install a CUDA build of torch, or use device=cpu)"))
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise OptionError("device=mps was asked for, but Apple's Metal backend is not available here")
+        raise OptionError(Message("error.runtime.no_mps", "device=mps was asked for, but Apple's Metal backend is not "
+                                  "available here"))
     if device.type == "cpu":
         use_cpu_threads()
     return device
@@ -44,7 +47,8 @@ def weight_dtype(precision: str) -> torch.dtype:
     """Weights stay fp32 for fp32 and amp (autocast computes in bf16); bf16 stores them in bf16; int8 loads
     fp32 weights that :func:`prepare_model` then quantizes."""
     if precision not in PRECISIONS:
-        raise OptionError(f"precision={precision!r} is not one of {', '.join(PRECISION_CHOICES)}")
+        raise OptionError(Message("error.runtime.bad_precision", "precision={precision} is not one of {choices}",
+                                  precision=repr(precision), choices=", ".join(PRECISION_CHOICES)))
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
@@ -71,8 +75,9 @@ def check_precision(device: torch.device, precision: str) -> None:
     """int8 has CPU kernels only: on a GPU it is refused rather than silently run in another precision."""
     weight_dtype(precision)
     if precision == "int8" and device.type != "cpu":
-        raise OptionError(f"precision=int8 runs on the CPU only, and device={device.type} was chosen: use "
-                          f"device=cpu with int8, or precision=bf16 (or fp32) on {device.type}")
+        raise OptionError(Message("error.runtime.int8_on_gpu", "precision=int8 runs on the CPU only, and "
+                                  "device={device} was chosen: use device=cpu with int8, or precision=bf16 (or fp32) "
+                                  "on {device}", device=device.type))
 
 
 def quantization(precision: str) -> str | None:

@@ -68,26 +68,30 @@ def timing(options: TimingOptions, progress: "ProgressCallback | None" = None, c
 
     started = _time.perf_counter()
     if not options.audio_path:
-        raise OptionError("audio_path is required, e.g. mapperator timing audio_path=song.mp3")
+        raise OptionError(Message("error.timing.audio_required", "audio_path is required, e.g. mapperator timing "
+                                  "audio_path=song.mp3"))
     output_path = options.output_path
     osu_file = Path(output_path).expanduser() if output_path and str(output_path).lower().endswith(".osu") else None
     opts = build_options(GenerateOptions, {
         **dataclasses.asdict(options), "output_type": ("TIMING",),
         "output_path": str(osu_file.parent if osu_file else output_path) if output_path else None})
     if options.model_path == "v30":
-        raise OptionError("v30 has no timing context to generate timing with; use model v31, v32 or v32-mini")
+        raise OptionError(Message("error.timing.v30_no_timing", "v30 has no timing context to generate timing with; "
+                                  "use model v31, v32 or v32-mini"))
     plan, job, beatmap = run_job(opts, progress, cancel)
     report = job.report
     beatmap.metadata = dataclasses.replace(beatmap.metadata, version="Timing")
     path = None
     if osu_file is not None:
         from .beatmap import write_beatmap
+        from .beatmap.files import os_reason
 
         report.stage(Message("stage.writing_timing", "Writing the timing"), 0.99)
         try:
             write_beatmap(beatmap, osu_file)
         except OSError as e:
-            raise OptionError(f"could not write {osu_file}: {e.strerror or e}; nothing was written") from None
+            raise OptionError(Message("error.timing.write_failed", "could not write {path}: {reason}; nothing was "
+                                      "written", path=str(osu_file), reason=os_reason(e))) from None
         path = osu_file
     elif output_path:
         report.stage(Message("stage.writing_timing", "Writing the timing"), 0.99)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import OptionError
+from .messages import Message
 from .presets import VersionPreset
 
 MS_PER_SECOND = 1000
@@ -34,10 +35,10 @@ class WindowLayout:
 
     def __post_init__(self):
         if not (0 <= self.lookback < 1 and 0 <= self.lookahead < 1 and self.lookback + self.lookahead < 1):
-            raise OptionError(
-                f"lookback ({self.lookback}) and lookahead ({self.lookahead}) must each be in [0, 1) "
-                "and leave part of the window to generate (their sum below 1)"
-            )
+            raise OptionError(Message(
+                "error.windows.lookback_lookahead", "lookback ({lookback}) and lookahead ({lookahead}) must each be "
+                "in [0, 1) and leave part of the window to generate (their sum below 1)", lookback=self.lookback,
+                lookahead=self.lookahead))
 
     @classmethod
     def for_preset(
