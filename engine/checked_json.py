@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from .errors import ModelError
 from .messages import Message
 
-DAMAGED = "the checkpoint is damaged or not a Mapperatorinator model"
+DAMAGED = Message("error.json.damaged_model", "the checkpoint is damaged or not a Mapperatorinator model")
 # The largest published tokenizer.json is about 3 MB; configs are a few kB.
 MAX_JSON_BYTES = 32 << 20
 # Published files nest three levels deep (tokenizer.json: object > event_ranges list > range object).
@@ -112,7 +112,9 @@ class Fields:
         self.data, self.where, self.prefix = data, where, prefix
 
     def error(self, key: str, problem: str) -> ModelError:
-        return ModelError(f"{self.where}: {self.prefix}{key}{problem}; {DAMAGED}")
+        """``where: field<problem>; DAMAGED``; ``problem`` (a message) follows the field's name (`` is missing``)."""
+        return ModelError(Message("error.json.field", "{where}: {field}{problem}; {damaged}", where=self.where,
+                                  field=f"{self.prefix}{key}", problem=problem, damaged=DAMAGED))
 
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
@@ -122,7 +124,7 @@ class Fields:
         value = self.data.get(key)
         if value is None:
             if default is _MISSING:
-                raise self.error(key, " is missing")
+                raise self.error(key, Message("error.json.field_missing", " is missing"))
             return default
         return value
 
@@ -132,44 +134,56 @@ class Fields:
     def number(self, key: str, lo: float, hi: float, default: Any = _MISSING) -> float:
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"={show(value)} is not a number")
+            raise self.error(key, Message("error.json.not_a_number", "={value} is not a number", value=show(value)))
         if not math.isfinite(value):
-            raise self.error(key, f"={value} is not a finite number")
+            raise self.error(key, Message("error.json.not_finite", "={value} is not a finite number", value=value))
         if not lo <= value <= hi:
-            raise self.error(key, f"={value} is out of range ({lo}..{hi} expected)")
+            raise self.error(key, _out_of_range(value, lo, hi))
         return float(value)
 
     def flag(self, key: str, default: Any = _MISSING) -> bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):
-            raise self.error(key, f"={show(value)} is not true or false")
+            raise self.error(key, Message("error.json.not_a_flag", "={value} is not true or false", value=show(value)))
         return value
 
     def text(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> str:
         value = self.raw(key, default)
         if not isinstance(value, str) or len(value) > 200:
-            raise self.error(key, f"={show(value)} is not a name")
+            raise self.error(key, Message("error.json.not_a_name", "={value} is not a name", value=show(value)))
         if choices is not None and value not in choices:
-            raise self.error(key, f"={value!r} is not one of {', '.join(map(repr, choices))}")
+            raise self.error(key, Message("error.json.not_a_choice", "={value} is not one of {choices}",
+                                          value=repr(value), choices=", ".join(map(repr, choices))))
         return value
 
     def obj(self, key: str, default: Any = _MISSING) -> "Fields":
         value = self.raw(key, default)
         if not isinstance(value, dict):
-            raise self.error(key, f"={show(value)} is not a JSON object")
+            raise self.error(key, Message("error.json.field_not_an_object", "={value} is not a JSON object",
+                                          value=show(value)))
         return Fields(value, self.where, f"{self.prefix}{key}.")
 
     def items(self, key: str, default: Any = _MISSING) -> list:
         value = self.raw(key, default)
         if not isinstance(value, list):
-            raise self.error(key, f"={show(value)} is not a JSON list")
+            raise self.error(key, not_a_list(value))
         return value
 
 
 def check_int(value: Any, lo: int, hi: int, error: Callable[[str], ModelError]) -> int:
     """``value`` when it is a whole number (not a bool) in lo..hi, else ``error(problem)``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise error(f"={show(value)} is not a whole number")
+        raise error(Message("error.json.not_a_whole_number", "={value} is not a whole number", value=show(value)))
     if not lo <= value <= hi:
-        raise error(f"={show(value)} is out of range ({lo}..{hi} expected)")
+        raise error(_out_of_range(show(value), lo, hi))
     return value
+
+
+def not_a_list(value: Any) -> Message:
+    """The problem of a field that should hold a JSON list (for :meth:`Fields.error`)."""
+    return Message("error.json.not_a_list", "={value} is not a JSON list", value=show(value))
+
+
+def _out_of_range(value: Any, lo: float, hi: float) -> Message:
+    return Message("error.json.out_of_range", "={value} is out of range ({lo}..{hi} expected)", value=value, lo=lo,
+                   hi=hi)

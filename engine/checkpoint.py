@@ -19,7 +19,7 @@ import torch
 from .checked_json import DAMAGED, Fields, read_json, show
 from .checkpoint_files import CheckpointState, checkpoint_state
 from .errors import MapperatorError, ModelError
-from .messages import Message
+from .messages import Message, joined
 from .model import (
     NNAUDIO, ROPEWHISPER, SIZE_LIMITS, UNUSED_CHECKPOINT_KEYS, VARWHISPER, WHISPER, BackboneConfig, Mapperatorinator,
     ModelConfig, SpectrogramConfig, parameter_count,
@@ -259,10 +259,12 @@ def parse_config(cfg: dict, where: str = "config.json") -> ModelConfig:
     ModelError naming ``where`` and the field before anything is sized by it.
     """
     if not isinstance(cfg, dict):
-        raise ModelError(f"{where} holds no JSON object; {DAMAGED}")
+        raise ModelError(Message("error.checkpoint.no_object", "{where} holds no JSON object; {damaged}", where=where,
+                                 damaged=DAMAGED))
     f = Fields(cfg, where)
     if f.raw("model_type", "mapperatorinator") != "mapperatorinator":
-        raise f.error("model_type", f"={show(cfg['model_type'])} is not 'mapperatorinator'")
+        raise f.error("model_type", Message("error.checkpoint.model_type", "={value} is not 'mapperatorinator'",
+                                            value=show(cfg["model_type"])))
     name = f.text("backbone_model_name")
     if name.startswith("Tiger14n/ropewhisper"):
         flavour = ROPEWHISPER
@@ -277,7 +279,9 @@ def parse_config(cfg: dict, where: str = "config.json") -> ModelConfig:
             "(v32, v32-mini)", where=where, name=repr(name)))
     for key, ok in (("input_features", True), ("input_raw_wave", False), ("embed_decoder_input", True)):
         if f.flag(key, ok) != ok:
-            raise ModelError(f"{where}: {key}={cfg[key]!r} is not supported (published models use {ok})")
+            raise ModelError(Message("error.checkpoint.unsupported_flag", "{where}: {key}={value} is not supported "
+                                     "(published models use {ok})", where=where, key=key, value=repr(cfg[key]),
+                                     ok=str(ok)))
     impl = f.text("spectrogram_implementation", "torchaudio", choices=("torchaudio", NNAUDIO))
     bf = f.obj("backbone_config")
     backbone = _parse_backbone(bf, flavour)
@@ -309,27 +313,33 @@ def parse_config(cfg: dict, where: str = "config.json") -> ModelConfig:
     expected_in = backbone.d_model if config.project_encoder_input else spectrogram.n_mels + config.cond_size
     if backbone.num_mel_bins != expected_in:
         source = "d_model" if config.project_encoder_input else "n_mels + cond_size"
-        raise bf.error("num_mel_bins", f"={backbone.num_mel_bins} but {source} gives {expected_in}")
+        raise bf.error("num_mel_bins", Message("error.checkpoint.mel_bins", "={value} but {source} gives {expected}",
+                                               value=backbone.num_mel_bins, source=source, expected=expected_in))
     conditioning = backbone.d_model * config.do_style_embed + config.cond_dim * (
         config.do_difficulty_embed + config.do_mapper_embed + config.do_song_position_embed)
     if config.cond_size != conditioning:
-        raise f.error("cond_size", f"={config.cond_size} but the enabled do_*_embed conditioning gives {conditioning}")
+        raise f.error("cond_size", Message("error.checkpoint.cond_size", "={value} but the enabled do_*_embed "
+                                           "conditioning gives {expected}", value=config.cond_size,
+                                           expected=conditioning))
     if backbone.vocab_size != config.vocab_size_out:
-        raise bf.error("vocab_size", f"={backbone.vocab_size} differs from vocab_size={config.vocab_size_out}")
+        raise bf.error("vocab_size", Message("error.checkpoint.vocab_size", "={value} differs from "
+                                             "vocab_size={expected}", value=backbone.vocab_size,
+                                             expected=config.vocab_size_out))
     return config
 
 
 def _parse_backbone(f: Fields, flavour: str) -> BackboneConfig:
     limit = SIZE_LIMITS
     if f.raw("scale_embedding", False) is not False:
-        raise ModelError(f"{f.where}: backbone_config.scale_embedding={show(f.data['scale_embedding'])} is not "
-                         "supported (only false)")
+        raise ModelError(Message("error.checkpoint.scale_embedding", "{where}: backbone_config.scale_embedding={value} "
+                                 "is not supported (only false)", where=f.where, value=show(f.data["scale_embedding"])))
     if f.has("rope_scaling"):
         rope_scaling = f.obj("rope_scaling")
         kind = rope_scaling.raw("rope_type", rope_scaling.raw("type", "default"))
         if flavour == VARWHISPER and kind != "default":
-            raise ModelError(f"{f.where}: backbone_config.rope_scaling type {show(kind)} is not supported "
-                             "(only the default rope)")
+            raise ModelError(Message("error.checkpoint.rope_scaling", "{where}: backbone_config.rope_scaling type "
+                                     "{value} is not supported (only the default rope)", where=f.where,
+                                     value=show(kind)))
     d_model = f.integer("d_model", 1, limit["d_model"])
     backbone = BackboneConfig(
         flavour=flavour,
@@ -358,11 +368,14 @@ def _parse_backbone(f: Fields, flavour: str) -> BackboneConfig:
     for key, heads in (("encoder_attention_heads", backbone.encoder_heads),
                        ("decoder_attention_heads", backbone.decoder_heads)):
         if d_model % heads:
-            raise f.error("d_model", f"={d_model} is not divisible by {key}={heads}")
+            raise f.error("d_model", Message("error.checkpoint.heads_divide", "={value} is not divisible by "
+                                             "{key}={heads}", value=d_model, key=key, heads=heads))
         rotary = flavour != WHISPER  # rotary positions turn pairs of values
         if rotary and ((d_model // heads) % 2 or d_model // heads < 4):
-            raise f.error("d_model", f"={d_model} / {key}={heads} gives {d_model // heads} values per head; rotary "
-                          "positions need an even number of at least 4")
+            raise f.error("d_model", Message("error.checkpoint.rotary_heads", "={value} / {key}={heads} gives "
+                                             "{per_head} values per head; rotary positions need an even number of "
+                                             "at least 4",
+                                             value=d_model, key=key, heads=heads, per_head=d_model // heads))
     return backbone
 
 
@@ -393,7 +406,8 @@ def weight_files(folder: Path) -> list[Path]:
         weight_map = Fields(read_json(index), str(index)).obj("weight_map")
         for key, shard in weight_map.data.items():
             if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".safetensors"):
-                raise weight_map.error(key, f"={show(shard)} is not the name of a safetensors file beside it")
+                raise weight_map.error(key, Message("error.checkpoint.shard_name", "={value} is not the name of a "
+                                                     "safetensors file beside it", value=show(shard)))
         files = [folder / s for s in sorted(set(weight_map.data.values()))]
     elif (folder / "model.safetensors").is_file():
         files = [folder / "model.safetensors"]
@@ -437,15 +451,22 @@ def load_weights(model: Mapperatorinator, state: dict[str, torch.Tensor], where:
     if missing or unexpected:
         details = []
         if missing:
-            details.append(f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+            details.append(Message("error.checkpoint.missing_weights", "missing {keys}", keys=_first_five(missing)))
         if unexpected:
-            details.append(f"unexpected {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}")
-        raise ModelError(f"weights in {where} do not fit its config.json: {'; '.join(details)}")
+            details.append(Message("error.checkpoint.unexpected_weights", "unexpected {keys}",
+                                   keys=_first_five(unexpected)))
+        raise ModelError(Message("error.checkpoint.weights_misfit", "weights in {where} do not fit its config.json: "
+                                 "{details}", where=str(where), details=joined(details, "; ")))
     for key, tensor in state.items():
         if tuple(own[key].shape) != tuple(tensor.shape):
-            raise ModelError(f"weights in {where}: {key} has shape {tuple(tensor.shape)}, "
-                             f"config.json implies {tuple(own[key].shape)}")
+            raise ModelError(Message("error.checkpoint.weight_shape", "weights in {where}: {key} has shape {shape}, "
+                                     "config.json implies {expected}", where=str(where), key=key,
+                                     shape=str(tuple(tensor.shape)), expected=str(tuple(own[key].shape))))
     model.load_state_dict(state, strict=True)
+
+
+def _first_five(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
 
 
 # --- the entry point ----------------------------------------------------------------------------------------------
@@ -474,10 +495,11 @@ def load_checkpoint(
     gen_path = folder / "generation_config.json"
     generation_config = read_json(gen_path) if gen_path.is_file() else {}
     if tokenizer.vocab_size_in != config.vocab_size_in or tokenizer.vocab_size_out != config.vocab_size_out:
-        raise ModelError(
-            f"{folder}: tokenizer.json vocab sizes ({tokenizer.vocab_size_out}/{tokenizer.vocab_size_in}) differ "
-            f"from config.json ({config.vocab_size_out}/{config.vocab_size_in})"
-        )
+        raise ModelError(Message(
+            "error.checkpoint.vocab_sizes", "{folder}: tokenizer.json vocab sizes ({tokenizer_out}/{tokenizer_in}) "
+            "differ from config.json ({config_out}/{config_in})", folder=str(folder),
+            tokenizer_out=tokenizer.vocab_size_out, tokenizer_in=tokenizer.vocab_size_in,
+            config_out=config.vocab_size_out, config_in=config.vocab_size_in))
     name = version or (source if source in PRESETS else None) or detect_version(
         config.backbone_name, set(tokenizer.context_sos))
     if name is None:

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .checked_json import Fields, check_int, read_json, show
+from .checked_json import DAMAGED, Fields, check_int, not_a_list, read_json
 from .errors import ModelError
+from .messages import Message
 
 PAD_ID, SOS_ID, EOS_ID = 0, 1, 2
 # The most ids a checkpoint's vocabulary may have. Published vocabularies have a few thousand event ids plus one id
@@ -241,9 +242,11 @@ class Tokenizer:
     def encode(self, event: Event) -> int:
         er = self.range.get(event.type)
         if er is None:
-            raise ValueError(f"this checkpoint has no {event.type.value!r} tokens")
+            raise ValueError(Message("error.tokenizer.no_tokens", "this checkpoint has no {type} tokens",
+                                     type=repr(event.type.value)))
         if not er.min_value <= event.value <= er.max_value:
-            raise ValueError(f"{event.type.value} value {event.value} outside [{er.min_value}, {er.max_value}]")
+            raise ValueError(Message("error.tokenizer.value_outside", "{type} value {value} outside [{low}, {high}]",
+                                     type=event.type.value, value=event.value, low=er.min_value, high=er.max_value))
         return self.start[event.type] + event.value - er.min_value
 
     def encode_clipped(self, event_type: EventType, value: int) -> int:
@@ -365,26 +368,32 @@ def _checked_state(state: Any, where: str) -> dict[str, Any]:
     """Tokenizer arguments from a tokenizer.json object, each field's type, range and consistency checked before
     anything is sized by it."""
     if not isinstance(state, Mapping):
-        raise ModelError(f"{where} holds no JSON object; it is damaged or not a Mapperatorinator tokenizer")
+        raise ModelError(Message("error.tokenizer.no_object", "{where} holds no JSON object; it is damaged or not a "
+                                 "Mapperatorinator tokenizer", where=where))
     f = Fields(state, where)
     offset = f.integer("offset", 3, 3 + 2 * len(ContextType), default=3)
     context_sos = _context_ids(f, "context_sos", offset)
     context_eos = _context_ids(f, "context_eos", offset)
     if set(context_sos) != set(context_eos):
-        raise f.error("context_sos", " and context_eos name different context types")
+        raise f.error("context_sos", Message("error.tokenizer.context_types", " and context_eos name different "
+                                              "context types"))
     ids = list(context_sos.values()) + list(context_eos.values())
     if len(set(ids)) != len(ids):
-        raise f.error("context_sos", " and context_eos give one id to two markers")
+        raise f.error("context_sos", Message("error.tokenizer.shared_marker", " and context_eos give one id to two "
+                                              "markers"))
     event_ranges = _ranges(f, "event_ranges", f.items("event_ranges"))
     input_event_ranges = _ranges(f, "input_event_ranges", f.items("input_event_ranges", []))
     all_ranges = event_ranges + input_event_ranges
     repeated = [t.value for t, n in Counter(r.type for r in all_ranges).items() if n > 1]
     if repeated:
-        raise f.error("event_ranges", f" list {repeated[0]!r} more than once")
+        raise f.error("event_ranges", Message("error.tokenizer.repeated_range", " list {name} more than once",
+                                              name=repr(repeated[0])))
     vocab_size = offset + sum(r.size for r in all_ranges)
     if vocab_size > VOCAB_LIMIT:
-        raise ModelError(f"{where}: the event ranges add up to {vocab_size} tokens, more than {VOCAB_LIMIT}; "
-                         f"the checkpoint is damaged or not a Mapperatorinator model")
+        raise ModelError(Message("error.tokenizer.too_many_tokens", "{where}: the event ranges add up to {count} "
+                                 "tokens, more than {limit}; {damaged}", where=where, count=vocab_size,
+                                 limit=VOCAB_LIMIT,
+                                 damaged=DAMAGED))
     args: dict[str, Any] = {
         "offset": offset, "context_sos": context_sos, "context_eos": context_eos, "event_ranges": event_ranges,
         "input_event_ranges": input_event_ranges,
@@ -405,7 +414,8 @@ def _checked_state(state: Any, where: str) -> dict[str, Any]:
     for key, expected in (("vocab_size_out", offset + sum(r.size for r in event_ranges)),
                           ("vocab_size_in", vocab_size)):
         if f.has(key) and f.integer(key, 0, VOCAB_LIMIT) != expected:
-            raise f.error(key, f"={state[key]} differs from the {expected} ids its event ranges give")
+            raise f.error(key, Message("error.tokenizer.vocab_size", "={value} differs from the {expected} ids its "
+                                       "event ranges give", value=state[key], expected=expected))
     return args
 
 
@@ -416,7 +426,8 @@ def _context_ids(f: Fields, key: str, offset: int) -> dict[ContextType, int]:
         try:
             context = ContextType(name)
         except ValueError:
-            raise table.error(name, " is not a context type Mapperator knows") from None
+            raise table.error(name, Message("error.tokenizer.unknown_context", " is not a context type Mapperator "
+                                                   "knows")) from None
         ids[context] = table.integer(name, 3, offset - 1)
     return ids
 
@@ -425,12 +436,13 @@ def _ranges(f: Fields, key: str, items: list) -> list[EventRange]:
     ranges = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise f.error(f"{key}[{i}]", " is not a JSON object")
+            raise f.error(f"{key}[{i}]", Message("error.tokenizer.range_not_an_object", " is not a JSON object"))
         r = Fields(item, f.where, f"{key}[{i}].")
         try:
             event_type = EventType(r.text("type"))
         except ValueError:
-            raise r.error("type", f"={item['type']!r} is not an event type Mapperator knows") from None
+            raise r.error("type", Message("error.tokenizer.unknown_event", "={value} is not an event type Mapperator "
+                                          "knows", value=repr(item["type"]))) from None
         low = r.integer("min_value", -VOCAB_LIMIT, VOCAB_LIMIT)
         high = r.integer("max_value", low, low + VOCAB_LIMIT)
         ranges.append(EventRange(event_type, low, high))
@@ -455,7 +467,8 @@ def _int_keys(table: Fields, bounds: tuple[int, int]) -> list[int]:
             try:
                 int(k)
             except ValueError:
-                raise table.error(k[:40], " is not a whole-number key") from None
+                not_whole = Message("error.tokenizer.key_not_whole", " is not a whole-number key")
+                raise table.error(k[:40], not_whole) from None
         raise
     _check_ints(table, list(zip(table.data, keys)), bounds)
     return keys
@@ -474,7 +487,7 @@ def _int_list_map(f: Fields, key: str, key_bounds: tuple[int, int], value_bounds
     keys = _int_keys(table, key_bounds)
     for name, values in table.data.items():
         if not isinstance(values, list):
-            raise table.error(name[:40], f"={show(values)} is not a JSON list")
+            raise table.error(name[:40], not_a_list(values))
     _check_ints(table, [(f"{name}[{i}]", v) for name, values in table.data.items() for i, v in enumerate(values)],
                 value_bounds)
     return {k: list(values) for k, values in zip(keys, table.data.values())}
@@ -490,7 +503,9 @@ def _check_conditioning_ranges(f: Fields, ranges: list[EventRange], args: dict[s
     for r in ranges:
         count_key = _CLASS_COUNTS.get(r.type)
         if count_key and (r.min_value, r.max_value) != (0, args[count_key]):
-            raise f.error(count_key, f"={args[count_key]} does not fit the {r.type.value!r} token range "
-                                     f"{r.min_value}..{r.max_value}")
+            raise f.error(count_key, Message("error.tokenizer.class_count", "={value} does not fit the {type} token "
+                                               "range {low}..{high}", value=args[count_key], type=repr(r.type.value),
+                                               low=r.min_value, high=r.max_value))
         if r.type == EventType.DIFFICULTY and not args["max_difficulty"] > 0:
-            raise f.error("max_difficulty", f"={args['max_difficulty']} must be positive with difficulty tokens")
+            raise f.error("max_difficulty", Message("error.tokenizer.max_difficulty", "={value} must be positive with "
+                                                   "difficulty tokens", value=args["max_difficulty"]))

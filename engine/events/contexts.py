@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import BeatmapError
+from ..messages import Message
 from ..presets import DataFlags
 from ..tokenizer import ContextType
 from ._view import timing_view, view_of
@@ -71,8 +72,8 @@ def timing_events(
     else:
         view, from_objects = view_of(source), True
     if not view.timing_points:
-        raise BeatmapError("no timing points were given, so there is no beat grid to tokenize",
-                           getattr(source, "path", None))
+        raise BeatmapError(Message("error.events.no_timing", "no timing points were given, so there is no beat grid "
+                                   "to tokenize"), getattr(source, "path", None))
     return _at_speed(_grid(source, view, flags, song_length_ms, from_objects), speed)
 
 

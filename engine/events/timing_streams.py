@@ -5,6 +5,7 @@ import math
 from typing import Iterator
 
 from ..errors import BeatmapError
+from ..messages import Message
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType
 from . import _upstream_parser as sc
@@ -42,8 +43,9 @@ def grid_stream(
         spans.append((tp, start_ms, min(next_ms, GRID_END_MS), first))
     beats = sum(max(0.0, (stop - start) / tp.beat_length - first) for tp, start, stop, first in spans)
     if beats > MAX_GRID_BEATS:
-        raise BeatmapError(f"its timing makes a beat grid of {beats:.0f} beats, more than the {MAX_GRID_BEATS} "
-                           "a song can have; check the timing points' beat lengths")
+        raise BeatmapError(Message("error.events.grid_too_large", "its timing makes a beat grid of {beats:.0f} "
+                                   "beats, more than the {limit} a song can have; check the timing points' beat "
+                                   "lengths", beats=beats, limit=MAX_GRID_BEATS))
     for tp, start_ms, next_ms, beat in spans:
         meter = tp.meter if tp.meter > 0 else 4
         time_ms = int(start_ms + beat * tp.beat_length) if beat else start_ms

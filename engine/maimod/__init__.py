@@ -55,7 +55,8 @@ def load_model(model: str, gamemode: int, *, device: str = "auto", precision: st
 
     if model in PRESETS and gamemode not in PRESETS[model].data.gamemodes:
         if model != DEFAULT_MODEL:
-            raise OptionError(f"{model} does not know game mode {gamemode}; use v31 or v32 for this beatmap")
+            raise OptionError(Message("error.maimod.unknown_gamemode", "{model} does not know game mode "
+                                      "{gamemode}; use v31 or v32 for this beatmap", model=model, gamemode=gamemode))
         log.info("%s maps osu!standard only; MaiMod uses %s for game mode %d", model, FALLBACK_MODEL, gamemode)
         model = FALLBACK_MODEL
     torch_device = pick_device(device)
@@ -73,8 +74,9 @@ def load_model(model: str, gamemode: int, *, device: str = "auto", precision: st
     ck = MODELS.get(key, load)
     if gamemode not in ck.preset.data.gamemodes:
         modes = ", ".join(str(m) for m in ck.preset.data.gamemodes)
-        raise OptionError(f"the {ck.preset.name} model at {folder} maps game modes {modes} only; this beatmap is "
-                          f"game mode {gamemode}")
+        raise OptionError(Message("error.maimod.model_gamemodes", "the {model} model at {folder} maps game modes "
+                                  "{modes} only; this beatmap is game mode {gamemode}", model=ck.preset.name,
+                                  folder=str(folder), modes=modes, gamemode=gamemode))
     return ck
 
 

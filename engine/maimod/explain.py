@@ -102,8 +102,67 @@ def severity_of(relative_surprisal: float) -> Severity:
     return Severity.MINOR
 
 
+#: Event type names as upstream's report writes them ("Slider Head"), as messages the app translates.
+TYPE_NAMES: dict[EventType, Message] = {
+    T.TIME_SHIFT: Message("maimod.event.t", "T"),
+    T.SNAPPING: Message("maimod.event.snap", "Snap"),
+    T.DISTANCE: Message("maimod.event.dist", "Dist"),
+    T.NEW_COMBO: Message("maimod.event.new_combo", "New Combo"),
+    T.HITSOUND: Message("maimod.event.hitsound", "Hitsound"),
+    T.VOLUME: Message("maimod.event.volume", "Volume"),
+    T.CIRCLE: Message("maimod.event.circle", "Circle"),
+    T.SPINNER: Message("maimod.event.spinner", "Spinner"),
+    T.SPINNER_END: Message("maimod.event.spinner_end", "Spinner End"),
+    T.SLIDER_HEAD: Message("maimod.event.slider_head", "Slider Head"),
+    T.BEZIER_ANCHOR: Message("maimod.event.bezier_anchor", "Bezier Anchor"),
+    T.PERFECT_ANCHOR: Message("maimod.event.perfect_anchor", "Perfect Anchor"),
+    T.CATMULL_ANCHOR: Message("maimod.event.catmull_anchor", "Catmull Anchor"),
+    T.RED_ANCHOR: Message("maimod.event.red_anchor", "Red Anchor"),
+    T.LAST_ANCHOR: Message("maimod.event.last_anchor", "Last Anchor"),
+    T.SLIDER_END: Message("maimod.event.slider_end", "Slider End"),
+    T.BEAT: Message("maimod.event.beat", "Beat"),
+    T.MEASURE: Message("maimod.event.measure", "Measure"),
+    T.TIMING_POINT: Message("maimod.event.timing_point", "Timing Point"),
+    T.GAMEMODE: Message("maimod.event.gamemode", "Gamemode"),
+    T.STYLE: Message("maimod.event.style", "Style"),
+    T.DIFFICULTY: Message("maimod.event.difficulty", "Difficulty"),
+    T.MAPPER: Message("maimod.event.mapper", "Mapper"),
+    T.CS: Message("maimod.event.cs", "Cs"),
+    T.YEAR: Message("maimod.event.year", "Year"),
+    T.HITSOUNDED: Message("maimod.event.hitsounded", "Hitsounded"),
+    T.SONG_LENGTH: Message("maimod.event.song_length", "Song Length"),
+    T.SONG_POSITION: Message("maimod.event.song_position", "Song Position"),
+    T.GLOBAL_SV: Message("maimod.event.global_sv", "Global Sv"),
+    T.MANIA_KEYCOUNT: Message("maimod.event.keycount", "Keycount"),
+    T.HOLD_NOTE_RATIO: Message("maimod.event.hold_note_ratio", "Hold Note Ratio"),
+    T.SCROLL_SPEED_RATIO: Message("maimod.event.scroll_speed_ratio", "Scroll Speed Ratio"),
+    T.DESCRIPTOR: Message("maimod.event.descriptor", "Descriptor"),
+    T.POS_X: Message("maimod.event.pos_x", "Pos X"),
+    T.POS_Y: Message("maimod.event.pos_y", "Pos Y"),
+    T.POS: Message("maimod.event.pos", "Pos"),
+    T.KIAI: Message("maimod.event.kiai", "Kiai"),
+    T.MANIA_COLUMN: Message("maimod.event.column", "Column"),
+    T.HOLD_NOTE: Message("maimod.event.hold_note", "Hold Note"),
+    T.HOLD_NOTE_END: Message("maimod.event.hold_note_end", "Hold Note End"),
+    T.SCROLL_SPEED_CHANGE: Message("maimod.event.scroll_speed_change", "Scroll Speed Change"),
+    T.SCROLL_SPEED: Message("maimod.event.scroll_speed", "Scroll Speed"),
+    T.DRUMROLL: Message("maimod.event.drumroll", "Drumroll"),
+    T.DRUMROLL_END: Message("maimod.event.drumroll_end", "Drumroll End"),
+    T.DENDEN: Message("maimod.event.denden", "Denden"),
+    T.DENDEN_END: Message("maimod.event.denden_end", "Denden End"),
+    T.CONTROL: Message("maimod.event.control", "Control"),
+    T.SLIDER_SUSTAIN: Message("maimod.event.slider_sustain", "Slider Sustain"),
+    T.SLIDER_REPEAT_SUSTAIN: Message("maimod.event.slider_repeat_sustain", "Slider Repeat Sustain"),
+    T.SPINNER_SUSTAIN: Message("maimod.event.spinner_sustain", "Spinner Sustain"),
+    T.HOLD_NOTE_SUSTAIN: Message("maimod.event.hold_note_sustain", "Hold Note Sustain"),
+    T.DRUMROLL_SUSTAIN: Message("maimod.event.drumroll_sustain", "Drumroll Sustain"),
+    T.DENDEN_SUSTAIN: Message("maimod.event.denden_sustain", "Denden Sustain"),
+    T.POS_REFINE: Message("maimod.event.pos_refine", "Pos Refine"),
+}
+
+
 def type_name(event_type: EventType) -> str:
-    return event_type.value.replace("_", " ").title()
+    return TYPE_NAMES.get(event_type) or event_type.value.replace("_", " ").title()
 
 
 # --- groups -----------------------------------------------------------------------------------------------
@@ -206,7 +265,7 @@ class EventText:
             banks = ("normal", "soft", "drum")
             return f"{banks[v // 8 % 3]}:{banks[v // 24 % 3]}-{':'.join(sounds) or 'none'}"
         if kind == T.CONTROL and (v == self.tokenizer.eos_id or v in self.tokenizer.context_eos.values()):
-            return "End of sequence"
+            return Message("maimod.end_of_sequence", "End of sequence")
         return str(event)
 
 
@@ -267,14 +326,16 @@ def _label(groups: list[GroupSummary], g: int, c: Candidate, events: Sequence[Ev
             if events[j].type == T.TIME_SHIFT:
                 break
             repeat += events[j].type == c.event.type
-        return "Slider Body" if repeat == 0 else f"Slider Repeat #{repeat}"
+        if repeat == 0:
+            return Message("maimod.slider_body", "Slider Body")
+        return Message("maimod.slider_repeat", "Slider Repeat #{number}", number=repeat)
     if group.type in ANCHOR_TYPES:
         number = 2  # the head is the slider's first anchor
         for j in range(g - 1, -1, -1):
             if groups[j].type == T.SLIDER_HEAD:
                 break
             number += groups[j].type in ANCHOR_TYPES
-        return f"{type_name(group.type)} #{number}"
+        return Message("maimod.numbered", "{name} #{number}", name=type_name(group.type), number=number)
     return type_name(group.type) if group.type is not None else "None"
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled
+from ..messages import Message
 from ..presets import DataFlags
 from ..prompt import ContextStream, Embeds, WindowCodec, left_pad, teacher_forced_prompts, window_range
 from ..prompt.conditions import Conditions
@@ -95,7 +96,7 @@ def score_contexts(
     n = len(starts)
     for b in range(0, n, max(1, batch_size)):
         if cancel is not None and cancel.is_set():
-            raise Cancelled("MaiMod was cancelled")
+            raise Cancelled(Message("error.maimod.cancelled", "MaiMod was cancelled"))
         rows = range(b, min(n, b + batch_size))
         ids = torch.tensor([padded[w] for w in rows], dtype=torch.long, device=device)
         frames = torch.from_numpy(np.stack([segments.samples(w) for w in rows])).to(device)

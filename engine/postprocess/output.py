@@ -13,6 +13,7 @@ from ..beatmap import Beatmap, beatmap_bytes, write_osz
 from ..beatmap.files import OutputTransaction
 from ..beatmap.osz import beatmap_filename, safe_filename
 from ..errors import BeatmapError
+from ..messages import Message
 
 
 def osu_filename(beatmap: Beatmap) -> str:
@@ -39,7 +40,7 @@ def export_osz(beatmap: Beatmap, path: str | Path, audio_path: str | Path,
     path = Path(path)
     audio_path = Path(audio_path)
     if not audio_path.is_file():
-        raise BeatmapError("the audio file to pack is missing", audio_path)
+        raise BeatmapError(Message("error.output.audio_missing", "the audio file to pack is missing"), audio_path)
     if path.is_dir():
         m = beatmap.metadata
         path = path / safe_filename(f"{m.artist} - {m.title} ({m.creator}).osz")

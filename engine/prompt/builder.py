@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import OptionError
+from ..messages import Message, joined
 from ..presets import MS_PER_STEP, DataFlags
 from ..tokenizer import ContextType, Event, EventType, Tokenizer
 from .streams import ContextStream, WindowCodec, time_shift_ids
@@ -73,17 +74,12 @@ def plan_contexts(
         if all(c in t.outputs for c in requested) and all(c in given or c == C.NONE for c in t.inputs)
     ]
     if not viable:
-        raise OptionError(
-            "this model cannot produce "
-            + (", ".join(c.value for c in requested) or "anything")
-            + " from "
-            + (", ".join(c.value for c in given) or "no reference")
-            + "; it was trained for: "
-            + "; ".join(
-                f"{'+'.join(c.value for c in t.inputs) or 'nothing'} -> {'+'.join(c.value for c in t.outputs)}"
-                for t in flags.context_templates
-            )
-        )
+        raise OptionError(Message(
+            "error.prompt.no_template", "this model cannot produce {outputs} from {inputs}; it was trained for: "
+            "{templates}",
+            outputs=", ".join(c.value for c in requested) or Message("error.prompt.anything", "anything"),
+            inputs=", ".join(c.value for c in given) or Message("error.prompt.no_reference", "no reference"),
+            templates=joined([_trained_for(t.inputs, t.outputs) for t in flags.context_templates], "; ")))
     # max() keeps the first of equals, as the template order in the config decides ties
     template = max(viable, key=lambda t: sum(c != C.NONE for c in t.inputs))
     all_out = list(template.outputs)
@@ -92,13 +88,18 @@ def plan_contexts(
     if wanted:
         out = all_out[: max(all_out.index(c) for c in wanted) + 1]
     elif requested:
-        raise OptionError(
-            "none of the requested outputs (" + ", ".join(c.value for c in requested) + ") can be generated "
-            "for this game mode (SV is generated only for mania)"
-        )
+        raise OptionError(Message(
+            "error.prompt.not_for_mode", "none of the requested outputs ({outputs}) can be generated for this game "
+            "mode (SV is generated only for mania)", outputs=", ".join(c.value for c in requested)))
     else:
         out = all_out
     return ContextPlan(tuple(template.inputs), tuple(out), required_special_tokens(flags, all_out))
+
+
+def _trained_for(inputs: Sequence[ContextType], outputs: Sequence[ContextType]) -> str:
+    """One template as ``map+timing -> gd`` (``nothing -> timing`` without inputs)."""
+    used, made = "+".join(c.value for c in inputs), "+".join(c.value for c in outputs)
+    return f"{used} -> {made}" if used else Message("error.prompt.from_nothing", "nothing -> {outputs}", outputs=made)
 
 
 def stop_ids(
@@ -282,7 +283,8 @@ class PromptBuilder:
         while len(ids) >= self.flags.tgt_seq_len:
             halvings += 1
             if halvings > _MAX_HALVINGS:
-                raise OptionError("the prompt does not fit the model even after shortening its contexts")
+                raise OptionError(Message("error.prompt.too_long", "the prompt does not fit the model even after "
+                                          "shortening its contexts"))
             max_len //= 2
             ids = self.build(window_start, in_streams, out_streams, max_len=max_len)
             if with_negative:

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import OptionError
+from ..messages import Message
 from ..presets import DataFlags
 from ..tokenizer import Event, EventType, Tokenizer
 
@@ -46,7 +47,8 @@ class Conditions:
 
     def __post_init__(self):
         if self.gamemode not in (0, 1, 2, 3):
-            raise OptionError(f"gamemode must be 0 (osu!), 1 (taiko), 2 (catch) or 3 (mania), not {self.gamemode}")
+            raise OptionError(Message("error.prompt.gamemode", "gamemode must be 0 (osu!), 1 (taiko), 2 (catch) or 3 "
+                                      "(mania), not {gamemode}", gamemode=self.gamemode))
         for name in ("descriptors", "negative_descriptors"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
@@ -73,7 +75,13 @@ def _encode(tokenizer: Tokenizer, what: str, fn, *args) -> int:
     try:
         return fn(*args)
     except ValueError as e:
-        raise OptionError(f"this model cannot take {what} {args[0]!r}: {e}") from None
+        raise OptionError(Message("error.prompt.cannot_take", "this model cannot take {what} {value}: {reason}",
+                                  what=what, value=repr(args[0]), reason=_reason(e))) from None
+
+
+def _reason(error: Exception) -> str:
+    """The error's message (kept as a :class:`Message` when it is one, so the app can translate it)."""
+    return error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
 
 
 def class_tokens(
@@ -101,7 +109,7 @@ def class_tokens(
     if flags.add_mapper_token:
         ids.append(tok.mapper_token(c.mapper_id))
     if flags.add_year_token:
-        ids.append(_encode(tok, "year", tok.year_token, c.year))
+        ids.append(_encode(tok, Message("error.prompt.year", "year"), tok.year_token, c.year))
     if flags.add_hitsounded_token:
         ids.append(tok.encode(Event(EventType.HITSOUNDED, int(c.hitsounded))))
     if flags.add_song_length_token:
@@ -112,7 +120,8 @@ def class_tokens(
         ids.append(tok.cs_token(c.circle_size))
     if c.gamemode == 3:
         if flags.add_keycount_token:
-            ids.append(_encode(tok, "key count", tok.encode, Event(EventType.MANIA_KEYCOUNT, int(c.keycount))))
+            key_count = Message("error.prompt.key_count", "key count")
+            ids.append(_encode(tok, key_count, tok.encode, Event(EventType.MANIA_KEYCOUNT, int(c.keycount))))
         if flags.add_hold_note_ratio_token:
             ids.append(tok.hold_note_ratio_token(c.hold_note_ratio))
     if flags.add_scroll_speed_ratio_token and c.gamemode in (1, 3):

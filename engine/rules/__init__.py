@@ -20,6 +20,7 @@ from typing import Iterable
 
 from ..beatmap import Beatmap
 from ..errors import OptionError
+from ..messages import Message
 from ..suggestions import Suggestion, sort_suggestions
 from . import compose, files, slider_checks, timing_checks  # noqa: F401  (registers the rules)
 from .context import MapContext
@@ -42,8 +43,8 @@ def check_beatmap(beatmap: Beatmap, *, beatmap_path: str | Path | None = None,
         wanted = list(checks)
         unknown = [c for c in wanted if c not in RULES]
         if unknown:
-            raise OptionError(f"unknown rule check(s) {', '.join(map(repr, unknown))}; "
-                              f"known checks: {', '.join(RULES)}")
+            raise OptionError(Message("error.rules.unknown_checks", "unknown rule check(s) {checks}; known checks: "
+                                      "{known}", checks=", ".join(map(repr, unknown)), known=", ".join(RULES)))
         selected = [RULES[c] for c in wanted]
     if beatmap_path is None and beatmap.path is not None and Path(beatmap.path).is_file():
         beatmap_path = beatmap.path
