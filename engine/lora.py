@@ -26,6 +26,7 @@ import torch
 
 from .checkpoint import read_json
 from .errors import ModelError
+from .messages import Message
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
@@ -143,8 +144,9 @@ def apply_lora(checkpoint: "Checkpoint", lora_path: str, *, revision: str | None
     try:
         from peft import PeftModel
     except ImportError:
-        raise ModelError("lora_path needs the peft package, which the double-click app does not include: "
-                         "install Mapperator with pip (README) to use LoRA adapters, or pip install peft") from None
+        raise ModelError(Message("error.lora.needs_peft", "lora_path needs the peft package, which the double-click "
+                                 "app does not include: install Mapperator with pip (README) to use LoRA adapters, "
+                                 "or pip install peft")) from None
 
     model = checkpoint.model
     dtype = model.dtype
@@ -155,7 +157,8 @@ def apply_lora(checkpoint: "Checkpoint", lora_path: str, *, revision: str | None
         wrapped = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
         merged = wrapped.merge_and_unload()
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ModelError(f"LoRA adapter {lora_path} does not fit {checkpoint.source}: {_first_line(e)}") from None
+        raise ModelError(Message("error.lora.does_not_fit", "LoRA adapter {adapter} does not fit {model}: {reason}",
+                                 adapter=lora_path, model=checkpoint.source, reason=_first_line(e))) from None
     if dtype != torch.float32:
         merged.to(dtype)
         merged.spectrogram.to(spectrogram_dtype)
@@ -172,12 +175,15 @@ def locate_adapter(lora_path: str, revision: str | None = None) -> Path:
         if not (path / ADAPTER_CONFIG).is_file() and (path / "lora" / ADAPTER_CONFIG).is_file():
             path = path / "lora"  # a training checkpoint folder: the adapter lives in its lora/ subfolder
         if not (path / ADAPTER_CONFIG).is_file():
-            raise ModelError(f"{path} is not a LoRA adapter folder ({ADAPTER_CONFIG} is missing)")
+            raise ModelError(Message("error.lora.not_adapter_folder", "{path} is not a LoRA adapter folder ({file} is "
+                                     "missing)", path=str(path), file=ADAPTER_CONFIG))
         return path
     if path.exists():
-        raise ModelError(f"lora_path {path} is a file; give the adapter's folder")
+        raise ModelError(Message("error.lora.path_is_file", "lora_path {path} is a file; give the adapter's folder",
+                                 path=str(path)))
     if not _REPO_ID.match(lora_path) or lora_path.startswith((".", "/")) or "\\" in lora_path:
-        raise ModelError(f"lora_path {lora_path!r} is neither a folder nor a Hugging Face repo id")
+        raise ModelError(Message("error.lora.bad_path", "lora_path {path} is neither a folder nor a Hugging Face repo "
+                                 "id", path=repr(lora_path)))
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -186,16 +192,21 @@ def locate_adapter(lora_path: str, revision: str | None = None) -> Path:
                                           allow_patterns=[ADAPTER_CONFIG, ADAPTER_WEIGHTS, METADATA_FILE,
                                                           "adapter_model.bin"]))
     except RepositoryNotFoundError:
-        raise ModelError(f"Hugging Face has no repo {lora_path!r} (or it is private)") from None
+        raise ModelError(Message("error.lora.no_such_repo", "Hugging Face has no repo {repo} (or it is private)",
+                                 repo=repr(lora_path))) from None
     except LocalEntryNotFoundError:
-        raise ModelError(f"LoRA adapter {lora_path} is not downloaded yet and the Hugging Face hub cannot be "
-                         "reached; connect to the internet or point lora_path at a local folder") from None
+        raise ModelError(Message("error.lora.offline_missing", "LoRA adapter {adapter} is not downloaded yet and the "
+                                 "Hugging Face hub cannot be reached; connect to the internet or point lora_path at a "
+                                 "local folder", adapter=lora_path)) from None
     except (HfHubHTTPError, OSError) as e:
-        raise ModelError(f"could not download LoRA adapter {lora_path}: {e}") from None
+        raise ModelError(Message("error.lora.download_failed", "could not download LoRA adapter {adapter}: {reason}",
+                                 adapter=lora_path, reason=str(e))) from None
     if not (snapshot / ADAPTER_CONFIG).is_file():
-        raise ModelError(f"{lora_path} is not a LoRA adapter repo ({ADAPTER_CONFIG} is missing)")
+        raise ModelError(Message("error.lora.not_adapter_repo", "{adapter} is not a LoRA adapter repo ({file} is "
+                                 "missing)", adapter=lora_path, file=ADAPTER_CONFIG))
     if not (snapshot / ADAPTER_WEIGHTS).is_file():
-        raise ModelError(f"{lora_path} has no {ADAPTER_WEIGHTS} (pickle adapters are not loaded)")
+        raise ModelError(Message("error.lora.no_safetensors", "{adapter} has no {file} (pickle adapters are not "
+                                 "loaded)", adapter=lora_path, file=ADAPTER_WEIGHTS))
     return snapshot
 
 
@@ -207,7 +218,8 @@ def read_metadata(folder: Path) -> dict[str, Any] | None:
     data = read_json(path, "LoRA adapter")
     subfolders = data.get("ckpt_subfolders")
     if subfolders is not None and not (isinstance(subfolders, list) and all(isinstance(s, str) for s in subfolders)):
-        raise ModelError(f"{path}: 'ckpt_subfolders' must be a list of folder names or null, not {subfolders!r}")
+        raise ModelError(Message("error.lora.bad_subfolders", "{path}: 'ckpt_subfolders' must be a list of folder "
+                                 "names or null, not {value}", path=str(path), value=repr(subfolders)))
     data["ckpt_subfolders"] = _normalise_subfolders(subfolders)
     return data
 
@@ -219,24 +231,27 @@ def check_compatible(checkpoint: "Checkpoint", metadata: dict[str, Any] | None, 
     here = checkpoint_subfolder(checkpoint)
     allowed = metadata.get("ckpt_subfolders")
     if allowed is not None and here not in allowed:
-        raise ModelError(
-            f"LoRA adapter {where} applies to the checkpoint subfolder(s) {', '.join(map(repr, allowed))}, "
-            f"but the loaded model is {checkpoint.source} {'/' + here if here else '(root)'}; pick the matching "
-            f"model (gamemode) or another adapter"
-        )
+        raise ModelError(Message(
+            "error.lora.other_subfolder", "LoRA adapter {adapter} applies to the checkpoint subfolder(s) {allowed}, "
+            "but the loaded model is {model} {subfolder}; pick the matching model (gamemode) or another adapter",
+            adapter=str(where), allowed=", ".join(map(repr, allowed)), model=checkpoint.source,
+            subfolder="/" + here if here else Message("error.lora.root", "(root)")))
     base = metadata.get("base_model")
     if not isinstance(base, dict):
         return
     trained_on = BaseModel(str(base.get("source", "?")), str(base.get("subfolder") or ""),
                            str(base.get("version", "?")), base.get("fingerprint"))
     if trained_on.version != checkpoint.version:
-        raise ModelError(f"LoRA adapter {where} was trained on {trained_on.describe()}, a {trained_on.version} "
-                         f"model; it cannot be applied to this {checkpoint.version} model ({checkpoint.source})")
+        raise ModelError(Message("error.lora.other_version", "LoRA adapter {adapter} was trained on {base}, a "
+                                 "{version} model; it cannot be applied to this {model_version} model ({model})",
+                                 adapter=str(where), base=trained_on.describe(), version=trained_on.version,
+                                 model_version=checkpoint.version, model=checkpoint.source))
     if trained_on.fingerprint:
         mine = weights_fingerprint(checkpoint.path)
         if mine is not None and mine != trained_on.fingerprint:
-            raise ModelError(f"LoRA adapter {where} was trained on {trained_on.describe()}, whose weights differ "
-                             f"from the loaded model ({checkpoint.source}); load that base model with it")
+            raise ModelError(Message("error.lora.other_weights", "LoRA adapter {adapter} was trained on {base}, whose "
+                                     "weights differ from the loaded model ({model}); load that base model with it",
+                                     adapter=str(where), base=trained_on.describe(), model=checkpoint.source))
 
 
 def checkpoint_subfolder(checkpoint: "Checkpoint") -> str:
@@ -271,16 +286,18 @@ def _check_modules(model: torch.nn.Module, adapter_config: dict, folder: Path) -
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in present]
     if targets and len(missing) == len(targets):
-        raise ModelError(f"LoRA adapter {folder} targets {', '.join(targets)}, which this model does not have (its "
-                         f"attention layers are {', '.join(sorted(_attention_names(model)))}): it was made for "
-                         "another model version")
+        raise ModelError(Message("error.lora.missing_modules", "LoRA adapter {adapter} targets {targets}, which this "
+                                 "model does not have (its attention layers are {layers}): it was made for another "
+                                 "model version", adapter=str(folder), targets=", ".join(targets),
+                                 layers=", ".join(sorted(_attention_names(model)))))
     try:
         from safetensors import safe_open
 
         with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:
-        raise ModelError(f"{folder / ADAPTER_WEIGHTS} cannot be read: {_first_line(e)}") from None
+        raise ModelError(Message("json.unreadable", "{path} cannot be read: {reason}",
+                                 path=str(folder / ADAPTER_WEIGHTS), reason=_first_line(e))) from None
     modules = dict(model.named_modules())
     for key, shape in shapes.items():
         m = re.match(r"^(?:base_model\.model\.)?(.*)\.lora_([AB])(?:\.[^.]+)?\.weight$", key)
@@ -290,8 +307,9 @@ def _check_modules(model: torch.nn.Module, adapter_config: dict, folder: Path) -
         expected = layer.in_features if m.group(2) == "A" else layer.out_features
         actual = shape[1] if m.group(2) == "A" else shape[0]
         if actual != expected:
-            raise ModelError(f"LoRA adapter {folder} was made for another model: {m.group(1)} has "
-                             f"{expected} features here, {actual} in the adapter")
+            raise ModelError(Message("error.lora.other_shape", "LoRA adapter {adapter} was made for another model: "
+                                     "{module} has {expected} features here, {actual} in the adapter",
+                                     adapter=str(folder), module=m.group(1), expected=expected, actual=actual))
 
 
 def _attention_names(model: torch.nn.Module) -> set[str]:

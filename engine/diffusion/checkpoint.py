@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
+from ..messages import Message
 from .classes import ClassVocabulary
 from .dit import DiT, DiTShape, shape_from_state_dict
 from .safe_pickle import load_plain_pickle
@@ -53,10 +54,12 @@ def find_pickles(checkpoint: str | Path) -> tuple[Path, Path]:
         files = folder / MODEL_FILE, folder / TOKENIZER_FILE
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ModelError(f"{folder}: not an osu-diffusion checkpoint (missing {', '.join(missing)})")
+            raise ModelError(Message("error.diffusion.not_checkpoint", "{folder}: not an osu-diffusion checkpoint "
+                                     "(missing {files})", folder=str(folder), files=", ".join(missing)))
         return files
     if folder.exists() or "/" not in str(checkpoint) or str(checkpoint).count("/") != 1:
-        raise ModelError(f"{checkpoint}: no such diffusion checkpoint folder or Hugging Face repo")
+        raise ModelError(Message("error.diffusion.no_such_checkpoint", "{checkpoint}: no such diffusion checkpoint "
+                                 "folder or Hugging Face repo", checkpoint=str(checkpoint)))
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -67,15 +70,25 @@ def find_pickles(checkpoint: str | Path) -> tuple[Path, Path]:
         return tuple(Path(hf_hub_download(str(checkpoint), name, local_files_only=offline))  # type: ignore[return-value]
                      for name in (MODEL_FILE, TOKENIZER_FILE))
     except RepositoryNotFoundError:
-        raise ModelError(f"Hugging Face has no diffusion model {str(checkpoint)!r} (or it is private); set diff_ckpt "
-                         f"to a repo id such as {DEFAULT_REPO} or a local folder") from None
+        raise ModelError(Message("error.diffusion.no_such_repo", "Hugging Face has no diffusion model {repo} (or it is "
+                                 "private); set diff_ckpt to a repo id such as {default} or a local folder",
+                                 repo=repr(str(checkpoint)), default=DEFAULT_REPO)) from None
     except LocalEntryNotFoundError:
-        raise ModelError(f"{checkpoint} ({MODEL_FILE}, {TOKENIZER_FILE}) is not downloaded yet and the Hugging Face "
-                         "hub cannot be reached. Connect once to download it, or set diff_ckpt to a local folder "
-                         "holding both files") from None
+        raise ModelError(Message("error.diffusion.offline_missing", "{checkpoint} ({files}) is not downloaded yet and "
+                                 "the Hugging Face hub cannot be reached. Connect once to download it, or set "
+                                 "diff_ckpt to a local folder holding both files", checkpoint=str(checkpoint),
+                                 files=f"{MODEL_FILE}, {TOKENIZER_FILE}")) from None
     except Exception as e:  # noqa: BLE001 - network failures and a missing file: one actionable message
-        raise ModelError(f"could not get {checkpoint} ({MODEL_FILE}, {TOKENIZER_FILE}) from Hugging Face: {e}. "
-                         "Connect once to download it, or give a local folder holding both files") from e
+        raise ModelError(Message("error.diffusion.download_failed", "could not get {checkpoint} ({files}) from Hugging "
+                                 "Face: {reason}. Connect once to download it, or give a local folder holding both "
+                                 "files", checkpoint=str(checkpoint), files=f"{MODEL_FILE}, {TOKENIZER_FILE}",
+                                 reason=str(e))) from e
+
+
+def _reason(error: BaseException) -> str:
+    """An exception's text, keeping its :class:`Message` when it was raised with one."""
+    first = error.args[0] if len(error.args) == 1 else None
+    return first if isinstance(first, Message) else str(error)
 
 
 def _cache_key(files: tuple[Path, Path], heads: int | None) -> str:
@@ -89,10 +102,12 @@ def _cache_key(files: tuple[Path, Path], heads: int | None) -> str:
 
 def _checked_state(path: Path, state) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not state:
-        raise ModelError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
+        raise ModelError(Message("error.diffusion.not_state_dict", "{path}: expected a state dict of tensors, found "
+                                 "{type}", path=str(path), type=type(state).__name__))
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or not v.is_floating_point()]
     if bad:
-        raise ModelError(f"{path}: entry {bad[0]!r} is not a float tensor")
+        raise ModelError(Message("error.diffusion.not_float_tensor", "{path}: entry {entry} is not a float tensor",
+                                 path=str(path), entry=repr(bad[0])))
     return {k: v.float().contiguous() for k, v in state.items()}
 
 
@@ -104,17 +119,22 @@ def convert(files: tuple[Path, Path], target: Path, heads: int | None = None) ->
     state = _checked_state(model_path, load_plain_pickle(model_path))
     tokenizer_state = load_plain_pickle(tokenizer_path)
     if not isinstance(tokenizer_state, dict):
-        raise ModelError(f"{tokenizer_path}: expected the tokenizer's state dict, found {type(tokenizer_state).__name__}")
+        raise ModelError(Message("error.diffusion.not_tokenizer_state", "{path}: expected the tokenizer's state dict, "
+                                 "found {type}", path=str(tokenizer_path), type=type(tokenizer_state).__name__))
     try:
         classes = ClassVocabulary.from_state(tokenizer_state)
     except ValueError as e:
-        raise ModelError(f"{tokenizer_path}: {e}") from e
+        raise ModelError(Message("error.diffusion.bad_tokenizer", "{path}: {reason}", path=str(tokenizer_path),
+                                 reason=_reason(e))) from e
     try:
         shape = shape_from_state_dict(state, heads)
     except (KeyError, ValueError, IndexError) as e:
-        raise ModelError(f"{model_path}: not an osu-diffusion DiT state dict ({e})") from e
+        raise ModelError(Message("error.diffusion.not_dit", "{path}: not an osu-diffusion DiT state dict ({reason})",
+                                 path=str(model_path), reason=_reason(e))) from e
     if shape.class_size != classes.size:
-        raise ModelError(f"{model_path}: takes {shape.class_size} classes but {tokenizer_path.name} describes {classes.size}")
+        raise ModelError(Message("error.diffusion.class_count", "{path}: takes {count} classes but {tokenizer} "
+                                 "describes {size}", path=str(model_path), count=shape.class_size,
+                                 tokenizer=tokenizer_path.name, size=classes.size))
     _build(shape, state, model_path)  # refuses wrong keys or shapes before anything is cached
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
@@ -138,7 +158,9 @@ def _build(shape: DiTShape, state: dict[str, torch.Tensor], source: Path) -> DiT
     try:
         dit.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ModelError(f"{source}: weights do not fit a DiT {shape.width} wide, {shape.depth} deep: {e}") from e
+        raise ModelError(Message("error.diffusion.weights_do_not_fit", "{path}: weights do not fit a DiT {width} wide, "
+                                 "{depth} deep: {reason}", path=str(source), width=shape.width, depth=shape.depth,
+                                 reason=str(e))) from e
     return dit.eval()
 
 
@@ -148,12 +170,16 @@ def load_converted(folder: Path, device: str | torch.device = "cpu") -> Diffusio
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         if config.get("format") != FORMAT:
-            raise ModelError(f"{folder}: converted with another format ({config.get('format')}); delete the folder")
+            raise ModelError(Message("error.diffusion.other_format", "{folder}: converted with another format "
+                                     "({format}); delete the folder", folder=str(folder),
+                                     format=str(config.get("format"))))
         shape = DiTShape(**{k: config[k] for k in DiTShape.__dataclass_fields__})
         classes = ClassVocabulary.from_json(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
         state = load_file(str(folder / "model.safetensors"))
     except (OSError, KeyError, TypeError, ValueError) as e:
-        raise ModelError(f"{folder}: damaged converted diffusion checkpoint ({e}); delete the folder to convert again") from e
+        raise ModelError(Message("error.diffusion.damaged_conversion", "{folder}: damaged converted diffusion "
+                                 "checkpoint ({reason}); delete the folder to convert again", folder=str(folder),
+                                 reason=str(e))) from e
     dit = _build(shape, state, folder / "model.safetensors").to(device)
     return DiffusionModel(dit=dit, classes=classes, folder=folder)
 

@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..messages import Message
+
 INT_FIELDS = ("num_classes", "num_diff_classes", "max_difficulty", "num_mapper_classes",
               "num_descriptor_classes", "num_cs_classes")
 
@@ -37,18 +39,21 @@ class ClassVocabulary:
         """From the tokenizer's state dict (as pickled in ``tokenizer.pkl``); raises ValueError naming a bad field."""
         missing = [key for key in ("num_classes", "num_diff_classes", "max_difficulty") if key not in state]
         if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
+            raise ValueError(Message("error.diffusion.tokenizer_missing", "missing {fields}",
+                                     fields=", ".join(missing)))
         values: dict[str, Any] = {}
         for key in INT_FIELDS:
             value = state.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{key} must be a count, got {value!r}")
+                raise ValueError(Message("error.diffusion.tokenizer_count", "{key} must be a count, got {value}",
+                                         key=key, value=repr(value)))
             values[key] = value
         for key, key_type, value_type in (("beatmap_idx", int, int), ("mapper_idx", int, int), ("descriptor_idx", str, int)):
             mapping = state.get(key, {})
             if not isinstance(mapping, Mapping) or not all(
                     isinstance(k, key_type) and isinstance(v, value_type) for k, v in mapping.items()):
-                raise ValueError(f"{key} must map {key_type.__name__} to {value_type.__name__}")
+                raise ValueError(Message("error.diffusion.tokenizer_mapping", "{key} must map {key_type} to "
+                                         "{value_type}", key=key, key_type=key_type.__name__, value_type=value_type.__name__))
             values[key] = dict(mapping)
         return cls(**values)
 

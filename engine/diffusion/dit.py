@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..messages import Message
+
 POSITION_FREQUENCIES = 128  # sinusoid size per coordinate
 STEP_FREQUENCIES = 256  # sinusoid size of the diffusion step
 # Published DiT sizes: width -> heads (the width alone names the variant).
@@ -143,7 +145,8 @@ def shape_from_state_dict(state: dict[str, torch.Tensor], heads: int | None = No
     depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
     heads = heads or HEADS_BY_WIDTH.get(width)
     if heads is None or width % heads:
-        raise ValueError(f"a DiT {width} wide is not a published size; give its head count")
+        raise ValueError(Message("error.diffusion.unpublished_width", "a DiT {width} wide is not a published size; "
+                                 "give its head count", width=width))
     return DiTShape(
         width=width,
         depth=depth,

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import Cancelled, OptionError
 from ..events import EventStream
+from ..messages import Message
 from ..tokenizer import Event
 from .curves import SamplerCurve
 from .checkpoint import DEFAULT_REPO, DiffusionModel, load_diffusion_model
@@ -76,11 +77,15 @@ class DiffusionOptions:
 
 def _check(options: DiffusionOptions) -> None:
     if not np.isfinite(options.cfg_scale):
-        raise OptionError(f"diff_cfg_scale must be a finite number, got {options.cfg_scale}")
+        raise OptionError(Message("error.diffusion.cfg_scale", "diff_cfg_scale must be a finite number, got {value}",
+                                  value=options.cfg_scale))
     if options.overlap_buffer < 0 or options.max_seq_len <= 2 * options.overlap_buffer:
-        raise OptionError(f"max_seq_len ({options.max_seq_len}) must be more than twice overlap_buffer ({options.overlap_buffer})")
+        raise OptionError(Message("error.diffusion.seq_len", "max_seq_len ({max_seq_len}) must be more than twice "
+                                  "overlap_buffer ({overlap_buffer})", max_seq_len=options.max_seq_len,
+                                  overlap_buffer=options.overlap_buffer))
     if options.attention_band < 1:
-        raise OptionError(f"attention_band must be at least 1, got {options.attention_band}")
+        raise OptionError(Message("error.diffusion.attention_band", "attention_band must be at least 1, got {value}",
+                                  value=options.attention_band))
 
 
 def _to_pixels(x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +162,7 @@ class _Sampler:
         try:
             self.schedule = RespacedSchedule(options.noise_schedule, options.diffusion_steps, options.timesteps)
         except (ValueError, ZeroDivisionError) as e:
-            raise OptionError(f"diffusion schedule: {e}") from e
+            raise OptionError(Message("error.diffusion.schedule", "diffusion schedule: {reason}", reason=str(e))) from e
         classes = model.classes
         y = classes.vector(difficulty=conditioning.difficulty, mapper_id=conditioning.mapper_id,
                            descriptors=conditioning.descriptors, circle_size=conditioning.circle_size,

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from ..messages import Message
 
 # "module name" as the GLOBAL opcode spells it. Storage classes are the tensor dtypes an EMA may be saved in.
 ALLOWED_GLOBALS = frozenset({
@@ -43,15 +44,18 @@ def _pickle_bytes(path: Path) -> bytes:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if len(names) != 1:
-                raise ModelError(f"{path}: not a PyTorch checkpoint archive (no data.pkl inside)")
+                raise ModelError(Message("error.diffusion.no_data_pkl", "{path}: not a PyTorch checkpoint archive (no "
+                                         "data.pkl inside)", path=str(path)))
             bad = archive.testzip()
             if bad is not None:
-                raise ModelError(f"{path}: damaged ({bad} fails its checksum); download the file again")
+                raise ModelError(Message("error.diffusion.bad_checksum", "{path}: damaged ({member} fails its "
+                                         "checksum); download the file again", path=str(path), member=bad))
             return archive.read(names[0])
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         if isinstance(e, OSError) and not path.exists():
-            raise ModelError(f"{path}: file not found") from e
-        raise ModelError(f"{path}: incomplete or not a PyTorch zip checkpoint ({e}); download the file again") from e
+            raise ModelError(Message("error.diffusion.file_not_found", "{path}: file not found", path=str(path))) from e
+        raise ModelError(Message("error.diffusion.not_zip", "{path}: incomplete or not a PyTorch zip checkpoint "
+                                 "({reason}); download the file again", path=str(path), reason=str(e))) from e
 
 
 def check_globals(path: Path, data: bytes) -> None:
@@ -59,13 +63,16 @@ def check_globals(path: Path, data: bytes) -> None:
     try:
         for op, arg, _ in pickletools.genops(data):
             if op.name == "GLOBAL" and arg not in ALLOWED_GLOBALS:
-                raise ModelError(f"{path}: refused to load: it names {arg.replace(' ', '.')!r}, which a diffusion "
-                                 f"checkpoint never contains (only tensors and plain values are allowed)")
+                raise ModelError(Message("error.diffusion.refused_global", "{path}: refused to load: it names {name}, "
+                                         "which a diffusion checkpoint never contains (only tensors and plain values "
+                                         "are allowed)", path=str(path), name=repr(arg.replace(" ", "."))))
             if op.name in NAMING_OPCODES:  # e.g. protocol 4's STACK_GLOBAL, which torch.save never writes by default
-                raise ModelError(f"{path}: refused to load: its pickle names a global through {op.name}, which "
-                                 "torch.save's archives of plain state dicts never do")
+                raise ModelError(Message("error.diffusion.refused_opcode", "{path}: refused to load: its pickle names "
+                                         "a global through {opcode}, which torch.save's archives of plain state dicts "
+                                         "never do", path=str(path), opcode=op.name))
     except ValueError as e:  # pickletools on a truncated or garbled stream
-        raise ModelError(f"{path}: the pickle inside is damaged ({e}); download the file again") from e
+        raise ModelError(Message("error.diffusion.damaged_pickle", "{path}: the pickle inside is damaged ({reason}); "
+                                 "download the file again", path=str(path), reason=str(e))) from e
 
 
 def load_plain_pickle(path: str | Path) -> Any:
@@ -76,6 +83,8 @@ def load_plain_pickle(path: str | Path) -> Any:
         with torch.serialization.safe_globals([]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ModelError(f"{path}: refused to load: {e}") from e
+        raise ModelError(Message("error.diffusion.refused", "{path}: refused to load: {reason}", path=str(path),
+                                 reason=str(e))) from e
     except (RuntimeError, EOFError, ValueError) as e:
-        raise ModelError(f"{path}: could not be read ({e}); download the file again") from e
+        raise ModelError(Message("error.diffusion.unreadable", "{path}: could not be read ({reason}); download the "
+                                 "file again", path=str(path), reason=str(e))) from e
