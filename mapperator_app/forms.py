@@ -18,6 +18,9 @@ from .worker import Job, JobState
 GAMEMODES = list(engine.GAMEMODE_NAMES.values())  # the Radio choices, by mode number
 CONTEXTS = ["TIMING", "KIAI", "MAP", "SV", "GD", "NO_HS"]
 OUTPUT_CONTEXTS = ["TIMING", "KIAI", "MAP", "SV"]
+#: The contexts as the page names them; the values stay upstream's names (``in_context=[TIMING]``).
+CONTEXT_KEYS = {"TIMING": K("context.timing"), "KIAI": K("context.kiai"), "MAP": K("context.map"),
+                "SV": K("context.sv"), "GD": K("context.gd"), "NO_HS": K("context.no_hs")}
 PRECISIONS = list(engine.PRECISION_CHOICES)  # the Precision menus; the first, auto, is the engine's default
 SEVERITY_COLOURS = {"problem": "#ffd6d6", "warning": "#fff0c2", "minor": "#e6f0ff"}
 
@@ -51,8 +54,9 @@ def model_label(model: str) -> str:
         return model
     version = engine.model_vocabulary(model).version
     path = Path(model).expanduser()
-    if path.is_dir():
-        return f"{version or 'checkpoint'} (folder …/{'/'.join(path.parts[-2:])})"
+    if path.is_dir():  # no words: the label is not translated
+        where = f"…/{'/'.join(path.parts[-2:])}"
+        return f"{version} ({where})" if version else where
     return f"{version} ({model})" if version else model
 
 

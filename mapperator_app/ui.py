@@ -304,12 +304,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 models.build(ctx, demo)
             with gr.Tab(L("tab.settings"), id="settings"):
                 settings_tab.build(ctx, demo)
-        _chain_page_loads(ctx, demo)
-        timer = gr.Timer(1.0)
 
         def jobs_list(request: gr.Request):
             return forms.jobs_html(ctx.worker.active(), ctx.lang(request))
 
+        ctx.page_loads.append((jobs_list, [jobs], {}))  # in the page's language before the first tick
+        _chain_page_loads(ctx, demo)
+        timer = gr.Timer(1.0)
         timer.tick(jobs_list, None, jobs, api_name="jobs", show_progress="hidden", concurrency_limit=None,
                    queue=False)
     return demo

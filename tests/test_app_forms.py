@@ -109,7 +109,7 @@ def test_model_picker_labels_a_folder_with_its_version_and_keeps_the_path_as_val
     assert choices[:2] == [("v32", "v32"), ("v31", "v31")]
     label, value = choices[2]
     assert value == str(checkpoint), "the value is the path, so a saved value restores unchanged"
-    assert label == "v31 (folder …/v31/checkpoint)"
+    assert label == "v31 (…/v31/checkpoint)"
     assert forms.model_choices(["v32"], "v32") == [("v32", "v32")] == forms.model_choices(["v32"], " ")
     assert forms.model_label("no/such-repo") == "no/such-repo"
 

@@ -98,6 +98,11 @@ def result_markdown(outcome: Outcome, lang: str = "en") -> str:
     return "\n".join(lines)
 
 
+def context_choices(names: list[str]) -> list[tuple[Any, str]]:
+    """Checkbox choices for contexts: shown in the page's language, valued by upstream's names."""
+    return [(L(forms.CONTEXT_KEYS[name]), name) for name in names]
+
+
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     fields: dict[str, gr.components.Component] = {}
     with gr.Row():
@@ -135,8 +140,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 fields["super_timing"] = gr.Checkbox(False, label=L("generate.super_timing"))
                 fields["export_osz"] = gr.Checkbox(False, label=L("generate.export_osz"))
             with gr.Row():
-                fields["in_context"] = gr.CheckboxGroup(forms.CONTEXTS, value=[], label=L("generate.in_context"))
-                fields["output_type"] = gr.CheckboxGroup(forms.OUTPUT_CONTEXTS, value=[],
+                fields["in_context"] = gr.CheckboxGroup(context_choices(forms.CONTEXTS), value=[],
+                                                        label=L("generate.in_context"))
+                fields["output_type"] = gr.CheckboxGroup(context_choices(forms.OUTPUT_CONTEXTS), value=[],
                                                          label=L("generate.output_type"))
             with gr.Row():
                 fields["start_time"] = gr.Textbox(value="", label=L("generate.start_time"), placeholder=L("generate.song_start"))

@@ -56,7 +56,7 @@ def test_generated_map_plays_and_draws_its_objects(page, artifacts, tmp_path):
     page.wait_for_function("document.querySelector('#gen-model-note').innerText.includes('descriptors')",
                            timeout=UI_TIMEOUT_MS)
     # the picker shows the folder's version; the path stays the value (the generation below uses it)
-    page.wait_for_function("document.querySelector('#gen-model input').value === 'v32 (folder …/v32/checkpoint)'",
+    page.wait_for_function("document.querySelector('#gen-model input').value === 'v32 (…/v32/checkpoint)'",
                            timeout=UI_TIMEOUT_MS)
     page.locator("#gen-model").screenshot(path=str(artifacts / "model-picker.png"))
     fill(page, "gen-seed", "11")
