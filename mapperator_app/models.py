@@ -20,6 +20,8 @@ from tqdm import tqdm
 import engine
 from engine import Cancelled, Message, ModelError
 
+from . import i18n
+
 log = logging.getLogger(__name__)
 
 
@@ -58,12 +60,13 @@ def offline_advice(version: str, installed: bool) -> str:
                    "a checkpoint folder as the model.", version=version)
 
 
-def format_bytes(n: float) -> str:
+def format_bytes(n: float, lang: str = i18n.DEFAULT) -> str:
+    """``1.5 GB`` (``1,5 GB`` where ``lang`` writes a decimal comma)."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" else f"{i18n.number(n, lang, '.1f')} {unit}"
         n /= 1000
-    return f"{n:.1f} GB"
+    return f"{i18n.number(n, lang, '.1f')} GB"
 
 
 class ByteProgress:

@@ -222,3 +222,9 @@ def test_byte_progress_follows_the_largest_byte_bar():
     cancel.set()
     with pytest.raises(Cancelled):
         bar.update(1)
+
+
+@pytest.mark.parametrize("lang, shown", [("en", "1.5 GB"), ("fr", "1,5 GB"), ("de", "1,5 GB"), ("ja", "1.5 GB")])
+def test_sizes_use_the_languages_decimal_mark(lang, shown):
+    assert models.format_bytes(1_500_000_000, lang) == shown
+    assert models.format_bytes(512, lang) == "512 B"

@@ -28,8 +28,8 @@ def model_rows(lang: str = "en") -> list[list[Any]]:
         state = t("models.installed_yes", lang) if m.installed else (
             t("models.installed_partly", lang) if m.partial or m.size_bytes else t("models.installed_no", lang))
         modes = ", ".join(engine.GAMEMODE_NAMES[g] for g in m.gamemodes) or "—"
-        rows.append([m.version, m.repo_id, state, modes, models.format_bytes(m.size_bytes) if m.size_bytes else "—",
-                     str(m.snapshot) if m.snapshot else ""])
+        size = models.format_bytes(m.size_bytes, lang) if m.size_bytes else "—"
+        rows.append([m.version, m.repo_id, state, modes, size, str(m.snapshot) if m.snapshot else ""])
     return rows
 
 
@@ -73,7 +73,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         def finish(job: Job):
             if job.state is JobState.DONE:
                 m = job.result
-                text = t("models.installed", lang, version=m.version, size=models.format_bytes(m.size_bytes),
+                text = t("models.installed", lang, version=m.version, size=models.format_bytes(m.size_bytes, lang),
                          folder=str(m.snapshot))
                 return forms.note_html(text, lang), model_table(lang)
             return forms.progress_html(job, 0, lang), model_table(lang)
