@@ -1,7 +1,7 @@
 """Speed of the published model sizes, and the quality gate of the precision that bought it.
 
     python bench/speed.py --device cpu|cuda [--precision auto|fp32|bf16|amp|int8] [--models v32 v32-mini]
-                          [--json] [--quick] [--no-gate]
+                          [--json] [--quick] [--no-gate] [--int8-encoder]
 
 For v32 and v32-mini, with random weights at the published sizes (bench/forward.py's ``random_model``):
 
@@ -244,6 +244,8 @@ def measure_in_child(name: str, args, precision: str) -> dict:
                "--precision", precision] + (["--quick"] if args.quick else []) + ([] if args.gate else ["--no-gate"])
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.int8_encoder:
+        command += ["--int8-encoder"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"measuring {name} failed:\n{done.stderr[-4000:]}")
@@ -346,6 +348,8 @@ def main() -> None:
                     help="default: the device's default (int8 on the CPU)")
     ap.add_argument("--models", nargs="*", choices=MODELS, help="default: both (--quick: v32-mini)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: the engine's choice)")
+    ap.add_argument("--int8-encoder", action="store_true",
+                    help="int8 encoder even on a CPU with bf16 units (what CPUs without them run)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON object, last line")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, figures mean nothing")
     ap.add_argument("--no-gate", dest="gate", action="store_false", help="skip the quality gate")
@@ -357,6 +361,10 @@ def main() -> None:
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.int8_encoder:
+        import engine.quantize
+
+        engine.quantize.native_bf16 = lambda: False
     precision = resolve_precision(device, args.precision)
     if args.child:
         print(json.dumps(measure_model(args.child, device, precision, args.quick, args.gate)))
@@ -370,8 +378,11 @@ def main() -> None:
         f"per window: timing {TIMING_WINDOW.prompt}+{TIMING_WINDOW.generate}, map {MAP_WINDOW.prompt}+"
         f"{MAP_WINDOW.generate} tokens (prompt+generated)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} logical CPUs"
+    from engine.quantize import native_bf16
+
+    encoder = (", encoder bf16" if native_bf16() else ", encoder int8") if precision == "int8" else ""
     header = (f"{device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, precision "
-              f"{precision}, {budgets}, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
+              f"{precision}{encoder}, {budgets}, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
     print_tables(results, gate_rows, header)
     if args.json:
         if gate_rows is not None:

@@ -97,14 +97,24 @@ def test_auto_precision_and_int8_on_a_gpu():
 # --- the quantized model ---------------------------------------------------------------------------------------
 
 
-def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits():
+@pytest.mark.parametrize("bf16_encoder", [False, True], ids=["int8-encoder", "bf16-encoder"])
+def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits(bf16_encoder):
     reference = load_checkpoint(str(need(V32)))
-    linears = sum(isinstance(m, torch.nn.Linear) for m in reference.model.transformer.modules())
+    transformer = reference.model.transformer
+    linears = sum(isinstance(m, torch.nn.Linear) for m in transformer.modules())
+    encoder_linears = sum(isinstance(m, torch.nn.Linear) for m in transformer.model.encoder.modules())
     quantized = load_checkpoint(str(V32))
-    assert quantize_int8(quantized.model) is quantized.model
+    assert quantize_int8(quantized.model, bf16_encoder=bf16_encoder) is quantized.model
     assert is_int8(quantized.model) and not is_int8(reference.model)
-    assert sum(isinstance(m, DynamicLinear) for m in quantized.model.modules()) == linears > 0
-    assert not any(type(m) is torch.nn.Linear for m in quantized.model.transformer.modules())
+    encoder = quantized.model.transformer.model.encoder
+    if bf16_encoder:  # the decoder and the output head in int8, the encoder's weights in bf16
+        assert sum(isinstance(m, DynamicLinear) for m in quantized.model.modules()) == linears - encoder_linears > 0
+        assert {m.weight.dtype for m in encoder.modules() if type(m) is torch.nn.Linear} == {torch.bfloat16}
+        assert sum(type(m) is torch.nn.Linear for m in encoder.modules()) == encoder_linears
+    else:
+        assert sum(isinstance(m, DynamicLinear) for m in quantized.model.modules()) == linears > 0
+        assert not any(type(m) is torch.nn.Linear for m in quantized.model.transformer.modules())
+    assert quantized.model.encoder_bf16 is bf16_encoder
     assert quantized.model.decoder_embedder.weight.dtype == torch.float32
 
     # the training example the model learned (fixtures README 9.2), so that the logits mean something
