@@ -2,8 +2,10 @@
 
     python bench/device_check.py --device cuda
 
-Prints, per precision, the largest logit difference against upstream's fp32 CPU goldens (forward goldens), and
-whether greedy generation with the trained fixture checkpoints reproduces upstream's tokens. Needs the shared
+Prints, per precision, the largest logit difference against upstream's fp32 CPU goldens (forward goldens),
+whether greedy generation with the trained fixture checkpoints reproduces upstream's tokens (decoding as users
+get it: CUDA graphs on), and for real-size v32 and v32-mini (random weights) the decoder's tokens/s with and
+without CUDA graphs, batch 1 and a guided pair, and whether both give the same tokens. Needs the shared
 fixtures (../shared or MAPPERATOR_SHARED).
 """
 from __future__ import annotations
@@ -83,6 +85,40 @@ def generation(device: torch.device, precision: str) -> None:
               f"{len(result.beatmap.hit_objects)} objects, {wall:.1f} s, {result.tokens_per_second:.0f} tok/s")
 
 
+def graph_speed(device: torch.device, precision: str, tokens: int = 256) -> None:
+    """Greedy decoding of a fixed budget with and without CUDA graphs (engine.cuda_graph)."""
+    import dataclasses
+
+    from bench.forward import random_model
+    from bench.speed import _tokenizer
+    from engine.decoding import DecodingOptions, decode
+    from engine.runtime import autocast
+
+    for name in ("v32", "v32-mini"):
+        model = random_model(name, device, precision)
+        tokenizer = _tokenizer(name)
+        gen = torch.Generator().manual_seed(0)
+        frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen)
+        prompt = torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (608,), generator=gen).tolist()
+        for cfg_scale in (1.0, 2.0):
+            results = {}
+            for graph in (False, True):
+                opts = DecodingOptions(do_sample=False, max_length=608 + tokens, cfg_scale=cfg_scale, cuda_graph=graph)
+                negative = [prompt[:-8]] if cfg_scale > 1 else None
+                best, rows = float("inf"), None
+                for _ in range(3):
+                    torch.cuda.synchronize(device) if device.type == "cuda" else None
+                    t = time.perf_counter()
+                    with autocast(device, precision):
+                        rows = decode(model, tokenizer, frames, [prompt], opts, stop=(), negative_prompts=negative)
+                    torch.cuda.synchronize(device) if device.type == "cuda" else None
+                    best = min(best, time.perf_counter() - t)
+                results[graph] = (rows, len(rows[0]) / best)
+            same = results[False][0] == results[True][0]
+            print(f"  {name:<9} {'guided pair' if cfg_scale > 1 else 'batch 1    '}: eager {results[False][1]:7.0f} tok/s, "
+                  f"CUDA graph {results[True][1]:7.0f} tok/s (window incl. encoder and prompt), same tokens: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -95,6 +131,7 @@ def main() -> None:
         print(f"precision {precision}")
         forward_diffs(device, precision)
         generation(device, precision)
+        graph_speed(device, precision)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class DecodingOptions:
     cfg_scale: float = 1.0
     max_length: int = 2048  # prompt + generated, as Hugging Face's max_length
     types_first: bool = False
+    cuda_graph: bool = True  # on a GPU, replay a single row's decoder steps as a CUDA graph (same tokens)
 
 
 Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -241,6 +242,12 @@ class DecodeStats:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+def uses_cuda_graph(device: torch.device, batch: int, opts: DecodingOptions) -> bool:
+    """Whether :func:`decode` replays its steps as a CUDA graph (:mod:`engine.cuda_graph`): on a GPU, for a
+    single row (with or without its guidance row), unless ``opts.cuda_graph`` is off."""
+    return opts.cuda_graph and device.type == "cuda" and batch == 1
+
+
 @torch.inference_mode()
 def decode(
     model: Mapperatorinator,
@@ -296,6 +303,11 @@ def decode(
     max_len = max(width + total, width + 1)
     state = model.start_decoding(encoder_out, rows_in != PAD_ID, max_len)
     logits = model.decode_step(rows_in, state).float()
+    graphed = None
+    if uses_cuda_graph(device, batch, opts):  # one row (or one guided pair): no row ever leaves the batch
+        from .cuda_graph import GraphedStep
+
+        graphed = GraphedStep(model, model.static_decoding(state, max_len), len(rows_in))
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
@@ -340,7 +352,7 @@ def decode(
                 if hasattr(rule, "select"):
                     rule.select(keep)
         step = torch.cat([token, token]) if guided else token
-        logits = model.decode_step(step[:, None], state).float()
+        logits = graphed(step) if graphed is not None else model.decode_step(step[:, None], state).float()
 
     rows = []
     for row in out[:, :steps].cpu().tolist():

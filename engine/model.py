@@ -360,10 +360,11 @@ class Rotary(nn.Module):
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """positions: [seq] int -> (cos, sin) of shape [seq, head_dim]."""
         inv_freq = self.inv_freq
-        seq_len = int(positions.max()) + 1 if positions.numel() else 0
-        if self.dynamic and seq_len > self.max_positions:
-            scale = (self.factor * seq_len / self.max_positions) - (self.factor - 1)
-            inv_freq = self._inv_freq(self.base * scale ** (self.head_dim / (self.head_dim - 2))).to(positions.device)
+        if self.dynamic:  # reads the positions on the host: a static decoder step never comes here (v30/v31 only)
+            seq_len = int(positions.max()) + 1 if positions.numel() else 0
+            if seq_len > self.max_positions:
+                scale = (self.factor * seq_len / self.max_positions) - (self.factor - 1)
+                inv_freq = self._inv_freq(self.base * scale ** (self.head_dim / (self.head_dim - 2))).to(positions.device)
         freqs = positions.float()[:, None] * inv_freq.float()[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -616,6 +617,62 @@ class DecoderState:
         self.key_padding = self.key_padding[rows]
 
 
+class StaticLayerCache:
+    """Self-attention keys/values of one decoder layer, reserved for every position; the next token's keys and
+    values are written at a position held on the device."""
+
+    def __init__(self, cache: LayerCache, max_len: int, position: torch.Tensor):
+        b, h, _, d = cache.k.shape
+        # zeros, not empty: masked positions still enter the attention product (0 x NaN would be NaN)
+        self.k = cache.k.new_zeros(b, h, max_len, d)
+        self.v = cache.v.new_zeros(b, h, max_len, d)
+        self.k[:, :, : cache.length] = cache.k[:, :, : cache.length]
+        self.v[:, :, : cache.length] = cache.v[:, :, : cache.length]
+        self.position = position
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k.index_copy_(2, self.position, k)
+        self.v.index_copy_(2, self.position, v)
+        return self.k, self.v
+
+
+@dataclass
+class StaticDecoderState:
+    """:class:`DecoderState` with fixed shapes: caches for ``max_len`` positions, the position as a device tensor
+    (``length`` is its host-side copy), and self-attention masks computed from it on the device."""
+
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
+    caches: list[StaticLayerCache]
+    key_padding: torch.Tensor  # [batch, max_len] bool, True where a position holds a real token
+    position: torch.Tensor  # [1] long: where the next token goes
+    length: int
+    windows: list[int | None]  # each layer's local-attention half window (None: global)
+    dtype: torch.dtype
+
+    @classmethod
+    def after_prompt(cls, state: DecoderState, max_len: int, windows: list[int | None], dtype: torch.dtype):
+        position = torch.tensor([state.length], device=state.key_padding.device)
+        caches = [StaticLayerCache(c, max_len, position) for c in state.caches]
+        key_padding = state.key_padding[:, :max_len].clone()
+        return cls(state.cross_kv, caches, key_padding, position, state.length, windows, dtype)
+
+    def masks(self) -> list[torch.Tensor]:
+        """One additive mask per layer, [batch, 1, 1, max_len]: real tokens up to the position (within the
+        layer's window)."""
+        columns = torch.arange(self.key_padding.shape[1], device=self.position.device)
+        allowed = self.key_padding & (columns <= self.position)
+        masks = {}
+        for window in set(self.windows):
+            mask = allowed if window is None else allowed & (columns >= self.position - window)
+            masks[window] = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(self.dtype).min)[:, None, None, :]
+        return [masks[window] for window in self.windows]
+
+    def advance(self) -> None:
+        self.position.add_(1)
+        self.length += 1
+
+
 # --- the backbone ------------------------------------------------------------------------------------------------
 
 
@@ -804,8 +861,6 @@ class Mapperatorinator(nn.Module):
         decoder = self.transformer.model.decoder
         x = self.decoder_embedder(ids)
         if decoder.cfg.flavour == WHISPER:
-            if int(positions[-1]) >= decoder.cfg.max_target_positions:
-                raise ValueError(f"the decoder holds {decoder.cfg.max_target_positions} positions")
             x = x + decoder.embed_positions(positions).to(x.dtype)
         angles = decoder.positions.angles(positions, x.dtype)
         for i, layer in enumerate(decoder.layers):
@@ -829,9 +884,15 @@ class Mapperatorinator(nn.Module):
             encoder_out = self.encode(frames, **cond)
         ids = decoder_input_ids
         length = ids.shape[1]
+        self._check_length(length)
         masks = self._self_masks(length, length, 0, decoder_attention_mask, causal)
         positions = torch.arange(length, device=ids.device)
         return self._decode_layers(ids, positions, self.cross_kv(encoder_out), masks, None, causal)
+
+    def _check_length(self, length: int) -> None:
+        decoder = self.transformer.model.decoder
+        if decoder.cfg.flavour == WHISPER and length > decoder.cfg.max_target_positions:
+            raise ValueError(f"the decoder holds {decoder.cfg.max_target_positions} positions")
 
     def _self_masks(self, q_len: int, k_len: int, q_offset: int, key_padding: torch.Tensor | None, causal: bool):
         """One additive self-attention mask per decoder layer.
@@ -878,9 +939,26 @@ class Mapperatorinator(nn.Module):
         """Feed ``ids`` (batch, n) after what ``state`` holds; returns the logits of the last position (batch, vocab)."""
         start = state.length
         n = ids.shape[1]
+        self._check_length(start + n)
         positions = torch.arange(start, start + n, device=ids.device)
         masks = self._self_masks(n, start + n, start, state.key_padding, causal=True)
         logits = self._decode_layers(ids, positions, state.cross_kv, masks, state.caches, causal=True)
+        return logits[:, -1]
+
+
+    # one token a step with shapes that never change (a CUDA graph replays it: engine.cuda_graph)
+
+    def static_decoding(self, state: DecoderState, max_len: int) -> "StaticDecoderState":
+        """``state`` (a prompt already fed) as a :class:`StaticDecoderState` holding ``max_len`` positions."""
+        return StaticDecoderState.after_prompt(state, max_len, self.transformer.model.decoder.positions.windows,
+                                               self.dtype)
+
+    def decode_step_static(self, ids: torch.Tensor, state: "StaticDecoderState") -> torch.Tensor:
+        """:meth:`decode_step` for one token per row (``ids`` [batch, 1]) without reading anything on the host:
+        the position lives on the device and keys are attended over all ``max_len`` cached positions, masked."""
+        self._check_length(state.length + 1)
+        logits = self._decode_layers(ids, state.position, state.cross_kv, state.masks(), state.caches, causal=True)
+        state.advance()
         return logits[:, -1]
 
 

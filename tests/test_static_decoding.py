@@ -1,0 +1,143 @@
+"""The static decoder step (fixed shapes, position on the device: what a CUDA graph replays) gives the logits of
+the ordinary cached step, for every backbone (v29 Whisper, v30 RoPE-Whisper, v32 VarWhisper with local
+attention) and for left-padded rows; and decode() run through it gives the same tokens.
+
+The CUDA graph itself needs a GPU (bench/device_check.py); here the static step runs eagerly, as
+:class:`engine.cuda_graph.GraphedStep` runs it wherever capture is not possible.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import engine.decoding
+from engine.checkpoint import load_checkpoint
+from engine.cuda_graph import GraphedStep
+from engine.decoding import DecodingOptions, decode
+
+from .conftest import UPSTREAM, need
+
+TRAINED = UPSTREAM / "trained"
+V29 = __import__("pathlib").Path(__file__).parent / "fixtures" / "upstream_v29"
+
+
+def checkpoints():
+    return {"v30": TRAINED / "v30" / "checkpoint", "v32": TRAINED / "v32" / "checkpoint"}
+
+
+def load(version: str):
+    return load_checkpoint(str(need(checkpoints()[version])), device="cpu")
+
+
+def frames_for(model, rows: int) -> torch.Tensor:
+    samples = (model.config.backbone.max_source_positions * 2 - 1) * model.config.spectrogram.hop_length
+    return torch.randn(rows, samples, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("version", ["v30", "v32"])
+def test_the_static_step_gives_the_cached_steps_logits(version):
+    ck = load(version)
+    model = ck.model
+    gen = torch.Generator().manual_seed(1)
+    vocab = model.config.vocab_size_out
+    prompts = torch.randint(3, vocab, (2, 40), generator=gen)
+    prompts[1, :7] = 0  # a left-padded row
+    padding = prompts != 0
+    cond = {k: v.expand(2, *v.shape[1:]) for k, v in _conditioning(model).items()}
+    steps = torch.randint(3, vocab, (2, 60), generator=gen)
+    with torch.inference_mode():
+        encoder_out = model.encode(frames_for(model, 2), **cond)
+        logits = []
+        for static in (False, True):
+            state = model.start_decoding(encoder_out, padding, 40 + 60)
+            model.decode_step(prompts, state)
+            if static:
+                state = model.static_decoding(state, 40 + 60)
+            rows = [model.decode_step_static(steps[:, i: i + 1], state) if static else
+                    model.decode_step(steps[:, i: i + 1], state) for i in range(60)]
+            logits.append(torch.stack(rows, 1))
+    assert torch.allclose(logits[0], logits[1], atol=1e-4), float((logits[0] - logits[1]).abs().max())
+    assert torch.equal(logits[0].argmax(-1), logits[1].argmax(-1))
+
+
+def test_the_static_step_keeps_local_attention_windows():
+    """VarWhisper layers that attend only to nearby positions (half window 8 here): the static step's masks
+    must cut the same keys the cached step never looks at."""
+    import dataclasses
+
+    from bench.forward import real_size
+    from engine.checkpoint import new_model
+
+    config = real_size("v32-mini")
+    backbone = dataclasses.replace(config.backbone, d_model=64, encoder_layers=1, decoder_layers=3, encoder_heads=4,
+                                   decoder_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, global_attn_every_n_layers=2,
+                                   local_attention=16)
+    model = new_model(dataclasses.replace(config, backbone=backbone), seed=3).eval()
+    assert model.transformer.model.decoder.positions.windows == [None, 8, None]
+    ids = torch.randint(3, config.vocab_size_out, (1, 80), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        encoder_out = model.encode(frames_for(model, 1))
+        outs = []
+        for static in (False, True):
+            state = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 80)
+            model.decode_step(ids[:, :20], state)
+            if static:
+                state = model.static_decoding(state, 80)
+            step = model.decode_step_static if static else model.decode_step
+            outs.append(torch.stack([step(ids[:, i: i + 1], state) for i in range(20, 80)], 1))
+    assert torch.allclose(outs[0], outs[1], atol=1e-4), float((outs[0] - outs[1]).abs().max())
+
+
+def test_the_static_step_covers_whispers_learned_positions():
+    model = load_checkpoint(str(need(V29 / "checkpoint")), device="cpu").model
+    ids = torch.randint(3, model.config.vocab_size_out, (1, 30), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        encoder_out = model.encode(frames_for(model, 1))
+        outs = []
+        for static in (False, True):
+            state = model.start_decoding(encoder_out, torch.ones(1, 10, dtype=torch.bool), 30)
+            model.decode_step(ids[:, :10], state)
+            if static:
+                state = model.static_decoding(state, 30)
+            step = model.decode_step_static if static else model.decode_step
+            outs.append(torch.stack([step(ids[:, i: i + 1], state) for i in range(10, 30)], 1))
+    assert torch.allclose(outs[0], outs[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
+def test_decoding_through_the_static_step_gives_the_same_tokens(monkeypatch, cfg_scale):
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    opts = DecodingOptions(do_sample=False, max_length=160, cfg_scale=cfg_scale)
+    prompt = torch.randint(3, 600, (40,), generator=torch.Generator().manual_seed(3)).tolist()
+    negative = prompt[:-5] if cfg_scale > 1 else None
+
+    def run() -> list[list[int]]:
+        return decode(model, tokenizer, frames_for(model, 1), [prompt], opts, stop=[tokenizer.eos_id],
+                      negative_prompts=[negative] if negative else None)
+
+    eager = run()
+    made = []
+    real = GraphedStep.__init__
+
+    def spy(self, *args):
+        real(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(GraphedStep, "__init__", spy)
+    monkeypatch.setattr(engine.decoding, "uses_cuda_graph", lambda device, batch, o: batch == 1)
+    assert run() == eager and len(eager[0]) > 20
+    assert len(made) == 1 and made[0].graph is None  # on a CPU the static step runs eagerly
+
+
+def test_a_batch_of_rows_keeps_the_ordinary_step():
+    assert not engine.decoding.uses_cuda_graph(torch.device("cuda"), 2, DecodingOptions())
+    assert not engine.decoding.uses_cuda_graph(torch.device("cpu"), 1, DecodingOptions())
+    assert not engine.decoding.uses_cuda_graph(torch.device("cuda"), 1, DecodingOptions(cuda_graph=False))
+    assert engine.decoding.uses_cuda_graph(torch.device("cuda"), 1, DecodingOptions())
+
+
+def _conditioning(model) -> dict[str, torch.Tensor]:
+    from bench.forward import conditioning
+
+    return conditioning(model.config, "cpu")
