@@ -77,6 +77,13 @@ class AudioWarning(UserWarning):
     """Audio that loads but is probably not what the user meant (silent, very long, truncated)."""
 
 
+def _note(notes: list | None, message: Message) -> None:
+    if notes is None:
+        warnings.warn(AudioWarning(message), stacklevel=3)
+    else:
+        notes.append(message)
+
+
 def load_audio(
     path: str | os.PathLike,
     sample_rate: int,
@@ -84,6 +91,7 @@ def load_audio(
     speed: float = 1.0,
     normalize: bool = True,
     max_duration_s: float = MAX_AUDIO_S,
+    notes: list | None = None,
 ) -> np.ndarray:
     """Decode ``path`` to a mono float32 waveform at ``sample_rate``, exactly as upstream does.
 
@@ -93,7 +101,8 @@ def load_audio(
 
     Raises :class:`AudioError` for a missing, unreadable, empty or over-long file; warns with
     :class:`AudioWarning` for songs over :data:`LONG_AUDIO_S`, audio that decodes much shorter than
-    its header says, and all-silent audio (returned as zeros rather than divided by zero).
+    its header says, and all-silent audio (returned as zeros rather than divided by zero). A job passes
+    ``notes`` (a list): those warnings are appended to it instead, as messages the user is shown.
     """
     if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
         raise AudioError(f"sample rate must be a positive integer, got {sample_rate!r}")
@@ -155,30 +164,21 @@ def load_audio(
         raise AudioError(Message("audio.no_samples", "{path}: the file contains no audio samples", path=str(path)))
     seconds = decoded / rate
     if damaged is not None:
-        warnings.warn(
-            f"{path}: the audio is damaged after {seconds:.1f} s ({damaged}); the rest is left out. "
-            "The file is probably truncated",
-            AudioWarning,
-            stacklevel=2,
-        )
+        _note(notes, Message("audio.damaged_tail", "{path}: the audio is damaged after {seconds:.1f} s ({reason}); the "
+                             "rest is left out. The file is probably truncated", path=str(path), seconds=seconds,
+                             reason=str(damaged)))
     elif exact_length and expected_s - seconds > max(1.0, 0.02 * expected_s):
-        warnings.warn(
-            f"{path}: decoded only {seconds:.1f} s of the {expected_s:.1f} s the file header announces; "
-            "the file is probably truncated or damaged",
-            AudioWarning,
-            stacklevel=2,
-        )
+        _note(notes, Message("audio.short", "{path}: decoded only {seconds:.1f} s of the {expected:.1f} s the file "
+                             "header announces; the file is probably truncated or damaged", path=str(path),
+                             seconds=seconds, expected=expected_s))
     if seconds > LONG_AUDIO_S:
-        warnings.warn(
-            f"{path}: the song is {seconds / 60:.0f} minutes long; generation will take a long time",
-            AudioWarning,
-            stacklevel=2,
-        )
+        _note(notes, Message("audio.long_song", "{path}: the song is {minutes:.0f} minutes long; generation will take "
+                             "a long time", path=str(path), minutes=seconds / 60))
     if not normalize:
         return samples
     peak = max(samples.max(), -samples.min())  # not np.abs(samples): that is a second copy of the song
     if peak == 0:
-        warnings.warn(f"{path}: the audio is completely silent", AudioWarning, stacklevel=2)
+        _note(notes, Message("audio.silent", "{path}: the audio is completely silent", path=str(path)))
         return samples
     samples /= peak  # in place: a second copy of a long song is what would make memory peak
     return samples

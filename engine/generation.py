@@ -460,7 +460,7 @@ class _Job:
         from .windows import WindowLayout
 
         self.report.stage(Message("stage.loading_song", "Loading the song"), 0.01)
-        samples = load_audio(self.plan.audio_path, self.plan.preset.data.sample_rate)
+        samples = load_audio(self.plan.audio_path, self.plan.preset.data.sample_rate, notes=self.warnings)
         _raise_if_cancelled(self.cancel)
         o = self.opts
         layout = WindowLayout.for_preset(self.plan.preset, o.lookback, o.lookahead)

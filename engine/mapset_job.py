@@ -168,7 +168,10 @@ def _run(jobs: list[_Job], variants: bool) -> tuple[list, list[int]]:
     lead = jobs[0]
     report = lead.report
     report.stage("Loading the song", 0.01)
-    samples = load_audio(lead.plan.audio_path, lead.plan.preset.data.sample_rate)
+    notes: list = []  # the song's warnings, shown with every map
+    samples = load_audio(lead.plan.audio_path, lead.plan.preset.data.sample_rate, notes=notes)
+    for job in jobs:
+        job.warnings.extend(notes)
     _raise_if_cancelled(lead.cancel)
     o = lead.opts
     segments = WindowLayout.for_preset(lead.plan.preset, o.lookback, o.lookahead).segment(

@@ -391,6 +391,29 @@ def test_silence_warns_and_returns_zeros(tmp_path):
     assert len(samples) == 32000 and not np.any(samples) and not np.any(np.isnan(samples))
 
 
+def test_a_jobs_song_warnings_are_shown_with_its_result_in_the_users_language(tmp_path):
+    """A job collects the song's warnings (the app shows them with the map) instead of Python's warnings, which
+    no one sees in the app; each keeps an id, so it is shown in the user's language."""
+    import engine
+    from mapperator_app import i18n
+
+    from .conftest import UPSTREAM, need
+
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(16000 * 20), 16000, subtype="PCM_16")
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AudioWarning)
+        load_audio(path, 16000, notes=notes)
+    assert notes == [f"{path}: the audio is completely silent"]
+    assert i18n.render(notes[0], "fr") == f"{path} : l'audio est entièrement silencieux"
+
+    result = engine.generate(engine.GenerateOptions(
+        audio_path=str(path), output_path=str(tmp_path / "out"), device="cpu", do_sample=False, seed=1,
+        model_path=str(need(UPSTREAM / "trained" / "v32" / "checkpoint")), gamemode=0, difficulty=3.0))
+    assert f"{path}: the audio is completely silent" in result.warnings
+
+
 def test_long_and_over_long_audio(clip_files, monkeypatch):
     path = clip_files["pcm16.wav"]
     with pytest.raises(AudioError, match="over the 0-minute limit"):

@@ -24,6 +24,7 @@ TRAINED = UPSTREAM / "trained"
 LOCALES = {"fr": "fr-FR", "th": "th-TH", "ja": "ja-JP"}
 WORD = re.compile(r"[A-Za-z]{2,}")
 HITSOUND = re.compile(r"\b[a-z]+:[a-z]+-[a-z]+\b")  # MaiMod's hitsound values (soft:soft-none): osu!'s own names
+PATH = re.compile(r"\S*[/\\]\S*")  # file and folder names are the user's, in any language
 # Kept in every language, as osu! keeps them: names of the game, its modes and tools, and units
 PROPER = {"osu", "taiko", "catch", "mania", "MaiMod", "Mapperator", "Gradio", "BPM", "AI", "SV", "ms", "API"}
 
@@ -43,7 +44,7 @@ def english_left(text: str, lang: str) -> list[str]:
     language's own catalogue does not use: a text of ours or Gradio's left untranslated."""
     english = set(WORD.findall(" ".join(catalogue("en").values()))) | GRADIO_ENGLISH
     kept = set(WORD.findall(" ".join(catalogue(lang).values()))) | PROPER
-    return sorted((set(WORD.findall(HITSOUND.sub(" ", text))) & english) - kept)
+    return sorted((set(WORD.findall(HITSOUND.sub(" ", PATH.sub(" ", text)))) & english) - kept)
 
 
 def font_coverage() -> set[int]:
