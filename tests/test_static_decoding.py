@@ -34,6 +34,23 @@ def frames_for(model, rows: int) -> torch.Tensor:
     return torch.randn(rows, samples, generator=torch.Generator().manual_seed(5))
 
 
+def cached_and_static_logits(model, prompt: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of tokens ``prompt``..``length`` fed one at a time after a prompt, by the cached step and by
+    the static step (one row of random ids)."""
+    ids = torch.randint(3, model.config.vocab_size_out, (1, length), generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        encoder_out = model.encode(frames_for(model, 1))
+        outs = []
+        for static in (False, True):
+            state = model.start_decoding(encoder_out, torch.ones(1, prompt, dtype=torch.bool), length)
+            model.decode_step(ids[:, :prompt], state)
+            if static:
+                state = model.static_decoding(state, length)
+            step = model.decode_step_static if static else model.decode_step
+            outs.append(torch.stack([step(ids[:, i: i + 1], state) for i in range(prompt, length)], 1))
+    return outs[0], outs[1]
+
+
 @pytest.mark.parametrize("version", ["v30", "v32"])
 def test_the_static_step_gives_the_cached_steps_logits(version):
     ck = load(version)
@@ -74,34 +91,14 @@ def test_the_static_step_keeps_local_attention_windows():
                                    local_attention=16)
     model = new_model(dataclasses.replace(config, backbone=backbone), seed=3).eval()
     assert model.transformer.model.decoder.positions.windows == [None, 8, None]
-    ids = torch.randint(3, config.vocab_size_out, (1, 80), generator=torch.Generator().manual_seed(4))
-    with torch.inference_mode():
-        encoder_out = model.encode(frames_for(model, 1))
-        outs = []
-        for static in (False, True):
-            state = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 80)
-            model.decode_step(ids[:, :20], state)
-            if static:
-                state = model.static_decoding(state, 80)
-            step = model.decode_step_static if static else model.decode_step
-            outs.append(torch.stack([step(ids[:, i: i + 1], state) for i in range(20, 80)], 1))
-    assert torch.allclose(outs[0], outs[1], atol=1e-4), float((outs[0] - outs[1]).abs().max())
+    cached, static = cached_and_static_logits(model, prompt=20, length=80, seed=4)
+    assert torch.allclose(cached, static, atol=1e-4), float((cached - static).abs().max())
 
 
 def test_the_static_step_covers_whispers_learned_positions():
     model = load_checkpoint(str(need(V29 / "checkpoint")), device="cpu").model
-    ids = torch.randint(3, model.config.vocab_size_out, (1, 30), generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
-        encoder_out = model.encode(frames_for(model, 1))
-        outs = []
-        for static in (False, True):
-            state = model.start_decoding(encoder_out, torch.ones(1, 10, dtype=torch.bool), 30)
-            model.decode_step(ids[:, :10], state)
-            if static:
-                state = model.static_decoding(state, 30)
-            step = model.decode_step_static if static else model.decode_step
-            outs.append(torch.stack([step(ids[:, i: i + 1], state) for i in range(10, 30)], 1))
-    assert torch.allclose(outs[0], outs[1], atol=1e-4)
+    cached, static = cached_and_static_logits(model, prompt=10, length=30, seed=2)
+    assert torch.allclose(cached, static, atol=1e-4)
 
 
 @pytest.mark.parametrize("cfg_scale", [1.0, 3.0])

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, UPSTREAM, need
-from tests.e2e.test_app_browser import CHROMIUM, CHROMIUM_ARGS, JOB_TIMEOUT_MS, ROWS, UI_TIMEOUT_MS, choose_custom, fill
+from tests.e2e.test_app_browser import JOB_TIMEOUT_MS, ROWS, UI_TIMEOUT_MS, choose_custom, fill
+from tests.e2e.test_player import browser  # noqa: F401 (Debian's chromium, one per module)
 
 pytestmark = pytest.mark.slow
 TRAINED = UPSTREAM / "trained"
@@ -63,19 +64,6 @@ def tofu(text: str, covered: set[int]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does this)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture(scope="module")
 def covered():
     if shutil.which("fc-list") is None:
         pytest.skip("fontconfig's fc-list is not installed")
@@ -83,11 +71,11 @@ def covered():
 
 
 @pytest.fixture(params=list(LOCALES))
-def localized(request, chromium, app_server, client):
+def localized(request, browser, app_server, client):  # noqa: F811
     """(language, page) of a browser whose locale is the language; the app follows it (setting: automatic)."""
     lang = request.param
     client.predict("auto", api_name="/set_language")
-    context = chromium.new_context(locale=LOCALES[lang], viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(locale=LOCALES[lang], viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
     page.goto(app_server.page_url)
