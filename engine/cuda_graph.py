@@ -49,7 +49,11 @@ class GraphedStep:
             state.position.copy_(start)
             state.length = length
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # under autocast (precision=amp) the casts must be part of the graph: autocast's cache of cast
+            # weights would be freed after capture while the graph still reads it
+            casting = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False,
+                                     enabled=torch.is_autocast_enabled("cuda"))
+            with casting, torch.cuda.graph(graph):
                 self.logits = self.model.decode_step_static(self.ids, state).float()
         except Exception as e:  # noqa: BLE001 - any capture failure leaves the eager static step, same tokens
             log.warning("decoding without a CUDA graph: capture failed (%s)", e)
