@@ -17,7 +17,7 @@ from .errors import AudioError, BeatmapError, Cancelled, OptionError
 from .generation import Progress, ProgressCallback
 from .messages import Message
 from .options import check_options, check_precision_name, ranged
-from .suggestions import Suggestion, sort_suggestions
+from .suggestions import Severity, Source, Suggestion, sort_suggestions
 
 DEFAULT_MODEL = "v30"
 
@@ -74,6 +74,7 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
     _stop_if(cancel)
 
     found: list[Suggestion] = []
+    song_notes: list = []
     ai_share = 0.9 if options.rules else 1.0
     if options.ai:
         from .maimod import ai_mod
@@ -86,8 +87,10 @@ def mod(options: ModOptions, progress: ProgressCallback | None = None,
             beatmap, audio_path, options.model_path, device=options.device, precision=options.precision,
             revision=options.revision, auto_select_gamemode_model=options.auto_select_gamemode_model,
             lookback=options.lookback, lookahead=options.lookahead, batch_size=options.max_batch_size,
-            min_surprisal=options.min_surprisal, cancel=cancel, on_stage=stage)
+            min_surprisal=options.min_surprisal, cancel=cancel, on_stage=stage, notes=song_notes)
         _stop_if(cancel)
+        # the song itself is suspect (silent, cut off): the AI's suggestions mean little, so say so in the table
+        found += [Suggestion(Source.RULE, "Files", Severity.WARNING, note, check="song-audio") for note in song_notes]
     if options.rules:
         from .rules import check_beatmap
 

@@ -36,6 +36,25 @@ def test_mod_finds_the_song_from_audio_filename(map_folder):
     assert all(s.source == Source.AI for s in found)
 
 
+def test_a_silent_song_is_named_in_the_suggestions_in_the_users_language(map_folder):
+    """MaiMod judges the map against its song: a silent (or cut-off) song makes the AI's suggestions
+    meaningless, so the table says so instead of leaving it to a log nobody reads."""
+    import numpy as np
+    import soundfile as sf
+
+    from mapperator_app import forms
+
+    song = map_folder / "synth150.wav"
+    sf.write(song, np.zeros(16000 * 30), 16000, subtype="PCM_16")
+    found = engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(need(V30)),
+                                         rules=False, device="cpu"))
+    notes = [s for s in found if s.check == "song-audio"]
+    assert [(n.category, n.severity.value, str(n.message)) for n in notes] == [
+        ("Files", "warning", f"{song}: the audio is completely silent")]
+    row = forms.suggestion_records(notes, "fr")[0]
+    assert row["message"] == f"{song} : l'audio est entièrement silencieux"
+
+
 def test_mod_reports_progress_and_stops_when_cancelled(map_folder):
     stages = []
     engine.mod(engine.ModOptions(beatmap_path=str(map_folder / "map.osu"), model_path=str(need(V30)), rules=False,

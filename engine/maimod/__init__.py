@@ -91,6 +91,7 @@ def score_beatmap(
     precision: str = "fp32",
     cancel: threading.Event | None = None,
     on_stage: StageCallback | None = None,
+    notes: list | None = None,
 ) -> list[ScoredContext]:
     """Relative surprisal of every event of every context of ``beatmap`` under ``checkpoint``.
 
@@ -108,7 +109,7 @@ def score_beatmap(
     preset, tok = checkpoint.preset, checkpoint.tokenizer
     flags = preset.data
     stage(0.05, Message("stage.loading_song", "Loading the song"))
-    samples = load_audio(Path(audio_path), flags.sample_rate)
+    samples = load_audio(Path(audio_path), flags.sample_rate, notes=notes)  # notes: the song's warnings
     segments = WindowLayout.for_preset(preset, lookback, lookahead).segment(samples)
     plan = plan_contexts(flags, gamemode=beatmap.mode)
     streams = {}
@@ -150,13 +151,15 @@ def ai_mod(
     min_surprisal: float = MIN_SURPRISAL,
     cancel: threading.Event | None = None,
     on_stage: StageCallback | None = None,
+    notes: list | None = None,
 ) -> list[Suggestion]:
-    """MaiMod's suggestions for ``beatmap`` (a parsed :class:`~engine.beatmap.Beatmap`), in time order."""
+    """MaiMod's suggestions for ``beatmap`` (a parsed :class:`~engine.beatmap.Beatmap`), in time order; the song's
+    warnings (silent, truncated, ...) go to ``notes`` when given (else to Python's warnings)."""
     stage = on_stage or (lambda fraction, text: None)
     stage(0.0, Message("stage.loading_model", "Loading the model"))
     ck = load_model(model, beatmap.mode, device=device, precision=precision, revision=revision,
                     auto_select_gamemode_model=auto_select_gamemode_model)
     scored = score_beatmap(beatmap, audio_path, ck, lookback=lookback, lookahead=lookahead, batch_size=batch_size,
-                           precision=precision, cancel=cancel, on_stage=stage)
+                           precision=precision, cancel=cancel, on_stage=stage, notes=notes)
     stage(0.97, Message("stage.explaining", "Explaining the surprises"))
     return suggestions(scored, beatmap, ck.preset.data, ck.tokenizer, min_surprisal=min_surprisal)
