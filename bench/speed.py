@@ -15,7 +15,8 @@ For v32 and v32-mini, with random weights at the published sizes (bench/forward.
   The map window reuses the timing window's encoder output, as the engine's map pass reuses the timing
   pass's (``engine.passes.EncoderCache``: the first 384 MB of windows, 3.5 minutes of a song for v32).
 - **decoder tok/s, batch 1 and 2**: decoder steps per second after a map-pass prompt (batch 2 is what
-  classifier-free guidance runs: one token per step for two rows).
+  classifier-free guidance runs: one token per step for two rows); on CUDA through the CUDA graph, as
+  ``decode`` runs them.
 - **encoder windows/s**, **peak memory** (CUDA: the most allocated; CPU: the measuring process's peak
   resident set, Python and torch included). Each model is measured in a process of its own.
 
@@ -158,10 +159,17 @@ def decoder_tokens_per_second(model, device: torch.device, precision: str, batch
                                      prompt + steps + 4)
         model.decode_step(ids, state)
         step = ids[:, -1:]
-        model.decode_step(step, state)  # warm-up
+        if device.type == "cuda" and batch <= 2:  # as decode() runs one row or a guided pair: a CUDA graph
+            from engine.cuda_graph import GraphedStep
+
+            graphed = GraphedStep(model, model.static_decoding(state, prompt + steps + 4), batch)
+            run = lambda: graphed(step[:, 0])  # noqa: E731
+        else:
+            run = lambda: model.decode_step(step, state)  # noqa: E731
+        run()  # warm-up
         t = _clock(device)
         for _ in range(steps):
-            model.decode_step(step, state)
+            run()
         return steps / (_clock(device) - t)
 
 
