@@ -55,6 +55,12 @@ Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # --- logit rules ----------------------------------------------------------------------------------------------
 
 
+def cheap_host_reads(t: torch.Tensor) -> bool:
+    """Whether reading ``t``'s values on the host is free (CPU); on a GPU it waits for the device, so rules skip
+    their shortcuts there and compute for every row instead (same scores)."""
+    return not t.is_cuda
+
+
 class MonotonicTime:
     """Forbid a time shift earlier than the last one since the last SOS (events never go back in time)."""
 
@@ -70,8 +76,8 @@ class MonotonicTime:
         is_sos = torch.isin(ids, torch.tensor(self.sos_ids, device=ids.device))
         last_time = torch.where(is_time, positions, -1).max(dim=1).values
         last_sos = torch.where(is_sos, positions, -1).max(dim=1).values
-        active = (last_time >= 0) & (last_time > last_sos)
-        if not bool(active.any()):
+        active = (last_time >= 0) & (last_time > last_sos)  # rows without one are left alone
+        if cheap_host_reads(ids) and not bool(active.any()):  # a shortcut where host reads cost nothing
             return scores
         last_value = ids.gather(1, last_time.clamp(min=0)[:, None])[:, 0] - self.start
         shift_values = torch.arange(self.stop - self.start, device=ids.device)
@@ -167,19 +173,23 @@ class LookbackBias:
             return scores
         out = scores
         if ids.shape[1] and self.last_scores is not None:
+            # computed for every row and kept where the last id was a timed event; on a GPU without asking
+            # first whether any row needs it (that question is a host read, which stalls the device each step)
             after_timed = torch.isin(ids[:, -1], torch.tensor(self.timed, device=ids.device))
-            if bool(after_timed.any()):
-                lookback = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-                lookback[self.start: self.stop] = True
-                prev = F.softmax(self.last_scores, dim=-1)
-                probs = F.softmax(scores, dim=-1)
-                p_end = prev[:, self.eos_ids].sum(dim=-1)
-                p_event = 1 - p_end
-                s = 1 / (probs[:, ~lookback].sum(dim=-1) * p_event + p_end)
-                probs[:, lookback] = 0
-                probs[:, ~lookback] *= s[:, None]
-                probs[:, self.start] = torch.clip((s - 1) * p_end / p_event, 0, 1)
-                out = torch.where(after_timed[:, None], torch.log(probs), scores)
+            if cheap_host_reads(ids) and not bool(after_timed.any()):
+                self.last_scores = scores
+                return out
+            lookback = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+            lookback[self.start: self.stop] = True
+            prev = F.softmax(self.last_scores, dim=-1)
+            probs = F.softmax(scores, dim=-1)
+            p_end = prev[:, self.eos_ids].sum(dim=-1)
+            p_event = 1 - p_end
+            s = 1 / (probs[:, ~lookback].sum(dim=-1) * p_event + p_end)
+            probs[:, lookback] = 0
+            probs[:, ~lookback] *= s[:, None]
+            probs[:, self.start] = torch.clip((s - 1) * p_end / p_event, 0, 1)
+            out = torch.where(after_timed[:, None], torch.log(probs), scores)
         self.last_scores = scores
         return out
 

@@ -138,3 +138,21 @@ def _conditioning(model) -> dict[str, torch.Tensor]:
     from bench.forward import conditioning
 
     return conditioning(model.config, "cpu")
+
+
+def test_the_logit_rules_without_their_host_read_shortcuts_give_the_same_tokens(monkeypatch):
+    """On a GPU the rules compute for every row instead of first asking (a host read) whether any row needs
+    it; forced here on the CPU, a sampled window must come out the same (types first, as v30/v31 decode, so the
+    lookback rule renormalises after timed events)."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=200, types_first=True)
+    prompt = torch.randint(3, 600, (40,), generator=torch.Generator().manual_seed(6)).tolist()
+
+    def run() -> list[list[int]]:
+        return decode(model, tokenizer, frames_for(model, 2), [prompt, prompt[5:]], opts, stop=[tokenizer.eos_id],
+                      lookback_ms=2000.0, generator=torch.Generator().manual_seed(7))
+
+    shortcut = run()
+    monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)
+    assert run() == shortcut and sum(map(len, shortcut)) > 40
