@@ -352,9 +352,10 @@ def decode(
         done |= torch.isin(token, stop_tensor) | (budget[alive] <= steps)
         if on_step is not None:
             on_step(steps)
-        if bool(done.all()) or steps >= total:
+        finished = int(done.sum())  # the loop's one host read a step
+        if finished == len(done) or steps >= total:
             break
-        if prune and bool(done.any()):
+        if prune and finished:
             keep = (~done).nonzero().squeeze(1)
             alive, ids, token, done = alive[keep], ids[keep], token[keep], done[keep]
             state.select(torch.cat([keep, keep + n]) if guided else keep)
