@@ -156,3 +156,45 @@ def test_the_logit_rules_without_their_host_read_shortcuts_give_the_same_tokens(
     shortcut = run()
     monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)
     assert run() == shortcut and sum(map(len, shortcut)) > 40
+
+
+def test_graph_capture_and_replay_bookkeeping_with_a_stand_in_for_cuda(monkeypatch):
+    """GraphedStep's own logic (warm-up, capture, replay, the host copy of the position) run with a stand-in
+    for CUDA's graph API whose replay runs the captured step: the logits of every replayed token equal the
+    ordinary step's. A real CUDA run (bench/device_check.py) checks the graph itself."""
+    import contextlib
+    import types
+
+    import engine.cuda_graph as cuda_graph
+
+    ck = load("v32")
+    model = ck.model
+    ids = torch.randint(3, model.config.vocab_size_out, (1, 60), generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        encoder_out = model.encode(frames_for(model, 1))
+        cached = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 60)
+        model.decode_step(ids[:, :20], cached)
+        prompted = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 60)
+        model.decode_step(ids[:, :20], prompted)
+        static = model.static_decoding(prompted, 60)
+        step = cuda_graph.GraphedStep(model, static, 1)  # on a CPU: no graph
+
+        class StandInGraph:  # replay = the captured step run again, advancing only the device position
+            def replay(self):
+                step.logits.copy_(model.decode_step_static(step.ids, static).float())
+                static.length -= 1
+
+        stream = types.SimpleNamespace(wait_stream=lambda other: None)
+        monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+        monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+        step.graph = step._capture()
+        assert isinstance(step.graph, StandInGraph)
+        assert static.length == 20 and int(static.position) == 20  # warm-up and capture left no trace
+        for i in range(20, 60):
+            expected = model.decode_step(ids[:, i: i + 1], cached)
+            got = step(ids[:, i])
+            assert torch.allclose(got, expected, atol=1e-4), i
+            assert static.length == int(static.position) == i + 1
