@@ -332,8 +332,8 @@ def _write(jobs: Sequence[_Job], beatmaps: list, options: MapsetOptions) -> tupl
                         out.write(osu, beatmap_bytes(beatmap))
                         written.append((osu, osu))
     except OSError as e:
-        raise OptionError(Message("mapset.write_failed", "could not write to {folder}: {reason}; nothing was written",
-                                 folder=str(folder), reason=os_reason(e))) from None
+        raise OptionError(Message("error.generation.write_failed", "could not write to {folder}: {reason}; nothing "
+                                  "was written", folder=str(folder), reason=os_reason(e))) from None
     return path, written
 
 

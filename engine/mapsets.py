@@ -49,7 +49,7 @@ def install_mapset(osu_path: str | Path, songs_folder: str | Path) -> Path:
     osu_path = Path(osu_path).expanduser()
     songs = Path(songs_folder).expanduser()
     if not osu_path.is_file():
-        raise OptionError(Message("error.mapsets.osu_missing", "{path} does not exist (was it moved or deleted?)",
+        raise OptionError(Message("osu.missing", "{path} does not exist (was it moved or deleted?)",
                                   path=str(osu_path)))
     if not songs.is_dir():
         raise OptionError(Message("error.mapsets.no_songs_folder", "the osu! Songs folder {path} does not exist; "
