@@ -347,6 +347,7 @@ class _Job:
         # one random stream for the whole job, as upstream's global seed
         self.generator: torch.Generator = seeded_generator(self.seed, self.device)
         self.encoder_cache = None  # set by run() when a later pass reuses encoder outputs
+        self._model_keys: dict = {}  # root flag -> runtime.ModelKey (see _model_key)
 
     # options and conditions
 
@@ -429,15 +430,19 @@ class _Job:
         return MODELS.get(key, load)
 
     def _model_key(self, root: bool = False):
+        """Which loaded model the map (or, with ``root``, the root) checkpoint is; located once per job (for a hub
+        model, locating asks the hub)."""
         from .checkpoint import locate
         from .runtime import ModelKey, quantization, weight_dtype
 
-        o = self.opts
-        gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
-        folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
-        lora = None if root else o.lora_path
-        return ModelKey(str(folder), o.revision, str(self.device), str(weight_dtype(o.precision)), lora,
-                        quantization(o.precision))
+        if root not in self._model_keys:
+            o = self.opts
+            gamemode = None if root or not o.auto_select_gamemode_model else self.plan.gamemode
+            folder, _ = locate(o.model_path, gamemode=gamemode, revision=o.revision)
+            lora = None if root else o.lora_path
+            self._model_keys[root] = ModelKey(str(folder), o.revision, str(self.device),
+                                              str(weight_dtype(o.precision)), lora, quantization(o.precision))
+        return self._model_keys[root]
 
     def shares_encoder(self) -> bool:
         """The timing pass and the map pass run the same model over the same windows, so the map pass can reuse
