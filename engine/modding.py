@@ -30,7 +30,7 @@ class ModOptions:
     audio_path: str | None = None  # default: the beatmap's AudioFilename beside it
     model_path: str = DEFAULT_MODEL  # a version (v30, v31, v32, v32-mini), a checkpoint folder or a repo id
     device: str = "auto"
-    precision: str = "auto"  # auto (int8 on a CPU, else fp32), fp32, bf16, amp, int8 (CPU only)
+    precision: str = "auto"  # auto (int8 on a CPU, bf16 on a recent NVIDIA GPU, else fp32), fp32, bf16, amp, int8 (CPU only)
     ai: bool = True  # MaiMod's suggestions
     rules: bool = True  # the rule checks
     revision: str | None = None

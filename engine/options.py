@@ -34,7 +34,7 @@ VERBATIM_OPTIONS = PATH_OPTIONS | TEXT_OPTIONS
 MAX_PATH_CHARS = 4096  # Linux's PATH_MAX; Windows' long paths stop near 32,767 but no real path comes close
 MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
 PRECISIONS = ("fp32", "bf16", "amp", "int8")  # how a model's weights and arithmetic run (engine.runtime)
-PRECISION_CHOICES = ("auto", *PRECISIONS)  # auto: int8 on a CPU, fp32 elsewhere (runtime.default_precision)
+PRECISION_CHOICES = ("auto", *PRECISIONS)  # auto: see runtime.default_precision
 
 
 # --- value rules ---------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class GenerateOptions:
     # how
     seed: int | None = ranged(None, SEED)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"  # auto (int8 on a CPU, else fp32), fp32, bf16, amp, int8 (CPU only)
+    precision: str = "auto"  # auto (int8 on a CPU, bf16 on a recent NVIDIA GPU, else fp32), fp32, bf16, amp, int8 (CPU only)
     add_to_beatmap: bool = False
     overwrite_reference_beatmap: bool = False
     export_osz: bool = False

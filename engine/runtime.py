@@ -54,12 +54,21 @@ def weight_dtype(precision: str) -> torch.dtype:
 
 def default_precision(device: torch.device) -> str:
     """What ``precision=auto`` means on ``device``: int8 on the CPU (it passed the quality gate of
-    bench/speed.py on the trained fixtures: the same maps as fp32), fp32 elsewhere."""
+    bench/speed.py on the trained fixtures: the same maps as fp32); bf16 on a CUDA GPU with bf16 units
+    (Ampere and later: bench/device_check.py replays the greedy goldens token for token in bf16, and half the
+    bytes a step reads); fp32 elsewhere (older NVIDIA cards, which only emulate bf16, and Apple's MPS)."""
     if device.type == "cpu":
         from .quantize import int8_supported
 
         return "int8" if int8_supported() else "fp32"
+    if device.type == "cuda" and cuda_bf16(device):
+        return "bf16"
     return "fp32"
+
+
+def cuda_bf16(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` computes in bf16 natively (compute capability 8.0 or later)."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:

@@ -42,7 +42,7 @@ class TimingOptions:
     super_timing: bool = False  # vote over many shifted timing passes: slower, finds tempo changes
     output_path: str | None = None  # a folder (map named as usual, song copied beside it) or an .osu path
     device: str = "auto"  # auto, cpu, cuda, mps
-    precision: str = "auto"  # auto (int8 on a CPU, else fp32), fp32, bf16, amp, int8 (CPU only)
+    precision: str = "auto"  # auto (int8 on a CPU, bf16 on a recent NVIDIA GPU, else fp32), fp32, bf16, amp, int8 (CPU only)
     seed: int | None = None  # sampling seed; unset: a random one
     timer_iterations: int = 20  # super timing: timing passes to vote over
     timer_bpm_threshold: float = 0.1  # super timing: share of the votes a tempo needs to count as measured

@@ -123,7 +123,7 @@ def cmd_download(source: str | None, gamemode: int | None, revision: str | None)
 
 def _hardware_help() -> str:
     return (f"Hardware: device=auto|cpu|cuda|mps, precision={'|'.join(_engine().PRECISION_CHOICES)} "
-            "(auto: int8 on a CPU, fp32 on a GPU; int8 runs on the CPU only).")
+            "(auto: int8 on a CPU, bf16 on a recent NVIDIA GPU, else fp32; int8 runs on the CPU only).")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,9 +84,18 @@ def test_cpu_threads_agree_with_torch_on_this_machine():
 # --- precision choice ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("capability, expected", [((9, 0), "bf16"), ((8, 6), "bf16"), ((7, 5), "fp32")],
+                         ids=["hopper", "ampere", "turing"])
+def test_auto_precision_on_a_cuda_gpu_is_bf16_where_it_has_bf16_units(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert runtime.resolve_precision(torch.device("cuda"), "auto") == expected
+    assert runtime.resolve_precision(torch.device("cuda"), "fp32") == "fp32"  # still there when asked for
+    assert runtime.resolve_precision(torch.device("mps"), "auto") == "fp32"
+
+
 def test_auto_precision_and_int8_on_a_gpu():
     assert runtime.resolve_precision(torch.device("cpu"), "auto") == "int8"
-    assert runtime.resolve_precision(torch.device("cuda"), "auto") == "fp32"
     assert runtime.resolve_precision(torch.device("cpu"), "FP32") == "fp32"
     with pytest.raises(OptionError, match="CPU only.*device=cpu"):
         runtime.resolve_precision(torch.device("cuda"), "int8")
