@@ -456,9 +456,10 @@ class _Job:
     def pass_context(self, ck) -> "PassContext":  # noqa: F821
         """What running a pass with checkpoint ``ck`` needs from this job."""
         from .passes import PassContext
+        from .runtime import encoder_batch
 
         return PassContext(ck, self.device, self.opts.precision, self.generator, self.cancel, self.stats,
-                           self.report.pass_progress, self.encoder_cache)
+                           self.report.pass_progress, self.encoder_cache, encoder_batch(self.device))
 
     def run(self):
         from .audio import load_audio

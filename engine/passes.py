@@ -24,7 +24,9 @@ Passes without one share the context's stream (super timing's shifted passes, as
 A pass that names its windows (:meth:`SequentialPass.window_key`) lets the runner encode each window once: rows
 of one batch over the same window share one encoder row (a mapset's difficulties, variants), and with an
 :class:`EncoderCache` in the context a later pass over the same windows (the map pass after the timing pass)
-reuses the outputs instead of running the encoder again.
+reuses the outputs instead of running the encoder again. A pass that also tells its next windows
+(:meth:`SequentialPass.upcoming`) lets a context with ``encoder_batch`` > 1 encode them together with the window
+missing now, in one encoder call (on a GPU one call for eight windows costs about what one window does).
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ PassProgress = Callable[[str, float], None]
 # Encoder outputs kept for a later pass: v32's is 3 MB a window (fp32), so this holds about 128 windows, the
 # windows of a 3.5-minute song (v32-mini: 5 minutes); windows past it are encoded again.
 ENCODER_CACHE_BYTES = 384 * 2**20
+# Outputs encoded ahead of need and not asked for yet; more would mean a pass that never asks for them.
+AHEAD_LIMIT = 64
 
 
 class EncoderCache:
@@ -72,12 +76,22 @@ class EncoderCache:
         self.hits = 0
         self._outputs: dict[Hashable, torch.Tensor] = {}
         self._recent: dict[Hashable, torch.Tensor] = {}  # insertion order: oldest first
+        self._ahead: dict[Hashable, torch.Tensor] = {}  # encoded before a call asked (insertion order)
+
+    def has(self, key: Hashable) -> bool:
+        return key in self._outputs or key in self._recent or key in self._ahead
 
     def encode(self, model: torch.nn.Module, frames: torch.Tensor, cond: dict[str, torch.Tensor],
-               keys: Sequence[Hashable | None]) -> torch.Tensor:
+               keys: Sequence[Hashable | None], ahead: int = 0) -> torch.Tensor:
         """The encoder output of each row of ``frames`` (``cond``: the rows' conditioning). Rows with the same
-        key are the same window under the same conditioning: encoded once; a row whose key is None is encoded."""
-        out: list[torch.Tensor | None] = [self._lookup(k) for k in keys]
+        key are the same window under the same conditioning: encoded once; a row whose key is None is encoded.
+        The last ``ahead`` rows are windows a later call will ask for: encoded in the same call as the others
+        and kept until asked for, not returned."""
+        asked = len(keys) - ahead
+        found: dict[Hashable, torch.Tensor | None] = {}  # each key looked up once (a lookup may move it)
+        out: list[torch.Tensor | None] = [None if k is None else found[k] if k in found
+                                          else found.setdefault(k, self._lookup(k)) for k in keys[:asked]]
+        out += [None] * ahead
         self.hits += sum(o is not None for o in out)
         todo: list[int] = []  # rows to encode: the first row of each key not stored
         first_of: dict[Hashable, int] = {}
@@ -91,16 +105,30 @@ class EncoderCache:
                                    **{k: v if everything else v[rows.to(v.device)] for k, v in cond.items()})
             for j, i in enumerate(todo):
                 out[i] = encoded[j: j + 1]
-                self._keep(keys[i], out[i])
-        for i, key in enumerate(keys):
+                if i < asked:
+                    self._keep(keys[i], out[i])
+                elif keys[i] is not None:
+                    self._keep_ahead(keys[i], out[i])
+        for i, key in enumerate(keys[:asked]):
             if out[i] is None:
                 out[i] = out[first_of[key]]
-        return out[0] if len(out) == 1 else torch.cat(out)
+        return out[0] if asked == 1 else torch.cat(out[:asked])
 
     def _lookup(self, key: Hashable | None) -> torch.Tensor | None:
         if key is None:
             return None
+        if key in self._ahead:  # asked for now: kept from here on as if encoded now
+            output = self._ahead.pop(key)
+            self._keep(key, output)
+            return output
         return self._outputs.get(key, self._recent.get(key))
+
+    def _keep_ahead(self, key: Hashable, output: torch.Tensor) -> None:
+        if self.has(key):
+            return
+        self._ahead[key] = output
+        while len(self._ahead) > AHEAD_LIMIT:
+            del self._ahead[next(iter(self._ahead))]
 
     def _keep(self, key: Hashable | None, output: torch.Tensor) -> None:
         if key is None or key in self._outputs:
@@ -129,6 +157,7 @@ class PassContext:
     stats: DecodeStats | None = None
     progress: PassProgress | None = None
     encoder_cache: EncoderCache | None = None  # outputs kept for a later pass over the same windows (None: not kept)
+    encoder_batch: int = 1  # windows per encoder call: a missing window brings its pass's next ones (runtime.encoder_batch)
 
 
 class WindowPass(Protocol):
@@ -173,6 +202,13 @@ class SequentialPass:
     def window_key(self, call: "Call") -> Hashable:
         """Names the call's audio window: passes over the same segments give the same key for the same window."""
         return id(self.segments), call.window
+
+    def upcoming(self, call: "Call", count: int) -> list[tuple[Hashable, np.ndarray, dict[str, torch.Tensor]]]:
+        """Up to ``count`` windows this pass asks for after ``call``'s, in order: (window key, samples, the model
+        kwargs its call will carry). A context's windows come in order; the next context starts again at 0."""
+        later = range(call.window + 1, min(call.window + 1 + count, len(self.segments)))
+        return [((id(self.segments), w), self.segments.samples(w), self.run.window_kwargs(self.run.starts[w]))
+                for w in later]
 
     def absorb(self, call: "Call", generated: Sequence[int]) -> None:
         self.run.absorb(call, generated)
@@ -266,14 +302,35 @@ class PassRunner:
         self.decoded += len(batch)
 
     def _encode(self, model, batch, frames: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The batch's encoder rows, each window encoded once (and reused from the context's cache)."""
-        keys = []
-        for p, call in batch:
-            window = p.window_key(call) if hasattr(p, "window_key") else None
-            keys.append(None if window is None else
-                        (id(model), window, tuple((k, v.cpu().numpy().tobytes()) for k, v in
-                                                  sorted(call.model_kwargs.items()))))
-        return self.encoder_cache.encode(model, frames, cond, keys)
+        """The batch's encoder rows, each window encoded once (and reused from the context's cache); with
+        ``encoder_batch`` > 1 the passes' next windows are encoded in the same call."""
+        keys = [_encoder_key(model, p.window_key(call), call.model_kwargs) if hasattr(p, "window_key") else None
+                for p, call in batch]
+        ahead = self._windows_ahead(model, batch, keys, set(cond))
+        if ahead:
+            device = frames.device
+            frames = torch.cat([frames, torch.from_numpy(np.stack([s for _, s, _ in ahead])).to(device)])
+            cond = {k: torch.cat([v, *(kw[k].to(device) for _, _, kw in ahead)]) for k, v in cond.items()}
+            keys = keys + [key for key, _, _ in ahead]
+        return self.encoder_cache.encode(model, frames, cond, keys, ahead=len(ahead))
+
+    def _windows_ahead(self, model, batch, keys, cond_names: set[str]) -> list:
+        """Windows the batch's passes will ask for next and nobody has encoded, to fill the encoder call up to
+        ``encoder_batch`` rows; none when every row of the batch is stored already."""
+        cache = self.encoder_cache
+        missing = [(p, call) for (p, call), key in zip(batch, keys) if key is None or not cache.has(key)]
+        room = self.context.encoder_batch - len(missing)
+        chosen, seen = [], set(keys)
+        for p, call in missing:
+            upcoming = getattr(p, "upcoming", None)
+            if room <= len(chosen) or upcoming is None:
+                continue
+            for window, samples, kwargs in upcoming(call, room - len(chosen)):
+                key = _encoder_key(model, window, kwargs)
+                if key not in seen and not cache.has(key) and set(kwargs) == cond_names:
+                    seen.add(key)
+                    chosen.append((key, samples, kwargs))
+        return chosen
 
     def _describe(self, batch) -> str:
         if len(batch) == 1:
@@ -289,6 +346,11 @@ class PassRunner:
                            first=self.decoded + 1, last=self.decoded + len(batch), total=self.total_calls)
         return Message("stage.windows", "{label}: windows {first}–{last}", label=self.label,
                        first=self.decoded + 1, last=self.decoded + len(batch))
+
+
+def _encoder_key(model, window: Hashable, model_kwargs: dict[str, torch.Tensor]) -> tuple:
+    """Names one encoder output: the model, the window, and the conditioning the encoder sees."""
+    return id(model), window, tuple((k, v.cpu().numpy().tobytes()) for k, v in sorted(model_kwargs.items()))
 
 
 def _batch_key(call: "Call") -> tuple:

@@ -106,6 +106,44 @@ def test_generate_reproduces_upstream_beatmap(run, tmp_path, decode_calls, encod
     assert sum(encoded_rows) == windows, (contexts, encoded_rows)
 
 
+@pytest.mark.parametrize("run", ["v32/pipeline_greedy_std", "v32/pipeline_greedy_mania"])
+def test_windows_encoded_together_give_the_same_beatmap(run, tmp_path, monkeypatch, decode_calls, encoded_rows):
+    """A GPU's path (runtime.encoder_batch): the windows a pass needs next are encoded in one call with the one
+    missing now. Here on the CPU: still upstream's tokens, each window encoded once, in fewer encoder calls."""
+    import engine.runtime
+
+    monkeypatch.setattr(engine.runtime, "encoder_batch", lambda device: 4)
+    version = run.split("/")[0]
+    result = generate(GenerateOptions(
+        audio_path=str(need(SONG)), output_path=str(tmp_path), model_path=str(TRAINED / version / "checkpoint"),
+        year=2023, do_sample=False, seed=12345, device="cpu", precision="fp32", **RUNS[run]))
+    expected = recorded_calls(run)
+    assert [(p, g) for p, g in decode_calls] == [(p, g) for _, p, g in expected]
+    assert_same_beatmap(read_beatmap(result.path), read_beatmap(TRAINED / run / "generated.osu"))
+    contexts = [context for context, _, _ in expected]
+    windows = contexts.count(contexts[0])
+    assert sum(encoded_rows) == windows and max(encoded_rows) == 4 and len(encoded_rows) == -(-windows // 4)
+
+
+def test_windows_encoded_ahead_carry_their_own_song_position(tmp_path, monkeypatch, asc_songs, decode_calls,
+                                                             encoded_rows):
+    """v31 conditions the encoder on where each window lies in the song: a window encoded ahead of its call
+    gets the position its own call would give (the golden runs above are one window long for v31)."""
+    import engine.runtime
+
+    opts = GenerateOptions(audio_path=str(asc_songs[0]), model_path=str(TRAINED / "v31" / "checkpoint"),
+                           gamemode=0, difficulty=3.2, year=2023, do_sample=False, seed=12345, device="cpu",
+                           precision="fp32", end_time=40_000)
+    generate(dataclasses.replace(opts, output_path=str(tmp_path / "one")))
+    alone, decode_calls[:] = list(decode_calls), []
+    windows, encoded_rows[:] = sum(encoded_rows), []
+    monkeypatch.setattr(engine.runtime, "encoder_batch", lambda device: 3)
+    generate(dataclasses.replace(opts, output_path=str(tmp_path / "ahead")))
+    assert windows > 3 and decode_calls == alone
+    # each window still encoded once: an output encoded ahead under another position would not be used
+    assert sum(encoded_rows) == windows and len(encoded_rows) == -(-windows // 3)
+
+
 SAMPLED = ("v30", "v31", "v32")
 
 

@@ -147,3 +147,48 @@ def test_a_reused_output_is_the_one_the_encoder_gave():
     first = cache.encode(model, frames, {}, [("a", 0), ("a", 1)])
     again = cache.encode(model, frames.flip(0), {}, [("a", 1), ("a", 0)])
     assert torch.equal(again, first.flip(0)) and model.rows == [0.0, 4.0]
+
+
+class LookingAhead(NamedChain):
+    """A named chain that tells its next windows, as SequentialPass does."""
+
+    def upcoming(self, c, count):
+        later = range(c.window + 1, min(c.window + 1 + count, self.windows))
+        return [(("song", w), np.full(4, w, dtype=np.float32), {"x": torch.zeros(1, 2)}) for w in later]
+
+
+class CallCounting(CountingEncoder):
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []  # rows of each encoder call
+
+    def encode(self, frames, **cond):
+        self.calls.append(frames.shape[0])
+        return super().encode(frames, **cond)
+
+
+def test_windows_a_pass_needs_next_are_encoded_with_the_missing_one(monkeypatch):
+    model, seen, given = CallCounting(), [], []
+    run = runner(monkeypatch, 1, seen, model, EncoderCache(budget_bytes=0, keep_last=0))
+    run.context = dataclasses.replace(run.context, encoder_batch=3)
+    real_decode = engine.decoding.decode
+
+    def keep_encoder_rows(*args, **kw):
+        given.append(kw["encoder_out"][:, 0, 0].tolist())
+        return real_decode(*args, **kw)
+
+    monkeypatch.setattr(engine.decoding, "decode", keep_encoder_rows)
+    list(run.run([LookingAhead(1, 5)]))
+    assert model.calls == [3, 2] and model.rows == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert given == [[0.0], [1.0], [2.0], [3.0], [4.0]]  # each call gets its own window's output
+    assert run.encoder_cache.hits == 3 and not run.encoder_cache._ahead  # handed out, nothing left over
+
+
+def test_outputs_encoded_ahead_and_never_asked_for_are_bounded():
+    from engine.passes import AHEAD_LIMIT
+
+    model, cache = CountingEncoder(), EncoderCache(budget_bytes=0, keep_last=0)
+    n = AHEAD_LIMIT + 10
+    frames = torch.arange(float(n + 1))[:, None].expand(n + 1, 4).contiguous()
+    cache.encode(model, frames, {}, [("a", i) for i in range(n + 1)], ahead=n)
+    assert len(cache._ahead) == AHEAD_LIMIT and cache.has(("a", n)) and not cache.has(("a", 1))
