@@ -46,7 +46,7 @@ class DecodingOptions:
     cfg_scale: float = 1.0
     max_length: int = 2048  # prompt + generated, as Hugging Face's max_length
     types_first: bool = False
-    cuda_graph: bool = True  # on a GPU, replay a single row's decoder steps as a CUDA graph (same tokens)
+    cuda_graph: bool = True  # on a GPU, replay the decoder steps of up to GRAPH_ROWS rows as a CUDA graph (same tokens)
 
 
 Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -252,10 +252,16 @@ class DecodeStats:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+# Most rows (before guidance doubles them) whose steps decode() replays as a CUDA graph: a graph holds its rows
+# to the end of the window, so finished rows keep computing; on a GPU that costs little next to launching every
+# kernel of every step from Python, and the static keys and values of 16 v32 rows are ~1 GB in bf16.
+GRAPH_ROWS = 16
+
+
 def uses_cuda_graph(device: torch.device, batch: int, opts: DecodingOptions) -> bool:
-    """Whether :func:`decode` replays its steps as a CUDA graph (:mod:`engine.cuda_graph`): on a GPU, for a
-    single row (with or without its guidance row), unless ``opts.cuda_graph`` is off."""
-    return opts.cuda_graph and device.type == "cuda" and batch == 1
+    """Whether :func:`decode` replays its steps as a CUDA graph (:mod:`engine.cuda_graph`): on a GPU, for up to
+    :data:`GRAPH_ROWS` rows (each with its guidance row, if any), unless ``opts.cuda_graph`` is off."""
+    return opts.cuda_graph and device.type == "cuda" and 1 <= batch <= GRAPH_ROWS
 
 
 @torch.inference_mode()
@@ -314,7 +320,7 @@ def decode(
     state = model.start_decoding(encoder_out, rows_in != PAD_ID, max_len)
     logits = model.decode_step(rows_in, state).float()
     graphed = None
-    if uses_cuda_graph(device, batch, opts):  # one row (or one guided pair): no row ever leaves the batch
+    if uses_cuda_graph(device, batch, opts):  # the graph's shapes are fixed: no row leaves the batch
         from .cuda_graph import GraphedStep
 
         graphed = GraphedStep(model, model.static_decoding(state, max_len), len(rows_in))
@@ -324,11 +330,12 @@ def decode(
     # Greedy rows that have stopped leave the batch, so one long window does not keep the others computing.
     # Sampled rows sharing one random stream stay: a smaller batch would draw different numbers. Rows with
     # their own streams leave too, so a finished row draws nothing more.
-    prune = not opts.do_sample or row_generators is not None
+    # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped).
+    prune = (not opts.do_sample or row_generators is not None) and graphed is None
     alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
     out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    steps = 0
+    steps = finished = 0
     while steps < total:
         if cancel is not None and cancel.is_set():
             raise Cancelled(Message("error.decoding.cancelled", "generation cancelled"))
@@ -340,8 +347,10 @@ def decode(
             probs = F.softmax(scores, dim=-1)
             if row_generators is None:
                 token = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-            else:
-                token = torch.cat([torch.multinomial(probs[i: i + 1], num_samples=1, generator=row_generators[r])
+            else:  # a stopped row that stays in the batch draws nothing more from its stream, as if it had left
+                stopped = done.tolist() if finished else [False] * len(alive)
+                token = torch.cat([torch.full((1, 1), PAD_ID, device=device) if stopped[i] else
+                                   torch.multinomial(probs[i: i + 1], num_samples=1, generator=row_generators[r])
                                    for i, r in enumerate(alive.tolist())]).squeeze(1)
         else:
             token = scores.argmax(dim=-1)

@@ -127,11 +127,70 @@ def test_decoding_through_the_static_step_gives_the_same_tokens(monkeypatch, cfg
     assert len(made) == 1 and made[0].graph is None  # on a CPU the static step runs eagerly
 
 
-def test_a_batch_of_rows_keeps_the_ordinary_step():
-    assert not engine.decoding.uses_cuda_graph(torch.device("cuda"), 2, DecodingOptions())
+def test_which_batches_go_through_a_graph():
+    rows = engine.decoding.GRAPH_ROWS
+    assert engine.decoding.uses_cuda_graph(torch.device("cuda"), 1, DecodingOptions())
+    assert engine.decoding.uses_cuda_graph(torch.device("cuda"), rows, DecodingOptions())
+    assert not engine.decoding.uses_cuda_graph(torch.device("cuda"), rows + 1, DecodingOptions())
     assert not engine.decoding.uses_cuda_graph(torch.device("cpu"), 1, DecodingOptions())
     assert not engine.decoding.uses_cuda_graph(torch.device("cuda"), 1, DecodingOptions(cuda_graph=False))
-    assert engine.decoding.uses_cuda_graph(torch.device("cuda"), 1, DecodingOptions())
+
+
+def _static_everywhere(monkeypatch) -> list:
+    """decode() takes the CUDA-graph path for any batch (on a CPU: the static step, eagerly); the steps made."""
+    made = []
+    real = GraphedStep.__init__
+
+    def spy(self, *args):
+        real(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(GraphedStep, "__init__", spy)
+    monkeypatch.setattr(engine.decoding, "uses_cuda_graph", lambda device, batch, o: True)
+    return made
+
+
+@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
+def test_a_batch_whose_rows_stop_at_different_steps_gives_the_ordinary_tokens(monkeypatch, cfg_scale):
+    """Through a graph stopped rows stay in the batch (the ordinary step drops them): the rows still left
+    must decode as before, and the stopped ones end where they stopped."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    opts = DecodingOptions(do_sample=False, max_length=150, cfg_scale=cfg_scale)
+    gen = torch.Generator().manual_seed(11)
+    prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (40, 33, 27)]
+    negatives = [p[:-4] for p in prompts] if cfg_scale > 1 else None
+
+    def run(stop) -> list[list[int]]:
+        return decode(model, tokenizer, frames_for(model, 3), prompts, opts, stop=stop, negative_prompts=negatives)
+
+    # a stop id row 0 meets early: the rows then end at different steps
+    stop = [tokenizer.eos_id, run([tokenizer.eos_id])[0][8]]
+    ordinary = run(stop)
+    assert len({len(r) for r in ordinary}) > 1, [len(r) for r in ordinary]
+    made = _static_everywhere(monkeypatch)
+    assert run(stop) == ordinary and len(made) == 1
+
+
+def test_sampled_rows_with_their_own_streams_draw_as_alone_through_a_graph(monkeypatch):
+    """Rows of independent jobs (mapset difficulties, variants) each sample from their own stream; a row that
+    has stopped but stays in the graph's batch must not draw from it any more."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=110)
+    gen = torch.Generator().manual_seed(12)
+    prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (50, 35, 20)]  # budgets 60, 75, 90
+
+    def run() -> tuple[list[list[int]], list[float]]:
+        streams = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+        rows = decode(model, tokenizer, frames_for(model, 3), prompts, opts, stop=[tokenizer.eos_id],
+                      generator=streams)
+        return rows, [torch.rand(1, generator=g).item() for g in streams]  # where each stream stands after
+
+    ordinary = run()
+    assert len({len(r) for r in ordinary[0]}) > 1
+    _static_everywhere(monkeypatch)
+    assert run() == ordinary
 
 
 def _conditioning(model) -> dict[str, torch.Tensor]:
