@@ -4,9 +4,11 @@
 
 Prints, per precision, the largest logit difference against upstream's fp32 CPU goldens (forward goldens),
 whether greedy generation with the trained fixture checkpoints reproduces upstream's tokens (decoding as users
-get it: CUDA graphs on), and for real-size v32 and v32-mini (random weights) the decoder's tokens/s with and
-without CUDA graphs, batch 1 and a guided pair, and whether both give the same tokens. Needs the shared
-fixtures (../shared or MAPPERATOR_SHARED).
+get it: CUDA graphs on, eight windows an encoder call), and for real-size v32 and v32-mini (random weights) the
+decoder's steps/s with and without CUDA graphs (batch 1, a guided pair, four rows as a mapset) and whether both
+give the same tokens, and the encoder's windows/s one window a call against the engine's eight
+(runtime.encoder_batch). Needs the shared fixtures (../shared or MAPPERATOR_SHARED). ``precision=auto`` is bf16
+on such a GPU: its lines are the default's.
 """
 from __future__ import annotations
 
@@ -100,23 +102,53 @@ def graph_speed(device: torch.device, precision: str, tokens: int = 256) -> None
         gen = torch.Generator().manual_seed(0)
         frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen)
         prompt = torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (608,), generator=gen).tolist()
-        for cfg_scale in (1.0, 2.0):
+        for label, batch, cfg_scale in (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("4 rows (mapset)", 4, 1.0)):
             results = {}
             for graph in (False, True):
                 opts = DecodingOptions(do_sample=False, max_length=608 + tokens, cfg_scale=cfg_scale, cuda_graph=graph)
-                negative = [prompt[:-8]] if cfg_scale > 1 else None
+                negative = [prompt[:-8]] * batch if cfg_scale > 1 else None
                 best, rows = float("inf"), None
                 for _ in range(3):
                     torch.cuda.synchronize(device) if device.type == "cuda" else None
                     t = time.perf_counter()
                     with autocast(device, precision):
-                        rows = decode(model, tokenizer, frames, [prompt], opts, stop=(), negative_prompts=negative)
+                        rows = decode(model, tokenizer, frames.expand(batch, -1), [prompt] * batch, opts, stop=(),
+                                      negative_prompts=negative)
                     torch.cuda.synchronize(device) if device.type == "cuda" else None
                     best = min(best, time.perf_counter() - t)
                 results[graph] = (rows, len(rows[0]) / best)
             same = results[False][0] == results[True][0]
-            print(f"  {name:<9} {'guided pair' if cfg_scale > 1 else 'batch 1    '}: eager {results[False][1]:7.0f} tok/s, "
-                  f"CUDA graph {results[True][1]:7.0f} tok/s (window incl. encoder and prompt), same tokens: {same}")
+            print(f"  {name:<9} {label:<15}: eager {results[False][1]:7.0f} steps/s, CUDA graph {results[True][1]:7.0f} "
+                  f"steps/s (window incl. encoder and prompt), same tokens: {same}")
+
+
+@torch.inference_mode()
+def encoder_batching(device: torch.device, precision: str, repeats: int = 5) -> None:
+    """Windows/s with one window a call and with runtime.encoder_batch's windows a call, and how far the
+    batched outputs are from the one-window ones (the goldens above already ran batched on CUDA)."""
+    from bench.forward import random_model
+    from engine.runtime import autocast, encoder_batch
+
+    batch = max(2, encoder_batch(device))
+    for name in ("v32", "v32-mini"):
+        model = random_model(name, device, precision)
+        frames = torch.randn(batch, 2047 * model.config.spectrogram.hop_length,
+                             generator=torch.Generator().manual_seed(3)).to(device)
+        rates = {}
+        with autocast(device, precision):
+            alone = torch.cat([model.encode(frames[i:i + 1]) for i in range(batch)])
+            together = model.encode(frames)
+            for rows in (1, batch):
+                torch.cuda.synchronize(device) if device.type == "cuda" else None
+                t = time.perf_counter()
+                for _ in range(repeats):
+                    for i in range(0, batch, rows):
+                        model.encode(frames[i:i + rows])
+                torch.cuda.synchronize(device) if device.type == "cuda" else None
+                rates[rows] = batch * repeats / (time.perf_counter() - t)
+        diff = (alone.float() - together.float()).abs().max().item()
+        print(f"  encoder {name:<9}: 1 window a call {rates[1]:6.1f} windows/s, {batch} a call {rates[batch]:6.1f} "
+              f"windows/s, max |output diff| {diff:.2e}")
 
 
 def main() -> None:
@@ -132,6 +164,7 @@ def main() -> None:
         forward_diffs(device, precision)
         generation(device, precision)
         graph_speed(device, precision)
+        encoder_batching(device, precision)
 
 
 if __name__ == "__main__":
