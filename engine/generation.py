@@ -10,11 +10,8 @@ into a Beatmap -> write the .osu (and .osz), with the song and background beside
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ from .messages import Message
 from .options import GenerateOptions, suggest
 from .presets import PRESETS, VersionPreset
 from .tokenizer import ContextType, EventType, Tokenizer
+from .validation import check_output_folder
 
 log = logging.getLogger(__name__)
 C = ContextType
@@ -89,30 +87,6 @@ def _context_types(names: Sequence[str], option: str) -> tuple[ContextType, ...]
             raise OptionError(Message("error.generation.unknown_context", "{option}: unknown context {name}; use some "
                                       "of {valid}", option=option, name=repr(name), valid=valid)) from None
     return tuple(c for c in out if c != C.NONE)
-
-
-def _check_output_dir(folder: Path) -> None:
-    """The folder takes files, or can be made; it is only made when the outputs are written, so a job that
-    fails leaves no empty folder behind."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, Message("error.generation.output_is_file",
-                                                            "{path} is a file, not a folder", path=str(existing)))
-        if existing != folder:
-            if not os.access(existing, os.W_OK | os.X_OK):
-                raise PermissionError(errno.EACCES, Message("error.generation.cannot_create_folders", "cannot create "
-                                                            "folders in {path}", path=str(existing)))
-            return
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mapperator-write-test-"):
-            pass
-    except OSError as e:
-        from .beatmap.files import os_reason
-
-        raise OptionError(Message("error.generation.output_not_writable", "cannot write to the output folder {folder}: "
-                                  "{reason}", folder=str(folder), reason=os_reason(e))) from None
 
 
 def _check_audio(path: Path) -> None:
@@ -232,7 +206,7 @@ def prepare(opts: GenerateOptions) -> Plan:
         output_dir = Path(opts.beatmap_path).expanduser().parent
     else:
         output_dir = audio_path.parent
-    _check_output_dir(output_dir)
+    check_output_folder(output_dir)
 
     in_context = _context_types(opts.in_context, "in_context")
     if in_context and reference is None:

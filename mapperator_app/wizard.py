@@ -565,14 +565,12 @@ def _check_beatmap(path: str) -> bool | str:
 
 
 def _check_output(path: str) -> bool | str:
-    p = Path(path).expanduser()
     if not path:
         return t("wizard.need_output", LANG)
-    if p.exists() and not p.is_dir():
-        return t("wizard.output_is_file", LANG, path=str(p))
-    existing = next((q for q in (p, *p.parents) if q.exists()), None)
-    if existing is not None and not os.access(existing, os.W_OK):
-        return t("wizard.output_not_writable", LANG, path=str(existing))
+    try:
+        engine.check_output_folder(Path(path).expanduser())
+    except MapperatorError as e:
+        return i18n.error_text(e, LANG)
     return True
 
 

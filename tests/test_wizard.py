@@ -332,3 +332,20 @@ def test_without_a_terminal_it_says_to_use_generate(tmp_path):
     assert done.returncode == 2
     assert "interactive terminal" in done.stderr and "mapperator generate" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_the_output_question_asks_what_generation_will_ask(tmp_path, monkeypatch):
+    """The wizard's output check is the engine's own (a file in the way, a folder that cannot take files), so a
+    folder it accepts is one generation accepts, and its refusal is the engine's message in the wizard's language."""
+    import mapperator_app.wizard as wizard
+    from mapperator_app import i18n
+
+    monkeypatch.setattr(wizard, "LANG", "fr")
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    assert wizard._check_output(str(tmp_path / "new" / "folder")) is True
+    assert wizard._check_output(str(tmp_path)) is True
+    refused = wizard._check_output(str(blocker / "maps"))
+    assert refused == i18n.t("error.generation.output_not_writable", "fr", folder=str(blocker / "maps"),
+                             reason=i18n.t("error.generation.output_is_file", "fr", path=str(blocker)))
+    assert wizard._check_output("") == i18n.t("wizard.need_output", "fr")
