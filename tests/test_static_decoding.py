@@ -177,19 +177,21 @@ def test_sampled_rows_with_their_own_streams_draw_as_alone_through_a_graph(monke
     has stopped but stays in the graph's batch must not draw from it any more."""
     ck = load("v32")
     model, tokenizer = ck.model, ck.tokenizer
-    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=110)
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.5,
+                           max_length=110, types_first=True)  # every logit rule, with its per-row state
     gen = torch.Generator().manual_seed(12)
     prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (50, 35, 20)]  # budgets 60, 75, 90
 
     def run() -> tuple[list[list[int]], list[float]]:
         streams = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
         rows = decode(model, tokenizer, frames_for(model, 3), prompts, opts, stop=[tokenizer.eos_id],
-                      generator=streams)
+                      generator=streams, lookback_ms=2000.0)
         return rows, [torch.rand(1, generator=g).item() for g in streams]  # where each stream stands after
 
     ordinary = run()
     assert len({len(r) for r in ordinary[0]}) > 1
     _static_everywhere(monkeypatch)
+    monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)  # as the rules run on a GPU
     assert run() == ordinary
 
 
