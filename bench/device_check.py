@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -159,12 +160,20 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}")
+    failed = 0
     for precision in args.precisions:
         print(f"precision {precision}")
-        forward_diffs(device, precision)
-        generation(device, precision)
-        graph_speed(device, precision)
-        encoder_batching(device, precision)
+        # one part failing (an out-of-memory, a capture error) must not cost the others: device time is scarce
+        for part in (forward_diffs, generation, graph_speed, encoder_batching):
+            try:
+                part(device, precision)
+            except Exception:  # noqa: BLE001 - printed in full, counted in the exit status
+                failed += 1
+                print(f"  {part.__name__} FAILED:\n{traceback.format_exc()}")
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
