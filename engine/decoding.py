@@ -321,9 +321,9 @@ def decode(
     logits = model.decode_step(rows_in, state).float()
     graphed = None
     if uses_cuda_graph(device, batch, opts):  # the graph's shapes are fixed: no row leaves the batch
-        from .cuda_graph import GraphedStep
+        from .cuda_graph import graphed_step
 
-        graphed = GraphedStep(model, model.static_decoding(state, max_len), len(rows_in))
+        graphed = graphed_step(model, state, max_len, len(rows_in))
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)

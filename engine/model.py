@@ -656,6 +656,31 @@ class StaticDecoderState:
         key_padding = state.key_padding[:, :max_len].clone()
         return cls(state.cross_kv, caches, key_padding, position, state.length, windows, dtype)
 
+    def fits(self, state: DecoderState) -> bool:
+        """Whether :meth:`load` can take ``state``: the same rows, frames, length limit and dtypes."""
+        mine, theirs = self.cross_kv[0][0], state.cross_kv[0][0]
+        return (mine.shape == theirs.shape and mine.dtype == theirs.dtype and self.key_padding.shape[1]
+                <= state.key_padding.shape[1] and self.key_padding.shape[0] == state.key_padding.shape[0]
+                and self.caches[0].k.dtype == state.caches[0].k.dtype and state.length < self.key_padding.shape[1])
+
+    def load(self, state: DecoderState) -> None:
+        """Take ``state`` (another window's prompt fed, same shapes: :meth:`fits`) into these buffers in place, so
+        a CUDA graph captured on them replays for it. Cached positions past the new prompt keep the last window's
+        keys and values: finite, and masked until a step overwrites them."""
+        for (k, v), (new_k, new_v) in zip(self.cross_kv, state.cross_kv):
+            k.copy_(new_k)
+            v.copy_(new_v)
+        for static, cache in zip(self.caches, state.caches):
+            static.k[:, :, : cache.length] = cache.k[:, :, : cache.length]
+            static.v[:, :, : cache.length] = cache.v[:, :, : cache.length]
+        self.key_padding.copy_(state.key_padding[:, : self.key_padding.shape[1]])
+        self.position.fill_(state.length)
+        self.length = state.length
+
+    def nbytes(self) -> int:
+        tensors = [t for kv in self.cross_kv for t in kv] + [t for c in self.caches for t in (c.k, c.v)]
+        return sum(t.numel() * t.element_size() for t in tensors) + self.key_padding.numel()
+
     def masks(self) -> list[torch.Tensor]:
         """One additive mask per layer, [batch, 1, 1, max_len]: real tokens up to the position (within the
         layer's window)."""

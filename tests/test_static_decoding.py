@@ -7,6 +7,8 @@ The CUDA graph itself needs a GPU (bench/device_check.py); here the static step 
 """
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -259,3 +261,40 @@ def test_graph_capture_and_replay_bookkeeping_with_a_stand_in_for_cuda(monkeypat
             got = step(ids[:, i])
             assert torch.allclose(got, expected, atol=1e-4), i
             assert static.length == int(static.position) == i + 1
+        # the next window of the same shape: its prompt loaded into the same buffers, the graph replayed as captured
+        other = torch.randint(3, model.config.vocab_size_out, (1, 60), generator=torch.Generator().manual_seed(9))
+        encoder_out = model.encode(torch.zeros(frames_for(model, 1).shape))  # silence after noise: other keys
+        cached = model.start_decoding(encoder_out, torch.ones(1, 25, dtype=torch.bool), 60)
+        model.decode_step(other[:, :25], cached)
+        prompted = model.start_decoding(encoder_out, torch.ones(1, 25, dtype=torch.bool), 60)
+        model.decode_step(other[:, :25], prompted)
+        model._graphed_steps = {(threading.get_ident(), 1, 60, model.dtype, False): step}
+        assert cuda_graph.graphed_step(model, prompted, 60, 1) is step and step.graph is not None
+        assert static.length == int(static.position) == 25
+        for i in range(25, 60):
+            expected = model.decode_step(other[:, i: i + 1], cached)
+            assert torch.allclose(step(other[:, i]), expected, atol=1e-4), i
+
+
+def test_the_next_window_of_the_same_shape_replays_the_kept_graph(monkeypatch):
+    """decode() keeps a window's graph for the next window of the same shape: one capture for a pass, and each
+    window still gets the ordinary step's tokens (other prompt, other audio, a guided pair)."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    opts = DecodingOptions(do_sample=False, max_length=150, cfg_scale=2.0)
+    gen = torch.Generator().manual_seed(13)
+    samples = frames_for(model, 1).shape[1]
+    audio = [torch.randn(1, samples, generator=gen), torch.zeros(1, samples),  # noise, silence, a tone
+             0.5 * torch.sin(0.05 * torch.arange(samples, dtype=torch.float32))[None]]
+    # the negative prompt shorter by another count each window: its left padding moves
+    windows = [(torch.randint(3, 600, (n,), generator=gen).tolist(), frames, cut)
+               for n, frames, cut in zip((40, 31, 45), audio, (3, 9, 1))]
+
+    def run() -> list[list[list[int]]]:
+        return [decode(model, tokenizer, frames, [prompt], opts, stop=[tokenizer.eos_id],
+                       negative_prompts=[prompt[:-cut]]) for prompt, frames, cut in windows]
+
+    ordinary = run()
+    made = _static_everywhere(monkeypatch)
+    assert run() == ordinary and len({len(w[0]) for w in ordinary}) > 1
+    assert len(made) == 1 and len(model._graphed_steps) == 1
