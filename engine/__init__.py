@@ -66,7 +66,7 @@ _LAZY = {
     "parse_overrides": "engine.options",
     "options_to_words": "engine.options",
     "check_generate_options": "engine.validation",
-    "check_output_folder": "engine.validation",
+    "check_output_writable": "engine.beatmap.files",
     "generate": "engine.generation",
     "GenerationResult": "engine.generation",
     "Progress": "engine.generation",
@@ -114,7 +114,8 @@ if TYPE_CHECKING:  # pragma: no cover
                               model_vocabulary)
     from .suggestions import editor_timestamp
     from .tokenizer import ContextType, Tokenizer
-    from .validation import check_generate_options, check_output_folder
+    from .validation import check_generate_options
+    from .beatmap.files import check_output_writable
     from .generation import GenerationResult, Progress, generate
     from .progress import Eta, eta_text
     from .options import PATH_OPTIONS, GenerateOptions, build_options, options_to_words, parse_overrides

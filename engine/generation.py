@@ -24,7 +24,7 @@ from .messages import Message
 from .options import GenerateOptions, suggest
 from .presets import PRESETS, VersionPreset
 from .tokenizer import ContextType, EventType, Tokenizer
-from .validation import check_output_folder
+from .beatmap.files import check_output_writable
 
 log = logging.getLogger(__name__)
 C = ContextType
@@ -206,7 +206,7 @@ def prepare(opts: GenerateOptions) -> Plan:
         output_dir = Path(opts.beatmap_path).expanduser().parent
     else:
         output_dir = audio_path.parent
-    check_output_folder(output_dir)
+    check_output_writable(output_dir)
 
     in_context = _context_types(opts.in_context, "in_context")
     if in_context and reference is None:

@@ -568,7 +568,7 @@ def _check_output(path: str) -> bool | str:
     if not path:
         return t("wizard.need_output", LANG)
     try:
-        engine.check_output_folder(Path(path).expanduser())
+        engine.check_output_writable(Path(path).expanduser())
     except MapperatorError as e:
         return i18n.error_text(e, LANG)
     return True

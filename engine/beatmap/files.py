@@ -8,6 +8,7 @@ does, relative to the beatmap's folder, and refuses names that lead outside it.
 staged files, the files already put into place and the folders the job created are removed again.
 Outputs get the user's default permissions (``0666 & ~umask``), never wider than a file they copy.
 :func:`atomic_write` is a one-file transaction that keeps a backup of a file it replaces.
+:func:`check_output_writable` asks before a job whether its output folder will take the files.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import re
 import secrets
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from ..errors import BeatmapError
+from ..errors import BeatmapError, OptionError
 from ..messages import Message
 
 Content = bytes | Callable[[BinaryIO], None]
@@ -283,6 +285,28 @@ def _same_content(a: Path, b: Path) -> bool:
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def check_output_writable(folder: Path) -> None:
+    """Raises OptionError unless ``folder`` takes files or can be made (it is only made when the outputs are
+    written, so a job that fails leaves no empty folder behind). Generation, the app and the wizard ask this."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, Message("error.generation.output_is_file",
+                                                            "{path} is a file, not a folder", path=str(existing)))
+        if existing != folder:
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, Message("error.generation.cannot_create_folders", "cannot create "
+                                                            "folders in {path}", path=str(existing)))
+            return
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mapperator-write-test-"):
+            pass
+    except OSError as e:
+        raise OptionError(Message("error.generation.output_not_writable", "cannot write to the output folder {folder}: "
+                                  "{reason}", folder=str(folder), reason=os_reason(e))) from None
 
 
 def os_reason(error: OSError) -> str:
