@@ -55,6 +55,21 @@ Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # --- logit rules ----------------------------------------------------------------------------------------------
 
 
+class _OnDevice:
+    """A constant tensor, copied to each device once: made per step, it would be a host-to-device copy each
+    step on a GPU."""
+
+    def __init__(self, values):
+        self.values = torch.as_tensor(values)
+        self._copies: dict[torch.device, torch.Tensor] = {}
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        copy = self._copies.get(device)
+        if copy is None:
+            copy = self._copies[device] = self.values.to(device)
+        return copy
+
+
 def cheap_host_reads(t: torch.Tensor) -> bool:
     """Whether reading ``t``'s values on the host is free (CPU); on a GPU it waits for the device, so rules skip
     their shortcuts there and compute for every row instead (same scores)."""
@@ -67,13 +82,13 @@ class MonotonicTime:
     def __init__(self, tokenizer: Tokenizer):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
-        self.sos_ids = [tokenizer.sos_id, *tokenizer.context_sos.values()]
+        self.sos_ids = _OnDevice([tokenizer.sos_id, *tokenizer.context_sos.values()])
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         batch, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(batch, -1)
         is_time = (ids >= self.start) & (ids < self.stop)
-        is_sos = torch.isin(ids, torch.tensor(self.sos_ids, device=ids.device))
+        is_sos = torch.isin(ids, self.sos_ids.on(ids.device))
         last_time = torch.where(is_time, positions, -1).max(dim=1).values
         last_sos = torch.where(is_sos, positions, -1).max(dim=1).values
         active = (last_time >= 0) & (last_time > last_sos)  # rows without one are left alone
@@ -122,15 +137,15 @@ class TypeTemperature:
 
         conditions = []
         if opts.timing_temperature != opts.temperature:
-            conditions.append((opts.timing_temperature, starts(EventType.BEAT, EventType.MEASURE,
-                                                                EventType.TIMING_POINT), 1))
+            conditions.append((opts.timing_temperature, _OnDevice(starts(EventType.BEAT, EventType.MEASURE,
+                                                                          EventType.TIMING_POINT)), 1))
         mania = starts(EventType.CIRCLE, EventType.HOLD_NOTE, EventType.HOLD_NOTE_END) \
             if tokenizer.has(EventType.HOLD_NOTE_END) else []
         if opts.mania_column_temperature != opts.temperature and mania:
-            conditions.append((opts.mania_column_temperature, mania, 3))
+            conditions.append((opts.mania_column_temperature, _OnDevice(mania), 3))
         scroll = list(tokenizer.id_range(EventType.SCROLL_SPEED))
         if opts.taiko_hit_temperature != opts.temperature and scroll:
-            conditions.append((opts.taiko_hit_temperature, scroll, 1))
+            conditions.append((opts.taiko_hit_temperature, _OnDevice(scroll), 1))
         self.default = opts.temperature
         self.conditions = conditions
 
@@ -140,8 +155,8 @@ class TypeTemperature:
         for temperature, tokens, back in self.conditions:
             if ids.shape[1] < back:
                 continue
-            hit = torch.isin(ids[:, -back], torch.tensor(tokens, device=ids.device)) & ~chosen
-            temps[hit] = temperature
+            hit = torch.isin(ids[:, -back], tokens.on(ids.device)) & ~chosen
+            temps = torch.where(hit[:, None], temperature, temps)  # not temps[hit] =: a mask index syncs a GPU
             chosen |= hit
         return scores / temps
 
@@ -161,9 +176,13 @@ class LookbackBias:
         self.stop = tokenizer.start[EventType.TIME_SHIFT] + int(lookback_ms / MS_PER_STEP) - tokenizer.range[
             EventType.TIME_SHIFT].min_value
         self.types_first = types_first
-        self.eos_ids = [tokenizer.eos_id, *tokenizer.context_eos.values()]
-        self.timed = [i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)]
-        self.vocab = tokenizer.vocab_size_out
+        self.eos_ids = _OnDevice([tokenizer.eos_id, *tokenizer.context_eos.values()])
+        self.timed = _OnDevice([i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)])
+        # the vocabulary's columns inside and outside the lookback's time shifts, as index lists: a boolean
+        # mask as an index asks the device how many columns it picks (a host read each step)
+        vocab = torch.arange(tokenizer.vocab_size_out)
+        inside = (vocab >= self.start) & (vocab < self.stop)
+        self.inside, self.outside = _OnDevice(vocab[inside]), _OnDevice(vocab[~inside])
         self.last_scores: torch.Tensor | None = None
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -175,19 +194,19 @@ class LookbackBias:
         if ids.shape[1] and self.last_scores is not None:
             # computed for every row and kept where the last id was a timed event; on a GPU without asking
             # first whether any row needs it (that question is a host read, which stalls the device each step)
-            after_timed = torch.isin(ids[:, -1], torch.tensor(self.timed, device=ids.device))
+            after_timed = torch.isin(ids[:, -1], self.timed.on(ids.device))
             if cheap_host_reads(ids) and not bool(after_timed.any()):
                 self.last_scores = scores
                 return out
-            lookback = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-            lookback[self.start: self.stop] = True
+            inside, outside = self.inside.on(scores.device), self.outside.on(scores.device)
             prev = F.softmax(self.last_scores, dim=-1)
             probs = F.softmax(scores, dim=-1)
-            p_end = prev[:, self.eos_ids].sum(dim=-1)
+            p_end = prev.index_select(1, self.eos_ids.on(scores.device)).sum(dim=-1)
             p_event = 1 - p_end
-            s = 1 / (probs[:, ~lookback].sum(dim=-1) * p_event + p_end)
-            probs[:, lookback] = 0
-            probs[:, ~lookback] *= s[:, None]
+            kept = probs.index_select(1, outside)
+            s = 1 / (kept.sum(dim=-1) * p_event + p_end)
+            probs.index_fill_(1, inside, 0)
+            probs.index_copy_(1, outside, kept * s[:, None])
             probs[:, self.start] = torch.clip((s - 1) * p_end / p_event, 0, 1)
             out = torch.where(after_timed[:, None], torch.log(probs), scores)
         self.last_scores = scores
@@ -219,7 +238,7 @@ class TopP:
         ascending, order = torch.sort(scores, descending=False)
         cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
         drop = cumulative <= (1 - self.p)
-        drop[..., -1:] = False
+        drop[..., -1:].fill_(False)  # not = False: that copies a new host tensor to the device
         return scores.masked_fill(drop.scatter(1, order, drop), -torch.inf)
 
 
@@ -333,9 +352,11 @@ def decode(
     # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped).
     prune = (not opts.do_sample or row_generators is not None) and graphed is None
     alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
+    alive_rows = list(range(batch))  # the same on the host (each row's own random stream)
     out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = finished = 0
+    stopped = [False] * batch  # done, as the host last read it (rows with their own random streams)
     while steps < total:
         if cancel is not None and cancel.is_set():
             raise Cancelled(Message("error.decoding.cancelled", "generation cancelled"))
@@ -348,10 +369,9 @@ def decode(
             if row_generators is None:
                 token = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
             else:  # a stopped row that stays in the batch draws nothing more from its stream, as if it had left
-                stopped = done.tolist() if finished else [False] * len(alive)
                 token = torch.cat([torch.full((1, 1), PAD_ID, device=device) if stopped[i] else
                                    torch.multinomial(probs[i: i + 1], num_samples=1, generator=row_generators[r])
-                                   for i, r in enumerate(alive.tolist())]).squeeze(1)
+                                   for i, r in enumerate(alive_rows)]).squeeze(1)
         else:
             token = scores.argmax(dim=-1)
         token = torch.where(done, torch.full_like(token, PAD_ID), token)
@@ -361,12 +381,18 @@ def decode(
         done |= torch.isin(token, stop_tensor) | (budget[alive] <= steps)
         if on_step is not None:
             on_step(steps)
-        finished = int(done.sum())  # the loop's one host read a step
+        if row_generators is not None:  # the loop's one host read a step: which rows are done, or how many
+            stopped = done.tolist()
+            finished = sum(stopped)
+        else:
+            finished = int(done.sum())
         if finished == len(done) or steps >= total:
             break
         if prune and finished:
             keep = (~done).nonzero().squeeze(1)
             alive, ids, token, done = alive[keep], ids[keep], token[keep], done[keep]
+            alive_rows = [alive_rows[i] for i in keep.tolist()]
+            stopped = [False] * len(alive_rows)
             state.select(torch.cat([keep, keep + n]) if guided else keep)
             for rule in rules:
                 if hasattr(rule, "select"):

@@ -298,3 +298,62 @@ def test_the_next_window_of_the_same_shape_replays_the_kept_graph(monkeypatch):
     made = _static_everywhere(monkeypatch)
     assert run() == ordinary and len({len(w[0]) for w in ordinary}) > 1
     assert len(made) == 1 and len(model._graphed_steps) == 1
+
+
+class _HostReads:
+    """Counts, per kind, the operations that wait for a GPU or copy to it when run there: reading a value on the
+    host (``item``, ``bool(t)``), picking rows or columns by a boolean mask or ``nonzero`` (the device must say
+    how many), and making a tensor from host values (``torch.tensor(...)``: a host-to-device copy)."""
+
+    KINDS = ("item", "is_nonzero", "nonzero", "mask index", "new host tensor")
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counts = dict.fromkeys(self.KINDS, 0)
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func.overloadpacket.__name__
+                indices = [i for a in args if isinstance(a, (list, tuple)) for i in a]
+                if name in ("_local_scalar_dense", "item"):
+                    counts["item"] += 1
+                elif name in ("is_nonzero", "nonzero"):
+                    counts[name] += 1
+                elif name.startswith("index") and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                                      for i in indices):
+                    counts["mask index"] += 1
+                elif name == "lift_fresh":
+                    counts["new host tensor"] += 1
+                return func(*args, **(kwargs or {}))
+
+        self.mode, self.counts = Mode(), counts
+
+
+@pytest.mark.parametrize("streams", [False, True], ids=["one stream", "a stream per row"])
+def test_the_gpu_token_loop_reads_the_host_once_a_step(monkeypatch, streams):
+    """On the GPU path (graph step, rules without their host-read shortcuts) each step may wait for the device
+    once (how many rows are done) and nothing else: no constant uploaded, no mask index. Counted here on the
+    CPU as operations per step, the difference between a short and a longer window; every logit rule on."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    _static_everywhere(monkeypatch)
+    monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)
+    prompts = [torch.randint(3, 600, (40,), generator=torch.Generator().manual_seed(s)).tolist() for s in (6, 7)]
+
+    def per_window(generate: int) -> dict[str, int]:
+        opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.5,
+                               max_length=40 + generate, types_first=True, cfg_scale=2.0)
+        generator = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)] if streams else \
+            torch.Generator().manual_seed(1)
+        reads = _HostReads()
+        with reads.mode:
+            rows = decode(model, tokenizer, frames_for(model, 2), prompts, opts, stop=[], lookback_ms=2000.0,
+                          generator=generator, negative_prompts=[p[:-4] for p in prompts])
+        assert [len(r) for r in rows] == [generate, generate]
+        return reads.counts
+
+    short, long = per_window(10), per_window(40)
+    per_step = {k: (long[k] - short[k]) / 30 for k in _HostReads.KINDS}
+    # with a stream per row the one read is done.tolist(), which a CPU tensor answers without an operation
+    assert per_step == {**dict.fromkeys(_HostReads.KINDS, 0), "item": 0 if streams else 1}, (short, long)
