@@ -275,6 +275,9 @@ class DecodeStats:
 # to the end of the window, so finished rows keep computing; on a GPU that costs little next to launching every
 # kernel of every step from Python, and the static keys and values of 16 v32 rows are ~1 GB in bf16.
 GRAPH_ROWS = 16
+# A graph's length limit is rounded up to this: rows with their own budgets (a mapset's, variants') give each
+# window another limit, which would otherwise capture a new graph for each window.
+GRAPH_LENGTH_STEP = 256
 
 
 def uses_cuda_graph(device: torch.device, batch: int, opts: DecodingOptions) -> bool:
@@ -336,10 +339,14 @@ def decode(
     if guided:
         encoder_out = encoder_out.repeat(2, 1, 1)
     max_len = max(width + total, width + 1)
+    graph = uses_cuda_graph(device, batch, opts)
+    if graph:  # rounded up: a kept graph serves windows whose prompts differ a little (engine.cuda_graph)
+        limit = model.config.backbone.max_target_positions
+        max_len = max(max_len, min(-(-max_len // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP, limit))
     state = model.start_decoding(encoder_out, rows_in != PAD_ID, max_len)
     logits = model.decode_step(rows_in, state).float()
     graphed = None
-    if uses_cuda_graph(device, batch, opts):  # the graph's shapes are fixed: no row leaves the batch
+    if graph:  # the graph's shapes are fixed: no row leaves the batch
         from .cuda_graph import graphed_step
 
         graphed = graphed_step(model, state, max_len, len(rows_in))

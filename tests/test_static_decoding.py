@@ -353,7 +353,31 @@ def test_the_gpu_token_loop_reads_the_host_once_a_step(monkeypatch, streams):
         assert [len(r) for r in rows] == [generate, generate]
         return reads.counts
 
+    per_window(10)  # the graph captured and kept: both windows measured below replay it
     short, long = per_window(10), per_window(40)
     per_step = {k: (long[k] - short[k]) / 30 for k in _HostReads.KINDS}
     # with a stream per row the one read is done.tolist(), which a CPU tensor answers without an operation
     assert per_step == {**dict.fromkeys(_HostReads.KINDS, 0), "item": 0 if streams else 1}, (short, long)
+
+
+def test_windows_of_rows_with_their_own_budgets_share_one_kept_graph(monkeypatch):
+    """A mapset's rows (own random streams) each count their own prompt, so every window has another length
+    limit; rounded up, the windows still share one captured graph and give the ordinary tokens."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=120)
+    gen = torch.Generator().manual_seed(14)
+    windows = [[torch.randint(3, 600, (n,), generator=gen).tolist() for n in lengths]
+               for lengths in ((40, 22), (35, 30), (48, 20))]
+
+    def run():
+        rows = []
+        for prompts in windows:
+            streams = [torch.Generator().manual_seed(s) for s in (1, 2)]
+            rows.append(decode(model, tokenizer, frames_for(model, 2), prompts, opts, stop=[tokenizer.eos_id],
+                               generator=streams))
+        return rows
+
+    ordinary = run()
+    made = _static_everywhere(monkeypatch)
+    assert run() == ordinary and len(made) == 1
