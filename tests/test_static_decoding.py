@@ -116,15 +116,7 @@ def test_decoding_through_the_static_step_gives_the_same_tokens(monkeypatch, cfg
                       negative_prompts=[negative] if negative else None)
 
     eager = run()
-    made = []
-    real = GraphedStep.__init__
-
-    def spy(self, *args):
-        real(self, *args)
-        made.append(self)
-
-    monkeypatch.setattr(GraphedStep, "__init__", spy)
-    monkeypatch.setattr(engine.decoding, "uses_cuda_graph", lambda device, batch, o: batch == 1)
+    made = _static_everywhere(monkeypatch)
     assert run() == eager and len(eager[0]) > 20
     assert len(made) == 1 and made[0].graph is None  # on a CPU the static step runs eagerly
 
