@@ -26,7 +26,7 @@ of one batch over the same window share one encoder row (a mapset's difficulties
 :class:`EncoderCache` in the context a later pass over the same windows (the map pass after the timing pass)
 reuses the outputs instead of running the encoder again. A pass that also tells its next windows
 (:meth:`SequentialPass.upcoming`) lets a context with ``encoder_batch`` > 1 encode them together with the window
-missing now, in one encoder call (on a GPU one call for eight windows costs about what one window does).
+missing now, in one encoder call (on a GPU, where one window's call leaves the card mostly idle).
 """
 from __future__ import annotations
 
