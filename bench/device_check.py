@@ -8,7 +8,8 @@ get it: CUDA graphs on, eight windows an encoder call), and for real-size v32 an
 decoder's steps/s with and without CUDA graphs (batch 1, a guided pair, four rows as a mapset) and whether both
 give the same tokens, and the encoder's windows/s one window a call against the engine's eight
 (runtime.encoder_batch). Needs the shared fixtures (../shared or MAPPERATOR_SHARED). ``precision=auto`` is bf16
-on such a GPU: its lines are the default's.
+on such a GPU: its lines are the default's. ``--compile`` runs only an experiment instead: the graph step
+compiled by torch.compile, against the plain graph (speed, compile time, logits).
 """
 from __future__ import annotations
 
@@ -152,19 +153,81 @@ def encoder_batching(device: torch.device, precision: str, repeats: int = 5) -> 
               f"windows/s, max |output diff| {diff:.2e}")
 
 
+@torch.inference_mode()
+def compiled_step(device: torch.device, precision: str, steps: int = 200) -> None:
+    """Experiment (--compile), not what decoding does: the graph step's layers compiled by torch.compile
+    (Inductor fuses the small kernels a step is made of) and captured in the same CUDA graph. Prints steps/s
+    against the plain graph, the compile time, and how far the logits are from the plain step's."""
+    from bench.forward import random_model
+    from engine.cuda_graph import GraphedStep
+    from engine.runtime import autocast
+
+    for name in ("v32", "v32-mini"):
+        model = random_model(name, device, precision)
+        gen = torch.Generator().manual_seed(4)
+        frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen).to(device)
+        prompt = torch.randint(3, model.config.vocab_size_out, (1, 600), generator=gen).to(device)
+        length = 600 + steps + 8
+
+        def graphed() -> GraphedStep:
+            state = model.start_decoding(encoder_out, torch.ones(1, 600, dtype=torch.bool, device=device), length)
+            model.decode_step(prompt, state)
+            step = GraphedStep(model, model.static_decoding(state, length), 1)
+            step(prompt[:, -1])  # one step untimed: where nothing is captured (a CPU), the compile happens here
+            return step
+
+        def timed(step: GraphedStep) -> tuple[float, list[torch.Tensor]]:
+            token, logits = prompt[:, -1], []
+            torch.cuda.synchronize(device) if device.type == "cuda" else None
+            t = time.perf_counter()
+            for _ in range(steps):
+                out = step(token)
+                token = out.argmax(-1)
+                logits.append(out[0, :16].clone())
+            torch.cuda.synchronize(device) if device.type == "cuda" else None
+            return steps / (time.perf_counter() - t), logits
+
+        with autocast(device, precision):
+            encoder_out = model.encode(frames)
+            plain_rate, plain = timed(graphed())
+            layers = torch.compile(model._decode_layers, dynamic=False)
+
+            def compiled_static(ids, state):
+                logits = layers(ids, state.position, state.cross_kv, state.masks(), state.caches, True)
+                state.advance()
+                return logits[:, -1]
+
+            model.decode_step_static = compiled_static  # this model only: GraphedStep calls it
+            t = time.perf_counter()
+            step = graphed()  # compiles in its warm-up, then captures
+            compile_s = time.perf_counter() - t
+            rate, logits = timed(step)
+        diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(plain, logits))
+        print(f"  compiled {name:<9}: graph {plain_rate:7.0f} steps/s, compiled + graph {rate:7.0f} steps/s, "
+              f"compile {compile_s:.0f} s, max |logit diff| {diff:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "amp"])
+    ap.add_argument("--compile", action="store_true",
+                    help="only the experiment: the graph step compiled by torch.compile, in bf16 (or the first given)")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}")
     failed = 0
-    for precision in args.precisions:
+    if args.compile:
+        precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
         print(f"precision {precision}")
+        args.precisions, parts = [precision], (compiled_step,)
+    else:
+        parts = (forward_diffs, generation, graph_speed, encoder_batching)
+    for precision in args.precisions:
+        print(f"precision {precision}") if not args.compile else None
         # one part failing (an out-of-memory, a capture error) must not cost the others: device time is scarce
-        for part in (forward_diffs, generation, graph_speed, encoder_batching):
+        for part in parts:
             try:
                 part(device, precision)
             except Exception:  # noqa: BLE001 - printed in full, counted in the exit status

@@ -14,3 +14,5 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 MAPPERATOR_SHARED=.device/shared
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
 "$python" bench/device_check.py --device "$device" 2>&1 | tee "$out/device_check.txt"
 "$python" bench/speed.py --device "$device" --json 2>&1 | tee "$out/speed.txt"
+# last, an experiment whose failure costs nothing above: the graph step compiled by torch.compile
+"$python" bench/device_check.py --device "$device" --compile 2>&1 | tee "$out/compile.txt"
