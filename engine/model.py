@@ -631,8 +631,9 @@ class StaticLayerCache:
         self.position = position
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k.index_copy_(2, self.position, k)
-        self.v.index_copy_(2, self.position, v)
+        # cast as the growing cache's slice assignment does (keys kept in bf16 under int8: Mapperatorinator.kv_dtype)
+        self.k.index_copy_(2, self.position, k.to(self.k.dtype))
+        self.v.index_copy_(2, self.position, v.to(self.v.dtype))
         return self.k, self.v
 
 
