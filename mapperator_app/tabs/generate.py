@@ -167,7 +167,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             with gr.Accordion(L("common.advanced"), open=False):
                 with gr.Row():
                     fields["device"] = gr.Dropdown(DEVICES, value="auto", allow_custom_value=True, label=L("common.device"))
-                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"))
+                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"),
+                                                      info=L("common.precision_info"))
                     fields["do_sample"] = gr.Checkbox(True, label=L("generate.do_sample"))
                 with gr.Row():
                     fields["temperature"] = gr.Textbox(value="", label=L("generate.temperature"), placeholder=L("common.model_default"))

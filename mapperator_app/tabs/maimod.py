@@ -71,7 +71,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 with gr.Row():
                     fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
                                                    allow_custom_value=True, label=L("common.device"))
-                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"))
+                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"),
+                                                      info=L("common.precision_info"))
         with gr.Column(scale=1):
             with gr.Row():
                 run = gr.Button(L("maimod.start"), variant="primary", elem_id="mm-start")

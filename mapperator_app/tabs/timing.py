@@ -89,7 +89,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 with gr.Row():
                     fields["device"] = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto",
                                                    allow_custom_value=True, label=L("common.device"))
-                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"))
+                    fields["precision"] = gr.Dropdown(forms.PRECISIONS, value="auto", label=L("common.precision"),
+                                                      info=L("common.precision_info"))
                     fields["seed"] = gr.Textbox(value="", label=L("common.seed"), placeholder=L("common.random"))
                 with gr.Row():
                     fields["timer_iterations"] = gr.Textbox(value="", label=L("timing.timer_iterations"), placeholder="20")
