@@ -130,6 +130,32 @@ def test_sampled_variants_with_fixed_seeds_equal_separate_jobs_and_keep_one(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kw", [dict(difficulties=(3.2, 6.0), seed=21),
+                                dict(difficulty=3.2, do_sample=True, num_variants=2, seeds=(5, 9))],
+                         ids=["mapset", "variants"])
+def test_the_gpus_decoding_paths_write_the_same_maps(tmp_path, monkeypatch, kw):
+    """What a GPU runs for a batch (a CUDA graph for all its rows, kept from window to window; eight windows an
+    encoder call), forced here on the CPU where the graph step runs eagerly: the same maps as the ordinary
+    paths (pruned rows, one window an encoder call)."""
+    import engine.decoding
+    import engine.runtime
+
+    options = MapsetOptions(**base(tmp_path, gamemode=0, **kw))
+    ordinary = engine.generate_mapset(options)
+    monkeypatch.setattr(engine.decoding, "uses_cuda_graph", lambda device, batch, o: batch <= 16)
+    monkeypatch.setattr(engine.runtime, "encoder_batch", lambda device: 8)
+    import engine.cuda_graph
+
+    made, real = [], engine.cuda_graph.graphed_step
+    monkeypatch.setattr(engine.cuda_graph, "graphed_step", lambda *a: (made.append(a[3]), real(*a))[1])
+    graphed = engine.generate_mapset(dataclasses.replace(options, output_path=str(tmp_path / "graphed")))
+    for a, b in zip(ordinary.maps, graphed.maps, strict=True):
+        assert a.beatmap.hit_objects == b.beatmap.hit_objects and a.beatmap.timing_points == b.beatmap.timing_points
+        assert a.beatmap.hit_objects
+    assert 2 in made  # the two rows went through one graph step (kept from window to window)
+
+
+@pytest.mark.slow
 def test_reference_timing_is_shared_and_the_reference_is_untouched(tmp_path):
     folder = tmp_path / "set"
     folder.mkdir()
