@@ -66,10 +66,18 @@ def _until_end(row, ends=(2, 4)):
 
 @pytest.mark.slow
 @pytest.mark.golden
-def test_super_timing_reproduces_upstream(tmp_path, monkeypatch):
+@pytest.mark.parametrize("paths", ["ordinary", "gpu"])
+def test_super_timing_reproduces_upstream(tmp_path, monkeypatch, paths):
     """20 shifted passes + the map pass, as upstream's run (README §9.3): the same windows with the same prompts
     and tokens up to each window's end of timing, the same timing points and beatmap. Upstream decoded pass
-    after pass (20 calls of 2–3 windows); we batch the 46 windows across passes, 32 at a time (v32's max_batch_size)."""
+    after pass (20 calls of 2–3 windows); we batch the 46 windows across passes, 32 at a time (v32's max_batch_size).
+    ``gpu``: what a GPU runs (every batch through one kept graph step, eight windows an encoder call), forced
+    on the CPU."""
+    if paths == "gpu":
+        from engine import runtime
+
+        monkeypatch.setattr(engine.decoding, "uses_cuda_graph", lambda device, batch, o: True)
+        monkeypatch.setattr(runtime, "encoder_batch", lambda device: 8)
     seen = []
     real = engine.decoding.decode
 
