@@ -19,12 +19,12 @@ from typing import Callable, Sequence
 
 import torch
 
+from .beatmap.files import check_output_writable
 from .errors import AudioError, Cancelled, ModelError, OptionError
 from .messages import Message
 from .options import GenerateOptions, suggest
 from .presets import PRESETS, VersionPreset
 from .tokenizer import ContextType, EventType, Tokenizer
-from .beatmap.files import check_output_writable
 
 log = logging.getLogger(__name__)
 C = ContextType

@@ -89,9 +89,10 @@ class EncoderCache:
         and kept until asked for, not returned."""
         asked = len(keys) - ahead
         found: dict[Hashable, torch.Tensor | None] = {}  # each key looked up once (a lookup may move it)
-        out: list[torch.Tensor | None] = [None if k is None else found[k] if k in found
-                                          else found.setdefault(k, self._lookup(k)) for k in keys[:asked]]
-        out += [None] * ahead
+        for key in keys[:asked]:
+            if key is not None and key not in found:
+                found[key] = self._lookup(key)
+        out: list[torch.Tensor | None] = [None if k is None else found[k] for k in keys[:asked]] + [None] * ahead
         self.hits += sum(o is not None for o in out)
         todo: list[int] = []  # rows to encode: the first row of each key not stored
         first_of: dict[Hashable, int] = {}
