@@ -8,8 +8,10 @@ get it: CUDA graphs on, eight windows an encoder call), and for real-size v32 an
 decoder's steps/s with and without CUDA graphs (batch 1, a guided pair, four rows as a mapset) and whether both
 give the same tokens, and the encoder's windows/s one window a call against the engine's eight
 (runtime.encoder_batch). Needs the shared fixtures (../shared or MAPPERATOR_SHARED). ``precision=auto`` is bf16
-on such a GPU: its lines are the default's. ``--compile`` runs only an experiment instead: the graph step
-compiled by torch.compile, against the plain graph (speed, compile time, logits).
+on such a GPU: its lines are the default's. ``--parts`` picks what runs (default: all but ``compile``, an
+experiment: the graph step compiled by torch.compile, against the plain graph: speed, compile time, logits).
+The graphs part also times 32 rows (super timing's batches, above GRAPH_ROWS) as if they were graphed, to
+say whether GRAPH_ROWS should rise.
 """
 from __future__ import annotations
 
@@ -91,8 +93,14 @@ def generation(device: torch.device, precision: str) -> None:
 
 def graph_speed(device: torch.device, precision: str, tokens: int = 256) -> None:
     """Greedy decoding of a fixed budget with and without CUDA graphs (engine.cuda_graph)."""
-    import dataclasses
+    rows_limit = engine.decoding.GRAPH_ROWS
+    try:
+        _graph_cases(device, precision, tokens, rows_limit)
+    finally:
+        engine.decoding.GRAPH_ROWS = rows_limit
 
+
+def _graph_cases(device: torch.device, precision: str, tokens: int, rows_limit: int) -> None:
     from bench.forward import random_model
     from bench.speed import _tokenizer
     from engine.decoding import DecodingOptions, decode
@@ -104,9 +112,11 @@ def graph_speed(device: torch.device, precision: str, tokens: int = 256) -> None
         gen = torch.Generator().manual_seed(0)
         frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen)
         prompt = torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (608,), generator=gen).tolist()
-        for label, batch, cfg_scale in (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("4 rows (mapset)", 4, 1.0)):
+        cases = (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("4 rows (mapset)", 4, 1.0), ("32 rows (timing)", 32, 1.0))
+        for label, batch, cfg_scale in cases:
             results = {}
             for graph in (False, True):
+                engine.decoding.GRAPH_ROWS = max(rows_limit, batch)  # 32 rows: measured as if graphed
                 opts = DecodingOptions(do_sample=False, max_length=608 + tokens, cfg_scale=cfg_scale, cuda_graph=graph)
                 negative = [prompt[:-8]] * batch if cfg_scale > 1 else None
                 best, rows = float("inf"), None
@@ -155,7 +165,7 @@ def encoder_batching(device: torch.device, precision: str, repeats: int = 5) -> 
 
 @torch.inference_mode()
 def compiled_step(device: torch.device, precision: str, steps: int = 200) -> None:
-    """Experiment (--compile), not what decoding does: the graph step's layers compiled by torch.compile
+    """Experiment (part ``compile``), not what decoding does: the graph step's layers compiled by torch.compile
     (Inductor fuses the small kernels a step is made of) and captured in the same CUDA graph. Prints steps/s
     against the plain graph, the compile time, and how far the logits are from the plain step's."""
     from bench.forward import random_model
@@ -207,25 +217,24 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
               f"compile {compile_s:.0f} s, max |logit diff| {diff:.2e}")
 
 
+PARTS = {"forward": forward_diffs, "generate": generation, "graphs": graph_speed, "encoder": encoder_batching,
+         "compile": compiled_step}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "amp"])
-    ap.add_argument("--compile", action="store_true",
-                    help="only the experiment: the graph step compiled by torch.compile, in bf16 (or the first given)")
+    ap.add_argument("--parts", nargs="*", choices=list(PARTS), default=[p for p in PARTS if p != "compile"],
+                    help="what to run, for each precision (compile: an experiment, not in the default)")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}")
     failed = 0
-    if args.compile:
-        precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
-        print(f"precision {precision}")
-        args.precisions, parts = [precision], (compiled_step,)
-    else:
-        parts = (forward_diffs, generation, graph_speed, encoder_batching)
+    parts = [PARTS[p] for p in args.parts]
     for precision in args.precisions:
-        print(f"precision {precision}") if not args.compile else None
+        print(f"precision {precision}")
         # one part failing (an out-of-memory, a capture error) must not cost the others: device time is scarce
         for part in parts:
             try:

@@ -339,7 +339,7 @@ def decode(
     if guided:
         encoder_out = encoder_out.repeat(2, 1, 1)
     max_len = max(width + total, width + 1)
-    graph = uses_cuda_graph(device, batch, opts)
+    graph = uses_cuda_graph(device, batch, opts) and not model.static_step_reads_host(max_len)
     if graph:  # rounded up: a kept graph serves windows whose prompts differ a little (engine.cuda_graph)
         limit = model.config.backbone.max_target_positions
         max_len = max(max_len, min(-(-max_len // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP, limit))

@@ -357,10 +357,13 @@ class Rotary(nn.Module):
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64).to(torch.float) / self.head_dim
         return 1.0 / (base ** exponents)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions: [seq] int -> (cos, sin) of shape [seq, head_dim]."""
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype,
+                below: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions: [seq] int -> (cos, sin) of shape [seq, head_dim]. ``below``: a bound the caller knows
+        (every position is less); within max_positions the dynamic scale cannot apply, and the positions are
+        not read on the host (a CUDA graph's step may not read them)."""
         inv_freq = self.inv_freq
-        if self.dynamic:  # reads the positions on the host: a static decoder step never comes here (v30/v31 only)
+        if self.dynamic and (below is None or below > self.max_positions):  # v30/v31: reads the host
             seq_len = int(positions.max()) + 1 if positions.numel() else 0
             if seq_len > self.max_positions:
                 scale = (self.factor * seq_len / self.max_positions) - (self.factor - 1)
@@ -678,6 +681,10 @@ class StaticDecoderState:
         self.position.fill_(state.length)
         self.length = state.length
 
+    @property
+    def max_len(self) -> int:
+        return self.key_padding.shape[1]
+
     def nbytes(self) -> int:
         tensors = [t for kv in self.cross_kv for t in kv] + [t for c in self.caches for t in (c.k, c.v)]
         return sum(t.numel() * t.element_size() for t in tensors) + self.key_padding.numel()
@@ -769,9 +776,10 @@ class LayerPositions(nn.Module):
     def windows(self) -> list[int | None]:
         return [window for _, window in self.plan]
 
-    def angles(self, positions: torch.Tensor, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(cos, sin) per layer, computed once per distinct rotary."""
-        computed = {name: rotary(positions, dtype) for name, rotary in self.rotary.items()
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype,
+               below: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) per layer, computed once per distinct rotary (``below``: see :meth:`Rotary.forward`)."""
+        computed = {name: rotary(positions, dtype, below) for name, rotary in self.rotary.items()
                     if any(n == name for n, _ in self.plan)}
         return [computed[name] if name is not None else None for name, _ in self.plan]
 
@@ -883,12 +891,13 @@ class Mapperatorinator(nn.Module):
 
     # decoder side
 
-    def _decode_layers(self, ids: torch.Tensor, positions: torch.Tensor, cross_kv, masks, caches, causal: bool):
+    def _decode_layers(self, ids: torch.Tensor, positions: torch.Tensor, cross_kv, masks, caches, causal: bool,
+                       below: int | None = None):
         decoder = self.transformer.model.decoder
         x = self.decoder_embedder(ids)
         if decoder.cfg.flavour == WHISPER:
             x = x + decoder.embed_positions(positions).to(x.dtype)
-        angles = decoder.positions.angles(positions, x.dtype)
+        angles = decoder.positions.angles(positions, x.dtype, below)
         for i, layer in enumerate(decoder.layers):
             x = layer(x, angles[i], masks[i], cross_kv[i], caches[i] if caches is not None else None, causal=causal)
         return self.transformer.proj_out(decoder.layer_norm(x))
@@ -983,9 +992,16 @@ class Mapperatorinator(nn.Module):
         """:meth:`decode_step` for one token per row (``ids`` [batch, 1]) without reading anything on the host:
         the position lives on the device and keys are attended over all ``max_len`` cached positions, masked."""
         self._check_length(state.length + 1)
-        logits = self._decode_layers(ids, state.position, state.cross_kv, state.masks(), state.caches, causal=True)
+        logits = self._decode_layers(ids, state.position, state.cross_kv, state.masks(), state.caches, causal=True,
+                                     below=state.max_len)
         state.advance()
         return logits[:, -1]
+
+    def static_step_reads_host(self, max_len: int) -> bool:
+        """Whether :meth:`decode_step_static` must read the position on the host for a state of ``max_len``
+        positions (so cannot be captured in a CUDA graph): v30/v31's dynamic rotary past its trained length."""
+        rotary = self.transformer.model.decoder.positions.rotary
+        return any(r.dynamic and max_len > r.max_positions for r in rotary.values())
 
 
 def _required(value, name: str):

@@ -373,3 +373,37 @@ def test_windows_of_rows_with_their_own_budgets_share_one_kept_graph(monkeypatch
     ordinary = run()
     made = _static_everywhere(monkeypatch)
     assert run() == ordinary and len(made) == 1
+
+
+def test_v30s_dynamic_rotary_step_reads_nothing_on_the_host_within_its_trained_length(monkeypatch):
+    """v30/v31's dynamic rotary rescales only past the decoder's trained length, which it learns by reading the
+    positions on the host: inside a CUDA graph's capture that read fails the capture (seen on an H200: every v30
+    window then decoded eagerly). A static state within that length skips the read; past it decode() does not
+    take the graph path at all, and the tokens are the ordinary ones either way."""
+    ck = load("v30")
+    model, tokenizer = ck.model, ck.tokenizer
+    cond = _conditioning(model)
+    trained = model.config.backbone.max_target_positions
+    assert any(r.dynamic for r in model.transformer.model.decoder.positions.rotary.values())
+    assert not model.static_step_reads_host(trained) and model.static_step_reads_host(trained + 1)
+
+    prompt = torch.randint(3, 600, (1, 30), generator=torch.Generator().manual_seed(15))
+    with torch.inference_mode():
+        state = model.start_decoding(model.encode(frames_for(model, 1), **cond), torch.ones(1, 30, dtype=torch.bool), 60)
+        model.decode_step(prompt, state)
+        static = model.static_decoding(state, 60)
+        reads = _HostReads()
+        with reads.mode:
+            for token in range(3, 13):
+                model.decode_step_static(torch.tensor([[token]]), static)
+    assert reads.counts["item"] == 0, reads.counts
+
+    opts = DecodingOptions(do_sample=False, max_length=70)
+    prompts = [prompt[0].tolist()]
+    ordinary = decode(model, tokenizer, frames_for(model, 1), prompts, opts, stop=[tokenizer.eos_id], cond=cond)
+    made = _static_everywhere(monkeypatch)
+    assert decode(model, tokenizer, frames_for(model, 1), prompts, opts, stop=[tokenizer.eos_id], cond=cond) == ordinary
+    assert len(made) == 1
+    monkeypatch.setattr(model, "static_step_reads_host", lambda max_len: True)
+    assert decode(model, tokenizer, frames_for(model, 1), prompts, opts, stop=[tokenizer.eos_id], cond=cond) == ordinary
+    assert len(made) == 1, "a step that must read the host is not captured"
