@@ -344,6 +344,10 @@ class StyleEmbedder(nn.Module):
 # --- rotary positions ---------------------------------------------------------------------------------
 
 
+# (cos, signed sin) of rotary positions, [seq, head_dim] each (Rotary.forward); None for learned positions
+Angles = tuple[torch.Tensor, torch.Tensor]
+
+
 class Rotary(nn.Module):
     """Rotary position angles for one head size and base (HF "default"/"dynamic" NTK semantics)."""
 
@@ -358,8 +362,8 @@ class Rotary(nn.Module):
         return 1.0 / (base ** exponents)
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype,
-                below: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions: [seq] int -> (cos, sin) of shape [seq, head_dim]. ``below``: a bound the caller knows
+                below: int | None = None) -> Angles:
+        """positions: [seq] int -> (cos, signed sin) of shape [seq, head_dim] (:func:`_rotate`). ``below``: a bound the caller knows
         (every position is less); within max_positions the dynamic scale cannot apply, and the positions are
         not read on the host (a CUDA graph's step may not read them)."""
         inv_freq = self.inv_freq
@@ -370,13 +374,19 @@ class Rotary(nn.Module):
                 inv_freq = self._inv_freq(self.base * scale ** (self.head_dim / (self.head_dim - 2))).to(positions.device)
         freqs = positions.float()[:, None] * inv_freq.float()[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        return emb.cos().to(dtype), _signed_halves(emb.sin().to(dtype))
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def _signed_halves(sin: torch.Tensor) -> torch.Tensor:
+    """sin with its first half negated: rotating is then x*cos + swap(x)*signed_sin, the same numbers as
+    x*cos + cat(-x2, x1)*sin (negation is exact) without a negation per query and key tensor."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    return x * cos + torch.cat((x[..., half:], x[..., :half]), dim=-1) * signed_sin
 
 
 # --- attention ------------------------------------------------------------------------------------------
@@ -427,12 +437,21 @@ class Attention(nn.Module):
         qkv = self.Wqkv(x)
         return self._heads(qkv[..., d: 2 * d]), self._heads(qkv[..., 2 * d:])
 
-    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project_qkv(self, x: torch.Tensor, rope: Angles | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values in heads, the rotary ``rope`` (if any) applied to queries and keys. Where
+        one projection makes all three (VarWhisper), queries and keys are rotated in one pass: a decoder step
+        is hundreds of small kernels, and on a GPU their number is its cost."""
         if self.flavour == VARWHISPER and not self.cross:
-            d = x.shape[-1]
+            (b, t, d), h = x.shape, self.heads
             qkv = self.Wqkv(x)
-            return self._heads(qkv[..., :d]), self._heads(qkv[..., d: 2 * d]), self._heads(qkv[..., 2 * d:])
-        return (self.project_q(x), *self.project_kv(x))
+            qk = qkv[..., : 2 * d].view(b, t, 2, h, self.head_dim)
+            if rope is not None:
+                qk = _rotate(qk, *(a[:, None, None, :] for a in rope))
+            return qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), self._heads(qkv[..., 2 * d:])
+        q, (k, v) = self.project_q(x), self.project_kv(x)
+        if rope is not None:
+            q, k = _rotate(q, *rope), _rotate(k, *rope)
+        return q, k, v
 
     def output(self, attended: torch.Tensor) -> torch.Tensor:
         b, h, t, d = attended.shape
@@ -474,14 +493,6 @@ def _norm(cfg: "BackboneConfig", d: int) -> nn.Module:
     return LayerNorm(d) if cfg.flavour == WHISPER else RMSNorm(d)
 
 
-def _rotate_maybe(q: torch.Tensor, k: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotary positions on queries and keys; Whisper's learned positions (rope None) were added to the inputs."""
-    if rope is None:
-        return q, k
-    cos, sin = rope
-    return _rotate(q, cos, sin), _rotate(k, cos, sin)
-
-
 # --- layers ------------------------------------------------------------------------------------------------
 
 
@@ -504,10 +515,9 @@ class EncoderLayer(nn.Module):
         self.final_layer_norm = _norm(cfg, d)
         self.act = _activation(cfg.activation)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+    def forward(self, x: torch.Tensor, rope: Angles | None,
                 mask: torch.Tensor | None) -> torch.Tensor:
-        q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x))
-        q, k = _rotate_maybe(q, k, rope)
+        q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x), rope)
         x = x + self.self_attn.output(attend(q, k, v, mask))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
 
@@ -542,14 +552,13 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        rope: Angles | None,
         self_mask: torch.Tensor | None,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         cache: "LayerCache | None" = None,
         causal: bool = True,
     ) -> torch.Tensor:
-        q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x))
-        q, k = _rotate_maybe(q, k, rope)
+        q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x), rope)
         if cache is not None:
             k, v = cache.append(k, v)
         # Without a mask, a multi-token block starting at position 0 is causal through SDPA's flag.
@@ -777,8 +786,8 @@ class LayerPositions(nn.Module):
         return [window for _, window in self.plan]
 
     def angles(self, positions: torch.Tensor, dtype: torch.dtype,
-               below: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(cos, sin) per layer, computed once per distinct rotary (``below``: see :meth:`Rotary.forward`)."""
+               below: int | None = None) -> list[Angles | None]:
+        """(cos, signed sin) per layer, computed once per distinct rotary (``below``: see :meth:`Rotary.forward`)."""
         computed = {name: rotary(positions, dtype, below) for name, rotary in self.rotary.items()
                     if any(n == name for n, _ in self.plan)}
         return [computed[name] if name is not None else None for name, _ in self.plan]
