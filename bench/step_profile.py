@@ -8,13 +8,13 @@ time: a few hundred small kernels a step. For real-size v32 and v32-mini (random
 - a kernel profile of the static decoder step (torch.profiler, eager steps after a 600-token prompt): kernels
   a step, GPU microseconds a step, and the kernels that take most of it;
 - for each attention implementation below, the graph step's steps/s for 1, 2 (a guided pair), 4 and 16 rows,
-  the largest logit difference from the engine's own (``sdpa``), and whether greedy generation with the trained
+  the largest logit difference from the engine's own (``engine``), and whether greedy generation with the trained
   fixtures still gives upstream's tokens in this precision and in fp32 (device_check's ``generate``).
 
-Attention implementations (``engine.model.attend`` replaced for the run; the engine's is ``sdpa``):
-``sdpa`` PyTorch's flash / memory-efficient kernels, ``cudnn`` cuDNN's attention first (its per-length plan is
-built once, at capture), ``matmul`` three plain kernels (scaled scores with the mask added, softmax, weighted
-sum), ``none`` no attention at all (the floor: what everything else costs; its tokens mean nothing).
+Attention implementations (``engine.model.attend`` replaced for the run): ``engine`` the engine's own (for the
+static step's fixed key length cuDNN's kernel first), ``flash`` PyTorch's flash / memory-efficient kernels only
+(what the growing cache uses), ``matmul`` three plain kernels (scaled scores with the mask added, softmax,
+weighted sum), ``none`` no attention at all (the floor: what everything else costs; its tokens mean nothing).
 """
 from __future__ import annotations
 
@@ -29,8 +29,6 @@ import traceback
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,15 +42,11 @@ PROMPT = 600
 ENGINE_ATTEND = engine.model.attend
 
 
-def _cudnn(q, k, v, mask, causal=False):
-    if not q.is_cuda or q.shape[2] != 1:
-        return ENGINE_ATTEND(q, k, v, mask, causal)
-    order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-    with sdpa_kernel(order, set_priority=True):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+def _flash(q, k, v, mask, causal=False, fixed_length=False):
+    return ENGINE_ATTEND(q, k, v, mask, causal)
 
 
-def _matmul(q, k, v, mask, causal=False):
+def _matmul(q, k, v, mask, causal=False, fixed_length=False):
     if q.shape[2] != 1 or q.dtype != k.dtype:
         return ENGINE_ATTEND(q, k, v, mask, causal)
     b, h, t, d = q.shape
@@ -66,11 +60,11 @@ def _matmul(q, k, v, mask, causal=False):
     return torch.bmm(scores.softmax(-1), v3).view(b, h, t, d)
 
 
-def _none(q, k, v, mask, causal=False):
+def _none(q, k, v, mask, causal=False, fixed_length=False):
     return ENGINE_ATTEND(q, k, v, mask, causal) if q.shape[2] != 1 else q
 
 
-VARIANTS = {"sdpa": ENGINE_ATTEND, "cudnn": _cudnn, "matmul": _matmul, "none": _none}
+VARIANTS = {"engine": ENGINE_ATTEND, "flash": _flash, "matmul": _matmul, "none": _none}
 
 
 def _sync(device: torch.device) -> None:

@@ -459,17 +459,25 @@ class Attention(nn.Module):
         return self.out_proj(merged) if self.flavour in SEPARATE_PROJECTIONS else self.Wo(merged)
 
 
-# cuDNN's attention builds a new execution plan for every key length, which costs ~2 ms of CPU time per call
-# while decoding one token at a time (measured on an H100 in bf16: 10x slower generation); the other kernels don't.
+# cuDNN's attention builds an execution plan per key length, ~2 ms of CPU time per call while the cache grows by
+# a token a step (H100, bf16: 10x slower generation), so the growing cache leaves it out. Keys of one fixed
+# length (the static step a CUDA graph replays) build it once, and there it is the fastest kernel: on an H200 in
+# bf16 a masked one-query v32 attention took 4.9 us against the memory-efficient kernel's 39 us, v32's graphed
+# step 656 -> 1026 steps/s, goldens unchanged (bench/step_profile.py). It takes no fp32: those fall through.
 _CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+_FIXED_LENGTH_BACKENDS = [SDPBackend.CUDNN_ATTENTION, *_CUDA_BACKENDS]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False,
+           fixed_length: bool = False) -> torch.Tensor:
+    """softmax(QK^T/sqrt(d) + mask) V. ``fixed_length``: keys of the same length call after call (see above)."""
     if q.dtype == torch.float32 and k.dtype == torch.bfloat16:  # bf16 keys/values (Mapperatorinator.kv_dtype)
-        return attend(q.to(k.dtype), k, v, None if mask is None else mask.to(k.dtype), causal).to(q.dtype)
+        mask = None if mask is None else mask.to(k.dtype)
+        return attend(q.to(k.dtype), k, v, mask, causal, fixed_length).to(q.dtype)
     is_causal = causal and mask is None
     if q.is_cuda:
-        with sdpa_kernel(_CUDA_BACKENDS):
+        backends = _FIXED_LENGTH_BACKENDS if fixed_length else _CUDA_BACKENDS
+        with sdpa_kernel(backends, set_priority=fixed_length):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
@@ -555,16 +563,17 @@ class DecoderLayer(nn.Module):
         rope: Angles | None,
         self_mask: torch.Tensor | None,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
-        cache: "LayerCache | None" = None,
+        cache: "LayerCache | StaticLayerCache | None" = None,
         causal: bool = True,
     ) -> torch.Tensor:
         q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x), rope)
         if cache is not None:
             k, v = cache.append(k, v)
         # Without a mask, a multi-token block starting at position 0 is causal through SDPA's flag.
-        x = x + self.self_attn.output(attend(q, k, v, self_mask, causal=causal and q.shape[2] > 1))
+        fixed = cache is not None and cache.fixed_length
+        x = x + self.self_attn.output(attend(q, k, v, self_mask, causal=causal and q.shape[2] > 1, fixed_length=fixed))
         q = self.cross.project_q(self.cross_norm(x))
-        x = x + self.cross.output(attend(q, cross_kv[0], cross_kv[1], None))
+        x = x + self.cross.output(attend(q, cross_kv[0], cross_kv[1], None, fixed_length=fixed))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
 
 
@@ -578,6 +587,8 @@ class LayerCache:
     before the model's length limit, and 32 rows reserved at v32's 2,560 positions would take about 6 GB in
     fp32 — real memory on a GPU, and commit charge on Windows.
     """
+
+    fixed_length = False  # attention sees keys up to the current length: one more each step
 
     def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype, reserve: int = 0):
         self.max_len = max_len
@@ -632,6 +643,8 @@ class DecoderState:
 class StaticLayerCache:
     """Self-attention keys/values of one decoder layer, reserved for every position; the next token's keys and
     values are written at a position held on the device."""
+
+    fixed_length = True  # attention sees all max_len keys every step, the unwritten ones masked
 
     def __init__(self, cache: LayerCache, max_len: int, position: torch.Tensor):
         b, h, _, d = cache.k.shape

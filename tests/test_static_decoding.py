@@ -407,3 +407,27 @@ def test_v30s_dynamic_rotary_step_reads_nothing_on_the_host_within_its_trained_l
     monkeypatch.setattr(model, "static_step_reads_host", lambda max_len: True)
     assert decode(model, tokenizer, frames_for(model, 1), prompts, opts, stop=[tokenizer.eos_id], cond=cond) == ordinary
     assert len(made) == 1, "a step that must read the host is not captured"
+
+
+def test_only_the_static_step_asks_attention_for_keys_of_a_fixed_length(monkeypatch):
+    """On a GPU, attention over keys of a fixed length (the static step's max_len positions) goes to cuDNN's
+    kernel, whose plan is built once per length (8x faster than the memory-efficient kernel on an H200); the
+    growing cache changes length every step, where a plan a call would cost milliseconds, so it must not."""
+    import engine.model
+
+    ck = load("v32")
+    model = ck.model
+    asked = []
+    real = engine.model.attend
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("fixed_length", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "attend", spy)
+    cached, static = cached_and_static_logits(model, prompt=12, length=16, seed=16)
+    torch.testing.assert_close(static, cached)
+    layers = model.config.backbone.decoder_layers
+    encoder = model.config.backbone.encoder_layers
+    # the encoder once; the prompt and 4 cached steps; the prompt again and 4 static steps (2 attentions a layer)
+    assert asked == [False] * (encoder + 2 * layers * (1 + 4 + 1)) + [True] * (2 * layers * 4), asked
