@@ -112,7 +112,8 @@ def _graph_cases(device: torch.device, precision: str, tokens: int, rows_limit: 
         gen = torch.Generator().manual_seed(0)
         frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen)
         prompt = torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (608,), generator=gen).tolist()
-        cases = (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("4 rows (mapset)", 4, 1.0), ("32 rows (timing)", 32, 1.0))
+        cases = (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("4 rows (mapset)", 4, 1.0),
+                 ("32 rows (timing)", 32, 1.0))
         for label, batch, cfg_scale in cases:
             results = {}
             for graph in (False, True):

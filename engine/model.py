@@ -361,13 +361,17 @@ class Rotary(nn.Module):
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64).to(torch.float) / self.head_dim
         return 1.0 / (base ** exponents)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype,
-                below: int | None = None) -> Angles:
-        """positions: [seq] int -> (cos, signed sin) of shape [seq, head_dim] (:func:`_rotate`). ``below``: a bound the caller knows
-        (every position is less); within max_positions the dynamic scale cannot apply, and the positions are
-        not read on the host (a CUDA graph's step may not read them)."""
+    def reads_positions(self, below: int | None) -> bool:
+        """Whether :meth:`forward` reads the positions on the host (which a CUDA graph's step may not): only the
+        dynamic scale (v30/v31) needs them, and only where they may pass max_positions. ``below``: a bound the
+        caller knows (every position is less), or None."""
+        return self.dynamic and (below is None or below > self.max_positions)
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype, below: int | None = None) -> Angles:
+        """positions: [seq] int -> (cos, signed sin) of shape [seq, head_dim] (:func:`_rotate`); ``below``: see
+        :meth:`reads_positions`."""
         inv_freq = self.inv_freq
-        if self.dynamic and (below is None or below > self.max_positions):  # v30/v31: reads the host
+        if self.reads_positions(below):
             seq_len = int(positions.max()) + 1 if positions.numel() else 0
             if seq_len > self.max_positions:
                 scale = (self.factor * seq_len / self.max_positions) - (self.factor - 1)
@@ -1022,8 +1026,7 @@ class Mapperatorinator(nn.Module):
     def static_step_reads_host(self, max_len: int) -> bool:
         """Whether :meth:`decode_step_static` must read the position on the host for a state of ``max_len``
         positions (so cannot be captured in a CUDA graph): v30/v31's dynamic rotary past its trained length."""
-        rotary = self.transformer.model.decoder.positions.rotary
-        return any(r.dynamic and max_len > r.max_positions for r in rotary.values())
+        return any(r.reads_positions(max_len) for r in self.transformer.model.decoder.positions.rotary.values())
 
 
 def _required(value, name: str):
