@@ -17,6 +17,7 @@ than the dynamic kernel on the v32 encoder and decoder here (see bench/speed.py 
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -24,6 +25,9 @@ import torch.nn as nn
 
 from .errors import OptionError
 from .messages import Message
+
+# The op's C++ entry: the Python overload checks its arguments for tracing's fake objects on every call first.
+_LINEAR_DYNAMIC = getattr(torch.ops.quantized.linear_dynamic.default, "_op", torch.ops.quantized.linear_dynamic.default)
 
 
 def int8_supported() -> bool:
@@ -67,10 +71,26 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None) -> nn.Modu
             spec = {name: per_channel_dynamic_qconfig for name in ("model.decoder", "proj_out")}
         else:
             spec = {nn.Linear: per_channel_dynamic_qconfig}
-        quantize_dynamic(model.transformer, spec, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(model.transformer, spec, dtype=torch.qint8, mapping={nn.Linear: _int8_linear_class()},
+                         inplace=True)
     model.kv_dtype = torch.bfloat16
     model.encoder_bf16 = bool(bf16_encoder)
     return model
+
+
+@functools.cache
+def _int8_linear_class() -> type:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    class Int8Linear(DynamicLinear):
+        """torch's dynamically quantized linear with int8 weights, called straight through the op: its own
+        forward (dtype checks, the op's dispatch in Python) costs ~5 us a call, and a v32 decoder step makes 73
+        of them."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return _LINEAR_DYNAMIC(x, self._packed_params._packed_params, True)  # True: reduce_range, as torch's
+
+    return Int8Linear
 
 
 def is_int8(model: nn.Module) -> bool:
