@@ -754,7 +754,8 @@ class Encoder(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features: (batch, channels, frames) -> (batch, frames // 2, d_model)."""
         x = F.gelu(self.conv1(features))
-        x = F.gelu(self.conv2(x)).permute(0, 2, 1)
+        # contiguous: a permuted view would make every norm and residual add of the stack stride across memory
+        x = F.gelu(self.conv2(x)).permute(0, 2, 1).contiguous()
         if self.cfg.flavour == WHISPER:
             if x.shape[1] != self.cfg.max_source_positions:  # Whisper's encoder takes exactly its window
                 raise ValueError(f"the encoder takes {2 * self.cfg.max_source_positions} frames, got {features.shape[-1]}")

@@ -164,3 +164,18 @@ def test_finished_rows_leave_a_greedy_batch_without_changing_any_row(version, cf
     assert len({len(row) for row in together}) > 1  # the rows do stop at different steps
     full = n * (2 if guided else 1)
     assert batch_rows[0] == full and min(batch_rows) < full  # ... and the batch shrank when they did
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_every_encoder_layer_reads_a_contiguous_stream(bf16):
+    """The convolutions leave frames as (batch, d, frames); a permuted view carried down the stack made every
+    norm and residual add of a v32 window stride across memory (measured on 2 cores: the bf16 encoder's norms
+    3 ms -> 0.6 ms each, a window 0.37 -> 0.30 s)."""
+    model = new_model(varwhisper(every_n=1, window=128), seed=0).eval()
+    seen = []
+    for layer in [*model.transformer.model.encoder.layers, model.transformer.model.encoder.layer_norm]:
+        layer.register_forward_pre_hook(lambda _module, args: seen.append(args[0].is_contiguous()))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model.encode(torch.randn(2, 127 * 16))
+    assert seen == [True] * 3
