@@ -994,9 +994,11 @@ class Mapperatorinator(nn.Module):
                              self.kv_dtype or self.dtype, reserve) for _ in range(b.decoder_layers)]
         key_padding = torch.ones(batch, max_len, dtype=torch.bool, device=encoder_out.device)
         key_padding[:, : prompt_padding.shape[1]] = prompt_padding
-        cross_kv = self.cross_kv(encoder_out)
-        if self.kv_dtype is not None:
-            cross_kv = [(k.to(self.kv_dtype), v.to(self.kv_dtype)) for k, v in cross_kv]
+        # Contiguous: every step reads all of them; as views of one projection, each key row lies between the
+        # other heads' (measured on a CPU: one-query attention over v32's 12 layers ~13 % slower that way).
+        # (.to keeps a tensor of the same dtype as it is, whatever memory_format says: hence .contiguous())
+        cross_kv = [tuple(t.to(self.kv_dtype or t.dtype, memory_format=torch.contiguous_format).contiguous()
+                          for t in kv) for kv in self.cross_kv(encoder_out)]
         return DecoderState(cross_kv, caches, key_padding)
 
     def decode_step(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
