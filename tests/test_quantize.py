@@ -211,3 +211,16 @@ def test_int8_maimod_finds_the_same_spots():
     found = engine.mod(engine.ModOptions(beatmap_path=str(need(DAMAGED)), audio_path=str(need(SONG)),
                                          model_path=str(need(V30)), rules=False, device="cpu", precision="int8"))
     assert [s.time_ms for s in found] == [3430, 6400, 9775, 9775, 12200, 13400, 13800, 14600, 15400, 19040]
+
+
+def test_the_compile_benchmarks_opaque_int8_linears_compute_the_same_logits():
+    """bench/forward.py --compile routes every int8 linear through one custom op (so torch.compile keeps one
+    graph); run eagerly, that route must give the model's own logits."""
+    from bench.forward import opaque_int8_linears
+
+    reference = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
+    wrapped = opaque_int8_linears(quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False))
+    ids = torch.randint(3, 100, (1, 12), generator=torch.Generator().manual_seed(0))
+    frames = torch.randn(1, 2047 * 128, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert torch.equal(wrapped(frames, ids), reference(frames, ids))
