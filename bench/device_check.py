@@ -204,7 +204,8 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
             layers = torch.compile(model._decode_layers, dynamic=False)
 
             def compiled_static(ids, state):
-                logits = layers(ids, state.position, state.cross_kv, state.masks(), state.caches, True)
+                logits = layers(ids, state.position, state.cross_kv, state.masks(), state.caches, True,
+                                below=state.max_len)
                 state.advance()
                 return logits[:, -1]
 

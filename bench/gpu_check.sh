@@ -2,8 +2,9 @@
 # The GPU session's checks, run on the device after `bash bench/gpu_prepare.sh` here (see that file). Prints
 # and saves under $OUT, most wanted first so that a run cut short keeps what matters: the greedy goldens in
 # bf16 (the default), fp32 and amp (bench/device_check.py), the speed table and quality gate in the default
-# precision (bench/speed.py), where a graphed step's GPU time goes and which attention kernels shorten it
-# (bench/step_profile.py), CUDA graph and encoder-batch speed, and last the torch.compile experiment.
+# precision (bench/speed.py), the torch.compile experiment (the graphed step compiled: is it the way to 1,500
+# v32 tokens/s?), where a graphed step's GPU time goes and which attention kernels shorten it
+# (bench/step_profile.py), and CUDA graph and encoder-batch speed.
 # Each step gets at most its own share of the time left before DEADLINE seconds (default 540).
 # PYTHON, DEVICE (default python3, cuda) and WHEELS=0 (the packages are there) let it be tried elsewhere first.
 set -uo pipefail
@@ -26,6 +27,6 @@ step() {  # step NAME CAP COMMAND...: runs COMMAND for at most CAP seconds and w
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
 step goldens 150 "$python" bench/device_check.py --device "$device" --parts forward generate --precisions bf16 fp32 amp
 step speed 200 "$python" bench/speed.py --device "$device" --json
+step compile 200 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
 step profile 200 "$python" bench/step_profile.py --device "$device" --precision bf16
 step graphs 130 "$python" bench/device_check.py --device "$device" --parts graphs encoder --precisions bf16
-step compile 540 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
