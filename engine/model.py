@@ -449,8 +449,8 @@ class Attention(nn.Module):
             (b, t, d), h = x.shape, self.heads
             qkv = self.Wqkv(x)
             qk = qkv[..., : 2 * d].view(b, t, 2, h, self.head_dim)
-            if rope is not None:
-                qk = _rotate(qk, *(a[:, None, None, :] for a in rope))
+            if rope is not None:  # shaped [seq, 1, 1, head_dim] for this layout (LayerPositions.angles)
+                qk = _rotate(qk, *rope)
             return qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), self._heads(qkv[..., 2 * d:])
         q, (k, v) = self.project_q(x), self.project_kv(x)
         if rope is not None:
@@ -475,15 +475,18 @@ _FIXED_LENGTH_BACKENDS = [SDPBackend.CUDNN_ATTENTION, *_CUDA_BACKENDS]
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False,
            fixed_length: bool = False) -> torch.Tensor:
     """softmax(QK^T/sqrt(d) + mask) V. ``fixed_length``: keys of the same length call after call (see above)."""
-    if q.dtype == torch.float32 and k.dtype == torch.bfloat16:  # bf16 keys/values (Mapperatorinator.kv_dtype)
+    out_dtype = None  # where queries are cast for bf16 keys/values (Mapperatorinator.kv_dtype), cast back after
+    if q.dtype == torch.float32 and k.dtype == torch.bfloat16:
+        out_dtype, q = q.dtype, q.to(k.dtype)
         mask = None if mask is None else mask.to(k.dtype)
-        return attend(q.to(k.dtype), k, v, mask, causal, fixed_length).to(q.dtype)
     is_causal = causal and mask is None
     if q.is_cuda:
         backends = _FIXED_LENGTH_BACKENDS if fixed_length else _CUDA_BACKENDS
         with sdpa_kernel(backends, set_priority=fixed_length):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    return out if out_dtype is None else out.to(out_dtype)
 
 
 class RMSNorm(nn.RMSNorm):
@@ -800,6 +803,8 @@ class LayerPositions(nn.Module):
             })
             self.plan = [("global", None) if i % cfg.global_attn_every_n_layers == 0
                          else ("local", cfg.local_attention // 2) for i in range(n_layers)]
+        # VarWhisper rotates queries and keys together as (batch, seq, 2, heads, head_dim): angles shaped for it once
+        self.seq_major = cfg.flavour == VARWHISPER
 
     @property
     def windows(self) -> list[int | None]:
@@ -807,9 +812,12 @@ class LayerPositions(nn.Module):
 
     def angles(self, positions: torch.Tensor, dtype: torch.dtype,
                below: int | None = None) -> list[Angles | None]:
-        """(cos, signed sin) per layer, computed once per distinct rotary (``below``: see :meth:`Rotary.forward`)."""
+        """(cos, signed sin) per layer, computed once per distinct rotary (``below``: see :meth:`Rotary.forward`);
+        [seq, head_dim], or [seq, 1, 1, head_dim] where ``seq_major``."""
         computed = {name: rotary(positions, dtype, below) for name, rotary in self.rotary.items()
                     if any(n == name for n, _ in self.plan)}
+        if self.seq_major:
+            computed = {name: (cos[:, None, None, :], sin[:, None, None, :]) for name, (cos, sin) in computed.items()}
         return [computed[name] if name is not None else None for name, _ in self.plan]
 
 
