@@ -344,7 +344,8 @@ class StyleEmbedder(nn.Module):
 # --- rotary positions ---------------------------------------------------------------------------------
 
 
-# (cos, signed sin) of rotary positions, [seq, head_dim] each (Rotary.forward); None for learned positions
+# (cos, signed sin) of rotary positions: [seq, head_dim] each from Rotary.forward, reshaped by LayerPositions.angles
+# for VarWhisper's layout; None for learned positions
 Angles = tuple[torch.Tensor, torch.Tensor]
 
 
