@@ -164,12 +164,19 @@ def encoder_batching(device: torch.device, precision: str, repeats: int = 5) -> 
               f"windows/s, max |output diff| {diff:.2e}")
 
 
+COMPILE_MODES = ["default", "max-autotune-no-cudagraphs"]  # --compile-modes
+
+
 @torch.inference_mode()
 def compiled_step(device: torch.device, precision: str, steps: int = 200) -> None:
-    """Experiment (part ``compile``), not what decoding does: the graph step's layers compiled by torch.compile
-    (Inductor fuses the small kernels a step is made of) and captured in the same CUDA graph. Prints steps/s
-    against the plain graph, the compile time, and how far the logits are from the plain step's."""
+    """Experiment (part ``compile``), not what decoding does: the whole static step (masks, layers, position)
+    compiled by torch.compile in each of COMPILE_MODES (Inductor fuses the small kernels a step is made of;
+    max-autotune also tries its own matrix kernels, with their bias and activation fused in) and captured in
+    the same CUDA graph. Prints steps/s against the plain graph, the compile time, graph breaks, how far the
+    logits are from the plain step's, and the compiled step's kernels (count, GPU time, the costliest)."""
+    import torch._dynamo
     from bench.forward import random_model
+    from bench.step_profile import print_kernels
     from engine.cuda_graph import GraphedStep
     from engine.runtime import autocast
 
@@ -178,7 +185,8 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
         gen = torch.Generator().manual_seed(4)
         frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen).to(device)
         prompt = torch.randint(3, model.config.vocab_size_out, (1, 600), generator=gen).to(device)
-        length = 600 + steps + 8
+        length = 600 + steps + 64
+        plain_step = model.decode_step_static
 
         def graphed() -> GraphedStep:
             state = model.start_decoding(encoder_out, torch.ones(1, 600, dtype=torch.bool, device=device), length)
@@ -198,25 +206,45 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
             torch.cuda.synchronize(device) if device.type == "cuda" else None
             return steps / (time.perf_counter() - t), logits
 
+        def whole_step(ids, state):
+            logits = model._decode_layers(ids, state.position, state.cross_kv, state.masks(), state.caches, True,
+                                          below=state.max_len)
+            state.position.add_(1)
+            return logits[:, -1]
+
         with autocast(device, precision):
             encoder_out = model.encode(frames)
             plain_rate, plain = timed(graphed())
-            layers = torch.compile(model._decode_layers, dynamic=False)
+            print(f"  compiled {name:<9}: plain graph {plain_rate:7.0f} steps/s", flush=True)
+            for mode in COMPILE_MODES:
+                torch._dynamo.reset()
+                torch._dynamo.utils.counters.clear()
+                try:
+                    compiled = torch.compile(whole_step, dynamic=False, mode=None if mode == "default" else mode)
 
-            def compiled_static(ids, state):
-                logits = layers(ids, state.position, state.cross_kv, state.masks(), state.caches, True,
-                                below=state.max_len)
-                state.advance()
-                return logits[:, -1]
+                    def compiled_static(ids, state):
+                        logits = compiled(ids, state)
+                        state.length += 1
+                        return logits
 
-            model.decode_step_static = compiled_static  # this model only: GraphedStep calls it
-            t = time.perf_counter()
-            step = graphed()  # compiles in its warm-up, then captures
-            compile_s = time.perf_counter() - t
-            rate, logits = timed(step)
-        diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(plain, logits))
-        print(f"  compiled {name:<9}: graph {plain_rate:7.0f} steps/s, compiled + graph {rate:7.0f} steps/s, "
-              f"compile {compile_s:.0f} s, max |logit diff| {diff:.2e}")
+                    model.decode_step_static = compiled_static  # this model only: GraphedStep calls it
+                    t = time.perf_counter()
+                    step = graphed()  # compiles in its warm-up, then captures
+                    compile_s = time.perf_counter() - t
+                    rate, logits = timed(step)
+                    breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+                    diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(plain, logits))
+                    print(f"    {mode:<27}: compiled + graph {rate:7.0f} steps/s, compile {compile_s:.0f} s, "
+                          f"graph breaks {breaks}, max |logit diff| {diff:.2e}", flush=True)
+                    if device.type == "cuda":
+                        print_kernels(lambda: compiled_static(step.ids, step.state), device, calls=10)
+                except Exception:  # noqa: BLE001 - one mode failing must not cost the next
+                    print(f"    {mode} FAILED:\n{traceback.format_exc()}", flush=True)
+                finally:
+                    model.decode_step_static = plain_step
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 PARTS = {"forward": forward_diffs, "generate": generation, "graphs": graph_speed, "encoder": encoder_batching,
@@ -229,10 +257,22 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "amp"])
     ap.add_argument("--parts", nargs="*", choices=list(PARTS), default=[p for p in PARTS if p != "compile"],
                     help="what to run, for each precision (compile: an experiment, not in the default)")
+    ap.add_argument("--compile-modes", nargs="*", default=COMPILE_MODES,
+                    help="torch.compile modes the compile part tries (default: the default mode, max-autotune "
+                         "without its own CUDA graphs)")
+    ap.add_argument("--compiled-step", action="store_true",
+                    help="the other parts decode with the graphed step compiled (DecodingOptions.compiled_step)")
     args = ap.parse_args()
+    COMPILE_MODES[:] = args.compile_modes
+    if args.compiled_step:
+        import engine.cuda_graph
+
+        plain = engine.cuda_graph.graphed_step
+        engine.cuda_graph.graphed_step = lambda model, state, max_len, rows, compiled=False: plain(
+            model, state, max_len, rows, True)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device {device} ({name}), torch {torch.__version__}")
+    print(f"device {device} ({name}), torch {torch.__version__}{', compiled step' if args.compiled_step else ''}")
     failed = 0
     parts = [PARTS[p] for p in args.parts]
     for precision in args.precisions:

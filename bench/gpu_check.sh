@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU session's checks, run on the device after `bash bench/gpu_prepare.sh` here (see that file). Prints
 # and saves under $OUT, most wanted first so that a run cut short keeps what matters: the greedy goldens in
-# bf16 (the default), fp32 and amp (bench/device_check.py), the speed table and quality gate in the default
-# precision (bench/speed.py), the torch.compile experiment (the graphed step compiled: is it the way to 1,500
-# v32 tokens/s?), where a graphed step's GPU time goes and which attention kernels shorten it
-# (bench/step_profile.py), and CUDA graph and encoder-batch speed.
+# bf16 (the default) and fp32 (bench/device_check.py), the torch.compile experiment (the whole static step
+# compiled in torch's default mode and in max-autotune, then graphed: steps/s, compile time, graph breaks,
+# kernels), the speed table with the compiled step (bench/speed.py --compiled-step), the goldens decoded through
+# the compiled step, and the speed table and quality gate as decoding runs by default (bench/speed.py).
+# PROFILE=1 adds the plain step's kernel profile and attention variants (bench/step_profile.py) and the CUDA
+# graph and encoder-batch speeds, measured on 2026-12-04 and unchanged since.
 # Each step gets at most its own share of the time left before DEADLINE seconds (default 540).
 # PYTHON, DEVICE (default python3, cuda) and WHEELS=0 (the packages are there) let it be tried elsewhere first.
 set -uo pipefail
@@ -25,8 +27,12 @@ step() {  # step NAME CAP COMMAND...: runs COMMAND for at most CAP seconds and w
     echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$out/$name.txt"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
-step goldens 150 "$python" bench/device_check.py --device "$device" --parts forward generate --precisions bf16 fp32 amp
-step speed 200 "$python" bench/speed.py --device "$device" --json
-step compile 200 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
-step profile 200 "$python" bench/step_profile.py --device "$device" --precision bf16
-step graphs 130 "$python" bench/device_check.py --device "$device" --parts graphs encoder --precisions bf16
+step goldens 100 "$python" bench/device_check.py --device "$device" --parts forward generate --precisions bf16 fp32
+step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
+step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
+step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate --precisions bf16
+step speed 150 "$python" bench/speed.py --device "$device" --json
+if [ "${PROFILE:-0}" = 1 ]; then
+    step profile 200 "$python" bench/step_profile.py --device "$device" --precision bf16
+    step graphs 130 "$python" bench/device_check.py --device "$device" --parts graphs encoder --precisions bf16
+fi

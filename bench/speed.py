@@ -93,6 +93,9 @@ GATE_RUNS = [
 # --- timing one model ---------------------------------------------------------------------------------------------
 
 
+COMPILED_STEP = False  # --compiled-step
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -116,9 +119,10 @@ def _prompt(tokenizer, length: int, gen: torch.Generator) -> list[int]:
 
 
 def window_seconds(model, name: str, device: torch.device, precision: str, budget: Budget, runs: int,
-                   encoded: bool = False) -> float:
-    """Wall seconds of one window of a pass through ``engine.decoding.decode`` (best of ``runs``, so the
-    first, warming up, rarely counts); ``encoded``: the window's encoder output is at hand (not timed)."""
+                   encoded: bool = False) -> tuple[float, float]:
+    """Wall seconds of one window of a pass through ``engine.decoding.decode``: the best of ``runs`` (so the
+    first, warming up, rarely counts) and the first; ``encoded``: the window's encoder output is at hand (not
+    timed)."""
     from engine.decoding import DecodingOptions, decode
     from engine.presets import PRESETS
     from engine.windows import WindowLayout
@@ -131,12 +135,13 @@ def window_seconds(model, name: str, device: torch.device, precision: str, budge
     prompt = _prompt(tokenizer, budget.prompt, gen)
     opts = DecodingOptions(do_sample=True, temperature=preset.inference.temperature, top_p=preset.inference.top_p,
                            timing_temperature=preset.inference.timing_temperature,
-                           max_length=budget.prompt + budget.generate, types_first=preset.data.types_first)
+                           max_length=budget.prompt + budget.generate, types_first=preset.data.types_first,
+                           compiled_step=COMPILED_STEP)
     encoder_out = None
     if encoded:
         with torch.inference_mode(), autocast(device, precision):
             encoder_out = model.encode(frames.to(device))
-    best = float("inf")
+    times = []
     for _ in range(runs):
         sampler = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(1)
         t = _clock(device)
@@ -145,8 +150,8 @@ def window_seconds(model, name: str, device: torch.device, precision: str, budge
                           generator=sampler, encoder_out=encoder_out)
         elapsed = _clock(device) - t
         assert len(rows[0]) == budget.generate, "the token budget must end the window"
-        best = min(best, elapsed)
-    return best
+        times.append(elapsed)
+    return min(times), times[0]
 
 
 @torch.inference_mode()
@@ -164,7 +169,7 @@ def decoder_tokens_per_second(model, device: torch.device, precision: str, batch
         if device.type == "cuda":  # as decode() runs up to 16 rows: through a CUDA graph
             from engine.cuda_graph import GraphedStep
 
-            graphed = GraphedStep(model, model.static_decoding(state, prompt + steps + 4), batch)
+            graphed = GraphedStep(model, model.static_decoding(state, prompt + steps + 4), batch, COMPILED_STEP)
             run = lambda: graphed(step[:, 0])  # noqa: E731
         else:
             run = lambda: model.decode_step(step, state)  # noqa: E731
@@ -233,9 +238,9 @@ def measure_model(name: str, device: torch.device, precision: str, quick: bool, 
     batch = encoder_batch(device)
     encoder_rate = encoder_windows_per_second(model, device, precision, batch, 1 if quick else ENCODER_REPEATS)
     # where the engine encodes several windows in one call (a GPU), a window's share of that call is timed apart
-    timing_s = window_seconds(model, name, device, precision, timing, runs, encoded=batch > 1)
-    timing_s += 1 / encoder_rate if batch > 1 else 0.0
-    map_s = window_seconds(model, name, device, precision, mapping, runs, encoded=True)
+    timing_best, timing_first = window_seconds(model, name, device, precision, timing, runs, encoded=batch > 1)
+    timing_s = timing_best + (1 / encoder_rate if batch > 1 else 0.0)
+    map_s, map_first = window_seconds(model, name, device, precision, mapping, runs, encoded=True)
     result = {
         "s_per_min_audio": windows_per_minute * (timing_s + map_s),
         "decoder_tok_s_bs1": decoder_tokens_per_second(model, device, precision, 1, mapping.prompt, steps),
@@ -246,6 +251,8 @@ def measure_model(name: str, device: torch.device, precision: str, quick: bool, 
         "timing_window_s": timing_s,
         "map_window_s": map_s,
     }
+    if COMPILED_STEP:  # what each pass's first window took more than the others: mostly compiling
+        result["compile_s"] = timing_first - timing_best + map_first - map_s
     del model
     if gate and precision != "fp32":
         result.update(logit_difference(name, device, precision, 16 if quick else 192, 4 if quick else 64))
@@ -259,6 +266,8 @@ def measure_in_child(name: str, args, precision: str) -> dict:
         command += ["--threads", str(args.threads)]
     if args.int8_encoder:
         command += ["--int8-encoder"]
+    if args.compiled_step:
+        command += ["--compiled-step"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"measuring {name} failed:\n{done.stderr[-4000:]}")
@@ -330,6 +339,10 @@ def print_tables(results: dict, gate_rows: list[dict] | None, header: str) -> No
         print(f"| {name} | {r['precision']} | {r['s_per_min_audio']:.1f} | {r['timing_window_s']:.2f} "
               f"| {r['map_window_s']:.2f} | {r['decoder_tok_s_bs1']:.1f} | {r['decoder_tok_s_bs2']:.1f} "
               f"| {r['encoder_windows_s']:.2f} | {r['peak_mem_mb']:.0f} |")
+    if any("compile_s" in r for r in results.values()):
+        print()
+        print("Compiled step: the passes' first windows took " + ", ".join(
+            f"{r['compile_s']:.1f} s ({name})" for name, r in results.items()) + " more than the others (compiling)")
     if any("max_logit_diff" in r for r in results.values()):
         print()
         print("| model | max abs logit diff from fp32 | mean | logit std | argmax agreement |")
@@ -363,6 +376,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: the engine's choice)")
     ap.add_argument("--int8-encoder", action="store_true",
                     help="int8 encoder even on a CPU with bf16 units (what CPUs without them run)")
+    ap.add_argument("--compiled-step", action="store_true",
+                    help="GPU: the graphed decoder step compiled by torch.compile (DecodingOptions.compiled_step); "
+                         "adds compile_s, what each pass's first window took more than the others")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON object, last line")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, figures mean nothing")
     ap.add_argument("--no-gate", dest="gate", action="store_false", help="skip the quality gate")
@@ -379,6 +395,8 @@ def main() -> None:
 
         engine.quantize.native_bf16 = lambda: False
     precision = resolve_precision(device, args.precision)
+    global COMPILED_STEP
+    COMPILED_STEP = args.compiled_step
     if args.child:
         print(json.dumps(measure_model(args.child, device, precision, args.quick, args.gate)))
         return
@@ -395,7 +413,8 @@ def main() -> None:
 
     encoder = (", encoder bf16" if native_bf16() else ", encoder int8") if precision == "int8" else ""
     header = (f"{device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, precision "
-              f"{precision}{encoder}, {budgets}, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
+              f"{precision}{encoder}{', compiled step' if COMPILED_STEP else ''}, {budgets}, "
+              f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
     print_tables(results, gate_rows, header)
     if args.json:
         if gate_rows is not None:

@@ -84,19 +84,25 @@ def _static_state(model, device: torch.device, rows: int, length: int):
 
 
 @torch.inference_mode()
-def kernel_profile(model, device: torch.device, precision: str, steps: int = 20, top: int = 12) -> None:
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
+def kernel_profile(model, device: torch.device, precision: str, steps: int = 20) -> None:
     with autocast(device, precision):
         state, token = _static_state(model, device, 1, PROMPT + steps + 8)
         ids = token[:, None]
         model.decode_step_static(ids, state)  # warm
+        print_kernels(lambda: model.decode_step_static(ids, state), device, steps)
+
+
+def print_kernels(step, device: torch.device, calls: int, top: int = 12) -> None:
+    """Profiles ``calls`` calls of ``step()`` (one decoder step each, already warm) and prints its GPU kernels:
+    how many a step, GPU time a step, and the ``top`` costliest."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            step()
         _sync(device)
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(steps):
-                model.decode_step_static(ids, state)
-            _sync(device)
     kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     if not kernels:
         print("    kernel profile: no GPU kernels seen (needs CUDA)")
@@ -104,11 +110,11 @@ def kernel_profile(model, device: torch.device, precision: str, steps: int = 20,
     by_name: dict[str, list[float]] = collections.defaultdict(list)
     for e in kernels:
         by_name[e.name].append(e.time_range.elapsed_us())
-    total = sum(sum(v) for v in by_name.values()) / steps
-    print(f"    kernel profile: {len(kernels) / steps:.0f} kernels a step, {total:.0f} us of GPU time a step")
+    total = sum(sum(v) for v in by_name.values()) / calls
+    print(f"    kernel profile: {len(kernels) / calls:.0f} kernels a step, {total:.0f} us of GPU time a step")
     for name, times in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
-        print(f"      {sum(times) / steps:7.1f} us/step  {len(times) / steps:5.1f}/step  {sum(times) / len(times):6.1f} us "
-              f"each  {name[:90]}")
+        print(f"      {sum(times) / calls:7.1f} us/step  {len(times) / calls:5.1f}/step  {sum(times) / len(times):6.1f} us "
+              f"each  {name[:90]}", flush=True)
 
 
 @torch.inference_mode()

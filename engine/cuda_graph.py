@@ -11,11 +11,17 @@ Capturing costs a few eager steps, about what a timing window decodes, so :func:
 window's graph for the next window of the same shape (rows, length limit): the next prompt's state is loaded
 into the graph's buffers and the graph is replayed as captured. Kept graphs belong to the thread that captured
 them (two jobs never replay one graph at once) and live on the model, so they go when it is unloaded.
+
+With ``DecodingOptions.compiled_step`` the captured step is first compiled by torch.compile (Inductor fuses the
+small kernels a step is made of: norms with their residual additions, rotation with the cache write). Compiling
+costs seconds per batch shape (cached on disk for later runs) and needs Triton and a C compiler; where it fails,
+the plain step is captured instead, with a warning.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -27,39 +33,72 @@ WARMUP_STEPS = 2  # CUDA wants a few eager runs on a side stream before capture 
 # Static buffers kept per model for later windows (v32, one row in bf16: ~115 MB; 16 guided rows: ~3.6 GB,
 # not kept); the oldest kept graph goes first.
 KEPT_BYTES = 2**30
+COMPILE_MODE: str | None = None  # torch.compile's mode for compiled steps (None: its default)
 
 
-def graphed_step(model: Mapperatorinator, state: DecoderState, max_len: int, rows: int) -> "GraphedStep":
+def graphed_step(model: Mapperatorinator, state: DecoderState, max_len: int, rows: int,
+                 compiled: bool = False) -> "GraphedStep":
     """The graphed decoder step for a window whose prompt ``state`` holds: this thread's kept graph of the same
-    shape with ``state`` loaded into it, or a new capture (kept while the kept ones fit in :data:`KEPT_BYTES`)."""
+    shape with ``state`` loaded into it, or a new capture (kept while the kept ones fit in :data:`KEPT_BYTES`).
+    ``compiled``: the step compiled by torch.compile first (see above)."""
     kept: dict = model.__dict__.setdefault("_graphed_steps", {})
-    key = (threading.get_ident(), rows, max_len, model.dtype, torch.is_autocast_enabled("cuda"))
+    key = (threading.get_ident(), rows, max_len, model.dtype, torch.is_autocast_enabled("cuda"), compiled)
     step = kept.pop(key, None)
     if step is not None and step.state.fits(state):
         step.state.load(state)
     else:
-        step = GraphedStep(model, model.static_decoding(state, max_len), rows)
+        step = GraphedStep(model, model.static_decoding(state, max_len), rows, compiled)
     kept[key] = step  # newest last
     while kept and sum(s.state.nbytes() for s in kept.values()) > KEPT_BYTES:
         del kept[next(iter(kept))]
     return step
 
 
-class GraphedStep:
-    """``step(tokens) -> logits`` (tokens [rows], logits [rows, vocab] float) for a static decoder state."""
+def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
+    """``model.static_step_on_device`` compiled by torch.compile, made once per model (torch compiles it again
+    for each new batch shape); None once compiling has failed for this model."""
+    compiled = model.__dict__.get("_compiled_step_on_device")
+    if compiled is None:
+        compiled = torch.compile(model.static_step_on_device, dynamic=False, mode=COMPILE_MODE)
+        model.__dict__["_compiled_step_on_device"] = compiled
+    return compiled or None
 
-    def __init__(self, model: Mapperatorinator, state: StaticDecoderState, rows: int):
+
+class GraphedStep:
+    """``step(tokens) -> logits`` (tokens [rows], logits [rows, vocab] float) for a static decoder state;
+    ``compiled``: the step compiled by torch.compile (where that fails, the plain one)."""
+
+    def __init__(self, model: Mapperatorinator, state: StaticDecoderState, rows: int, compiled: bool = False):
         self.model, self.state = model, state
         self.ids = torch.zeros(rows, 1, dtype=torch.long, device=state.position.device)
+        self.on_device = self._compiled() if compiled else None
         self.graph = self._capture() if self.ids.is_cuda else None
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         self.ids.copy_(tokens[:, None])
         if self.graph is None:
-            return self.model.decode_step_static(self.ids, self.state).float()
+            return self._step().float()
         self.graph.replay()
         self.state.length += 1  # the graph advanced the device position; keep the host copy in step
         return self.logits
+
+    def _step(self) -> torch.Tensor:
+        return self.model.decode_step_static(self.ids, self.state, self.on_device)
+
+    def _compiled(self) -> Callable | None:
+        """The compiled device step, run once here (the compiling happens in that call), or None where it fails."""
+        compiled = compiled_step_on_device(self.model)
+        if compiled is None:
+            return None
+        start = self.state.position.clone()
+        try:
+            compiled(self.ids, self.state)
+        except Exception as e:  # noqa: BLE001 - no compiler, no Triton, an unsupported op: the plain step, same tokens
+            log.warning("decoding without torch.compile: compiling the decoder step failed (%s)", e)
+            self.model.__dict__["_compiled_step_on_device"] = False
+            compiled = None
+        self.state.position.copy_(start)  # the trial wrote keys at the next position: masked until overwritten
+        return compiled
 
     def _capture(self) -> "torch.cuda.CUDAGraph | None":
         state = self.state
@@ -69,7 +108,7 @@ class GraphedStep:
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(WARMUP_STEPS):
-                    self.model.decode_step_static(self.ids, state)
+                    self._step()
             torch.cuda.current_stream().wait_stream(side)
             state.position.copy_(start)
             state.length = length
@@ -79,7 +118,7 @@ class GraphedStep:
             casting = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False,
                                      enabled=torch.is_autocast_enabled("cuda"))
             with casting, torch.cuda.graph(graph):
-                self.logits = self.model.decode_step_static(self.ids, state).float()
+                self.logits = self._step().float()
         except Exception as e:  # noqa: BLE001 - any capture failure leaves the eager static step, same tokens
             log.warning("decoding without a CUDA graph: capture failed (%s)", e)
             graph = None

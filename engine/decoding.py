@@ -47,6 +47,9 @@ class DecodingOptions:
     max_length: int = 2048  # prompt + generated, as Hugging Face's max_length
     types_first: bool = False
     cuda_graph: bool = True  # on a GPU, replay the decoder steps of up to GRAPH_ROWS rows as a CUDA graph (same tokens)
+    # with cuda_graph: compile the graphed step with torch.compile first (fewer, fused kernels a token; seconds of
+    # compiling per batch shape; logits within rounding of the plain step's); engine.cuda_graph
+    compiled_step: bool = False
 
 
 Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -349,7 +352,7 @@ def decode(
     if graph:  # the graph's shapes are fixed: no row leaves the batch
         from .cuda_graph import graphed_step
 
-        graphed = graphed_step(model, state, max_len, len(rows_in))
+        graphed = graphed_step(model, state, max_len, len(rows_in), opts.compiled_step)
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)

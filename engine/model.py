@@ -20,6 +20,7 @@ so that published weights and LoRA adapters trained upstream load without renami
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -733,10 +734,6 @@ class StaticDecoderState:
                 ~mask, torch.finfo(self.dtype).min)[:, None, None, :]
         return [masks[window] for window in self.windows]
 
-    def advance(self) -> None:
-        self.position.add_(1)
-        self.length += 1
-
 
 # --- the backbone ------------------------------------------------------------------------------------------------
 
@@ -1035,13 +1032,23 @@ class Mapperatorinator(nn.Module):
         return StaticDecoderState.after_prompt(state, max_len, self.transformer.model.decoder.positions.windows,
                                                self.dtype)
 
-    def decode_step_static(self, ids: torch.Tensor, state: "StaticDecoderState") -> torch.Tensor:
+    def decode_step_static(self, ids: torch.Tensor, state: "StaticDecoderState",
+                           on_device: Callable[[torch.Tensor, "StaticDecoderState"], torch.Tensor] | None = None,
+                           ) -> torch.Tensor:
         """:meth:`decode_step` for one token per row (``ids`` [batch, 1]) without reading anything on the host:
-        the position lives on the device and keys are attended over all ``max_len`` cached positions, masked."""
+        the position lives on the device and keys are attended over all ``max_len`` cached positions, masked.
+        ``on_device``: :meth:`static_step_on_device` or a compiled copy of it (engine.cuda_graph)."""
         self._check_length(state.length + 1)
+        logits = (on_device or self.static_step_on_device)(ids, state)
+        state.length += 1
+        return logits
+
+    def static_step_on_device(self, ids: torch.Tensor, state: "StaticDecoderState") -> torch.Tensor:
+        """The device's part of :meth:`decode_step_static` (everything but the host's count of positions):
+        what torch.compile may take whole."""
         logits = self._decode_layers(ids, state.position, state.cross_kv, state.masks(), state.caches, causal=True,
                                      below=state.max_len)
-        state.advance()
+        state.position.add_(1)
         return logits[:, -1]
 
     def static_step_reads_host(self, max_len: int) -> bool:

@@ -121,6 +121,61 @@ def test_decoding_through_the_static_step_gives_the_same_tokens(monkeypatch, cfg
     assert len(made) == 1 and made[0].graph is None  # on a CPU the static step runs eagerly
 
 
+@pytest.mark.slow
+def test_a_compiled_step_gives_the_plain_steps_tokens(monkeypatch):
+    """compiled_step: the static step compiled by torch.compile (Inductor's CPU code here, Triton's on a GPU)
+    decodes the same greedy tokens, in one graph, compiled once for windows of one shape."""
+    import torch._dynamo
+
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    prompt = torch.randint(3, 600, (40,), generator=torch.Generator().manual_seed(3)).tolist()
+
+    def run(compiled: bool) -> list[list[int]]:
+        opts = DecodingOptions(do_sample=False, max_length=120, compiled_step=compiled)
+        return decode(model, tokenizer, frames_for(model, 1), [prompt], opts, stop=[tokenizer.eos_id])
+
+    plain = run(False)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    made = _static_everywhere(monkeypatch)
+    assert run(True) == plain and len(plain[0]) > 20
+    assert run(True) == plain  # the next window: the kept step, compiled already
+    assert len(made) == 1 and made[0].on_device is not None
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one graph, no breaks, no recompiling
+    assert run(False) == plain and len(made) == 2 and made[1].on_device is None
+
+
+def test_a_step_that_fails_to_compile_decodes_with_the_plain_step(monkeypatch, caplog):
+    """No C compiler, no Triton (Windows), an op Inductor cannot take: one warning, then the plain step for
+    this model (compiling is not tried again for the next batch shape), same tokens."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    gen = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(3, 600, (30,), generator=gen).tolist() for _ in range(2)]
+    opts = DecodingOptions(do_sample=False, max_length=90, compiled_step=True)
+
+    def run(rows: int) -> list[list[int]]:
+        return decode(model, tokenizer, frames_for(model, rows), prompts[:rows], opts, stop=[tokenizer.eos_id])
+
+    plain = [run(1), run(2)]  # on a CPU without the graph path: compiled_step has nothing to compile
+    tried = []
+
+    def failing_compile(fn, **kwargs):
+        def compiled(*args):
+            tried.append(kwargs)
+            raise RuntimeError("Compiler: cc is not found")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    made = _static_everywhere(monkeypatch)
+    with caplog.at_level("WARNING", logger="engine.cuda_graph"):
+        assert [run(1), run(2)] == plain
+    assert len(tried) == 1 and [len(step.ids) for step in made] == [1, 2]
+    assert [step.on_device for step in made] == [None, None]
+    assert caplog.text.count("compiling the decoder step failed (Compiler: cc is not found)") == 1
+
+
 def test_which_batches_go_through_a_graph():
     rows = engine.decoding.GRAPH_ROWS
     assert engine.decoding.uses_cuda_graph(torch.device("cuda"), 1, DecodingOptions())
@@ -260,7 +315,7 @@ def test_graph_capture_and_replay_bookkeeping_with_a_stand_in_for_cuda(monkeypat
         model.decode_step(other[:, :25], cached)
         prompted = model.start_decoding(encoder_out, torch.ones(1, 25, dtype=torch.bool), 60)
         model.decode_step(other[:, :25], prompted)
-        model._graphed_steps = {(threading.get_ident(), 1, 60, model.dtype, False): step}
+        model._graphed_steps = {(threading.get_ident(), 1, 60, model.dtype, False, False): step}
         assert cuda_graph.graphed_step(model, prompted, 60, 1) is step and step.graph is not None
         assert static.length == int(static.position) == 25
         for i in range(25, 60):
