@@ -169,15 +169,15 @@ COMPILE_MODES = ["default", "max-autotune-no-cudagraphs"]  # --compile-modes
 
 @torch.inference_mode()
 def compiled_step(device: torch.device, precision: str, steps: int = 200) -> None:
-    """Experiment (part ``compile``), not what decoding does: the whole static step (masks, layers, position)
-    compiled by torch.compile in each of COMPILE_MODES (Inductor fuses the small kernels a step is made of;
-    max-autotune also tries its own matrix kernels, with their bias and activation fused in) and captured in
-    the same CUDA graph. Prints steps/s against the plain graph, the compile time, graph breaks, how far the
-    logits are from the plain step's, and the compiled step's kernels (count, GPU time, the costliest)."""
+    """Experiment (part ``compile``): the graphed step as ``DecodingOptions.compiled_step`` makes it (the whole
+    static step compiled by torch.compile, then captured), in each of COMPILE_MODES (Inductor fuses the small
+    kernels a step is made of; max-autotune also tries its own matrix kernels, with their bias and activation
+    fused in). Prints steps/s against the plain graph, the compile time, graph breaks, how far the logits are
+    from the plain step's, and the compiled step's kernels (count, GPU time, the costliest)."""
     import torch._dynamo
     from bench.forward import random_model
     from bench.step_profile import print_kernels
-    from engine.cuda_graph import GraphedStep
+    from engine import cuda_graph
     from engine.runtime import autocast
 
     for name in ("v32", "v32-mini"):
@@ -186,16 +186,13 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
         frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen).to(device)
         prompt = torch.randint(3, model.config.vocab_size_out, (1, 600), generator=gen).to(device)
         length = 600 + steps + 64
-        plain_step = model.decode_step_static
 
-        def graphed() -> GraphedStep:
+        def graphed(compiled: bool) -> cuda_graph.GraphedStep:
             state = model.start_decoding(encoder_out, torch.ones(1, 600, dtype=torch.bool, device=device), length)
             model.decode_step(prompt, state)
-            step = GraphedStep(model, model.static_decoding(state, length), 1)
-            step(prompt[:, -1])  # one step untimed: where nothing is captured (a CPU), the compile happens here
-            return step
+            return cuda_graph.GraphedStep(model, model.static_decoding(state, length), 1, compiled)
 
-        def timed(step: GraphedStep) -> tuple[float, list[torch.Tensor]]:
+        def timed(step: cuda_graph.GraphedStep) -> tuple[float, list[torch.Tensor]]:
             token, logits = prompt[:, -1], []
             torch.cuda.synchronize(device) if device.type == "cuda" else None
             t = time.perf_counter()
@@ -206,42 +203,32 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
             torch.cuda.synchronize(device) if device.type == "cuda" else None
             return steps / (time.perf_counter() - t), logits
 
-        def whole_step(ids, state):
-            logits = model._decode_layers(ids, state.position, state.cross_kv, state.masks(), state.caches, True,
-                                          below=state.max_len)
-            state.position.add_(1)
-            return logits[:, -1]
-
         with autocast(device, precision):
             encoder_out = model.encode(frames)
-            plain_rate, plain = timed(graphed())
+            plain_rate, plain = timed(graphed(False))
             print(f"  compiled {name:<9}: plain graph {plain_rate:7.0f} steps/s", flush=True)
             for mode in COMPILE_MODES:
                 torch._dynamo.reset()
                 torch._dynamo.utils.counters.clear()
+                model.__dict__.pop("_compiled_step_on_device", None)
+                cuda_graph.COMPILE_MODE = None if mode == "default" else mode
                 try:
-                    compiled = torch.compile(whole_step, dynamic=False, mode=None if mode == "default" else mode)
-
-                    def compiled_static(ids, state):
-                        logits = compiled(ids, state)
-                        state.length += 1
-                        return logits
-
-                    model.decode_step_static = compiled_static  # this model only: GraphedStep calls it
                     t = time.perf_counter()
-                    step = graphed()  # compiles in its warm-up, then captures
+                    step = graphed(True)  # compiles in its first call, then captures
                     compile_s = time.perf_counter() - t
+                    if step.on_device is None:
+                        raise RuntimeError("compiling failed (see the warning above)")
                     rate, logits = timed(step)
                     breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
                     diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(plain, logits))
                     print(f"    {mode:<27}: compiled + graph {rate:7.0f} steps/s, compile {compile_s:.0f} s, "
                           f"graph breaks {breaks}, max |logit diff| {diff:.2e}", flush=True)
                     if device.type == "cuda":
-                        print_kernels(lambda: compiled_static(step.ids, step.state), device, calls=10)
+                        print_kernels(lambda: model.decode_step_static(step.ids, step.state, step.on_device), device,
+                                      calls=10)
                 except Exception:  # noqa: BLE001 - one mode failing must not cost the next
                     print(f"    {mode} FAILED:\n{traceback.format_exc()}", flush=True)
-                finally:
-                    model.decode_step_static = plain_step
+        cuda_graph.COMPILE_MODE = None
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
