@@ -19,6 +19,7 @@ the plain step is captured instead, with a warning.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -71,19 +72,30 @@ class GraphedStep:
     def __init__(self, model: Mapperatorinator, state: StaticDecoderState, rows: int, compiled: bool = False):
         self.model, self.state = model, state
         self.ids = torch.zeros(rows, 1, dtype=torch.long, device=state.position.device)
+        kind = self.ids.device.type
+        self._autocast = dict(device_type=kind, dtype=torch.get_autocast_dtype(kind),
+                              enabled=torch.is_autocast_enabled(kind))
         self.on_device = self._compiled() if compiled else None
         self.graph = self._capture() if self.ids.is_cuda else None
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         self.ids.copy_(tokens[:, None])
         if self.graph is None:
-            return self._step().float()
+            with self._casting():
+                return self._step().float()
         self.graph.replay()
         self.state.length += 1  # the graph advanced the device position; keep the host copy in step
         return self.logits
 
     def _step(self) -> torch.Tensor:
         return self.model.decode_step_static(self.ids, self.state, self.on_device)
+
+    def _casting(self) -> torch.autocast:
+        """The autocast state every run of this step gets, the same from the first to the capture: under
+        autocast (precision=amp) the casts must be part of the graph (autocast's cache of cast weights would be
+        freed after capture while the graph still reads it), and torch.compile guards on that state: a compiled
+        step seeing another at capture would compile again inside the capture, which breaks it."""
+        return torch.autocast(**self._autocast, cache_enabled=False)
 
     def _compiled(self) -> Callable | None:
         """The compiled device step, run once here (the compiling happens in that call), or None where it fails."""
@@ -92,7 +104,8 @@ class GraphedStep:
             return None
         start = self.state.position.clone()
         try:
-            compiled(self.ids, self.state)
+            with self._casting():
+                compiled(self.ids, self.state)
         except Exception as e:  # noqa: BLE001 - no compiler, no Triton, an unsupported op: the plain step, same tokens
             log.warning("decoding without torch.compile: compiling the decoder step failed (%s)", e)
             self.model.__dict__["_compiled_step_on_device"] = False
@@ -106,18 +119,18 @@ class GraphedStep:
         try:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            with self._casting(), torch.cuda.stream(side):
                 for _ in range(WARMUP_STEPS):
                     self._step()
             torch.cuda.current_stream().wait_stream(side)
             state.position.copy_(start)
             state.length = length
             graph = torch.cuda.CUDAGraph()
-            # under autocast (precision=amp) the casts must be part of the graph: autocast's cache of cast
-            # weights would be freed after capture while the graph still reads it
-            casting = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False,
-                                     enabled=torch.is_autocast_enabled("cuda"))
-            with casting, torch.cuda.graph(graph):
+            # compiling inside a capture would break it (and leave torch's CUDA random state unusable): any
+            # reason to compile again there is an error before the capture's first kernel instead
+            compiled_as_is = (torch.compiler.set_stance("fail_on_recompile") if self.on_device is not None
+                              else contextlib.nullcontext())
+            with self._casting(), compiled_as_is, torch.cuda.graph(graph):
                 self.logits = self._step().float()
         except Exception as e:  # noqa: BLE001 - any capture failure leaves the eager static step, same tokens
             log.warning("decoding without a CUDA graph: capture failed (%s)", e)

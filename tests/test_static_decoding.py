@@ -146,6 +146,52 @@ def test_a_compiled_step_gives_the_plain_steps_tokens(monkeypatch):
     assert run(False) == plain and len(made) == 2 and made[1].on_device is None
 
 
+@pytest.mark.slow
+def test_a_compiled_step_is_captured_as_compiled_without_compiling_again(monkeypatch):
+    """torch.compile guards on the autocast state, and a capture runs under its own (autocast's weight cache
+    off): the compiled step must see that state from its first call, or it compiles again inside the capture
+    (on a GPU that broke the capture). Here the capture is a stand-in, on the CPU."""
+    import contextlib
+    import types
+
+    import torch._dynamo
+
+    import engine.cuda_graph as cuda_graph
+
+    ck = load("v32")
+    model = ck.model
+    ids = torch.randint(3, model.config.vocab_size_out, (1, 50), generator=torch.Generator().manual_seed(8))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    with torch.inference_mode():
+        encoder_out = model.encode(frames_for(model, 1))
+        cached = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 50)
+        model.decode_step(ids[:, :20], cached)
+        prompted = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 50)
+        model.decode_step(ids[:, :20], prompted)
+        static = model.static_decoding(prompted, 50)
+        step = cuda_graph.GraphedStep(model, static, 1, compiled=True)  # on a CPU: no graph, compiled here
+
+        class StandInGraph:  # replay = the captured (compiled) step run again
+            def replay(self):
+                with step._casting():
+                    step.logits.copy_(step._step().float())
+                static.length -= 1
+
+        stream = types.SimpleNamespace(wait_stream=lambda other: None)
+        monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+        monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+        assert torch.is_autocast_cache_enabled()  # the state outside: the cache on
+        step.graph = step._capture()
+        assert isinstance(step.graph, StandInGraph) and step.on_device is not None
+        for i in range(20, 50):
+            assert torch.allclose(step(ids[:, i]), model.decode_step(ids[:, i: i + 1], cached), atol=1e-4), i
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
 def test_a_step_that_fails_to_compile_decodes_with_the_plain_step(monkeypatch, caplog):
     """No C compiler, no Triton (Windows), an op Inductor cannot take: one warning, then the plain step for
     this model (compiling is not tried again for the next batch shape), same tokens."""

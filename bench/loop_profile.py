@@ -1,0 +1,130 @@
+"""Where a GPU token's time goes in ``engine.decoding.decode``: the graphed decoder step against the loop around it.
+
+    python bench/loop_profile.py [--device cuda] [--precision bf16]
+
+A CUDA graph makes the decoder step one launch (bench/device_check.py), but each token also runs the logit
+rules, sampling and the loop's one host read. For real-size v32 and v32-mini (random weights) and a map window
+(608-token prompt, 100 tokens generated) this prints milliseconds per generated token (the prompt's share taken
+out: a 100-token window minus a 1-token one, over 99) for the loop as decoding runs (sampling, every rule),
+greedy, sampling without the logit rules, and the graphed step alone; then the loop's busiest host operations
+(torch.profiler, self CPU time per token).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import engine.decoding  # noqa: E402
+from bench.forward import random_model  # noqa: E402
+from bench.speed import MAP_WINDOW, _prompt, _tokenizer  # noqa: E402
+from engine.cuda_graph import GraphedStep  # noqa: E402
+from engine.decoding import DecodingOptions, decode  # noqa: E402
+from engine.presets import PRESETS  # noqa: E402
+from engine.runtime import autocast  # noqa: E402
+from engine.windows import WindowLayout  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def per_token_ms(model, name: str, device: torch.device, precision: str, runs: int = 3, **changes) -> float:
+    preset = PRESETS[name]
+    layout = WindowLayout.for_preset(preset)
+    tokenizer = _tokenizer(name)
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randn(1, layout.window_samples, generator=gen)
+    prompt = _prompt(tokenizer, MAP_WINDOW.prompt, gen)
+    with autocast(device, precision):
+        encoder_out = model.encode(frames.to(device))
+
+    def window(generate: int) -> float:
+        opts = DecodingOptions(**{**dict(do_sample=True, temperature=preset.inference.temperature,
+                                         top_p=preset.inference.top_p, max_length=MAP_WINDOW.prompt + generate,
+                                         types_first=preset.data.types_first), **changes})
+        best = float("inf")
+        for _ in range(runs):
+            sampler = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(1)
+            _sync(device)
+            t = time.perf_counter()
+            with autocast(device, precision):
+                decode(model, tokenizer, frames, [prompt], opts, stop=(), lookback_ms=layout.lookback_ms,
+                       generator=sampler, encoder_out=encoder_out)
+            _sync(device)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    return (window(MAP_WINDOW.generate) - window(1)) / (MAP_WINDOW.generate - 1) * 1000
+
+
+@torch.inference_mode()
+def graph_step_ms(model, device: torch.device, precision: str, steps: int = 200) -> float:
+    with autocast(device, precision):
+        encoder_out = model.encode(torch.randn(1, 2047 * model.config.spectrogram.hop_length).to(device))
+        ids = torch.randint(3, model.config.vocab_size_out, (1, MAP_WINDOW.prompt)).to(device)
+        length = MAP_WINDOW.prompt + steps + 8
+        state = model.start_decoding(encoder_out, torch.ones(1, MAP_WINDOW.prompt, dtype=torch.bool,
+                                                             device=device), length)
+        model.decode_step(ids, state)
+        step = GraphedStep(model, model.static_decoding(state, length), 1)
+        token = ids[:, -1]
+        step(token)
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(steps):
+            step(token)
+        _sync(device)
+    return (time.perf_counter() - t) / steps * 1000
+
+
+@torch.inference_mode()
+def host_profile(model, name: str, device: torch.device, precision: str, top: int = 15) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    per_token_ms(model, name, device, precision, runs=1)  # warm (graphs kept)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        per_token_ms(model, name, device, precision, runs=1)
+    tokens = MAP_WINDOW.generate + 1
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
+    print(f"    host operations, self CPU us per generated token (of {tokens} a measure):")
+    for e in rows:
+        print(f"      {e.self_cpu_time_total / tokens:7.1f} us  {e.count / tokens:5.1f}/token  {e.key[:70]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "amp"])
+    ap.add_argument("--models", nargs="*", default=["v32-mini", "v32"])
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {device} ({label}), torch {torch.__version__}, precision {args.precision}")
+    for name in args.models:
+        model = random_model(name, device, args.precision)
+        real_rules = engine.decoding.logit_rules
+        full = per_token_ms(model, name, device, args.precision)
+        greedy = per_token_ms(model, name, device, args.precision, do_sample=False)
+        engine.decoding.logit_rules = lambda *a, **k: []
+        try:
+            bare = per_token_ms(model, name, device, args.precision)
+        finally:
+            engine.decoding.logit_rules = real_rules
+        step = graph_step_ms(model, device, args.precision) if device.type == "cuda" else float("nan")
+        print(f"  {name}: ms per token: loop {full:.3f}, greedy {greedy:.3f}, no logit rules {bare:.3f}, "
+              f"graphed step alone {step:.3f}", flush=True)
+        host_profile(model, name, device, args.precision)
+        del model
+
+
+if __name__ == "__main__":
+    main()
