@@ -449,8 +449,43 @@ def test_the_gpu_token_loop_reads_the_host_once_a_step(monkeypatch, streams):
     per_window(10)  # the graph captured and kept: both windows measured below replay it
     short, long = per_window(10), per_window(40)
     per_step = {k: (long[k] - short[k]) / 30 for k in _HostReads.KINDS}
-    # with a stream per row the one read is done.tolist(), which a CPU tensor answers without an operation
-    assert per_step == {**dict.fromkeys(_HostReads.KINDS, 0), "item": 0 if streams else 1}, (short, long)
+    # with a stream per row the one read is done.tolist(), which a CPU tensor answers without an operation; with
+    # one stream, whether all rows are done, from a host copy (engine.decoding.LaggedAllDone)
+    assert per_step == {**dict.fromkeys(_HostReads.KINDS, 0), "is_nonzero": 0 if streams else 1}, (short, long)
+
+
+def test_the_gpu_token_loop_queues_the_next_step_before_it_waits(monkeypatch):
+    """On one random stream, whether every row is done is read after the next step is queued (the GPU then
+    never idles while the host prepares a step); when all are done that queued step is dropped, so the tokens
+    are the ordinary step's, whether the rows stop early or at the budget."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    gen = torch.Generator().manual_seed(12)
+    prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (30, 26)]
+    opts = DecodingOptions(do_sample=False, max_length=120)  # a budget of 90 tokens after the padded prompts
+
+    def run(stop) -> list[list[int]]:
+        return decode(model, tokenizer, frames_for(model, 2), prompts, opts, stop=stop)
+
+    unstopped = run([tokenizer.eos_id])
+    assert [len(r) for r in unstopped] == [90, 90]
+    # a stop id row 1 meets at least 10 tokens before row 0 does: both stop early, at different steps
+    early = next(t for i, t in enumerate(unstopped[1]) if unstopped[1].index(t) == i and i >= 5
+                 and (t not in unstopped[0][:i + 10]))
+    ordinary = {"budget": unstopped, "stop ids": run([tokenizer.eos_id, early])}
+    assert 0 < len(ordinary["stop ids"][1]) + 10 <= len(ordinary["stop ids"][0]) < 90
+    _static_everywhere(monkeypatch)
+    events = []
+    real_call, real_read = GraphedStep.__call__, engine.decoding.LaggedAllDone.all_done
+    monkeypatch.setattr(GraphedStep, "__call__", lambda self, t: (events.append("step"), real_call(self, t))[1])
+    monkeypatch.setattr(engine.decoding.LaggedAllDone, "all_done",
+                        lambda self: (events.append("read"), real_read(self))[1])
+    assert run([tokenizer.eos_id]) == ordinary["budget"]
+    assert events == ["step", "read"] * 89  # no step is queued after the budget's last token
+    events.clear()
+    assert run([tokenizer.eos_id, early]) == ordinary["stop ids"]
+    # each step queued before the wait; the one queued after the last row stopped ran for nothing
+    assert events == ["step", "read"] * len(ordinary["stop ids"][0])
 
 
 def test_windows_of_rows_with_their_own_budgets_share_one_kept_graph(monkeypatch):
