@@ -80,29 +80,55 @@ def cheap_host_reads(t: torch.Tensor) -> bool:
 
 
 class MonotonicTime:
-    """Forbid a time shift earlier than the last one since the last SOS (events never go back in time)."""
+    """Forbid a time shift earlier than the last one since the last SOS (events never go back in time).
+
+    Each row's floor (that last time shift's value, -1 where there is none since the last SOS) is found in the
+    prompt once, then updated from each new token: a step costs a few operations on one column instead of a
+    scan of the whole history (on a GPU each operation is a launch the host pays for, every token)."""
 
     def __init__(self, tokenizer: Tokenizer):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
         self.sos_ids = _OnDevice([tokenizer.sos_id, *tokenizer.context_sos.values()])
+        self.shift_values = _OnDevice(torch.arange(self.stop - self.start))
+        self.floor: torch.Tensor | None = None  # [rows] long
+        self.seen = 0  # columns of ids folded into floor
 
-    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _scan(self, ids: torch.Tensor) -> torch.Tensor:
         batch, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(batch, -1)
         is_time = (ids >= self.start) & (ids < self.stop)
         is_sos = torch.isin(ids, self.sos_ids.on(ids.device))
         last_time = torch.where(is_time, positions, -1).max(dim=1).values
         last_sos = torch.where(is_sos, positions, -1).max(dim=1).values
-        active = (last_time >= 0) & (last_time > last_sos)  # rows without one are left alone
-        if cheap_host_reads(ids) and not bool(active.any()):  # a shortcut where host reads cost nothing
+        active = (last_time >= 0) & (last_time > last_sos)
+        value = ids.gather(1, last_time.clamp(min=0)[:, None])[:, 0] - self.start
+        return torch.where(active, value, -1)
+
+    def _fold(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.floor is None or ids.shape[1] != self.seen + 1:  # the prompt (or anything but one new column)
+            self.floor = self._scan(ids)
+        else:
+            token = ids[:, -1]
+            is_time = (token >= self.start) & (token < self.stop)
+            is_sos = torch.isin(token, self.sos_ids.on(ids.device))
+            self.floor = torch.where(is_time, token - self.start, self.floor.masked_fill(is_sos, -1))
+        self.seen = ids.shape[1]
+        return self.floor
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        floor = self._fold(ids)
+        if cheap_host_reads(ids) and not bool((floor >= 0).any()):  # a shortcut where host reads cost nothing
             return scores
-        last_value = ids.gather(1, last_time.clamp(min=0)[:, None])[:, 0] - self.start
-        shift_values = torch.arange(self.stop - self.start, device=ids.device)
-        too_early = (shift_values[None, :] < last_value[:, None]) & active[:, None]
+        too_early = self.shift_values.on(ids.device)[None, :] < floor[:, None]  # none where floor is -1
         scores = scores.clone()
         scores[:, self.start: self.stop] = scores[:, self.start: self.stop].masked_fill(too_early, -torch.inf)
         return scores
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Follow the batch when finished rows leave it."""
+        if self.floor is not None:
+            self.floor = self.floor[rows]
 
 
 class TimeShiftBias:
@@ -356,7 +382,7 @@ def decode(
     else:
         negatives = list(negative_prompts) if guided else [()] * batch
         budgets = [opts.max_length - max(len(p), len(q)) for p, q in zip(prompts, negatives)]
-    budget = torch.tensor(budgets, device=device).clamp(min=0)
+    budget = torch.tensor(budgets, device=device).clamp(min=0)  # per row in the batch as it is (rows leave with theirs)
     total = int(budget.max()) if batch else 0
 
     if encoder_out is None:
@@ -409,11 +435,11 @@ def decode(
                                    for i, r in enumerate(alive_rows)]).squeeze(1)
         else:
             token = scores.argmax(dim=-1)
-        token = torch.where(done, torch.full_like(token, PAD_ID), token)
+        token = token.masked_fill(done, PAD_ID)
         out[alive, steps] = token
         steps += 1
         ids = torch.cat([ids, token[:, None]], dim=1)
-        done |= torch.isin(token, stop_tensor) | (budget[alive] <= steps)
+        done |= torch.isin(token, stop_tensor) | (budget <= steps)
         if on_step is not None:
             on_step(steps)
         if lagged is not None:  # the next step is queued before the loop waits to hear whether this one ended
@@ -433,7 +459,7 @@ def decode(
             break
         if prune and finished:
             keep = (~done).nonzero().squeeze(1)
-            alive, ids, token, done = alive[keep], ids[keep], token[keep], done[keep]
+            alive, ids, token, done, budget = alive[keep], ids[keep], token[keep], done[keep], budget[keep]
             alive_rows = [alive_rows[i] for i in keep.tolist()]
             stopped = [False] * len(alive_rows)
             state.select(torch.cat([keep, keep + n]) if guided else keep)
