@@ -315,6 +315,9 @@ class _Job:
         self.report = report
         self.warnings: list[str] = []
         self.device = pick_device(plan.options.device)
+        if plan.options.compiled_step and self.device.type != "cuda":
+            self.warnings.append(Message("warning.compiled_step_gpu_only", "compiled_step works on an NVIDIA GPU "
+                                         "only; on {device} this run decodes as usual", device=str(self.device)))
         self.seed = plan.options.seed if plan.options.seed is not None else new_seed()
         self.opts = self._resolved_options()
         self.stats = report.stats
@@ -561,7 +564,8 @@ class _Job:
             do_sample=o.do_sample, temperature=o.temperature, timing_temperature=o.timing_temperature,
             mania_column_temperature=o.mania_column_temperature, taiko_hit_temperature=o.taiko_hit_temperature,
             top_p=o.top_p, top_k=o.top_k, timeshift_bias=o.timeshift_bias, cfg_scale=o.cfg_scale,
-            max_length=ck.preset.data.tgt_seq_len, types_first=ck.preset.data.types_first)
+            max_length=ck.preset.data.tgt_seq_len, types_first=ck.preset.data.types_first,
+            compiled_step=o.compiled_step)
         calls = len(segments) * sum(not s.given for s in run.out_streams)
         return SequentialPass(run, segments, generator), decoding, calls
 

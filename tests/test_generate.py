@@ -248,3 +248,20 @@ def test_missing_hub_model_says_how_to_download(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(ModelError, match="mapperator download OliBomby/Mapperatorinator-v32-mini"):
         engine.generate(options(tmp_path, model_path="v32-mini", mapper_id=None))
+
+
+def test_compiled_step_reaches_decoding_and_says_it_needs_an_nvidia_gpu(tmp_path, monkeypatch):
+    """compiled_step=true is handed to every decoding pass (on a GPU their graphed steps are compiled); on the
+    CPU nothing is compiled, the map is the usual one, and the result says why."""
+    import engine.decoding
+
+    seen, real = [], engine.decoding.decode
+    monkeypatch.setattr(engine.decoding, "decode", lambda *a, **k: (seen.append(a[4].compiled_step), real(*a, **k))[1])
+    usual = engine.generate(options(tmp_path / "usual", output_type=("TIMING", "MAP")))
+    assert seen and not any(seen) and not usual.warnings
+    seen.clear()
+    compiled = engine.generate(options(tmp_path / "compiled", output_type=("TIMING", "MAP"), compiled_step=True))
+    assert seen and all(seen)
+    assert compiled.path.read_bytes() == usual.path.read_bytes()
+    assert [getattr(w, "message_id", None) for w in compiled.warnings] == ["warning.compiled_step_gpu_only"]
+    assert "NVIDIA GPU only; on cpu this run decodes as usual" in str(compiled.warnings[0])
