@@ -35,6 +35,10 @@ WARMUP_STEPS = 2  # CUDA wants a few eager runs on a side stream before capture 
 # not kept); the oldest kept graph goes first.
 KEPT_BYTES = 2**30
 COMPILE_MODE: str | None = None  # torch.compile's mode for compiled steps (None: its default)
+# Compiled versions of the step torch keeps: its default, 8, counts every model and batch shape of a process
+# together (an app session with a mapset's row counts and two models passes it), and past it the step runs
+# uncompiled
+RECOMPILE_LIMIT = 64
 
 
 def graphed_step(model: Mapperatorinator, state: DecoderState, max_len: int, rows: int,
@@ -60,6 +64,9 @@ def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
     for each new batch shape); None once compiling has failed for this model."""
     compiled = model.__dict__.get("_compiled_step_on_device")
     if compiled is None:
+        import torch._dynamo.config
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         compiled = torch.compile(model.static_step_on_device, dynamic=False, mode=COMPILE_MODE)
         model.__dict__["_compiled_step_on_device"] = compiled
     return compiled or None
