@@ -103,7 +103,7 @@ def host_profile(model, name: str, device: torch.device, precision: str, top: in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "amp"])
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "amp", "int8"])
     ap.add_argument("--models", nargs="*", default=["v32-mini", "v32"])
     args = ap.parse_args()
     device = torch.device(args.device)
