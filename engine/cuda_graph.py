@@ -72,6 +72,18 @@ def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
     return compiled or None
 
 
+def _first_cause(error: BaseException) -> str:
+    """The first line of the error torch.compile's own wrapping hides (its backend's failure)."""
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
+        error = inner
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def compile_failure(model: Mapperatorinator) -> str | None:
+    """Why compiling ``model``'s decoder step failed (its first line), or None where it did not fail."""
+    return model.__dict__.get("_compile_failure")
+
+
 class GraphedStep:
     """``step(tokens) -> logits`` (tokens [rows], logits [rows, vocab] float) for a static decoder state;
     ``compiled``: the step compiled by torch.compile (where that fails, the plain one)."""
@@ -116,6 +128,7 @@ class GraphedStep:
         except Exception as e:  # noqa: BLE001 - no compiler, no Triton, an unsupported op: the plain step, same tokens
             log.warning("decoding without torch.compile: compiling the decoder step failed (%s)", e)
             self.model.__dict__["_compiled_step_on_device"] = False
+            self.model.__dict__["_compile_failure"] = _first_cause(e)
             compiled = None
         self.state.position.copy_(start)  # the trial wrote keys at the next position: masked until overwritten
         return compiled

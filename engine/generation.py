@@ -629,6 +629,14 @@ class _Job:
             self.warnings.append(Message("warning.no_timing", "the model produced no timing; the beatmap has a "
                                          "{bpm:g} BPM red line at {offset} ms that you should correct in the editor",
                                          bpm=60000 / beat, offset=settings.offset))
+        if self.opts.compiled_step:
+            from .cuda_graph import compile_failure
+
+            reasons = {compile_failure(self.checkpoint(root).model) for root in self._model_keys} - {None}
+            for reason in sorted(reasons):
+                self.warnings.append(Message("warning.compiled_step_failed", "compiled_step: compiling the decoder "
+                                             "step failed ({reason}); this run decoded without it (the same map, "
+                                             "at the usual speed)", reason=reason))
         if not beatmap.hit_objects and C.MAP in self.plan.output_type:
             self.warnings.append(Message("warning.no_objects", "the model produced no hit objects for this song; try "
                                          "another seed, a different difficulty or model"))

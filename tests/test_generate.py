@@ -265,3 +265,36 @@ def test_compiled_step_reaches_decoding_and_says_it_needs_an_nvidia_gpu(tmp_path
     assert compiled.path.read_bytes() == usual.path.read_bytes()
     assert [getattr(w, "message_id", None) for w in compiled.warnings] == ["warning.compiled_step_gpu_only"]
     assert "NVIDIA GPU only; on cpu this run decodes as usual" in str(compiled.warnings[0])
+
+
+def test_a_step_that_fails_to_compile_is_reported_with_the_map(tmp_path, monkeypatch):
+    """Where compiling fails (no Triton or C compiler) the job still writes its map, decoded without it, and the
+    result says why. The graph path is forced on the CPU, where it runs without a graph."""
+    import torch
+
+    import engine.decoding
+    from engine.runtime import MODELS
+
+    MODELS.clear()  # a model of its own: the failure is remembered per loaded model
+    usual = engine.generate(options(tmp_path / "usual", output_type=("TIMING", "MAP")))
+
+    class BackendFailed(RuntimeError):  # as torch.compile wraps its backend's error
+        def __init__(self, inner):
+            super().__init__(f"backend='inductor' raised:\n{type(inner).__name__}: {inner}\n\nSet TORCHDYNAMO_VERBOSE=1")
+            self.inner_exception = inner
+
+    def failing_compile(fn, **kwargs):
+        def compiled(*args):
+            raise BackendFailed(RuntimeError("Cannot find a working triton installation.\nMore details"))
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    monkeypatch.setattr(engine.decoding, "uses_cuda_graph", lambda device, batch, o: True)
+    MODELS.clear()
+    result = engine.generate(options(tmp_path / "compiled", output_type=("TIMING", "MAP"), compiled_step=True))
+    assert result.path.read_bytes() == usual.path.read_bytes()
+    ids = [getattr(w, "message_id", None) for w in result.warnings]
+    assert ids == ["warning.compiled_step_gpu_only", "warning.compiled_step_failed"]
+    assert ("compiling the decoder step failed (Cannot find a working triton installation.); this run decoded "
+            "without it") in str(result.warnings[1])
+    MODELS.clear()

@@ -12,6 +12,7 @@ import threading
 import pytest
 import torch
 
+import engine.cuda_graph
 import engine.decoding
 from engine.checkpoint import load_checkpoint
 from engine.cuda_graph import GraphedStep
@@ -222,6 +223,7 @@ def test_a_step_that_fails_to_compile_decodes_with_the_plain_step(monkeypatch, c
     assert len(tried) == 1 and [len(step.ids) for step in made] == [1, 2]
     assert [step.on_device for step in made] == [None, None]
     assert caplog.text.count("compiling the decoder step failed (Compiler: cc is not found)") == 1
+    assert engine.cuda_graph.compile_failure(model) == "Compiler: cc is not found"
 
 
 def test_which_batches_go_through_a_graph():
