@@ -439,7 +439,9 @@ def decode(
         out[alive, steps] = token
         steps += 1
         ids = torch.cat([ids, token[:, None]], dim=1)
-        done |= torch.isin(token, stop_tensor) | (budget <= steps)
+        done |= torch.isin(token, stop_tensor)
+        if row_generators is not None:  # rows of one stream share one budget: the loop ends at it anyway
+            done |= budget <= steps
         if on_step is not None:
             on_step(steps)
         if lagged is not None:  # the next step is queued before the loop waits to hear whether this one ended
