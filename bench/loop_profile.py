@@ -23,12 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 import engine.decoding  # noqa: E402
 from bench.forward import random_model  # noqa: E402
-from bench.speed import MAP_WINDOW, _prompt, _tokenizer  # noqa: E402
+from bench.speed import MAP_WINDOW, Budget, window_seconds  # noqa: E402
 from engine.cuda_graph import GraphedStep  # noqa: E402
-from engine.decoding import DecodingOptions, decode  # noqa: E402
-from engine.presets import PRESETS  # noqa: E402
 from engine.runtime import autocast  # noqa: E402
-from engine.windows import WindowLayout  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -36,32 +33,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.inference_mode()
 def per_token_ms(model, name: str, device: torch.device, precision: str, runs: int = 3, **changes) -> float:
-    preset = PRESETS[name]
-    layout = WindowLayout.for_preset(preset)
-    tokenizer = _tokenizer(name)
-    gen = torch.Generator().manual_seed(0)
-    frames = torch.randn(1, layout.window_samples, generator=gen)
-    prompt = _prompt(tokenizer, MAP_WINDOW.prompt, gen)
-    with autocast(device, precision):
-        encoder_out = model.encode(frames.to(device))
-
+    """Milliseconds per generated token of a map window, the prompt's share taken out."""
     def window(generate: int) -> float:
-        opts = DecodingOptions(**{**dict(do_sample=True, temperature=preset.inference.temperature,
-                                         top_p=preset.inference.top_p, max_length=MAP_WINDOW.prompt + generate,
-                                         types_first=preset.data.types_first), **changes})
-        best = float("inf")
-        for _ in range(runs):
-            sampler = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(1)
-            _sync(device)
-            t = time.perf_counter()
-            with autocast(device, precision):
-                decode(model, tokenizer, frames, [prompt], opts, stop=(), lookback_ms=layout.lookback_ms,
-                       generator=sampler, encoder_out=encoder_out)
-            _sync(device)
-            best = min(best, time.perf_counter() - t)
-        return best
+        budget = Budget(MAP_WINDOW.prompt, generate)
+        return window_seconds(model, name, device, precision, budget, runs, encoded=True, **changes)[0]
 
     return (window(MAP_WINDOW.generate) - window(1)) / (MAP_WINDOW.generate - 1) * 1000
 

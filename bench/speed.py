@@ -35,6 +35,7 @@ one gate run, well under a minute); its figures mean nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -119,10 +120,10 @@ def _prompt(tokenizer, length: int, gen: torch.Generator) -> list[int]:
 
 
 def window_seconds(model, name: str, device: torch.device, precision: str, budget: Budget, runs: int,
-                   encoded: bool = False) -> tuple[float, float]:
+                   encoded: bool = False, **changes) -> tuple[float, float]:
     """Wall seconds of one window of a pass through ``engine.decoding.decode``: the best of ``runs`` (so the
     first, warming up, rarely counts) and the first; ``encoded``: the window's encoder output is at hand (not
-    timed)."""
+    timed); ``changes``: DecodingOptions fields other than the preset's."""
     from engine.decoding import DecodingOptions, decode
     from engine.presets import PRESETS
     from engine.windows import WindowLayout
@@ -137,6 +138,7 @@ def window_seconds(model, name: str, device: torch.device, precision: str, budge
                            timing_temperature=preset.inference.timing_temperature,
                            max_length=budget.prompt + budget.generate, types_first=preset.data.types_first,
                            compiled_step=COMPILED_STEP)
+    opts = dataclasses.replace(opts, **changes)
     encoder_out = None
     if encoded:
         with torch.inference_mode(), autocast(device, precision):

@@ -122,6 +122,36 @@ def test_decoding_through_the_static_step_gives_the_same_tokens(monkeypatch, cfg
     assert len(made) == 1 and made[0].graph is None  # on a CPU the static step runs eagerly
 
 
+def _cached_and_static_after_prompt(model, ids: torch.Tensor, length: int, prompt: int = 20):
+    """The ordinary cached state and a static state (``length`` positions), each after the same ``prompt``
+    tokens of ``ids`` over one window of noise."""
+    encoder_out = model.encode(frames_for(model, 1))
+    states = []
+    for _ in range(2):
+        states.append(model.start_decoding(encoder_out, torch.ones(1, prompt, dtype=torch.bool), length))
+        model.decode_step(ids[:, :prompt], states[-1])
+    return states[0], model.static_decoding(states[1], length)
+
+
+def _stand_in_cuda(monkeypatch, replay) -> type:
+    """CUDA's streams and graph capture stood in for on the CPU: a capture records nothing and the graph's
+    replay calls ``replay()``. Returns the stand-in graph class."""
+    import contextlib
+    import types
+
+    class StandInGraph:
+        def replay(self):
+            replay()
+
+    stream = types.SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+    return StandInGraph
+
+
 @pytest.mark.slow
 def test_a_compiled_step_gives_the_plain_steps_tokens(monkeypatch):
     """compiled_step: the static step compiled by torch.compile (Inductor's CPU code here, Triton's on a GPU)
@@ -154,9 +184,6 @@ def test_a_compiled_step_is_captured_as_compiled_without_compiling_again(monkeyp
     """torch.compile guards on the autocast state, and a capture runs under its own (autocast's weight cache
     off): the compiled step must see that state from its first call, or it compiles again inside the capture
     (on a GPU that broke the capture). Here the capture is a stand-in, on the CPU."""
-    import contextlib
-    import types
-
     import torch._dynamo
 
     import engine.cuda_graph as cuda_graph
@@ -167,26 +194,15 @@ def test_a_compiled_step_is_captured_as_compiled_without_compiling_again(monkeyp
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     with torch.inference_mode():
-        encoder_out = model.encode(frames_for(model, 1))
-        cached = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 50)
-        model.decode_step(ids[:, :20], cached)
-        prompted = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 50)
-        model.decode_step(ids[:, :20], prompted)
-        static = model.static_decoding(prompted, 50)
+        cached, static = _cached_and_static_after_prompt(model, ids, 50)
         step = cuda_graph.GraphedStep(model, static, 1, compiled=True)  # on a CPU: no graph, compiled here
 
-        class StandInGraph:  # replay = the captured (compiled) step run again
-            def replay(self):
-                with step._casting():
-                    step.logits.copy_(step._step().float())
-                static.length -= 1
+        def replay():  # the captured (compiled) step run again
+            with step._casting():
+                step.logits.copy_(step._step().float())
+            static.length -= 1
 
-        stream = types.SimpleNamespace(wait_stream=lambda other: None)
-        monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
-        monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
-        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
-        monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
-        monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+        StandInGraph = _stand_in_cuda(monkeypatch, replay)
         assert torch.is_autocast_cache_enabled()  # the state outside: the cache on
         step.graph = step._capture()
         assert isinstance(step.graph, StandInGraph) and step.on_device is not None
@@ -322,34 +338,20 @@ def test_graph_capture_and_replay_bookkeeping_with_a_stand_in_for_cuda(monkeypat
     """GraphedStep's own logic (warm-up, capture, replay, the host copy of the position) run with a stand-in
     for CUDA's graph API whose replay runs the captured step: the logits of every replayed token equal the
     ordinary step's. A real CUDA run (bench/device_check.py) checks the graph itself."""
-    import contextlib
-    import types
-
     import engine.cuda_graph as cuda_graph
 
     ck = load("v32")
     model = ck.model
     ids = torch.randint(3, model.config.vocab_size_out, (1, 60), generator=torch.Generator().manual_seed(8))
     with torch.inference_mode():
-        encoder_out = model.encode(frames_for(model, 1))
-        cached = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 60)
-        model.decode_step(ids[:, :20], cached)
-        prompted = model.start_decoding(encoder_out, torch.ones(1, 20, dtype=torch.bool), 60)
-        model.decode_step(ids[:, :20], prompted)
-        static = model.static_decoding(prompted, 60)
+        cached, static = _cached_and_static_after_prompt(model, ids, 60)
         step = cuda_graph.GraphedStep(model, static, 1)  # on a CPU: no graph
 
-        class StandInGraph:  # replay = the captured step run again, advancing only the device position
-            def replay(self):
-                step.logits.copy_(model.decode_step_static(step.ids, static).float())
-                static.length -= 1
+        def replay():  # the captured step run again, advancing only the device position
+            step.logits.copy_(model.decode_step_static(step.ids, static).float())
+            static.length -= 1
 
-        stream = types.SimpleNamespace(wait_stream=lambda other: None)
-        monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
-        monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
-        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
-        monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
-        monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+        StandInGraph = _stand_in_cuda(monkeypatch, replay)
         step.graph = step._capture()
         assert isinstance(step.graph, StandInGraph)
         assert static.length == 20 and int(static.position) == 20  # warm-up and capture left no trace
