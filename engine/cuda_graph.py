@@ -13,9 +13,10 @@ into the graph's buffers and the graph is replayed as captured. Kept graphs belo
 them (two jobs never replay one graph at once) and live on the model, so they go when it is unloaded.
 
 With ``DecodingOptions.compiled_step`` the captured step is first compiled by torch.compile (Inductor fuses the
-small kernels a step is made of: norms with their residual additions, rotation with the cache write). Compiling
-costs seconds per batch shape (cached on disk for later runs) and needs Triton and a C compiler; where it fails,
-the plain step is captured instead, with a warning.
+small kernels a step is made of: each RMS norm with its residual addition, a layer's rotation with its casts;
+on an H200 v32's step went from 321 kernels to 224, 990 to 1,401 steps/s). Compiling costs seconds per batch
+shape (cached on disk for later runs) and needs Triton and a C compiler; where it fails, the plain step is
+captured instead, with a warning.
 """
 from __future__ import annotations
 
