@@ -266,18 +266,21 @@ def _static_everywhere(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
-def test_a_batch_whose_rows_stop_at_different_steps_gives_the_ordinary_tokens(monkeypatch, cfg_scale):
-    """Through a graph stopped rows stay in the batch (the ordinary step drops them): the rows still left
-    must decode as before, and the stopped ones end where they stopped."""
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+def test_a_batch_whose_rows_stop_at_different_steps_gives_the_ordinary_tokens(monkeypatch, cfg_scale, sampled):
+    """Through a graph stopped rows stay in the batch (the ordinary step drops greedy ones): the rows still
+    left must decode as before, and the stopped ones end where they stopped. Sampled rows on one random stream
+    draw as they do without the graph (the step the loop queues after the last row stopped draws nothing)."""
     ck = load("v32")
     model, tokenizer = ck.model, ck.tokenizer
-    opts = DecodingOptions(do_sample=False, max_length=150, cfg_scale=cfg_scale)
+    opts = DecodingOptions(do_sample=sampled, temperature=0.9, top_p=0.9, max_length=150, cfg_scale=cfg_scale)
     gen = torch.Generator().manual_seed(11)
     prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (40, 33, 27)]
     negatives = [p[:-4] for p in prompts] if cfg_scale > 1 else None
 
     def run(stop) -> list[list[int]]:
-        return decode(model, tokenizer, frames_for(model, 3), prompts, opts, stop=stop, negative_prompts=negatives)
+        return decode(model, tokenizer, frames_for(model, 3), prompts, opts, stop=stop, negative_prompts=negatives,
+                      generator=torch.Generator().manual_seed(5))
 
     # a stop id row 0 meets early: the rows then end at different steps
     stop = [tokenizer.eos_id, run([tokenizer.eos_id])[0][8]]
