@@ -7,7 +7,7 @@ rules, sampling and the loop's one host read. For real-size v32 and v32-mini (ra
 (608-token prompt, 100 tokens generated) this prints milliseconds per generated token (the prompt's share taken
 out: a 100-token window minus a 1-token one, over 99) for the loop as decoding runs (sampling, every rule),
 greedy, sampling without the logit rules, and the graphed step alone; then the loop's busiest host operations
-(torch.profiler, self CPU time per token).
+(torch.profiler, self CPU time per generated token, measured the same way).
 """
 from __future__ import annotations
 
@@ -64,16 +64,24 @@ def graph_step_ms(model, device: torch.device, precision: str, steps: int = 200)
 
 @torch.inference_mode()
 def host_profile(model, name: str, device: torch.device, precision: str, top: int = 15) -> None:
+    """The loop's busiest host operations per generated token: a 100-token window's profile minus a 1-token
+    window's (the prompt's share taken out), over 99."""
     from torch.profiler import ProfilerActivity, profile
 
-    per_token_ms(model, name, device, precision, runs=1)  # warm (graphs kept)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        per_token_ms(model, name, device, precision, runs=1)
-    tokens = MAP_WINDOW.generate + 1
-    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
-    print(f"    host operations, self CPU us per generated token (of {tokens} a measure):")
-    for e in rows:
-        print(f"      {e.self_cpu_time_total / tokens:7.1f} us  {e.count / tokens:5.1f}/token  {e.key[:70]}")
+    def ops(generate: int) -> dict[str, tuple[float, int]]:
+        budget = Budget(MAP_WINDOW.prompt, generate)
+        window_seconds(model, name, device, precision, budget, 1, encoded=True)  # warm (graphs kept)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            window_seconds(model, name, device, precision, budget, 1, encoded=True)
+        return {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
+
+    long, short = ops(MAP_WINDOW.generate), ops(1)
+    tokens = MAP_WINDOW.generate - 1
+    per_token = {k: ((t - short.get(k, (0, 0))[0]) / tokens, (n - short.get(k, (0, 0))[1]) / tokens)
+                 for k, (t, n) in long.items()}
+    print("    host operations a generated token (self CPU time; the prompt's share taken out):")
+    for key, (us, count) in sorted(per_token.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"      {us:7.1f} us  {count:5.1f}/token  {key[:70]}")
 
 
 def main() -> None:
