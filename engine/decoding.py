@@ -436,7 +436,10 @@ def decode(
         else:
             token = scores.argmax(dim=-1)
         token = token.masked_fill(done, PAD_ID)
-        out[alive, steps] = token
+        if prune:  # rows may have left: each writes to its own output row
+            out[alive, steps] = token
+        else:  # every row stays: a plain column copy, less host work a step than an indexed write
+            out[:, steps] = token
         steps += 1
         ids = torch.cat([ids, token[:, None]], dim=1)
         done |= torch.isin(token, stop_tensor)
