@@ -3,9 +3,10 @@
 # and saves under $OUT, most wanted first so that a run cut short keeps what matters: the greedy goldens in
 # bf16 (the default) and fp32 (bench/device_check.py), where a token's time goes around the graphed step
 # (bench/loop_profile.py), the speed table and quality gate as decoding runs by default (bench/speed.py), the
-# speed table with the compiled step (bench/speed.py --compiled-step), the goldens decoded through the compiled
-# step, and the torch.compile experiment (the whole static step compiled in torch's default mode and in
-# max-autotune, then graphed: steps/s, compile time, graph breaks, kernels; measured on 2026-12-04).
+# quality gate and the speed table with the compiled step (bench/speed.py --compiled-step), the goldens decoded
+# through the compiled step, and the torch.compile experiment (the whole static step compiled in torch's
+# default mode and in max-autotune, then graphed: steps/s, compile time, graph breaks, kernels; measured on
+# 2026-12-04).
 # STEPS="loop speed" runs only the steps named. PROFILE=1 adds the plain step's kernel profile and attention
 # variants (bench/step_profile.py) and the CUDA graph and encoder-batch speeds, measured on 2026-12-04.
 # Each step gets at most its own share of the time left before DEADLINE seconds (default 540).
@@ -32,6 +33,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 step goldens 100 "$python" bench/device_check.py --device "$device" --parts forward generate --precisions bf16 fp32
 step loop 90 "$python" bench/loop_profile.py --device "$device"
 step speed 150 "$python" bench/speed.py --device "$device" --json
+step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only
 step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
 step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate --precisions bf16
 step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16

@@ -1,7 +1,10 @@
 """Speed of the published model sizes, and the quality gate of the precision that bought it.
 
     python bench/speed.py --device cpu|cuda [--precision auto|fp32|bf16|amp|int8] [--models v32 v32-mini]
-                          [--json] [--quick] [--no-gate] [--int8-encoder]
+                          [--json] [--quick] [--no-gate | --gate-only] [--int8-encoder] [--compiled-step]
+
+``--compiled-step`` (CUDA) decodes, and gates, with ``DecodingOptions.compiled_step``: the graphed step compiled
+by torch.compile (the tables then also say how long the first windows took more: the compiling).
 
 For v32 and v32-mini, with random weights at the published sizes (bench/forward.py's ``random_model``):
 
@@ -202,17 +205,23 @@ def logit_difference(name: str, device: torch.device, precision: str, prompt: in
     frames = torch.randn(1, 2047 * 128, generator=gen).to(device)
     ids = torch.randint(3, 4097, (1, prompt + steps), generator=gen).to(device)
 
-    def logits(precision_: str) -> torch.Tensor:
+    def logits(precision_: str, compiled: bool = False) -> torch.Tensor:
         model = random_model(name, device, precision_)
         with autocast(device, precision_):
             state = model.start_decoding(model.encode(frames), torch.ones(1, prompt, dtype=torch.bool, device=device),
                                          prompt + steps + 1)
             rows = [model.decode_step(ids[:, :prompt], state)]
-            rows += [model.decode_step(ids[:, i: i + 1], state) for i in range(prompt, prompt + steps)]
+            if compiled:  # the tokens after the prompt through the compiled graph step, as decoding runs them
+                from engine.cuda_graph import GraphedStep
+
+                step = GraphedStep(model, model.static_decoding(state, prompt + steps + 1), 1, compiled=True)
+                rows += [step(ids[:, i]).clone() for i in range(prompt, prompt + steps)]
+            else:
+                rows += [model.decode_step(ids[:, i: i + 1], state) for i in range(prompt, prompt + steps)]
         return torch.cat(rows).float()
 
     expected = logits("fp32")
-    got = logits(precision)
+    got = logits(precision, compiled=COMPILED_STEP and device.type == "cuda")
     diff = (got - expected).abs()
     return {"max_logit_diff": float(diff.max()), "mean_logit_diff": float(diff.mean()),
             "logit_std": float(expected.std()),
@@ -286,7 +295,7 @@ def gate_run(version: str, run: str, overrides: dict, device: str, precision: st
 
     opts = GenerateOptions(audio_path=str(TRAINED / "audio" / "synth150.wav"), output_path=str(out),
                            model_path=str(TRAINED / version / "checkpoint"), do_sample=False, seed=12345,
-                           device=device, precision=precision, **overrides)
+                           device=device, precision=precision, compiled_step=COMPILED_STEP, **overrides)
     from engine.beatmap import read_beatmap
 
     generated = engine.generate(opts)
@@ -333,11 +342,21 @@ def _f(value, digits: int = 2) -> str:
 
 def print_tables(results: dict, gate_rows: list[dict] | None, header: str) -> None:
     print(header)
-    print()
-    print("| model | precision | s per min audio | timing window s | map window s | decoder tok/s bs1 | bs2 "
-          "| encoder windows/s | peak MB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, r in results.items():
+    if results:
+        _print_speed_tables(results)
+    if gate_rows is not None:
+        print()
+        _print_gate_table(gate_rows)
+
+
+def _print_speed_tables(results: dict) -> None:
+    timed = {name: r for name, r in results.items() if "s_per_min_audio" in r}  # not with --gate-only
+    if timed:
+        print()
+        print("| model | precision | s per min audio | timing window s | map window s | decoder tok/s bs1 | bs2 "
+              "| encoder windows/s | peak MB |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in timed.items():
         print(f"| {name} | {r['precision']} | {r['s_per_min_audio']:.1f} | {r['timing_window_s']:.2f} "
               f"| {r['map_window_s']:.2f} | {r['decoder_tok_s_bs1']:.1f} | {r['decoder_tok_s_bs2']:.1f} "
               f"| {r['encoder_windows_s']:.2f} | {r['peak_mem_mb']:.0f} |")
@@ -353,20 +372,21 @@ def print_tables(results: dict, gate_rows: list[dict] | None, header: str) -> No
             if "max_logit_diff" in r:
                 print(f"| {name} (random) | {r['max_logit_diff']:.4f} | {r['mean_logit_diff']:.4f} "
                       f"| {r['logit_std']:.3f} | {r['argmax_agreement']:.3f} |")
-    if gate_rows is not None:
-        print()
-        limits = ", ".join(f"{k} {'>=' if 'f1' in k else '<='} {v}" for k, v in GATE.items())
-        print(f"Quality gate against the fp32 beatmaps ({limits}):")
-        print()
-        print("| run | active P / R / F1 | passive F1 | BPM error | offset error ms | star diff | same map | passed |")
-        print("| --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
-        for row in gate_rows:
-            print(f"| {row['run']} | {_f(row['active_rhythm_precision'], 3)} / {_f(row['active_rhythm_recall'], 3)} / "
-                  f"{_f(row['active_rhythm_f1'], 3)} | {_f(row['passive_rhythm_f1'], 3)} | {_f(row['bpm_error'])} "
-                  f"| {_f(row['offset_error_ms'])} | {_f(row['star_rating_diff'])} | "
-                  f"{'yes' if row['same_map'] else 'no'} | {'yes' if row['passed'] else 'NO'} |")
-        if not gate_rows:
-            print("(no trained fixtures found: gate not run)")
+
+
+def _print_gate_table(gate_rows: list[dict]) -> None:
+    limits = ", ".join(f"{k} {'>=' if 'f1' in k else '<='} {v}" for k, v in GATE.items())
+    print(f"Quality gate against the fp32 beatmaps ({limits}):")
+    print()
+    print("| run | active P / R / F1 | passive F1 | BPM error | offset error ms | star diff | same map | passed |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
+    for row in gate_rows:
+        print(f"| {row['run']} | {_f(row['active_rhythm_precision'], 3)} / {_f(row['active_rhythm_recall'], 3)} / "
+              f"{_f(row['active_rhythm_f1'], 3)} | {_f(row['passive_rhythm_f1'], 3)} | {_f(row['bpm_error'])} "
+              f"| {_f(row['offset_error_ms'])} | {_f(row['star_rating_diff'])} | "
+              f"{'yes' if row['same_map'] else 'no'} | {'yes' if row['passed'] else 'NO'} |")
+    if not gate_rows:
+        print("(no trained fixtures found: gate not run)")
 
 
 def main() -> None:
@@ -384,6 +404,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON object, last line")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, figures mean nothing")
     ap.add_argument("--no-gate", dest="gate", action="store_false", help="skip the quality gate")
+    ap.add_argument("--gate-only", action="store_true",
+                    help="only the quality gate: the trained-fixture maps and the logit differences, no timing")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -405,8 +427,13 @@ def main() -> None:
 
     started = time.perf_counter()
     models = args.models or (["v32-mini"] if args.quick else list(MODELS))
-    results = {name: measure_in_child(name, args, precision) for name in models}
-    gate_rows = quality_gate(args.device, precision, args.quick) if args.gate and precision != "fp32" else None
+    if args.gate_only:
+        results = {name: {"precision": precision, **logit_difference(name, device, precision, 16 if args.quick else 192,
+                                                                     4 if args.quick else 64)} for name in models}
+    else:
+        results = {name: measure_in_child(name, args, precision) for name in models}
+    gate_rows = quality_gate(args.device, precision, args.quick) if (args.gate or args.gate_only) and \
+        precision != "fp32" else None
     budgets = "quick budgets" if args.quick else (
         f"per window: timing {TIMING_WINDOW.prompt}+{TIMING_WINDOW.generate}, map {MAP_WINDOW.prompt}+"
         f"{MAP_WINDOW.generate} tokens (prompt+generated)")
