@@ -63,6 +63,8 @@ def graphed_step(model: Mapperatorinator, state: DecoderState, max_len: int, row
 def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
     """``model.static_step_on_device`` compiled by torch.compile, made once per model (torch compiles it again
     for each new batch shape); None once compiling has failed for this model."""
+    if compile_failure(model) is not None:
+        return None
     compiled = model.__dict__.get("_compiled_step_on_device")
     if compiled is None:
         import torch._dynamo.config
@@ -70,7 +72,7 @@ def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         compiled = torch.compile(model.static_step_on_device, dynamic=False, mode=COMPILE_MODE)
         model.__dict__["_compiled_step_on_device"] = compiled
-    return compiled or None
+    return compiled
 
 
 def _first_cause(error: BaseException) -> str:
@@ -128,7 +130,6 @@ class GraphedStep:
                 compiled(self.ids, self.state)
         except Exception as e:  # noqa: BLE001 - no compiler, no Triton, an unsupported op: the plain step, same tokens
             log.warning("decoding without torch.compile: compiling the decoder step failed (%s)", e)
-            self.model.__dict__["_compiled_step_on_device"] = False
             self.model.__dict__["_compile_failure"] = _first_cause(e)
             compiled = None
         self.state.position.copy_(start)  # the trial wrote keys at the next position: masked until overwritten
