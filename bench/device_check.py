@@ -224,8 +224,11 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
                     print(f"    {mode:<27}: compiled + graph {rate:7.0f} steps/s, compile {compile_s:.0f} s, "
                           f"graph breaks {breaks}, max |logit diff| {diff:.2e}", flush=True)
                     if device.type == "cuda":
-                        print_kernels(lambda: model.decode_step_static(step.ids, step.state, step.on_device), device,
-                                      calls=10)
+                        def eager_step():  # as the graph runs it: another autocast state would compile it again
+                            with step._casting():
+                                step._step()
+
+                        print_kernels(eager_step, device, calls=10)
                 except Exception:  # noqa: BLE001 - one mode failing must not cost the next
                     print(f"    {mode} FAILED:\n{traceback.format_exc()}", flush=True)
         cuda_graph.COMPILE_MODE = None
