@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,14 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import engine.decoding  # noqa: E402
 from bench.forward import random_model  # noqa: E402
-from bench.speed import MAP_WINDOW, Budget, window_seconds  # noqa: E402
-from engine.cuda_graph import GraphedStep  # noqa: E402
-from engine.runtime import autocast  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from bench.speed import MAP_WINDOW, Budget, decoder_tokens_per_second, window_seconds  # noqa: E402
 
 
 def per_token_ms(model, name: str, device: torch.device, precision: str, runs: int = 3, **changes) -> float:
@@ -40,26 +32,6 @@ def per_token_ms(model, name: str, device: torch.device, precision: str, runs: i
         return window_seconds(model, name, device, precision, budget, runs, encoded=True, **changes)[0]
 
     return (window(MAP_WINDOW.generate) - window(1)) / (MAP_WINDOW.generate - 1) * 1000
-
-
-@torch.inference_mode()
-def graph_step_ms(model, device: torch.device, precision: str, steps: int = 200) -> float:
-    with autocast(device, precision):
-        encoder_out = model.encode(torch.randn(1, 2047 * model.config.spectrogram.hop_length).to(device))
-        ids = torch.randint(3, model.config.vocab_size_out, (1, MAP_WINDOW.prompt)).to(device)
-        length = MAP_WINDOW.prompt + steps + 8
-        state = model.start_decoding(encoder_out, torch.ones(1, MAP_WINDOW.prompt, dtype=torch.bool,
-                                                             device=device), length)
-        model.decode_step(ids, state)
-        step = GraphedStep(model, model.static_decoding(state, length), 1)
-        token = ids[:, -1]
-        step(token)
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(steps):
-            step(token)
-        _sync(device)
-    return (time.perf_counter() - t) / steps * 1000
 
 
 @torch.inference_mode()
@@ -103,7 +75,9 @@ def main() -> None:
             bare = per_token_ms(model, name, device, args.precision)
         finally:
             engine.decoding.logit_rules = real_rules
-        step = graph_step_ms(model, device, args.precision) if device.type == "cuda" else float("nan")
+        # the graphed step replayed alone after the same prompt (bench/speed.py's decoder tokens/s)
+        step = (1000 / decoder_tokens_per_second(model, device, args.precision, 1, MAP_WINDOW.prompt, 200)
+                if device.type == "cuda" else float("nan"))
         print(f"  {name}: ms per token: loop {full:.3f}, greedy {greedy:.3f}, no logit rules {bare:.3f}, "
               f"graphed step alone {step:.3f}", flush=True)
         host_profile(model, name, device, args.precision)
