@@ -109,8 +109,22 @@ class GraphedStep:
         self.state.length += 1  # the graph advanced the device position; keep the host copy in step
         return self.logits
 
+    def in_capture(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The step's kernels for a larger capture (the whole token step: engine.token_graph), run as this step's
+        own capture runs them: the same autocast state, a compiled step not compiled again."""
+        self.ids.copy_(tokens[:, None])
+        with self._casting(), self._as_compiled():
+            return self._step().float()
+
     def _step(self) -> torch.Tensor:
         return self.model.decode_step_static(self.ids, self.state, self.on_device)
+
+    def _as_compiled(self) -> contextlib.AbstractContextManager:
+        """Compiling inside a capture would break it (and leave torch's CUDA random state unusable): any reason to
+        compile again there is an error before the capture's first kernel instead."""
+        if self.on_device is None:
+            return contextlib.nullcontext()
+        return torch.compiler.set_stance("fail_on_recompile")
 
     def _casting(self) -> torch.autocast:
         """The autocast state every run of this step gets, the same from the first to the capture: under
@@ -148,11 +162,7 @@ class GraphedStep:
             state.position.copy_(start)
             state.length = length
             graph = torch.cuda.CUDAGraph()
-            # compiling inside a capture would break it (and leave torch's CUDA random state unusable): any
-            # reason to compile again there is an error before the capture's first kernel instead
-            compiled_as_is = (torch.compiler.set_stance("fail_on_recompile") if self.on_device is not None
-                              else contextlib.nullcontext())
-            with self._casting(), compiled_as_is, torch.cuda.graph(graph):
+            with self._casting(), self._as_compiled(), torch.cuda.graph(graph):
                 self.logits = self._step().float()
         except Exception as e:  # noqa: BLE001 - any capture failure leaves the eager static step, same tokens
             log.warning("decoding without a CUDA graph: capture failed (%s)", e)

@@ -5,8 +5,14 @@ One call decodes a batch of prompts against a batch of audio windows. Logit rule
 
     guidance -> monotonic time shifts -> time-shift bias -> temperature -> lookback bias -> top-k -> top-p
 
-then the next token is the argmax (greedy) or drawn with ``torch.multinomial`` from the softmax (sampling),
-which is what Hugging Face's ``generate`` does, so seeded runs draw the same tokens as upstream.
+A chain's rules are called once a step, ``ids`` the history with the newest token last: the whole prompt at
+the first call, later at least the last :data:`HISTORY_COLUMNS` columns (on a GPU the token graph,
+:mod:`engine.token_graph`, passes only those). A rule that keeps state updates it in place, so a captured
+graph replaying the rule updates the same tensors.
+
+The next token is the argmax (greedy) or the draw ``torch.multinomial`` makes from the softmax (sampling), as
+Hugging Face's ``generate`` does, so seeded runs draw the same tokens as upstream (:func:`draw_noise`,
+:func:`choose`).
 """
 from __future__ import annotations
 
@@ -18,11 +24,13 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import Cancelled
+from .errors import Cancelled, ModelError
 from .messages import Message
 from .model import Mapperatorinator
 from .presets import MS_PER_STEP
 from .prompt import left_pad
+from .sampling import choose, draw_noise
+from .token_graph import TokenGraph
 from .tokenizer import PAD_ID, EventType, Tokenizer
 
 TIMED_EVENT_TYPES = (
@@ -53,6 +61,8 @@ class DecodingOptions:
 
 
 Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# The most columns of history a rule reads after its first call (TypeTemperature looks three tokens back).
+HISTORY_COLUMNS = 3
 
 
 # --- logit rules ----------------------------------------------------------------------------------------------
@@ -92,7 +102,6 @@ class MonotonicTime:
         self.sos_ids = _OnDevice([tokenizer.sos_id, *tokenizer.context_sos.values()])
         self.shift_values = _OnDevice(torch.arange(self.stop - self.start))
         self.floor: torch.Tensor | None = None  # [rows] long
-        self.seen = 0  # columns of ids folded into floor
 
     def _scan(self, ids: torch.Tensor) -> torch.Tensor:
         batch, length = ids.shape
@@ -106,14 +115,13 @@ class MonotonicTime:
         return torch.where(active, value, -1)
 
     def _fold(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.floor is None or ids.shape[1] != self.seen + 1:  # the prompt (or anything but one new column)
+        if self.floor is None:  # the first call: the prompt
             self.floor = self._scan(ids)
-        else:
+        else:  # each later call: one new token, last
             token = ids[:, -1]
             is_time = (token >= self.start) & (token < self.stop)
             is_sos = torch.isin(token, self.sos_ids.on(ids.device))
-            self.floor = torch.where(is_time, token - self.start, self.floor.masked_fill(is_sos, -1))
-        self.seen = ids.shape[1]
+            self.floor.copy_(torch.where(is_time, token - self.start, self.floor.masked_fill(is_sos, -1)))
         return self.floor
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -217,7 +225,7 @@ class LookbackBias:
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if not self.types_first:
             scores = scores.clone()
-            scores[:, self.start: self.stop] = -torch.inf
+            scores[:, self.start: self.stop].fill_(-torch.inf)  # not = -inf: on a CPU that makes a host tensor
             return scores
         out = scores
         if ids.shape[1] and self.last_scores is not None:
@@ -225,7 +233,7 @@ class LookbackBias:
             # first whether any row needs it (that question is a host read, which stalls the device each step)
             after_timed = torch.isin(ids[:, -1], self.timed.on(ids.device))
             if cheap_host_reads(ids) and not bool(after_timed.any()):
-                self.last_scores = scores
+                self._keep(scores)
                 return out
             inside, outside = self.inside.on(scores.device), self.outside.on(scores.device)
             prev = F.softmax(self.last_scores, dim=-1)
@@ -238,8 +246,14 @@ class LookbackBias:
             probs.index_copy_(1, outside, kept * s[:, None])
             probs[:, self.start] = torch.clip((s - 1) * p_end / p_event, 0, 1)
             out = torch.where(after_timed[:, None], torch.log(probs), scores)
-        self.last_scores = scores
+        self._keep(scores)
         return out
+
+    def _keep(self, scores: torch.Tensor) -> None:
+        if self.last_scores is None:
+            self.last_scores = scores.clone()
+        else:
+            self.last_scores.copy_(scores)
 
     def select(self, rows: torch.Tensor) -> None:
         """Follow the batch when finished rows leave it."""
@@ -290,6 +304,12 @@ def logit_rules(tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float 
 # --- the loop ------------------------------------------------------------------------------------------------
 
 
+def invalid_scores_error() -> ModelError:
+    return ModelError(Message("error.decoding.invalid_scores",
+                              "the model's scores for the next token were not numbers (NaN or infinite): the "
+                              "checkpoint is damaged or the precision overflowed; try precision=fp32"))
+
+
 @dataclass
 class DecodeStats:
     tokens: int = 0
@@ -313,28 +333,6 @@ def uses_cuda_graph(device: torch.device, batch: int, opts: DecodingOptions) -> 
     """Whether :func:`decode` replays its steps as a CUDA graph (:mod:`engine.cuda_graph`): on a GPU, for up to
     :data:`GRAPH_ROWS` rows (each with its guidance row, if any), unless ``opts.cuda_graph`` is off."""
     return opts.cuda_graph and device.type == "cuda" and 1 <= batch <= GRAPH_ROWS
-
-
-class LaggedAllDone:
-    """Whether every row of a step is done, read on the host without draining the GPU's queue: the answer is
-    copied out (to pinned memory, behind an event) before the next step is queued, and waiting for it waits
-    for this step only. Reading it at once instead leaves the GPU idle while the host prepares every next step
-    (the logit rules, sampling and the graph's launch: about as long as a v32 step on an H200)."""
-
-    def __init__(self, device: torch.device):
-        cuda = device.type == "cuda"
-        self.host = torch.zeros((), dtype=torch.bool, pin_memory=cuda)
-        self.event = torch.cuda.Event() if cuda else None
-
-    def record(self, done: torch.Tensor) -> None:
-        self.host.copy_(done.all(), non_blocking=True)
-        if self.event is not None:
-            self.event.record()
-
-    def all_done(self) -> bool:
-        if self.event is not None:
-            self.event.synchronize()
-        return bool(self.host)
 
 
 @torch.inference_mode()
@@ -404,38 +402,38 @@ def decode(
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
     stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
+    invalid = torch.zeros((), dtype=torch.bool, device=device)  # a row's probabilities were not numbers
+
+    def next_token(logits: torch.Tensor, ids: torch.Tensor, done: torch.Tensor,
+                   noise: torch.Tensor | None) -> torch.Tensor:
+        n = len(ids)
+        scores = logits[n:] + opts.cfg_scale * (logits[:n] - logits[n:]) if guided else logits
+        for rule in rules:
+            scores = rule(ids, scores)
+        return choose(scores, noise, done, invalid)
+
+    def before_step() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(Message("error.decoding.cancelled", "generation cancelled"))
+
     # Greedy rows that have stopped leave the batch, so one long window does not keep the others computing.
     # Sampled rows sharing one random stream stay: a smaller batch would draw different numbers. Rows with
     # their own streams leave too, so a finished row draws nothing more.
-    # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped).
+    # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped): after the
+    # first token the window goes on in engine.token_graph.
     prune = (not opts.do_sample or row_generators is not None) and graphed is None
-    # Through a graph on one random stream, whether every row is done is read a step late (LaggedAllDone);
-    # rows with their own streams must know at once which rows stopped (a stopped row draws nothing more).
-    lagged = LaggedAllDone(device) if graphed is not None and row_generators is None else None
     alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
     alive_rows = list(range(batch))  # the same on the host (each row's own random stream)
     out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    steps = finished = 0
-    stopped = [False] * batch  # done, as the host last read it (rows with their own random streams)
+    steps = 0
     while steps < total:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(Message("error.decoding.cancelled", "generation cancelled"))
-        n = len(alive)
-        scores = logits[n:] + opts.cfg_scale * (logits[:n] - logits[n:]) if guided else logits
-        for rule in rules:
-            scores = rule(ids, scores)
+        before_step()
+        noise = None
         if opts.do_sample:
-            probs = F.softmax(scores, dim=-1)
-            if row_generators is None:
-                token = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-            else:  # a stopped row that stays in the batch draws nothing more from its stream, as if it had left
-                token = torch.cat([torch.full((1, 1), PAD_ID, device=device) if stopped[i] else
-                                   torch.multinomial(probs[i: i + 1], num_samples=1, generator=row_generators[r])
-                                   for i, r in enumerate(alive_rows)]).squeeze(1)
-        else:
-            token = scores.argmax(dim=-1)
-        token = token.masked_fill(done, PAD_ID)
+            streams = [row_generators[r] for r in alive_rows] if row_generators is not None else generator
+            noise = draw_noise(torch.empty(len(alive), logits.shape[-1], device=device), streams)
+        token = next_token(logits, ids, done, noise)
         if prune:  # rows may have left: each writes to its own output row
             out[alive, steps] = token
         else:  # every row stays: a plain column copy, less host work a step than an indexed write
@@ -447,32 +445,29 @@ def decode(
             done |= budget <= steps
         if on_step is not None:
             on_step(steps)
-        if lagged is not None:  # the next step is queued before the loop waits to hear whether this one ended
-            lagged.record(done)
-            if steps >= total:
-                break
-            logits = graphed(torch.cat([token, token]) if guided else token)
-            if lagged.all_done():
-                break  # the step just queued computed for nothing: a step per window, against a wait per step
-            continue
-        if row_generators is not None:  # the loop's one host read a step: which rows are done, or how many
-            stopped = done.tolist()
-            finished = sum(stopped)
-        else:
-            finished = int(done.sum())
+        finished = int(done.sum())  # the loop's one host read a step
         if finished == len(done) or steps >= total:
             break
         if prune and finished:
-            keep = (~done).nonzero().squeeze(1)
+            n, keep = len(alive), (~done).nonzero().squeeze(1)
             alive, ids, token, done, budget = alive[keep], ids[keep], token[keep], done[keep], budget[keep]
             alive_rows = [alive_rows[i] for i in keep.tolist()]
-            stopped = [False] * len(alive_rows)
             state.select(torch.cat([keep, keep + n]) if guided else keep)
             for rule in rules:
                 if hasattr(rule, "select"):
                     rule.select(keep)
         step = torch.cat([token, token]) if guided else token
-        logits = graphed(step) if graphed is not None else model.decode_step(step[:, None], state).float()
+        if graphed is None:
+            logits = model.decode_step(step[:, None], state).float()
+            continue
+        loop = TokenGraph(graphed, next_token, graphed(step), ids, out, done, steps, stop_tensor, guided=guided,
+                          sampling=opts.do_sample, streams=row_generators if row_generators is not None else
+                          generator, budget=budget if row_generators is not None else None,
+                          history=HISTORY_COLUMNS)
+        steps = loop.run(steps, total, before_step, on_step)
+        break
+    if opts.do_sample and bool(invalid):
+        raise invalid_scores_error()
 
     rows = []
     for row in out[:, :steps].cpu().tolist():

@@ -14,6 +14,7 @@ import torch
 
 import engine.cuda_graph
 import engine.decoding
+import engine.token_graph
 from engine.checkpoint import load_checkpoint
 from engine.cuda_graph import GraphedStep
 from engine.decoding import DecodingOptions, decode
@@ -485,16 +486,18 @@ def test_the_gpu_token_loop_queues_the_next_step_before_it_waits(monkeypatch):
     assert 0 < len(ordinary["stop ids"][1]) + 10 <= len(ordinary["stop ids"][0]) < 90
     _static_everywhere(monkeypatch)
     events = []
-    real_call, real_read = GraphedStep.__call__, engine.decoding.LaggedAllDone.all_done
+    real_call, real_read = GraphedStep.__call__, engine.token_graph.LaggedAllDone.all_done
     monkeypatch.setattr(GraphedStep, "__call__", lambda self, t: (events.append("step"), real_call(self, t))[1])
-    monkeypatch.setattr(engine.decoding.LaggedAllDone, "all_done",
+    monkeypatch.setattr(engine.token_graph.LaggedAllDone, "all_done",
                         lambda self: (events.append("read"), real_read(self))[1])
+    # decode's first token and its step (read at once), the loop's first step (nothing to read yet), then a
+    # step queued before each read of the step before it
     assert run([tokenizer.eos_id]) == ordinary["budget"]
-    assert events == ["step", "read"] * 89  # no step is queued after the budget's last token
+    assert events == ["step", "step"] + ["step", "read"] * 88  # 90 tokens: no step queued after the budget's last
     events.clear()
     assert run([tokenizer.eos_id, early]) == ordinary["stop ids"]
-    # each step queued before the wait; the one queued after the last row stopped ran for nothing
-    assert events == ["step", "read"] * len(ordinary["stop ids"][0])
+    # the step queued after the last row stopped ran for nothing
+    assert events == ["step", "step"] + ["step", "read"] * (len(ordinary["stop ids"][0]) - 1)
 
 
 def test_windows_of_rows_with_their_own_budgets_share_one_kept_graph(monkeypatch):

@@ -1,0 +1,189 @@
+"""The whole token step captured as one graph (engine.token_graph): replayed, it gives decode()'s ordinary
+tokens. Capture and replay run here in a CPU emulation of CUDA graph semantics (tests/graph_emulator.py: Python
+runs once at capture, state a step rebinds instead of updating in place is lost, a host read fails the
+capture); a real GPU run is bench/device_check.py's."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import engine.decoding
+import engine.token_graph
+from engine.cuda_graph import GraphedStep
+from engine.decoding import DecodingOptions, decode
+from engine.sampling import choose, draw_noise
+
+from .graph_emulator import CaptureError, EmulatedGraph, emulate_cuda_graphs
+from .test_static_decoding import _static_everywhere, frames_for, load
+
+
+def test_the_emulator_loses_what_a_real_graph_loses():
+    """The emulator itself: an in-place update replays, a rebinding does not, a host read fails the capture."""
+    kept, rebound = torch.zeros(2), torch.zeros(2)
+    holder = {"rebound": rebound}
+    graph = EmulatedGraph()
+    with graph.capturing():
+        kept.add_(1)
+        holder["rebound"] = holder["rebound"] + 1
+        out = kept * 2
+    assert kept.tolist() == [0, 0]  # a capture changes nothing
+    graph.replay()
+    graph.replay()
+    assert kept.tolist() == [2, 2] and out.tolist() == [4, 4]
+    assert rebound.tolist() == [0, 0] and holder["rebound"].tolist() == [1, 1]  # rebinding: frozen at capture's value
+    with pytest.raises(CaptureError), EmulatedGraph().capturing():
+        bool(kept.sum() > 0)
+
+
+def test_the_draw_is_torch_multinomials_draw():
+    """choose() with draw_noise() picks what torch.multinomial picks from the same stream, one stream for a batch
+    or one per row; a row of NaN scores is flagged, not drawn from silently."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 900, generator=gen) * 4
+    scores[1, 100:] = -torch.inf
+    done = torch.zeros(3, dtype=torch.bool)
+    invalid = torch.zeros((), dtype=torch.bool)
+    for seed in range(20):
+        one, ours = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        expected = torch.multinomial(scores.softmax(-1), 1, generator=one).squeeze(1)
+        assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours), done, invalid), expected)
+        rows = [torch.Generator().manual_seed(seed * 3 + r) for r in range(3)]
+        ours_rows = [torch.Generator().manual_seed(seed * 3 + r) for r in range(3)]
+        expected = torch.cat([torch.multinomial(scores[r: r + 1].softmax(-1), 1, generator=rows[r])[0]
+                              for r in range(3)])
+        assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours_rows), done, invalid), expected)
+    assert not invalid
+    scores[2] = torch.nan
+    choose(scores, draw_noise(torch.empty(3, 900), gen), done, invalid)
+    assert invalid
+    done[2] = True  # a stopped row's scores do not count
+    invalid = torch.zeros((), dtype=torch.bool)
+    assert choose(scores, draw_noise(torch.empty(3, 900), gen), done, invalid)[2] == 0 and not invalid
+
+
+def _captured_everywhere(monkeypatch) -> list[EmulatedGraph]:
+    """decode() on the graph path with the decoder step and the token step captured (emulated), the token step
+    from a window's third step; the logit rules without their CPU shortcuts, as on a GPU."""
+    graphs = emulate_cuda_graphs(monkeypatch)
+    _static_everywhere(monkeypatch)
+    real_init = GraphedStep.__init__
+
+    def captured(self, *args):
+        real_init(self, *args)
+        self.graph = self._capture()
+
+    monkeypatch.setattr(GraphedStep, "__init__", captured)
+    monkeypatch.setattr(engine.token_graph, "CAPTURE_AFTER", 2)
+    monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)
+    return graphs
+
+
+def _tensors_kept(objects) -> dict:
+    return {(i, name): id(value) for i, o in enumerate(objects) for name, value in vars(o).items()
+            if isinstance(value, torch.Tensor)}
+
+
+def _check_state_kept_in_place(monkeypatch) -> list:
+    """Every capture of the token step leaves the tensors the loop, the decoder state and the logit rules keep
+    the same objects (a replay updates them in place: state rebound at capture would freeze there, whether or
+    not a window's tokens happen to show it); returns the captures checked."""
+    chains, checked = [], []
+    real_rules, real_capture = engine.decoding.logit_rules, engine.token_graph.TokenGraph._capture
+    monkeypatch.setattr(engine.decoding, "logit_rules", lambda *a, **k: chains.append(real_rules(*a, **k)) or chains[-1])
+
+    def capture(self):
+        kept = [self, self.step.state, *chains[-1]]
+        before = _tensors_kept(kept)
+        graph = real_capture(self)
+        assert _tensors_kept(kept) == before
+        checked.append(graph)
+        return graph
+
+    monkeypatch.setattr(engine.token_graph.TokenGraph, "_capture", capture)
+    return checked
+
+
+def _token_graphs(graphs: list[EmulatedGraph]) -> list[EmulatedGraph]:
+    """The whole-step graphs among those made (their ops include the draw's argmax and the bookkeeping)."""
+    return [g for g in graphs if any(op[0].overloadpacket.__name__ == "index_copy_" and op[1][1] == 1
+                                     and op[1][0].dtype == torch.long for op in g.ops)]
+
+
+@pytest.mark.parametrize("case", ["greedy", "sampled, guided, every rule", "a stream per row"])
+def test_the_captured_token_step_gives_the_ordinary_tokens(monkeypatch, case):
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    gen = torch.Generator().manual_seed(21)
+    prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (40, 33, 27)]
+    if case == "greedy":
+        opts, guided, streams = DecodingOptions(do_sample=False, max_length=110), False, "one"
+    elif case == "a stream per row":
+        opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=120)
+        guided, streams = False, "rows"
+    else:
+        opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.5,
+                               max_length=110, types_first=True, cfg_scale=2.0)
+        guided, streams = True, "one"
+
+    def run(stop: list[int]) -> tuple[list[list[list[int]]], float]:
+        one = torch.Generator().manual_seed(4)
+        windows = []
+        for window in range(2):  # two windows: the second draws where the first left the stream
+            rows = [torch.Generator().manual_seed(window * 3 + r) for r in range(3)] if streams == "rows" else one
+            windows.append(decode(model, tokenizer, frames_for(model, 3), prompts, opts, stop=stop,
+                                  lookback_ms=2000.0, generator=rows,
+                                  negative_prompts=[p[:-4] for p in prompts] if guided else None))
+        return windows, torch.rand(1, generator=one).item()
+
+    # a stop id row 1 meets at least 10 tokens before row 0 does, so rows stop at different steps
+    first = run([tokenizer.eos_id])[0][0]
+    early = next(t for i, t in enumerate(first[1]) if first[1].index(t) == i and i >= 5
+                 and t not in first[0][:i + 10])
+    stop = [tokenizer.eos_id, early]
+    ordinary = run(stop)
+    lengths = [len(r) for w in ordinary[0] for r in w]
+    assert len(set(lengths)) > 1 and max(lengths) > 10  # rows stop at different steps, after the capture
+    graphs = _captured_everywhere(monkeypatch)
+    checked = _check_state_kept_in_place(monkeypatch)
+    assert run(stop) == ordinary
+    token_graphs = _token_graphs(graphs)
+    assert len(token_graphs) == 2 and all(g.replays > 0 for g in token_graphs) and len(checked) == 2
+
+
+def test_a_failed_capture_leaves_the_eager_token_step(monkeypatch):
+    """A capture that fails (here: a host read inside the step, as the rules' CPU shortcuts would make) leaves
+    the same step running eagerly, with the same tokens."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    prompt = torch.randint(3, 600, (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=90)
+
+    def run() -> list[list[int]]:
+        return decode(model, tokenizer, frames_for(model, 1), [prompt], opts, stop=[tokenizer.eos_id],
+                      generator=torch.Generator().manual_seed(8))
+
+    ordinary = run()
+    graphs = _captured_everywhere(monkeypatch)
+    monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: True)
+    assert run() == ordinary
+    assert not any(g.replays for g in _token_graphs(graphs))
+
+
+def test_a_row_with_its_own_stream_that_stops_at_its_first_token_draws_nothing_more(monkeypatch):
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    gen = torch.Generator().manual_seed(30)
+    prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (36, 30)]
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=90)
+
+    def run(stop: list[int]) -> tuple[list[list[int]], list[float]]:
+        streams = [torch.Generator().manual_seed(s) for s in (1, 2)]
+        rows = decode(model, tokenizer, frames_for(model, 2), prompts, opts, stop=stop, generator=streams)
+        return rows, [torch.rand(1, generator=g).item() for g in streams]  # where each stream stands after
+
+    first = run([tokenizer.eos_id])[0]
+    stop = [tokenizer.eos_id, first[1][0]]
+    ordinary = run(stop)
+    assert len(ordinary[0][1]) == 1 and len(ordinary[0][0]) > 1
+    _captured_everywhere(monkeypatch)
+    assert run(stop) == ordinary
