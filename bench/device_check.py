@@ -4,7 +4,8 @@
 
 Prints, per precision, the largest logit difference against upstream's fp32 CPU goldens (forward goldens),
 whether greedy generation with the trained fixture checkpoints reproduces upstream's tokens (decoding as users
-get it: CUDA graphs on, eight windows an encoder call), and for real-size v32 and v32-mini (random weights) the
+get it: CUDA graphs on, eight windows an encoder call), whether the draw is torch.multinomial's and a sampled
+window through the captured token step gives the uncaptured step's tokens (and how much faster), and for real-size v32 and v32-mini (random weights) the
 decoder's steps/s with and without CUDA graphs (batch 1, a guided pair, four rows as a mapset) and whether both
 give the same tokens, and the encoder's windows/s one window a call against the engine's eight
 (runtime.encoder_batch). Needs the shared fixtures (../shared or MAPPERATOR_SHARED). ``precision=auto`` is bf16
@@ -136,6 +137,57 @@ def _graph_cases(device: torch.device, precision: str, tokens: int, rows_limit: 
 
 
 @torch.inference_mode()
+def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
+    """The draw (engine.sampling) against torch.multinomial from the same stream on this device, then a sampled
+    window (every logit rule, a guided pair, and three rows on one stream) through the captured token step
+    (engine.token_graph) against the same window with the token step never captured: same tokens, and tokens/s."""
+    from bench.forward import random_model
+    from bench.speed import _tokenizer
+    import engine.token_graph
+    from engine.decoding import DecodingOptions, decode
+    from engine.runtime import autocast
+    from engine.sampling import choose, draw_noise
+
+    scores = torch.randn(4, 5000, device=device, generator=torch.Generator(device).manual_seed(0)) * 4
+    done, invalid = torch.zeros(4, dtype=torch.bool, device=device), torch.zeros((), dtype=torch.bool, device=device)
+    same = 0
+    for seed in range(50):
+        theirs, ours = (torch.Generator(device).manual_seed(seed) for _ in range(2))
+        expected = torch.multinomial(scores.softmax(-1), 1, generator=theirs).squeeze(1)
+        same += torch.equal(choose(scores, draw_noise(torch.empty_like(scores), ours), done, invalid), expected)
+    print(f"  draw: torch.multinomial's tokens {same}/50")
+    capture_after = engine.token_graph.CAPTURE_AFTER
+    for name in ("v32", "v32-mini"):
+        model, tokenizer = random_model(name, device, precision), _tokenizer(name)
+        gen = torch.Generator().manual_seed(0)
+        frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen)
+        for label, batch, cfg_scale in (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("3 rows", 3, 1.0)):
+            prompts = [torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (608,), generator=gen).tolist()
+                       for _ in range(batch)]
+            opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.3,
+                                   max_length=608 + tokens, cfg_scale=cfg_scale)
+            results = {}
+            for captured in (False, True):
+                engine.token_graph.CAPTURE_AFTER = capture_after if captured else 10**9
+                best, rows = float("inf"), None
+                for _ in range(3):
+                    torch.cuda.synchronize(device) if device.type == "cuda" else None
+                    t = time.perf_counter()
+                    with autocast(device, precision):
+                        rows = decode(model, tokenizer, frames.expand(batch, -1), prompts, opts, stop=(),
+                                      lookback_ms=2000.0, generator=torch.Generator(device).manual_seed(5),
+                                      negative_prompts=[p[:-8] for p in prompts] if cfg_scale > 1 else None)
+                    torch.cuda.synchronize(device) if device.type == "cuda" else None
+                    best = min(best, time.perf_counter() - t)
+                results[captured] = (rows, len(rows[0]) / best)
+            engine.token_graph.CAPTURE_AFTER = capture_after
+            print(f"  {name:<9} {label:<12}: token step uncaptured {results[False][1]:6.0f} tok/s, captured "
+                  f"{results[True][1]:6.0f} tok/s (window incl. encoder and prompt), same tokens: "
+                  f"{results[False][0] == results[True][0]}")
+        del model
+
+
+@torch.inference_mode()
 def encoder_batching(device: torch.device, precision: str, repeats: int = 5) -> None:
     """Windows/s with one window a call and with runtime.encoder_batch's windows a call, and how far the
     batched outputs are from the one-window ones (the goldens above already ran batched on CUDA)."""
@@ -237,8 +289,8 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
             torch.cuda.empty_cache()
 
 
-PARTS = {"forward": forward_diffs, "generate": generation, "graphs": graph_speed, "encoder": encoder_batching,
-         "compile": compiled_step}
+PARTS = {"forward": forward_diffs, "generate": generation, "token": token_step, "graphs": graph_speed,
+         "encoder": encoder_batching, "compile": compiled_step}
 
 
 def main() -> None:

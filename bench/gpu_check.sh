@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU session's checks, run on the device after `bash bench/gpu_prepare.sh` here (see that file). Prints
 # and saves under $OUT, most wanted first so that a run cut short keeps what matters: the greedy goldens in
-# bf16 (the default) and fp32 (bench/device_check.py), where a token's time goes around the graphed step
+# bf16 (the default) and fp32 (bench/device_check.py), the draw against torch.multinomial and sampled windows
+# through the captured token step against the uncaptured one (device_check.py --parts token), where a
+# token's time goes around the graphed step
 # (bench/loop_profile.py), the speed table and quality gate as decoding runs by default (bench/speed.py), the
 # quality gate and the speed table with the compiled step (bench/speed.py --compiled-step), the goldens decoded
 # through the compiled step, and the torch.compile experiment (the whole static step compiled in torch's
@@ -31,6 +33,7 @@ step() {  # step NAME CAP COMMAND...: runs COMMAND for at most CAP seconds and w
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
 step goldens 100 "$python" bench/device_check.py --device "$device" --parts forward generate --precisions bf16 fp32
+step token 80 "$python" bench/device_check.py --device "$device" --parts token --precisions bf16
 step loop 90 "$python" bench/loop_profile.py --device "$device"
 step speed 150 "$python" bench/speed.py --device "$device" --json
 step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only

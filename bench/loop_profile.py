@@ -5,9 +5,11 @@
 A CUDA graph makes the decoder step one launch (bench/device_check.py), but each token also runs the logit
 rules, sampling and the loop's one host read. For real-size v32 and v32-mini (random weights) and a map window
 (608-token prompt, 100 tokens generated) this prints milliseconds per generated token (the prompt's share taken
-out: a 100-token window minus a 1-token one, over 99) for the loop as decoding runs (sampling, every rule),
-greedy, sampling without the logit rules, and the graphed step alone; then the loop's busiest host operations
-(torch.profiler, self CPU time per generated token, measured the same way).
+out: a 100-token window minus a 1-token one, over 99) for the loop as decoding runs (sampling, every rule; after
+the window's first steps the whole token step replays as one graph, engine.token_graph), the same loop with
+the token step never captured (each step's rules and bookkeeping launched from the host, around the graphed
+decoder step), greedy, sampling without the logit rules, and the graphed step alone; then the loop's busiest
+host operations (torch.profiler, self CPU time per generated token, measured the same way).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import engine.decoding  # noqa: E402
+import engine.token_graph  # noqa: E402
 from bench.forward import random_model  # noqa: E402
 from bench.speed import MAP_WINDOW, Budget, decoder_tokens_per_second, window_seconds  # noqa: E402
 
@@ -69,6 +72,12 @@ def main() -> None:
         model = random_model(name, device, args.precision)
         real_rules = engine.decoding.logit_rules
         full = per_token_ms(model, name, device, args.precision)
+        capture_after = engine.token_graph.CAPTURE_AFTER
+        engine.token_graph.CAPTURE_AFTER = 10**9
+        try:
+            uncaptured = per_token_ms(model, name, device, args.precision)
+        finally:
+            engine.token_graph.CAPTURE_AFTER = capture_after
         greedy = per_token_ms(model, name, device, args.precision, do_sample=False)
         engine.decoding.logit_rules = lambda *a, **k: []
         try:
@@ -78,8 +87,8 @@ def main() -> None:
         # the graphed step replayed alone after the same prompt (bench/speed.py's decoder tokens/s)
         step = (1000 / decoder_tokens_per_second(model, device, args.precision, 1, MAP_WINDOW.prompt, 200)
                 if device.type == "cuda" else float("nan"))
-        print(f"  {name}: ms per token: loop {full:.3f}, greedy {greedy:.3f}, no logit rules {bare:.3f}, "
-              f"graphed step alone {step:.3f}", flush=True)
+        print(f"  {name}: ms per token: loop {full:.3f}, token step not captured {uncaptured:.3f}, greedy "
+              f"{greedy:.3f}, no logit rules {bare:.3f}, graphed step alone {step:.3f}", flush=True)
         host_profile(model, name, device, args.precision)
         del model
 
