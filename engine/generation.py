@@ -631,8 +631,11 @@ class _Job:
                                          bpm=60000 / beat, offset=settings.offset))
         if self.opts.compiled_step:
             from .cuda_graph import compile_failure
+            from .runtime import MODELS
 
-            reasons = {compile_failure(self.checkpoint(root).model) for root in self._model_keys} - {None}
+            # asked of the job's models still loaded: one another job's models pushed out is not reloaded to ask
+            loaded = [MODELS.peek(key) for key in self._model_keys.values()]
+            reasons = {compile_failure(ck.model) for ck in loaded if ck is not None} - {None}
             for reason in sorted(reasons):
                 self.warnings.append(Message("warning.compiled_step_failed", "compiled_step: compiling the decoder "
                                              "step failed ({reason}); this run decoded without it (the same map, "

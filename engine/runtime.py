@@ -229,6 +229,11 @@ class ModelCache:
                 self._items.popitem(last=False)
         return value
 
+    def peek(self, key: ModelKey) -> Any | None:
+        """What :meth:`get` would return without loading it: None where it is not loaded (or was dropped)."""
+        with self._lock:
+            return self._items.get(key)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

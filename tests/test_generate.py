@@ -267,6 +267,19 @@ def test_compiled_step_reaches_decoding_and_says_it_needs_an_nvidia_gpu(tmp_path
     assert "NVIDIA GPU only; on cpu this run decodes as usual" in str(compiled.warnings[0])
 
 
+def test_the_model_cache_says_what_it_holds_without_loading():
+    """The job asks its models whether compiling failed through peek: a model another job's models pushed out is
+    not loaded again just to be asked."""
+    from engine.runtime import ModelCache, ModelKey
+
+    cache, loads = ModelCache(capacity=1), []
+    a, b = (ModelKey(name, None, "cpu", "torch.float32", None) for name in ("a", "b"))
+    assert cache.get(a, lambda: loads.append("a") or "model a") == "model a"
+    assert cache.peek(a) == "model a" and cache.peek(b) is None
+    cache.get(b, lambda: loads.append("b") or "model b")
+    assert cache.peek(a) is None and cache.peek(b) == "model b" and loads == ["a", "b"]
+
+
 def test_a_step_that_fails_to_compile_is_reported_with_the_map(tmp_path, monkeypatch):
     """Where compiling fails (no Triton or C compiler) the job still writes its map, decoded without it, and the
     result says why. The graph path is forced on the CPU, where it runs without a graph."""
