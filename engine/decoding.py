@@ -83,6 +83,21 @@ class _OnDevice:
         return copy
 
 
+class TokenSet:
+    """Whether tokens belong to a fixed set of ids: a lookup in a table over the vocabulary, one gather on the
+    device. torch.isin sorts once the set passes about a dozen ids, and on a GPU its sort asks the host for a
+    size: a wait every step, and a CUDA graph capture fails on it."""
+
+    def __init__(self, ids: Iterable[int], size: int):
+        ids = list(ids)
+        table = torch.zeros(max([size, *(i + 1 for i in ids)]), dtype=torch.bool)
+        table[ids] = True
+        self.table = _OnDevice(table)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.table.on(tokens.device)[tokens]
+
+
 def cheap_host_reads(t: torch.Tensor) -> bool:
     """Whether reading ``t``'s values on the host is free (CPU); on a GPU it waits for the device, so rules skip
     their shortcuts there and compute for every row instead (same scores)."""
@@ -99,7 +114,7 @@ class MonotonicTime:
     def __init__(self, tokenizer: Tokenizer):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
-        self.sos_ids = _OnDevice([tokenizer.sos_id, *tokenizer.context_sos.values()])
+        self.is_sos = TokenSet([tokenizer.sos_id, *tokenizer.context_sos.values()], tokenizer.vocab_size_in)
         self.shift_values = _OnDevice(torch.arange(self.stop - self.start))
         self.floor: torch.Tensor | None = None  # [rows] long
 
@@ -107,7 +122,7 @@ class MonotonicTime:
         batch, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(batch, -1)
         is_time = (ids >= self.start) & (ids < self.stop)
-        is_sos = torch.isin(ids, self.sos_ids.on(ids.device))
+        is_sos = self.is_sos(ids)
         last_time = torch.where(is_time, positions, -1).max(dim=1).values
         last_sos = torch.where(is_sos, positions, -1).max(dim=1).values
         active = (last_time >= 0) & (last_time > last_sos)
@@ -120,7 +135,7 @@ class MonotonicTime:
         else:  # each later call: one new token, last
             token = ids[:, -1]
             is_time = (token >= self.start) & (token < self.stop)
-            is_sos = torch.isin(token, self.sos_ids.on(ids.device))
+            is_sos = self.is_sos(token)
             self.floor.copy_(torch.where(is_time, token - self.start, self.floor.masked_fill(is_sos, -1)))
         return self.floor
 
@@ -172,17 +187,18 @@ class TypeTemperature:
         def starts(*types):
             return [tokenizer.start[t] for t in types if tokenizer.has(t)]
 
+        size = tokenizer.vocab_size_in
         conditions = []
         if opts.timing_temperature != opts.temperature:
-            conditions.append((opts.timing_temperature, _OnDevice(starts(EventType.BEAT, EventType.MEASURE,
-                                                                          EventType.TIMING_POINT)), 1))
+            conditions.append((opts.timing_temperature, TokenSet(starts(EventType.BEAT, EventType.MEASURE,
+                                                                         EventType.TIMING_POINT), size), 1))
         mania = starts(EventType.CIRCLE, EventType.HOLD_NOTE, EventType.HOLD_NOTE_END) \
             if tokenizer.has(EventType.HOLD_NOTE_END) else []
         if opts.mania_column_temperature != opts.temperature and mania:
-            conditions.append((opts.mania_column_temperature, _OnDevice(mania), 3))
+            conditions.append((opts.mania_column_temperature, TokenSet(mania, size), 3))
         scroll = list(tokenizer.id_range(EventType.SCROLL_SPEED))
         if opts.taiko_hit_temperature != opts.temperature and scroll:
-            conditions.append((opts.taiko_hit_temperature, _OnDevice(scroll), 1))
+            conditions.append((opts.taiko_hit_temperature, TokenSet(scroll, size), 1))
         self.default = opts.temperature
         self.conditions = conditions
 
@@ -192,7 +208,7 @@ class TypeTemperature:
         for temperature, tokens, back in self.conditions:
             if ids.shape[1] < back:
                 continue
-            hit = torch.isin(ids[:, -back], tokens.on(ids.device)) & ~chosen
+            hit = tokens(ids[:, -back]) & ~chosen
             temps = torch.where(hit[:, None], temperature, temps)  # not temps[hit] =: a mask index syncs a GPU
             chosen |= hit
         return scores / temps
@@ -214,7 +230,7 @@ class LookbackBias:
             EventType.TIME_SHIFT].min_value
         self.types_first = types_first
         self.eos_ids = _OnDevice([tokenizer.eos_id, *tokenizer.context_eos.values()])
-        self.timed = _OnDevice([i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)])
+        self.timed = TokenSet([i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)], tokenizer.vocab_size_in)
         # the vocabulary's columns inside and outside the lookback's time shifts, as index lists: a boolean
         # mask as an index asks the device how many columns it picks (a host read each step)
         vocab = torch.arange(tokenizer.vocab_size_out)
@@ -231,7 +247,7 @@ class LookbackBias:
         if ids.shape[1] and self.last_scores is not None:
             # computed for every row and kept where the last id was a timed event; on a GPU without asking
             # first whether any row needs it (that question is a host read, which stalls the device each step)
-            after_timed = torch.isin(ids[:, -1], self.timed.on(ids.device))
+            after_timed = self.timed(ids[:, -1])
             if cheap_host_reads(ids) and not bool(after_timed.any()):
                 self._keep(scores)
                 return out
@@ -401,7 +417,7 @@ def decode(
         graphed = graphed_step(model, state, max_len, len(rows_in), opts.compiled_step)
 
     rules = logit_rules(tokenizer, opts, lookback_ms)
-    stop_tensor = torch.tensor(sorted(set(stop)), dtype=torch.long, device=device)
+    is_stop = TokenSet(stop, tokenizer.vocab_size_in)
     invalid = torch.zeros((), dtype=torch.bool, device=device)  # a row's probabilities were not numbers
 
     def next_token(logits: torch.Tensor, ids: torch.Tensor, done: torch.Tensor,
@@ -440,7 +456,7 @@ def decode(
             out[:, steps] = token
         steps += 1
         ids = torch.cat([ids, token[:, None]], dim=1)
-        done |= torch.isin(token, stop_tensor)
+        done |= is_stop(token)
         if row_generators is not None:  # rows of one stream share one budget: the loop ends at it anyway
             done |= budget <= steps
         if on_step is not None:
@@ -460,7 +476,7 @@ def decode(
         if graphed is None:
             logits = model.decode_step(step[:, None], state).float()
             continue
-        loop = TokenGraph(graphed, next_token, graphed(step), ids, out, done, steps, stop_tensor, guided=guided,
+        loop = TokenGraph(graphed, next_token, graphed(step), ids, out, done, steps, is_stop, guided=guided,
                           sampling=opts.do_sample, streams=row_generators if row_generators is not None else
                           generator, budget=budget if row_generators is not None else None,
                           history=HISTORY_COLUMNS)

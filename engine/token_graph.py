@@ -58,15 +58,16 @@ class LaggedAllDone:
 class TokenGraph:
     """The steps of one window after its first token, every row kept to the end (stopped rows compute on, their
     tokens PAD). Tokens go into ``out`` [rows, budget] from column ``column``; ``done`` [rows] is updated in
-    place. ``streams``: one random stream for the batch (a generator or None) or one per row (a list);
-    ``budget``: each row's own token budget, for rows with their own streams."""
+    place; ``is_stop`` says which tokens end a row. ``streams``: one random stream for the batch (a generator or
+    None) or one per row (a list); ``budget``: each row's own token budget, for rows with their own streams."""
 
     def __init__(self, step: GraphedStep, next_token: NextToken, logits: torch.Tensor, ids: torch.Tensor,
-                 out: torch.Tensor, done: torch.Tensor, column: int, stop: torch.Tensor, *, guided: bool,
+                 out: torch.Tensor, done: torch.Tensor, column: int, is_stop: Callable[[torch.Tensor], torch.Tensor],
+                 *, guided: bool,
                  sampling: bool, streams: Streams, budget: torch.Tensor | None, history: int):
         rows, device = len(ids), ids.device
         self.step, self.next_token, self.guided = step, next_token, guided
-        self.out, self.done, self.stop, self.budget = out, done, stop, budget
+        self.out, self.done, self.is_stop, self.budget = out, done, is_stop, budget
         self.logits = logits.clone()
         self.recent = F.pad(ids[:, -history:], (max(history - ids.shape[1], 0), 0), value=PAD_ID).contiguous()
         self.column = torch.full((1,), column, dtype=torch.long, device=device)
@@ -134,7 +135,7 @@ class TokenGraph:
         self.out.index_copy_(1, self.column, token[:, None])
         self.recent.copy_(torch.cat([self.recent[:, 1:], token[:, None]], dim=1))
         self.column.add_(1)
-        self.done.logical_or_(torch.isin(token, self.stop))
+        self.done.logical_or_(self.is_stop(token))
         if self.budget is not None:
             self.done.logical_or_(self.budget <= self.column)
         self.all_done.copy_(self.done.all())
@@ -149,7 +150,7 @@ class TokenGraph:
         self._capturable = False
         length = self.step.state.length
         graph = torch.cuda.CUDAGraph()
-        side = torch.cuda.Stream()
+        side = _capture_stream(self.logits.device)
         side.wait_stream(torch.cuda.current_stream())
         try:
             self._recording = True
@@ -167,3 +168,15 @@ class TokenGraph:
             self.step.state.length = length
         torch.cuda.current_stream().wait_stream(side)
         return graph
+
+
+_CAPTURE_STREAMS: dict = {}
+
+
+def _capture_stream(device: torch.device) -> "torch.cuda.Stream":
+    """One side stream per device for these captures (as torch.cuda.graph keeps one): each stream a capture
+    runs cuBLAS on gets its own workspace."""
+    stream = _CAPTURE_STREAMS.get(device)
+    if stream is None:
+        stream = _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)
+    return stream

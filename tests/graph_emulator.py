@@ -16,8 +16,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-# what fails a real capture: the host reading a device value, or a random draw from a generator not registered
-HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "nonzero", "equal", "lift_fresh"}
+# what fails a real capture: the host reading a device value (or an operation whose output size depends on
+# values: on a GPU it asks the host; torch.isin sorts with one once its set passes about a dozen ids, so it is
+# refused whole, since the emulator sees an operation but not what it calls inside), a host tensor copied in,
+# or a random draw from a generator not registered
+HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "nonzero", "equal", "lift_fresh", "masked_select",
+              "_unique", "_unique2", "unique_dim", "unique_consecutive", "isin"}
 RANDOM = {"exponential_", "uniform_", "normal_", "bernoulli_", "multinomial", "random_", "rand", "randn"}
 
 
@@ -109,7 +113,7 @@ def emulate_cuda_graphs(monkeypatch) -> list[EmulatedGraph]:
         return made[-1]
 
     stream = types.SimpleNamespace(wait_stream=lambda other: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *args, **kwargs: stream)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", new_graph)
