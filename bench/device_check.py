@@ -169,6 +169,7 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
             results = {}
             for captured in (False, True):
                 engine.token_graph.CAPTURE_AFTER = capture_after if captured else 10**9
+                model.__dict__.pop("_graphed_steps", None)  # no kept graph (nor token graph) from the run before
                 best, rows = float("inf"), None
                 for _ in range(3):
                     torch.cuda.synchronize(device) if device.type == "cuda" else None

@@ -29,7 +29,9 @@ from bench.speed import MAP_WINDOW, Budget, decoder_tokens_per_second, window_se
 
 
 def per_token_ms(model, name: str, device: torch.device, precision: str, runs: int = 3, **changes) -> float:
-    """Milliseconds per generated token of a map window, the prompt's share taken out."""
+    """Milliseconds per generated token of a map window, the prompt's share taken out. Graphs kept from the
+    variant before are dropped first (a kept token graph holds its rule chain and its capture)."""
+    model.__dict__.pop("_graphed_steps", None)
     def window(generate: int) -> float:
         budget = Budget(MAP_WINDOW.prompt, generate)
         return window_seconds(model, name, device, precision, budget, runs, encoded=True, **changes)[0]

@@ -7,8 +7,9 @@ One call decodes a batch of prompts against a batch of audio windows. Logit rule
 
 A chain's rules are called once a step, ``ids`` the history with the newest token last: the whole prompt at
 the first call, later at least the last :data:`HISTORY_COLUMNS` columns (on a GPU the token graph,
-:mod:`engine.token_graph`, passes only those). A rule that keeps state updates it in place, so a captured
-graph replaying the rule updates the same tensors.
+:mod:`engine.token_graph`, passes only those). A rule that keeps state between steps updates it in place (a
+captured graph replaying the rule updates the same tensors), follows rows leaving the batch with
+``select(rows)``, and starts again at ``restart()`` (a new window: its next call gets the whole prompt).
 
 The next token is the argmax (greedy) or the draw ``torch.multinomial`` makes from the softmax (sampling), as
 Hugging Face's ``generate`` does, so seeded runs draw the same tokens as upstream (:func:`draw_noise`,
@@ -16,6 +17,7 @@ Hugging Face's ``generate`` does, so seeded runs draw the same tokens as upstrea
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ from .model import Mapperatorinator
 from .presets import MS_PER_STEP
 from .prompt import left_pad
 from .sampling import choose, draw_noise
-from .token_graph import TokenGraph
 from .tokenizer import PAD_ID, EventType, Tokenizer
 
 TIMED_EVENT_TYPES = (
@@ -117,6 +118,7 @@ class MonotonicTime:
         self.is_sos = TokenSet([tokenizer.sos_id, *tokenizer.context_sos.values()], tokenizer.vocab_size_in)
         self.shift_values = _OnDevice(torch.arange(self.stop - self.start))
         self.floor: torch.Tensor | None = None  # [rows] long
+        self._prompt = True  # the next call gets a window's prompt
 
     def _scan(self, ids: torch.Tensor) -> torch.Tensor:
         batch, length = ids.shape
@@ -129,9 +131,17 @@ class MonotonicTime:
         value = ids.gather(1, last_time.clamp(min=0)[:, None])[:, 0] - self.start
         return torch.where(active, value, -1)
 
+    def restart(self) -> None:
+        self._prompt = True
+
     def _fold(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.floor is None:  # the first call: the prompt
-            self.floor = self._scan(ids)
+        if self._prompt:
+            floor = self._scan(ids)
+            if self.floor is not None and self.floor.shape == floor.shape:
+                self.floor.copy_(floor)
+            else:
+                self.floor = floor
+            self._prompt = False
         else:  # each later call: one new token, last
             token = ids[:, -1]
             is_time = (token >= self.start) & (token < self.stop)
@@ -237,6 +247,7 @@ class LookbackBias:
         inside = (vocab >= self.start) & (vocab < self.stop)
         self.inside, self.outside = _OnDevice(vocab[inside]), _OnDevice(vocab[~inside])
         self.last_scores: torch.Tensor | None = None
+        self._prompt = True  # the next call gets a window's prompt (no scores before it)
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if not self.types_first:
@@ -244,7 +255,7 @@ class LookbackBias:
             scores[:, self.start: self.stop].fill_(-torch.inf)  # not = -inf: on a CPU that makes a host tensor
             return scores
         out = scores
-        if ids.shape[1] and self.last_scores is not None:
+        if ids.shape[1] and not self._prompt:
             # computed for every row and kept where the last id was a timed event; on a GPU without asking
             # first whether any row needs it (that question is a host read, which stalls the device each step)
             after_timed = self.timed(ids[:, -1])
@@ -266,10 +277,14 @@ class LookbackBias:
         return out
 
     def _keep(self, scores: torch.Tensor) -> None:
-        if self.last_scores is None:
+        if self.last_scores is None or self.last_scores.shape != scores.shape:
             self.last_scores = scores.clone()
         else:
             self.last_scores.copy_(scores)
+        self._prompt = False
+
+    def restart(self) -> None:
+        self._prompt = True
 
     def select(self, rows: torch.Tensor) -> None:
         """Follow the batch when finished rows leave it."""
@@ -315,6 +330,39 @@ def logit_rules(tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float 
         if opts.top_p < 1.0:
             rules.append(TopP(opts.top_p))
     return rules
+
+
+class TokenChoice:
+    """What each step decides from the decoder's logits: guidance, the logit rules in order, then the token
+    (:func:`engine.sampling.choose`). A token graph that captured it keeps it, rules and state, for its next
+    windows."""
+
+    def __init__(self, tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float, guided: bool,
+                 device: torch.device):
+        self.rules = logit_rules(tokenizer, opts, lookback_ms)
+        self.cfg_scale = opts.cfg_scale if guided else None
+        self.invalid = torch.zeros((), dtype=torch.bool, device=device)  # a row's probabilities were not numbers
+
+    def __call__(self, logits: torch.Tensor, ids: torch.Tensor, done: torch.Tensor,
+                 noise: torch.Tensor | None) -> torch.Tensor:
+        n = len(ids)
+        scores = logits if self.cfg_scale is None else logits[n:] + self.cfg_scale * (logits[:n] - logits[n:])
+        for rule in self.rules:
+            scores = rule(ids, scores)
+        return choose(scores, noise, done, self.invalid)
+
+    def restart(self) -> None:
+        """A new window."""
+        for rule in self.rules:
+            if hasattr(rule, "restart"):
+                rule.restart()
+        self.invalid.zero_()
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Follow the batch when finished rows leave it."""
+        for rule in self.rules:
+            if hasattr(rule, "select"):
+                rule.select(rows)
 
 
 # --- the loop ------------------------------------------------------------------------------------------------
@@ -416,17 +464,25 @@ def decode(
 
         graphed = graphed_step(model, state, max_len, len(rows_in), opts.compiled_step)
 
-    rules = logit_rules(tokenizer, opts, lookback_ms)
     is_stop = TokenSet(stop, tokenizer.vocab_size_in)
-    invalid = torch.zeros((), dtype=torch.bool, device=device)  # a row's probabilities were not numbers
+    # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped): after the
+    # first token the window goes on in a token graph (engine.token_graph), kept for the next windows alike.
+    loop = None
+    if graphed is not None:
+        from .token_graph import TokenGraph, token_graph
 
-    def next_token(logits: torch.Tensor, ids: torch.Tensor, done: torch.Tensor,
-                   noise: torch.Tensor | None) -> torch.Tensor:
-        n = len(ids)
-        scores = logits[n:] + opts.cfg_scale * (logits[:n] - logits[n:]) if guided else logits
-        for rule in rules:
-            scores = rule(ids, scores)
-        return choose(scores, noise, done, invalid)
+        key = (tokenizer, dataclasses.replace(opts, max_length=0), lookback_ms, guided, row_generators is not None,
+               frozenset(stop))
+        loop = token_graph(graphed, key, lambda: TokenGraph(
+            graphed, TokenChoice(tokenizer, opts, lookback_ms, guided, device), logits.shape[-1], HISTORY_COLUMNS,
+            is_stop, guided=guided, sampling=opts.do_sample, row_streams=row_generators is not None))
+        choice = loop.next_token
+        choice.restart()
+        out, done = loop.start(total)
+    else:
+        choice = TokenChoice(tokenizer, opts, lookback_ms, guided, device)
+        out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
 
     def before_step() -> None:
         if cancel is not None and cancel.is_set():
@@ -435,13 +491,9 @@ def decode(
     # Greedy rows that have stopped leave the batch, so one long window does not keep the others computing.
     # Sampled rows sharing one random stream stay: a smaller batch would draw different numbers. Rows with
     # their own streams leave too, so a finished row draws nothing more.
-    # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped): after the
-    # first token the window goes on in engine.token_graph.
-    prune = (not opts.do_sample or row_generators is not None) and graphed is None
+    prune = (not opts.do_sample or row_generators is not None) and loop is None
     alive = torch.arange(batch, device=device)  # the input row of each row still in the batch
     alive_rows = list(range(batch))  # the same on the host (each row's own random stream)
-    out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = 0
     while steps < total:
         before_step()
@@ -449,7 +501,7 @@ def decode(
         if opts.do_sample:
             streams = [row_generators[r] for r in alive_rows] if row_generators is not None else generator
             noise = draw_noise(torch.empty(len(alive), logits.shape[-1], device=device), streams)
-        token = next_token(logits, ids, done, noise)
+        token = choice(logits, ids, done, noise)
         if prune:  # rows may have left: each writes to its own output row
             out[alive, steps] = token
         else:  # every row stays: a plain column copy, less host work a step than an indexed write
@@ -469,20 +521,15 @@ def decode(
             alive, ids, token, done, budget = alive[keep], ids[keep], token[keep], done[keep], budget[keep]
             alive_rows = [alive_rows[i] for i in keep.tolist()]
             state.select(torch.cat([keep, keep + n]) if guided else keep)
-            for rule in rules:
-                if hasattr(rule, "select"):
-                    rule.select(keep)
+            choice.select(keep)
         step = torch.cat([token, token]) if guided else token
-        if graphed is None:
+        if loop is None:
             logits = model.decode_step(step[:, None], state).float()
             continue
-        loop = TokenGraph(graphed, next_token, graphed(step), ids, out, done, steps, is_stop, guided=guided,
-                          sampling=opts.do_sample, streams=row_generators if row_generators is not None else
-                          generator, budget=budget if row_generators is not None else None,
-                          history=HISTORY_COLUMNS)
-        steps = loop.run(steps, total, before_step, on_step)
+        steps = loop.run(graphed(step), ids, steps, total, row_generators if row_generators is not None else
+                         generator, budget if row_generators is not None else None, before_step, on_step)
         break
-    if opts.do_sample and bool(invalid):
+    if opts.do_sample and bool(choice.invalid):
         raise invalid_scores_error()
 
     rows = []

@@ -9,14 +9,16 @@ row is done, a step late (:class:`LaggedAllDone`), so the GPU does not wait on t
 with their own random streams (a mapset's difficulties) read which rows stopped every step instead: a stopped
 row must not draw.
 
-A window's first :data:`CAPTURE_AFTER` steps run the same step eagerly: a timing window of a dozen tokens never
-pays for a capture, and by then every rule has made its device constants. Where capture fails, or on a CPU,
-the step keeps running eagerly: the same tokens either way.
+The graph is kept with the decoder step's (:mod:`engine.cuda_graph` keeps that per thread and shape) for the
+next windows decoded with the same options, in buffers of its own that each window loads: one capture a pass.
+It is captured once a window has taken :data:`CAPTURE_AFTER` steps eagerly: passes of short windows never pay
+for it, and by then every rule has made its device constants. Where capture fails, or on a CPU, the step keeps
+running eagerly: the same tokens either way.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 CAPTURE_AFTER = 16  # eager steps a window takes before its loop is captured
 
 # (logits [rows (x2 guided), vocab], the last tokens [rows, history], done [rows], noise [rows, vocab] or None)
-# -> the next token of each row (PAD where done)
+# -> the next token of each row (PAD where done); engine.decoding.TokenChoice
 NextToken = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
@@ -56,43 +58,59 @@ class LaggedAllDone:
 
 
 class TokenGraph:
-    """The steps of one window after its first token, every row kept to the end (stopped rows compute on, their
-    tokens PAD). Tokens go into ``out`` [rows, budget] from column ``column``; ``done`` [rows] is updated in
-    place; ``is_stop`` says which tokens end a row. ``streams``: one random stream for the batch (a generator or
-    None) or one per row (a list); ``budget``: each row's own token budget, for rows with their own streams."""
+    """The steps of a window after its first token, every row kept to the end (stopped rows compute on, their
+    tokens PAD), in buffers of its own: a graph captured for one window replays for the next windows of the same
+    shape and options (:func:`token_graph` keeps it with the decoder step's graph). ``next_token`` decides each
+    step's tokens (keeping its state in place); ``is_stop`` says which tokens end a row; ``row_streams``: each row
+    draws from its own random stream (and then has its own token budget)."""
 
-    def __init__(self, step: GraphedStep, next_token: NextToken, logits: torch.Tensor, ids: torch.Tensor,
-                 out: torch.Tensor, done: torch.Tensor, column: int, is_stop: Callable[[torch.Tensor], torch.Tensor],
-                 *, guided: bool,
-                 sampling: bool, streams: Streams, budget: torch.Tensor | None, history: int):
-        rows, device = len(ids), ids.device
-        self.step, self.next_token, self.guided = step, next_token, guided
-        self.out, self.done, self.is_stop, self.budget = out, done, is_stop, budget
-        self.logits = logits.clone()
-        self.recent = F.pad(ids[:, -history:], (max(history - ids.shape[1], 0), 0), value=PAD_ID).contiguous()
-        self.column = torch.full((1,), column, dtype=torch.long, device=device)
+    def __init__(self, step: GraphedStep, next_token: NextToken, vocab: int, history: int,
+                 is_stop: Callable[[torch.Tensor], torch.Tensor], *, guided: bool, sampling: bool, row_streams: bool):
+        rows = len(step.ids) // 2 if guided else len(step.ids)
+        device = step.ids.device
+        self.step, self.next_token, self.is_stop, self.guided = step, next_token, is_stop, guided
+        self.logits = torch.zeros(len(step.ids), vocab, device=device)
+        self.recent = torch.full((rows, history), PAD_ID, dtype=torch.long, device=device)
+        self.out = torch.full((rows, step.state.max_len), PAD_ID, dtype=torch.long, device=device)
+        self.done = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.budget = torch.zeros(rows, dtype=torch.long, device=device) if row_streams else None
+        self.column = torch.zeros(1, dtype=torch.long, device=device)
         self.all_done = torch.zeros((), dtype=torch.bool, device=device)
-        self.noise = torch.ones(rows, logits.shape[-1], device=device) if sampling else None
-        self.streams = streams
+        self.noise = torch.ones(rows, vocab, device=device) if sampling else None
+        self.lagged = None if row_streams else LaggedAllDone(device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self._capturable = step.graph is not None  # the decoder step alone captured: try the whole step
         self._recording = False
 
-    def run(self, steps: int, total: int, before_step: Callable[[], None],
+    def start(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A new window of ``width`` tokens at most: its output [rows, width] and done [rows], cleared, for the
+        window's first token (decided outside, with the whole prompt) to go in."""
+        self.out[:, :width].fill_(PAD_ID)
+        self.done.zero_()
+        return self.out[:, :width], self.done
+
+    def run(self, logits: torch.Tensor, ids: torch.Tensor, steps: int, total: int, streams: Streams,
+            budget: torch.Tensor | None, before_step: Callable[[], None],
             on_step: Callable[[int], None] | None = None) -> int:
-        """Decode until ``total`` steps or every row is done; ``steps``: those already taken. Returns the steps
-        taken in all. ``before_step`` runs first each step (it raises to cancel)."""
-        lagged = None if isinstance(self.streams, (list, tuple)) else LaggedAllDone(self.logits.device)
-        stopped = self.done.tolist() if lagged is None else []  # a row may have stopped at the first token
-        recorded = False  # whether lagged holds an answer not read yet
+        """Decode on from ``steps`` tokens already taken (``logits``: the decoder's for the next one; ``ids``:
+        the history, newest last) until ``total`` steps or every row is done; returns the steps taken in all.
+        ``before_step`` runs first each step (it raises to cancel)."""
+        self.logits.copy_(logits)
+        history = self.recent.shape[1]
+        self.recent.copy_(F.pad(ids[:, -history:], (max(history - ids.shape[1], 0), 0), value=PAD_ID))
+        self.column.fill_(steps)
+        if self.budget is not None:
+            self.budget.copy_(budget)
+        stopped = self.done.tolist() if self.lagged is None else []  # a row may have stopped at its first token
+        recorded = False  # whether self.lagged holds an answer not read yet
         first = steps
         while steps < total:
             before_step()
             if self._capturable and self.graph is None and steps - first >= CAPTURE_AFTER:
                 self.graph = self._capture()
-            rewind = self._draw(stopped)
+            rewind = self._draw(streams, stopped)
             self._advance()
-            if lagged is None:  # a stopped row must not draw again: read now which rows are done
+            if self.lagged is None:  # a stopped row must not draw again: read now which rows are done
                 steps += 1
                 if on_step is not None:
                     on_step(steps)
@@ -100,25 +118,25 @@ class TokenGraph:
                 if all(stopped):
                     break
                 continue
-            if recorded and lagged.all_done():  # the step just queued followed the last: drop it, and its draw
+            if recorded and self.lagged.all_done():  # the step just queued followed the last: drop it, and its draw
                 if rewind is not None:
                     rewind()
                 break
             steps += 1
             if on_step is not None:
                 on_step(steps)
-            lagged.record(self.all_done)
+            self.lagged.record(self.all_done)
             recorded = True
         return steps
 
-    def _draw(self, stopped: Sequence[bool]) -> Callable[[], None] | None:
+    def _draw(self, streams: Streams, stopped: Sequence[bool]) -> Callable[[], None] | None:
         """This step's noise; for one stream, how to put the stream back as it was before it."""
         if self.noise is None:
             return None
-        if isinstance(self.streams, (list, tuple)):
-            draw_noise(self.noise, self.streams, stopped)
+        if isinstance(streams, (list, tuple)):
+            draw_noise(self.noise, streams, stopped)
             return None
-        stream = self.streams if self.streams is not None else default_stream(self.noise.device)
+        stream = streams if streams is not None else default_stream(self.noise.device)
         before = stream.get_state()
         draw_noise(self.noise, stream)
         return lambda: stream.set_state(before)
@@ -144,9 +162,9 @@ class TokenGraph:
 
     def _capture(self) -> torch.cuda.CUDAGraph | None:
         """The whole step captured (a capture runs no kernel: nothing on the device changes), or None where
-        capture fails, after which this window goes on eagerly. Captured on a side stream with CUDA's capture
-        calls themselves: ``torch.cuda.graph`` also collects Python's garbage and empties torch's cache at each
-        capture, tens of milliseconds in a large process, and this capture is made once a window."""
+        capture fails, after which the step runs eagerly. Captured on a side stream with CUDA's capture calls
+        themselves: ``torch.cuda.graph`` also collects Python's garbage and empties torch's cache each time, tens
+        of milliseconds in a large process."""
         self._capturable = False
         length = self.step.state.length
         graph = torch.cuda.CUDAGraph()
@@ -168,6 +186,16 @@ class TokenGraph:
             self.step.state.length = length
         torch.cuda.current_stream().wait_stream(side)
         return graph
+
+
+def token_graph(step: GraphedStep, key: Hashable, make: Callable[[], TokenGraph]) -> TokenGraph:
+    """The token graph kept with ``step`` (the decoder step's kept graph, so the same thread and shape) for
+    windows decoded alike (``key``: their options), or a new one from ``make``."""
+    kept = step.__dict__.setdefault("_token_graphs", {})
+    graph = kept.get(key)
+    if graph is None:
+        graph = kept[key] = make()
+    return graph
 
 
 _CAPTURE_STREAMS: dict = {}

@@ -61,3 +61,41 @@ def test_monotonic_time_follows_each_new_token_as_a_full_scan_would(monkeypatch,
             rule.select(keep)
             ids = ids[keep]
         ids = torch.cat([ids, draw(len(ids), 1)], dim=1)
+
+
+def test_a_restarted_rule_chain_decides_as_a_new_one():
+    """A token graph keeps its rule chain for the next window (engine.token_graph): after restart() the chain,
+    its state updated in place, must decide each step as a chain made for that window does."""
+    from engine.decoding import DecodingOptions, TokenChoice
+
+    tokenizer = load("v32").tokenizer
+    r = tokenizer.id_range(EventType.TIME_SHIFT)
+    opts = DecodingOptions(do_sample=False, types_first=True, timing_temperature=0.5, timeshift_bias=0.3)
+    gen = torch.Generator().manual_seed(8)
+    pool = torch.tensor(list(range(r.start, r.stop, 3)) + [tokenizer.sos_id] * 5 + list(range(3, r.start, 5)))
+
+    def window(chain: TokenChoice, prompt: torch.Tensor, seed: int) -> list:
+        """Each step's scores after each rule, and the rules' state after the step."""
+        scores_gen = torch.Generator().manual_seed(seed)
+        ids, steps = prompt, []
+        for _ in range(12):
+            scores, after = torch.randn(len(ids), tokenizer.vocab_size_out, generator=scores_gen), []
+            for rule in chain.rules:
+                scores = rule(ids, scores)
+                after.append(scores.tolist())
+            steps.append((after, [(name, t.tolist()) for rule in chain.rules
+                                  for name, t in vars(rule).items() if isinstance(t, torch.Tensor)]))
+            ids = torch.cat([ids, scores.argmax(-1)[:, None]], dim=1)
+        return steps
+
+    kept = TokenChoice(tokenizer, opts, 2000.0, guided=False, device=torch.device("cpu"))
+    window(kept, pool[torch.randint(len(pool), (3, 30), generator=gen)], seed=1)
+    state = {name: id(t) for rule in kept.rules for name, t in vars(rule).items() if isinstance(t, torch.Tensor)}
+    kept.restart()
+    # the new prompts end in a time shift and a timed event: the floor and the lookback rule both start there
+    ends = torch.tensor([r.start + 2, tokenizer.id_range(EventType.CIRCLE).start]).expand(3, -1)
+    prompt = torch.cat([pool[torch.randint(len(pool), (3, 25), generator=gen)], ends], dim=1)
+    fresh = TokenChoice(tokenizer, opts, 2000.0, guided=False, device=torch.device("cpu"))
+    assert window(kept, prompt, seed=2) == window(fresh, prompt, seed=2)
+    # the same tensors as before the restart: a captured graph reads and writes those
+    assert {name: id(t) for rule in kept.rules for name, t in vars(rule).items() if isinstance(t, torch.Tensor)} == state
