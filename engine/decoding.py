@@ -476,7 +476,7 @@ def decode(
         loop = token_graph(graphed, key, lambda: TokenGraph(
             graphed, TokenChoice(tokenizer, opts, lookback_ms, guided, device), logits.shape[-1], HISTORY_COLUMNS,
             is_stop, guided=guided, sampling=opts.do_sample, row_streams=row_generators is not None))
-        choice = loop.next_token
+        choice = loop.choice
         choice.restart()
         out, done = loop.start(total)
     else:

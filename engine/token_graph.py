@@ -18,6 +18,7 @@ running eagerly: the same tokens either way.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Hashable, Sequence
 
 import torch
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 CAPTURE_AFTER = 16  # eager steps a window takes before its loop is captured
 
 # (logits [rows (x2 guided), vocab], the last tokens [rows, history], done [rows], noise [rows, vocab] or None)
-# -> the next token of each row (PAD where done); engine.decoding.TokenChoice
-NextToken = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# -> the next token of each row (PAD where done): engine.decoding.TokenChoice
+Choice = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 class LaggedAllDone:
@@ -60,15 +61,15 @@ class LaggedAllDone:
 class TokenGraph:
     """The steps of a window after its first token, every row kept to the end (stopped rows compute on, their
     tokens PAD), in buffers of its own: a graph captured for one window replays for the next windows of the same
-    shape and options (:func:`token_graph` keeps it with the decoder step's graph). ``next_token`` decides each
-    step's tokens (keeping its state in place); ``is_stop`` says which tokens end a row; ``row_streams``: each row
-    draws from its own random stream (and then has its own token budget)."""
+    shape and options (:func:`token_graph` keeps it with the decoder step's graph). ``choice`` decides each step's
+    tokens (keeping its state in place); ``is_stop`` says which tokens end a row; ``row_streams``: each row draws
+    from its own random stream (and then has its own token budget)."""
 
-    def __init__(self, step: GraphedStep, next_token: NextToken, vocab: int, history: int,
+    def __init__(self, step: GraphedStep, choice: Choice, vocab: int, history: int,
                  is_stop: Callable[[torch.Tensor], torch.Tensor], *, guided: bool, sampling: bool, row_streams: bool):
         rows = len(step.ids) // 2 if guided else len(step.ids)
         device = step.ids.device
-        self.step, self.next_token, self.is_stop, self.guided = step, next_token, is_stop, guided
+        self.step, self.choice, self.is_stop, self.guided = step, choice, is_stop, guided
         self.logits = torch.zeros(len(step.ids), vocab, device=device)
         self.recent = torch.full((rows, history), PAD_ID, dtype=torch.long, device=device)
         self.out = torch.full((rows, step.state.max_len), PAD_ID, dtype=torch.long, device=device)
@@ -149,7 +150,7 @@ class TokenGraph:
         self.step.state.length += 1  # the host's copy of the position the graph advanced on the device
 
     def _step(self) -> None:
-        token = self.next_token(self.logits, self.recent, self.done, self.noise)
+        token = self.choice(self.logits, self.recent, self.done, self.noise)
         self.out.index_copy_(1, self.column, token[:, None])
         self.recent.copy_(torch.cat([self.recent[:, 1:], token[:, None]], dim=1))
         self.column.add_(1)
@@ -198,13 +199,14 @@ def token_graph(step: GraphedStep, key: Hashable, make: Callable[[], TokenGraph]
     return graph
 
 
-_CAPTURE_STREAMS: dict = {}
+_CAPTURE_STREAMS = threading.local()
 
 
 def _capture_stream(device: torch.device) -> "torch.cuda.Stream":
-    """One side stream per device for these captures (as torch.cuda.graph keeps one): each stream a capture
-    runs cuBLAS on gets its own workspace."""
-    stream = _CAPTURE_STREAMS.get(device)
+    """One side stream per thread and device for these captures: each stream a capture runs cuBLAS on gets a
+    workspace of its own, and two jobs capturing at once must not capture into one stream."""
+    streams = _CAPTURE_STREAMS.__dict__.setdefault("by_device", {})
+    stream = streams.get(device)
     if stream is None:
-        stream = _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)
+        stream = streams[device] = torch.cuda.Stream(device)
     return stream

@@ -74,7 +74,8 @@ def _captured_everywhere(monkeypatch) -> list[EmulatedGraph]:
 
     monkeypatch.setattr(GraphedStep, "__init__", captured)
     monkeypatch.setattr(engine.token_graph, "CAPTURE_AFTER", 2)
-    monkeypatch.setattr(engine.token_graph, "_CAPTURE_STREAMS", {})  # no stand-in stream kept after the test
+    # no stand-in stream kept after the test
+    monkeypatch.setattr(engine.token_graph, "_CAPTURE_STREAMS", __import__("threading").local())
     monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)
     return graphs
 
