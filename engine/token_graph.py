@@ -31,6 +31,7 @@ from .tokenizer import PAD_ID
 log = logging.getLogger(__name__)
 
 CAPTURE_AFTER = 16  # eager steps a window takes before its loop is captured
+KEPT_PER_STEP = 4  # token graphs kept with one decoder step's graph (a pass's options each: timing, map, ...)
 
 # (logits [rows (x2 guided), vocab], the last tokens [rows, history], done [rows], noise [rows, vocab] or None)
 # -> the next token of each row (PAD where done): engine.decoding.TokenChoice
@@ -191,11 +192,15 @@ class TokenGraph:
 
 def token_graph(step: GraphedStep, key: Hashable, make: Callable[[], TokenGraph]) -> TokenGraph:
     """The token graph kept with ``step`` (the decoder step's kept graph, so the same thread and shape) for
-    windows decoded alike (``key``: their options), or a new one from ``make``."""
-    kept = step.__dict__.setdefault("_token_graphs", {})
-    graph = kept.get(key)
+    windows decoded alike (``key``: their options), or a new one from ``make``; the :data:`KEPT_PER_STEP` used
+    last are kept (a session of jobs with other options each would otherwise keep one more)."""
+    kept: dict = step.__dict__.setdefault("_token_graphs", {})
+    graph = kept.pop(key, None)
     if graph is None:
-        graph = kept[key] = make()
+        graph = make()
+    kept[key] = graph  # newest last
+    while len(kept) > KEPT_PER_STEP:
+        del kept[next(iter(kept))]
     return graph
 
 

@@ -192,3 +192,20 @@ def test_a_row_with_its_own_stream_that_stops_at_its_first_token_draws_nothing_m
     assert len(ordinary[0][1]) == 1 and len(ordinary[0][0]) > 1
     _captured_everywhere(monkeypatch)
     assert run(stop) == ordinary
+
+
+def test_the_token_graphs_kept_with_a_step_are_the_last_few_used():
+    from types import SimpleNamespace
+
+    step, made = SimpleNamespace(), []
+
+    def make():
+        made.append(object())
+        return made[-1]
+
+    first = engine.token_graph.token_graph(step, "timing", make)
+    for key in ("map", "a", "b"):
+        engine.token_graph.token_graph(step, key, make)
+    assert engine.token_graph.token_graph(step, "timing", make) is first  # kept, and now the newest
+    engine.token_graph.token_graph(step, "c", make)  # pushes out the oldest: "map"
+    assert list(step._token_graphs) == ["a", "b", "timing", "c"] and len(made) == 5
