@@ -4,13 +4,14 @@
 # bf16 (the default) and fp32 (bench/device_check.py), the draw against torch.multinomial and sampled windows
 # through the captured token step against the uncaptured one (device_check.py --parts token), where a
 # token's time goes around the graphed step
-# (bench/loop_profile.py), the speed table and quality gate as decoding runs by default (bench/speed.py), the
-# quality gate and the speed table with the compiled step (bench/speed.py --compiled-step), the goldens decoded
-# through the compiled step, and the torch.compile experiment (the whole static step compiled in torch's
-# default mode and in max-autotune, then graphed: steps/s, compile time, graph breaks, kernels; measured on
-# 2026-12-04).
-# STEPS="loop speed" runs only the steps named. PROFILE=1 adds the plain step's kernel profile and attention
-# variants (bench/step_profile.py) and the CUDA graph and encoder-batch speeds, measured on 2026-12-04.
+# (bench/loop_profile.py), the speed table and quality gate as decoding runs by default (bench/speed.py), and
+# the quality gate with the compiled step (bench/speed.py --compiled-step --gate-only): together about the
+# default DEADLINE.
+# STEPS="loop speed" runs only the steps named. COMPILED=1 adds the compiled step's speed table, the goldens and
+# the captured token step through it, and the torch.compile experiment (the whole static step compiled in
+# torch's default mode and in max-autotune, then graphed: steps/s, compile time, graph breaks, kernels; measured
+# on 2026-12-04). PROFILE=1 adds the plain step's kernel profile and attention variants (bench/step_profile.py)
+# and the CUDA graph and encoder-batch speeds, measured on 2026-12-04.
 # Each step gets at most its own share of the time left before DEADLINE seconds (default 540).
 # PYTHON, DEVICE (default python3, cuda) and WHEELS=0 (the packages are there) let it be tried elsewhere first.
 set -uo pipefail
@@ -37,9 +38,11 @@ step token 80 "$python" bench/device_check.py --device "$device" --parts token -
 step loop 90 "$python" bench/loop_profile.py --device "$device"
 step speed 150 "$python" bench/speed.py --device "$device" --json
 step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only
-step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
-step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate --precisions bf16
-step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
+if [ "${COMPILED:-0}" = 1 ]; then
+    step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
+    step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate token --precisions bf16
+    step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
+fi
 if [ "${PROFILE:-0}" = 1 ]; then
     step profile 200 "$python" bench/step_profile.py --device "$device" --precision bf16
     step graphs 130 "$python" bench/device_check.py --device "$device" --parts graphs encoder --precisions bf16
