@@ -536,7 +536,7 @@ def decode(
         steps = loop.run(graphed(step), ids, steps, total, row_generators if row_generators is not None else
                          generator, budget if row_generators is not None else None, before_step, on_step)
         break
-    if opts.do_sample and bool(choice.invalid):
+    if bool(choice.invalid):
         raise invalid_scores_error()
 
     rows = []

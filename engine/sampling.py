@@ -34,15 +34,15 @@ def choose(scores: torch.Tensor, noise: torch.Tensor | None, done: torch.Tensor,
            invalid: torch.Tensor) -> torch.Tensor:
     """The next token of each row: the argmax of ``scores`` (``noise`` None), or the draw from their softmax
     for ``noise`` from :func:`draw_noise`. Without ``torch.multinomial``'s own checks: they cost a dozen kernels a
-    step, and on a GPU a failed one is a device-side assert that ends the process's whole CUDA context; a row
-    whose probabilities are not numbers (NaN or infinite scores) sets ``invalid`` (a 0-dim bool tensor, for the
-    caller to read once) instead. Rows ``done`` get PAD."""
+    step, and on a GPU a failed one is a device-side assert that ends the process's whole CUDA context. A row
+    whose scores hold a NaN, an infinity or nothing but -inf (no token to choose) sets ``invalid`` (a 0-dim bool
+    tensor, for the caller to read once) instead, greedy or sampled. Rows ``done`` get PAD."""
+    best = scores.amax(dim=-1)  # NaN where any score is, +inf where one is, -inf where all are
+    invalid.logical_or_((~best.isfinite() & ~done).any())
     if noise is None:
         token = scores.argmax(dim=-1)
     else:
-        probs = F.softmax(scores, dim=-1)
-        invalid.logical_or_((probs[:, 0].isnan() & ~done).any())  # one NaN or inf makes its whole softmax row NaN
-        token = probs.div_(noise).argmax(dim=-1)
+        token = F.softmax(scores, dim=-1).div_(noise).argmax(dim=-1)
     return token.masked_fill(done, PAD_ID)
 
 

@@ -53,12 +53,16 @@ def test_the_draw_is_torch_multinomials_draw():
                               for r in range(3)])
         assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours_rows), done, invalid), expected)
     assert not invalid
-    scores[2] = torch.nan
-    choose(scores, draw_noise(torch.empty(3, 900), gen), done, invalid)
-    assert invalid
-    done[2] = True  # a stopped row's scores do not count
-    invalid = torch.zeros((), dtype=torch.bool)
-    assert choose(scores, draw_noise(torch.empty(3, 900), gen), done, invalid)[2] == 0 and not invalid
+    for bad in (torch.nan, torch.inf, -torch.inf):  # a NaN or inf among the scores, or no token allowed at all
+        broken = scores.clone()
+        broken[2, 5 if bad != -torch.inf else slice(None)] = bad
+        for noise in (None, draw_noise(torch.empty(3, 900), gen)):  # greedy and sampled
+            invalid = torch.zeros((), dtype=torch.bool)
+            choose(broken, noise, done, invalid)
+            assert invalid, (bad, noise is None)
+            stopped = torch.tensor([False, False, True])  # a stopped row's scores do not count
+            invalid = torch.zeros((), dtype=torch.bool)
+            assert choose(broken, noise, stopped, invalid)[2] == 0 and not invalid
 
 
 def _captured_everywhere(monkeypatch) -> list[EmulatedGraph]:
@@ -209,3 +213,30 @@ def test_the_token_graphs_kept_with_a_step_are_the_last_few_used():
     assert engine.token_graph.token_graph(step, "timing", make) is first  # kept, and now the newest
     engine.token_graph.token_graph(step, "c", make)  # pushes out the oldest: "map"
     assert list(step._token_graphs) == ["a", "b", "timing", "c"] and len(made) == 5
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("path", ["ordinary", "captured"])
+def test_scores_that_are_not_numbers_end_the_window_with_a_clear_error(monkeypatch, sampled, path):
+    """A model whose logits overflow (NaN) must not quietly write a map of whatever argmax makes of NaN, nor (on
+    a GPU) trip torch.multinomial's device-side assert, which ends the process's CUDA context."""
+    from engine.errors import ModelError
+
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    if path == "captured":
+        _captured_everywhere(monkeypatch)
+    real = type(model).decode_step_static
+
+    def overflowing(self, ids, state, on_device=None):
+        return real(self, ids, state, on_device) * torch.nan
+
+    monkeypatch.setattr(type(model), "decode_step_static", overflowing)
+    monkeypatch.setattr(type(model), "decode_step", lambda self, ids, state: torch.full(
+        (len(ids), model.config.vocab_size_out), torch.nan))
+    opts = DecodingOptions(do_sample=sampled, max_length=60)
+    prompt = torch.randint(3, 600, (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    with pytest.raises(ModelError) as raised:
+        decode(model, tokenizer, frames_for(model, 1), [prompt], opts, stop=[tokenizer.eos_id],
+               generator=torch.Generator().manual_seed(1))
+    assert raised.value.message_id == "error.decoding.invalid_scores" and "precision=fp32" in str(raised.value)
