@@ -150,18 +150,23 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
 
     scores = torch.randn(4, 5000, device=device, generator=torch.Generator(device).manual_seed(0)) * 4
     done, invalid = torch.zeros(4, dtype=torch.bool, device=device), torch.zeros((), dtype=torch.bool, device=device)
-    same = 0
+    same = same_rows = 0
     for seed in range(50):
         theirs, ours = (torch.Generator(device).manual_seed(seed) for _ in range(2))
         expected = torch.multinomial(scores.softmax(-1), 1, generator=theirs).squeeze(1)
         same += torch.equal(choose(scores, draw_noise(torch.empty_like(scores), ours), done, invalid), expected)
-    print(f"  draw: torch.multinomial's tokens {same}/50")
+        theirs, ours = ([torch.Generator(device).manual_seed(seed * 4 + r) for r in range(4)] for _ in range(2))
+        expected = torch.cat([torch.multinomial(scores[r: r + 1].softmax(-1), 1, generator=theirs[r])[0]
+                              for r in range(4)])
+        same_rows += torch.equal(choose(scores, draw_noise(torch.empty_like(scores), ours), done, invalid), expected)
+    print(f"  draw: torch.multinomial's tokens {same}/50 (one stream), {same_rows}/50 (a stream per row)")
     capture_after = engine.token_graph.CAPTURE_AFTER
     for name in ("v32", "v32-mini"):
         model, tokenizer = random_model(name, device, precision), _tokenizer(name)
         gen = torch.Generator().manual_seed(0)
         frames = torch.randn(1, 2047 * model.config.spectrogram.hop_length, generator=gen)
-        for label, batch, cfg_scale in (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("3 rows", 3, 1.0)):
+        for label, batch, cfg_scale in (("batch 1", 1, 1.0), ("guided pair", 1, 2.0), ("3 rows", 3, 1.0),
+                                        ("3 own streams", 3, 1.0)):
             prompts = [torch.randint(tokenizer.offset, tokenizer.vocab_size_out, (608,), generator=gen).tolist()
                        for _ in range(batch)]
             opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.3,
@@ -175,14 +180,16 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
                     torch.cuda.synchronize(device) if device.type == "cuda" else None
                     t = time.perf_counter()
                     with autocast(device, precision):
+                        streams = ([torch.Generator(device).manual_seed(5 + r) for r in range(batch)]
+                                   if label.endswith("streams") else torch.Generator(device).manual_seed(5))
                         rows = decode(model, tokenizer, frames.expand(batch, -1), prompts, opts, stop=(),
-                                      lookback_ms=2000.0, generator=torch.Generator(device).manual_seed(5),
+                                      lookback_ms=2000.0, generator=streams,
                                       negative_prompts=[p[:-8] for p in prompts] if cfg_scale > 1 else None)
                     torch.cuda.synchronize(device) if device.type == "cuda" else None
                     best = min(best, time.perf_counter() - t)
                 results[captured] = (rows, len(rows[0]) / best)
             engine.token_graph.CAPTURE_AFTER = capture_after
-            print(f"  {name:<9} {label:<12}: token step uncaptured {results[False][1]:6.0f} tok/s, captured "
+            print(f"  {name:<9} {label:<13}: token step uncaptured {results[False][1]:6.0f} tok/s, captured "
                   f"{results[True][1]:6.0f} tok/s (window incl. encoder and prompt), same tokens: "
                   f"{results[False][0] == results[True][0]}")
         del model
