@@ -235,6 +235,7 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
     fused in). Prints steps/s against the plain graph, the compile time, graph breaks, how far the logits are
     from the plain step's, and the compiled step's kernels (count, GPU time, the costliest)."""
     import torch._dynamo
+    import torch._inductor.config as inductor_config
     from bench.forward import random_model
     from bench.step_profile import print_kernels
     from engine import cuda_graph
@@ -271,24 +272,26 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
                 torch._dynamo.reset()
                 torch._dynamo.utils.counters.clear()
                 model.__dict__.pop("_compiled_step_on_device", None)
-                cuda_graph.COMPILE_MODE = None if mode == "default" else mode
+                base, *flags = mode.split("+")  # "default+coordinate_descent_tuning": Inductor flags set for it
+                cuda_graph.COMPILE_MODE = None if base == "default" else base
                 try:
-                    t = time.perf_counter()
-                    step = graphed(True)  # compiles in its first call, then captures
-                    compile_s = time.perf_counter() - t
-                    if step.on_device is None:
-                        raise RuntimeError("compiling failed (see the warning above)")
-                    rate, logits = timed(step)
-                    breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
-                    diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(plain, logits))
-                    print(f"    {mode:<27}: compiled + graph {rate:7.0f} steps/s, compile {compile_s:.0f} s, "
-                          f"graph breaks {breaks}, max |logit diff| {diff:.2e}", flush=True)
-                    if device.type == "cuda":
-                        def eager_step():  # as the graph runs it: another autocast state would compile it again
-                            with step._casting():
-                                step._step()
+                    with inductor_config.patch({flag: True for flag in flags}):
+                        t = time.perf_counter()
+                        step = graphed(True)  # compiles in its first call, then captures
+                        compile_s = time.perf_counter() - t
+                        if step.on_device is None:
+                            raise RuntimeError("compiling failed (see the warning above)")
+                        rate, logits = timed(step)
+                        breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+                        diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(plain, logits))
+                        print(f"    {mode:<27}: compiled + graph {rate:7.0f} steps/s, compile {compile_s:.0f} s, "
+                              f"graph breaks {breaks}, max |logit diff| {diff:.2e}", flush=True)
+                        if device.type == "cuda":
+                            def eager_step():  # as the graph runs it: another autocast state would compile it again
+                                with step._casting():
+                                    step._step()
 
-                        print_kernels(eager_step, device, calls=10)
+                            print_kernels(eager_step, device, calls=10)
                 except Exception:  # noqa: BLE001 - one mode failing must not cost the next
                     print(f"    {mode} FAILED:\n{traceback.format_exc()}", flush=True)
         cuda_graph.COMPILE_MODE = None
@@ -309,7 +312,8 @@ def main() -> None:
                     help="what to run, for each precision (compile: an experiment, not in the default)")
     ap.add_argument("--compile-modes", nargs="*", default=COMPILE_MODES,
                     help="torch.compile modes the compile part tries (default: the default mode, max-autotune "
-                         "without its own CUDA graphs)")
+                         "without its own CUDA graphs); MODE+FLAG sets an Inductor config flag for it, e.g. "
+                         "default+coordinate_descent_tuning")
     ap.add_argument("--compiled-step", action="store_true",
                     help="the other parts decode with the graphed step compiled (DecodingOptions.compiled_step)")
     args = ap.parse_args()
