@@ -112,11 +112,21 @@ class MonotonicTime:
     prompt once, then updated from each new token: a step costs a few operations on one column instead of a
     scan of the whole history (on a GPU each operation is a launch the host pays for, every token)."""
 
+    SOS = -2  # in ``effect``: the token clears the floor
+
     def __init__(self, tokenizer: Tokenizer):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
         self.is_sos = TokenSet([tokenizer.sos_id, *tokenizer.context_sos.values()], tokenizer.vocab_size_in)
-        self.shift_values = _OnDevice(torch.arange(self.stop - self.start))
+        # what each token does to a floor: a time shift sets it to its value, SOS clears it, the rest (-1) keep it
+        effect = torch.full((tokenizer.vocab_size_in,), -1, dtype=torch.long)
+        effect[self.start: self.stop] = torch.arange(self.stop - self.start)
+        effect[[tokenizer.sos_id, *tokenizer.context_sos.values()]] = self.SOS
+        self.effect = _OnDevice(effect)
+        # each output token's shift value, or one past every floor for the rest: what "too early" compares
+        shift = torch.full((tokenizer.vocab_size_out,), self.stop - self.start, dtype=torch.long)
+        shift[self.start: self.stop] = torch.arange(self.stop - self.start)
+        self.shift = _OnDevice(shift)
         self.floor: torch.Tensor | None = None  # [rows] long
         self._prompt = True  # the next call gets a window's prompt
 
@@ -142,21 +152,17 @@ class MonotonicTime:
             else:
                 self.floor = floor
             self._prompt = False
-        else:  # each later call: one new token, last
-            token = ids[:, -1]
-            is_time = (token >= self.start) & (token < self.stop)
-            is_sos = self.is_sos(token)
-            self.floor.copy_(torch.where(is_time, token - self.start, self.floor.masked_fill(is_sos, -1)))
+        else:  # each later call: one new token, last (a few operations on one column, each a launch on a GPU)
+            effect = self.effect.on(ids.device)[ids[:, -1]]
+            self.floor.copy_(torch.where(effect == -1, self.floor, effect.clamp(min=-1)))
         return self.floor
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         floor = self._fold(ids)
         if cheap_host_reads(ids) and not bool((floor >= 0).any()):  # a shortcut where host reads cost nothing
             return scores
-        too_early = self.shift_values.on(ids.device)[None, :] < floor[:, None]  # none where floor is -1
-        scores = scores.clone()
-        scores[:, self.start: self.stop] = scores[:, self.start: self.stop].masked_fill(too_early, -torch.inf)
-        return scores
+        too_early = self.shift.on(ids.device)[None, :] < floor[:, None]  # none where floor is -1
+        return scores.masked_fill(too_early, -torch.inf)
 
     def select(self, rows: torch.Tensor) -> None:
         """Follow the batch when finished rows leave it."""
@@ -246,14 +252,13 @@ class LookbackBias:
         vocab = torch.arange(tokenizer.vocab_size_out)
         inside = (vocab >= self.start) & (vocab < self.stop)
         self.inside, self.outside = _OnDevice(vocab[inside]), _OnDevice(vocab[~inside])
+        self.forbidden = _OnDevice(inside)  # time after type: the lookback's time shifts, as a mask of the vocabulary
         self.last_scores: torch.Tensor | None = None
         self._prompt = True  # the next call gets a window's prompt (no scores before it)
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if not self.types_first:
-            scores = scores.clone()
-            scores[:, self.start: self.stop].fill_(-torch.inf)  # not = -inf: on a CPU that makes a host tensor
-            return scores
+            return scores.masked_fill(self.forbidden.on(scores.device), -torch.inf)
         out = scores
         if ids.shape[1] and not self._prompt:
             # computed for every row and kept where the last id was a timed event; on a GPU without asking

@@ -37,8 +37,8 @@ def choose(scores: torch.Tensor, noise: torch.Tensor | None, done: torch.Tensor,
     step, and on a GPU a failed one is a device-side assert that ends the process's whole CUDA context. A row
     whose scores hold a NaN, an infinity or nothing but -inf (no token to choose) sets ``invalid`` (a 0-dim bool
     tensor, for the caller to read once) instead, greedy or sampled. Rows ``done`` get PAD."""
-    best = scores.amax(dim=-1)  # NaN where any score is, +inf where one is, -inf where all are
-    invalid.logical_or_((~best.isfinite() & ~done).any())
+    best = scores.amax(dim=-1).masked_fill(done, 0.0)  # NaN where any score is, +inf where one is, -inf where all are
+    invalid.logical_or_((best - best).isnan().any())  # x - x is NaN just where x is not finite: 2 kernels, not 4
     if noise is None:
         token = scores.argmax(dim=-1)
     else:
