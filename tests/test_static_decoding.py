@@ -460,7 +460,7 @@ def test_the_gpu_token_loop_reads_the_host_once_a_step(monkeypatch, streams):
     short, long = per_window(10), per_window(40)
     per_step = {k: (long[k] - short[k]) / 30 for k in _HostReads.KINDS}
     # with a stream per row the one read is done.tolist(), which a CPU tensor answers without an operation; with
-    # one stream, whether all rows are done, from a host copy (engine.decoding.LaggedAllDone)
+    # one stream, whether all rows are done, from a host copy (engine.token_graph.LaggedAllDone)
     assert per_step == {**dict.fromkeys(_HostReads.KINDS, 0), "is_nonzero": 0 if streams else 1}, (short, long)
 
 
