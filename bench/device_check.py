@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +102,26 @@ def graph_speed(device: torch.device, precision: str, tokens: int = 256) -> None
         engine.decoding.GRAPH_ROWS = rows_limit
 
 
+def _best_rate(device: torch.device, precision: str, decode_window: Callable[[], list[list[int]]],
+               runs: int = 3) -> tuple[list[list[int]], float]:
+    """A decode call timed ``runs`` times: its rows and its best rate (the first row's tokens a second, encoder
+    and prompt included)."""
+    from bench.speed import _clock
+    from engine.runtime import autocast
+
+    best, rows = float("inf"), None
+    for _ in range(runs):
+        t = _clock(device)
+        with autocast(device, precision):
+            rows = decode_window()
+        best = min(best, _clock(device) - t)
+    return rows, len(rows[0]) / best
+
+
 def _graph_cases(device: torch.device, precision: str, tokens: int, rows_limit: int) -> None:
     from bench.forward import random_model
     from bench.speed import _tokenizer
     from engine.decoding import DecodingOptions, decode
-    from engine.runtime import autocast
 
     for name in ("v32", "v32-mini"):
         model = random_model(name, device, precision)
@@ -121,16 +137,9 @@ def _graph_cases(device: torch.device, precision: str, tokens: int, rows_limit: 
                 engine.decoding.GRAPH_ROWS = max(rows_limit, batch)  # 32 rows: measured as if graphed
                 opts = DecodingOptions(do_sample=False, max_length=608 + tokens, cfg_scale=cfg_scale, cuda_graph=graph)
                 negative = [prompt[:-8]] * batch if cfg_scale > 1 else None
-                best, rows = float("inf"), None
-                for _ in range(3):
-                    torch.cuda.synchronize(device) if device.type == "cuda" else None
-                    t = time.perf_counter()
-                    with autocast(device, precision):
-                        rows = decode(model, tokenizer, frames.expand(batch, -1), [prompt] * batch, opts, stop=(),
-                                      negative_prompts=negative)
-                    torch.cuda.synchronize(device) if device.type == "cuda" else None
-                    best = min(best, time.perf_counter() - t)
-                results[graph] = (rows, len(rows[0]) / best)
+                results[graph] = _best_rate(device, precision, lambda: decode(
+                    model, tokenizer, frames.expand(batch, -1), [prompt] * batch, opts, stop=(),
+                    negative_prompts=negative))
             same = results[False][0] == results[True][0]
             print(f"  {name:<9} {label:<15}: eager {results[False][1]:7.0f} steps/s, CUDA graph {results[True][1]:7.0f} "
                   f"steps/s (window incl. encoder and prompt), same tokens: {same}")
@@ -145,7 +154,6 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
     from bench.speed import _tokenizer
     import engine.token_graph
     from engine.decoding import DecodingOptions, decode
-    from engine.runtime import autocast
     from engine.sampling import choose, draw_noise
 
     scores = torch.randn(4, 5000, device=device, generator=torch.Generator(device).manual_seed(0)) * 4
@@ -175,19 +183,15 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
             for captured in (False, True):
                 engine.token_graph.CAPTURE_AFTER = capture_after if captured else 10**9
                 model.__dict__.pop("_graphed_steps", None)  # no kept graph (nor token graph) from the run before
-                best, rows = float("inf"), None
-                for _ in range(3):
-                    torch.cuda.synchronize(device) if device.type == "cuda" else None
-                    t = time.perf_counter()
-                    with autocast(device, precision):
-                        streams = ([torch.Generator(device).manual_seed(5 + r) for r in range(batch)]
-                                   if label.endswith("streams") else torch.Generator(device).manual_seed(5))
-                        rows = decode(model, tokenizer, frames.expand(batch, -1), prompts, opts, stop=(),
-                                      lookback_ms=2000.0, generator=streams,
-                                      negative_prompts=[p[:-8] for p in prompts] if cfg_scale > 1 else None)
-                    torch.cuda.synchronize(device) if device.type == "cuda" else None
-                    best = min(best, time.perf_counter() - t)
-                results[captured] = (rows, len(rows[0]) / best)
+
+                def run() -> list[list[int]]:
+                    streams = ([torch.Generator(device).manual_seed(5 + r) for r in range(batch)]
+                               if label.endswith("streams") else torch.Generator(device).manual_seed(5))
+                    return decode(model, tokenizer, frames.expand(batch, -1), prompts, opts, stop=(),
+                                  lookback_ms=2000.0, generator=streams,
+                                  negative_prompts=[p[:-8] for p in prompts] if cfg_scale > 1 else None)
+
+                results[captured] = _best_rate(device, precision, run)
             engine.token_graph.CAPTURE_AFTER = capture_after
             print(f"  {name:<9} {label:<13}: token step uncaptured {results[False][1]:6.0f} tok/s, captured "
                   f"{results[True][1]:6.0f} tok/s (window incl. encoder and prompt), same tokens: "
