@@ -117,7 +117,6 @@ class MonotonicTime:
     def __init__(self, tokenizer: Tokenizer):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
-        self.is_sos = TokenSet([tokenizer.sos_id, *tokenizer.context_sos.values()], tokenizer.vocab_size_in)
         # what each token does to a floor: a time shift sets it to its value, SOS clears it, the rest (-1) keep it
         effect = torch.full((tokenizer.vocab_size_in,), -1, dtype=torch.long)
         effect[self.start: self.stop] = torch.arange(self.stop - self.start)
@@ -133,12 +132,11 @@ class MonotonicTime:
     def _scan(self, ids: torch.Tensor) -> torch.Tensor:
         batch, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(batch, -1)
-        is_time = (ids >= self.start) & (ids < self.stop)
-        is_sos = self.is_sos(ids)
-        last_time = torch.where(is_time, positions, -1).max(dim=1).values
-        last_sos = torch.where(is_sos, positions, -1).max(dim=1).values
+        effect = self.effect.on(ids.device)[ids]
+        last_time = torch.where(effect >= 0, positions, -1).max(dim=1).values
+        last_sos = torch.where(effect == self.SOS, positions, -1).max(dim=1).values
         active = (last_time >= 0) & (last_time > last_sos)
-        value = ids.gather(1, last_time.clamp(min=0)[:, None])[:, 0] - self.start
+        value = effect.gather(1, last_time.clamp(min=0)[:, None])[:, 0]
         return torch.where(active, value, -1)
 
     def restart(self) -> None:
