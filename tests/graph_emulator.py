@@ -102,20 +102,25 @@ class _Recording(TorchDispatchMode):
         return out
 
 
-def emulate_cuda_graphs(monkeypatch) -> list[EmulatedGraph]:
-    """torch.cuda's graph capture and streams replaced by the emulator; returns the graphs made."""
+def stand_in_streams(monkeypatch) -> None:
+    """torch.cuda's streams stood in for on the CPU: one stream that waits for nothing, entered as a no-op."""
     import types
 
+    stream = types.SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *args, **kwargs: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+
+
+def emulate_cuda_graphs(monkeypatch) -> list[EmulatedGraph]:
+    """torch.cuda's graph capture and streams replaced by the emulator; returns the graphs made."""
     made: list[EmulatedGraph] = []
 
     def new_graph() -> EmulatedGraph:
         made.append(EmulatedGraph())
         return made[-1]
 
-    stream = types.SimpleNamespace(wait_stream=lambda other: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda *args, **kwargs: stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    stand_in_streams(monkeypatch)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", new_graph)
     monkeypatch.setattr(torch.cuda, "graph", lambda g: g.capturing())
     return made

@@ -136,18 +136,17 @@ def _cached_and_static_after_prompt(model, ids: torch.Tensor, length: int, promp
 
 def _stand_in_cuda(monkeypatch, replay) -> type:
     """CUDA's streams and graph capture stood in for on the CPU: a capture records nothing and the graph's
-    replay calls ``replay()``. Returns the stand-in graph class."""
+    replay calls ``replay()`` (for steps whose kernels the emulator in graph_emulator.py cannot see: a compiled
+    step's). Returns the stand-in graph class."""
     import contextlib
-    import types
+
+    from .graph_emulator import stand_in_streams
 
     class StandInGraph:
         def replay(self):
             replay()
 
-    stream = types.SimpleNamespace(wait_stream=lambda other: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    stand_in_streams(monkeypatch)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
     monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
     return StandInGraph
