@@ -403,14 +403,15 @@ def uses_cuda_graph(device: torch.device, batch: int, opts: DecodingOptions) -> 
 
 
 def _token_graph(graphed, tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float, guided: bool,
-                 row_streams: bool, stop: frozenset[int], is_stop: TokenSet, vocab: int):
-    """The token graph kept with ``graphed`` for windows decoded with these options, or a new one."""
+                 row_streams: bool, stop: frozenset[int], vocab: int):
+    """The token graph kept with ``graphed`` for windows decoded with these options (its rule chain and stop set
+    made once, on the device already), or a new one."""
     from .token_graph import TokenGraph, token_graph
 
     key = (tokenizer, dataclasses.replace(opts, max_length=0), lookback_ms, guided, row_streams, stop)
     return token_graph(graphed, key, lambda: TokenGraph(
         graphed, TokenChoice(tokenizer, opts, lookback_ms, guided, graphed.ids.device), vocab, HISTORY_COLUMNS,
-        is_stop, guided=guided, sampling=opts.do_sample, row_streams=row_streams))
+        TokenSet(stop, tokenizer.vocab_size_in), guided=guided, sampling=opts.do_sample, row_streams=row_streams))
 
 
 @torch.inference_mode()
@@ -479,18 +480,18 @@ def decode(
         graphed = graphed_step(model, state, max_len, len(rows_in), opts.compiled_step)
 
     stop = frozenset(stop)
-    is_stop = TokenSet(stop, tokenizer.vocab_size_in)
     # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped): after the
     # first token the window goes on in a token graph (engine.token_graph), kept for the next windows alike.
     loop = None
     if graphed is not None:
-        loop = _token_graph(graphed, tokenizer, opts, lookback_ms, guided, row_generators is not None, stop, is_stop,
+        loop = _token_graph(graphed, tokenizer, opts, lookback_ms, guided, row_generators is not None, stop,
                             logits.shape[-1])
-        choice = loop.choice
+        choice, is_stop = loop.choice, loop.is_stop
         choice.restart()
         out, done = loop.start(total)
     else:
         choice = TokenChoice(tokenizer, opts, lookback_ms, guided, device)
+        is_stop = TokenSet(stop, tokenizer.vocab_size_in)
         out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
 
