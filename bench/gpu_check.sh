@@ -7,8 +7,9 @@
 # (bench/loop_profile.py), the speed table and quality gate as decoding runs by default (bench/speed.py), and
 # the quality gate with the compiled step (bench/speed.py --compiled-step --gate-only): together about the
 # default DEADLINE.
-# STEPS="loop speed" runs only the steps named. COMPILED=1 adds the compiled step's speed table, the goldens and
-# the captured token step through it, and the torch.compile experiment (the whole static step compiled in
+# STEPS="loop speed" runs only the steps named. COMPILED=1 adds the token loop with compiled_step (the decoder
+# step and the rest of the token step compiled; bench/loop_profile.py --compiled-step), the compiled step's
+# speed table, the goldens and the captured token step through it, and the torch.compile experiment (the whole static step compiled in
 # torch's default mode and in max-autotune, then graphed: steps/s, compile time, graph breaks, kernels; measured
 # on 2026-12-04). PROFILE=1 adds the plain step's kernel profile and attention variants (bench/step_profile.py)
 # and the CUDA graph and encoder-batch speeds, measured on 2026-12-04.
@@ -39,6 +40,7 @@ step loop 90 "$python" bench/loop_profile.py --device "$device"
 step speed 150 "$python" bench/speed.py --device "$device" --json
 step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only
 if [ "${COMPILED:-0}" = 1 ]; then
+    step loop-compiled 150 "$python" bench/loop_profile.py --device "$device" --compiled-step
     step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
     step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate token --precisions bf16
     step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16

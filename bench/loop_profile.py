@@ -1,6 +1,6 @@
 """Where a GPU token's time goes in ``engine.decoding.decode``: the graphed decoder step against the loop around it.
 
-    python bench/loop_profile.py [--device cuda] [--precision bf16]
+    python bench/loop_profile.py [--device cuda] [--precision bf16] [--compiled-step]
 
 A CUDA graph makes the decoder step one launch (bench/device_check.py), but each token also runs the logit
 rules, sampling and the loop's one host read. For real-size v32 and v32-mini (random weights) and a map window
@@ -10,6 +10,10 @@ the window's first steps the whole token step replays as one graph, engine.token
 the token step never captured (each step's rules and bookkeeping launched from the host, around the graphed
 decoder step), greedy, sampling without the logit rules, and the graphed step alone; then the loop's busiest
 host operations (torch.profiler, self CPU time per generated token, measured the same way).
+
+``--compiled-step`` measures all of it with ``DecodingOptions.compiled_step`` (the decoder step, and the rest of
+the token step, compiled by torch.compile; the first window of each variant pays the compiling, not counted:
+each figure is the best of its runs), plus the loop with only the decoder step compiled.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench.speed  # noqa: E402
 import engine.decoding  # noqa: E402
 import engine.token_graph  # noqa: E402
 from bench.forward import random_model  # noqa: E402
@@ -66,7 +71,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "amp", "int8"])
     ap.add_argument("--models", nargs="*", default=["v32-mini", "v32"])
+    ap.add_argument("--compiled-step", action="store_true", help="decode with DecodingOptions.compiled_step")
     args = ap.parse_args()
+    bench.speed.COMPILED_STEP = args.compiled_step  # window_seconds' options and the graphed step alone
     device = torch.device(args.device)
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({label}), torch {torch.__version__}, precision {args.precision}")
@@ -89,8 +96,16 @@ def main() -> None:
         # the graphed step replayed alone after the same prompt (bench/speed.py's decoder tokens/s)
         step = (1000 / decoder_tokens_per_second(model, device, args.precision, 1, MAP_WINDOW.prompt, 200)
                 if device.type == "cuda" else float("nan"))
+        rules_eager = ""
+        if args.compiled_step:  # the token step's rules and bookkeeping left uncompiled
+            real_compiled = engine.token_graph.compiled_decide
+            engine.token_graph.compiled_decide = lambda: None
+            try:
+                rules_eager = f", only the decoder step compiled {per_token_ms(model, name, device, args.precision):.3f}"
+            finally:
+                engine.token_graph.compiled_decide = real_compiled
         print(f"  {name}: ms per token: loop {full:.3f}, token step not captured {uncaptured:.3f}, greedy "
-              f"{greedy:.3f}, no logit rules {bare:.3f}, graphed step alone {step:.3f}", flush=True)
+              f"{greedy:.3f}, no logit rules {bare:.3f}, graphed step alone {step:.3f}{rules_eager}", flush=True)
         host_profile(model, name, device, args.precision)
         del model
 

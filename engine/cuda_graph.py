@@ -75,7 +75,7 @@ def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
     return compiled
 
 
-def _first_cause(error: BaseException) -> str:
+def first_cause(error: BaseException) -> str:
     """The first line of the error torch.compile's own wrapping hides (its backend's failure)."""
     while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
         error = inner
@@ -144,7 +144,7 @@ class GraphedStep:
                 compiled(self.ids, self.state)
         except Exception as e:  # noqa: BLE001 - no compiler, no Triton, an unsupported op: the plain step, same tokens
             log.warning("decoding without torch.compile: compiling the decoder step failed (%s)", e)
-            self.model.__dict__["_compile_failure"] = _first_cause(e)
+            self.model.__dict__["_compile_failure"] = first_cause(e)
             compiled = None
         self.state.position.copy_(start)  # the trial wrote keys at the next position: masked until overwritten
         return compiled

@@ -56,8 +56,9 @@ class DecodingOptions:
     max_length: int = 2048  # prompt + generated, as Hugging Face's max_length
     types_first: bool = False
     cuda_graph: bool = True  # on a GPU, replay the decoder steps of up to GRAPH_ROWS rows as a CUDA graph (same tokens)
-    # with cuda_graph: compile the graphed step with torch.compile first (fewer, fused kernels a token; seconds of
-    # compiling per batch shape; logits within rounding of the plain step's); engine.cuda_graph
+    # with cuda_graph: compile the graphed step, and the rules and draw around it, with torch.compile first (fewer,
+    # fused kernels a token; seconds of compiling per batch shape; logits within rounding of the plain step's);
+    # engine.cuda_graph, engine.token_graph
     compiled_step: bool = False
 
 
@@ -69,19 +70,10 @@ HISTORY_COLUMNS = 3
 # --- logit rules ----------------------------------------------------------------------------------------------
 
 
-class _OnDevice:
-    """A constant tensor, copied to each device once: made per step, it would be a host-to-device copy each
-    step on a GPU."""
-
-    def __init__(self, values):
-        self.values = torch.as_tensor(values)
-        self._copies: dict[torch.device, torch.Tensor] = {}
-
-    def on(self, device: torch.device) -> torch.Tensor:
-        copy = self._copies.get(device)
-        if copy is None:
-            copy = self._copies[device] = self.values.to(device)
-        return copy
+# Rules make their constant tensors on the decoding device when they are made: made per step, each would be a
+# host-to-device copy every step on a GPU, and one made at a rule's first use would change the rule under a
+# compiled token step (engine.token_graph), which would then compile again.
+Device = torch.device | str
 
 
 class TokenSet:
@@ -89,20 +81,21 @@ class TokenSet:
     device. torch.isin sorts once the set passes about a dozen ids, and on a GPU its sort asks the host for a
     size: a wait every step, and a CUDA graph capture fails on it."""
 
-    def __init__(self, ids: Iterable[int], size: int):
+    def __init__(self, ids: Iterable[int], size: int, device: Device = "cpu"):
         ids = list(ids)
         table = torch.zeros(max([size, *(i + 1 for i in ids)]), dtype=torch.bool)
         table[ids] = True
-        self.table = _OnDevice(table)
+        self.table = table.to(device)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.table.on(tokens.device)[tokens]
+        return self.table[tokens]
 
 
 def cheap_host_reads(t: torch.Tensor) -> bool:
-    """Whether reading ``t``'s values on the host is free (CPU); on a GPU it waits for the device, so rules skip
+    """Whether reading ``t``'s values on the host is free (CPU, run eagerly); on a GPU it waits for the device,
+    and in a compiled token step (:mod:`engine.token_graph`) it would break the compiled graph, so rules skip
     their shortcuts there and compute for every row instead (same scores)."""
-    return not t.is_cuda
+    return not t.is_cuda and not torch.compiler.is_compiling()
 
 
 class MonotonicTime:
@@ -114,25 +107,25 @@ class MonotonicTime:
 
     SOS = -2  # in ``effect``: the token clears the floor
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, device: Device = "cpu"):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
         # what each token does to a floor: a time shift sets it to its value, SOS clears it, the rest (-1) keep it
         effect = torch.full((tokenizer.vocab_size_in,), -1, dtype=torch.long)
         effect[self.start: self.stop] = torch.arange(self.stop - self.start)
         effect[[tokenizer.sos_id, *tokenizer.context_sos.values()]] = self.SOS
-        self.effect = _OnDevice(effect)
+        self.effect = effect.to(device)
         # each output token's shift value, or one past every floor for the rest: what "too early" compares
         shift = torch.full((tokenizer.vocab_size_out,), self.stop - self.start, dtype=torch.long)
         shift[self.start: self.stop] = torch.arange(self.stop - self.start)
-        self.shift = _OnDevice(shift)
+        self.shift = shift.to(device)
         self.floor: torch.Tensor | None = None  # [rows] long
         self._prompt = True  # the next call gets a window's prompt
 
     def _scan(self, ids: torch.Tensor) -> torch.Tensor:
         batch, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(batch, -1)
-        effect = self.effect.on(ids.device)[ids]
+        effect = self.effect[ids]
         last_time = torch.where(effect >= 0, positions, -1).max(dim=1).values
         last_sos = torch.where(effect == self.SOS, positions, -1).max(dim=1).values
         active = (last_time >= 0) & (last_time > last_sos)
@@ -151,7 +144,7 @@ class MonotonicTime:
                 self.floor = floor
             self._prompt = False
         else:  # each later call: one new token, last (a few operations on one column, each a launch on a GPU)
-            effect = self.effect.on(ids.device)[ids[:, -1]]
+            effect = self.effect[ids[:, -1]]
             self.floor.copy_(torch.where(effect == -1, self.floor, effect.clamp(min=-1)))
         return self.floor
 
@@ -159,7 +152,7 @@ class MonotonicTime:
         floor = self._fold(ids)
         if cheap_host_reads(ids) and not bool((floor >= 0).any()):  # a shortcut where host reads cost nothing
             return scores
-        too_early = self.shift.on(ids.device)[None, :] < floor[:, None]  # none where floor is -1
+        too_early = self.shift[None, :] < floor[:, None]  # none where floor is -1
         return scores.masked_fill(too_early, -torch.inf)
 
     def select(self, rows: torch.Tensor) -> None:
@@ -197,7 +190,7 @@ class TypeTemperature:
     next token uses ``taiko_hit_temperature``. Decided per batch row.
     """
 
-    def __init__(self, tokenizer: Tokenizer, opts: DecodingOptions):
+    def __init__(self, tokenizer: Tokenizer, opts: DecodingOptions, device: Device = "cpu"):
         def starts(*types):
             return [tokenizer.start[t] for t in types if tokenizer.has(t)]
 
@@ -205,14 +198,14 @@ class TypeTemperature:
         conditions = []
         if opts.timing_temperature != opts.temperature:
             conditions.append((opts.timing_temperature, TokenSet(starts(EventType.BEAT, EventType.MEASURE,
-                                                                         EventType.TIMING_POINT), size), 1))
+                                                                         EventType.TIMING_POINT), size, device), 1))
         mania = starts(EventType.CIRCLE, EventType.HOLD_NOTE, EventType.HOLD_NOTE_END) \
             if tokenizer.has(EventType.HOLD_NOTE_END) else []
         if opts.mania_column_temperature != opts.temperature and mania:
-            conditions.append((opts.mania_column_temperature, TokenSet(mania, size), 3))
+            conditions.append((opts.mania_column_temperature, TokenSet(mania, size, device), 3))
         scroll = list(tokenizer.id_range(EventType.SCROLL_SPEED))
         if opts.taiko_hit_temperature != opts.temperature and scroll:
-            conditions.append((opts.taiko_hit_temperature, TokenSet(scroll, size), 1))
+            conditions.append((opts.taiko_hit_temperature, TokenSet(scroll, size, device), 1))
         self.default = opts.temperature
         self.conditions = conditions
 
@@ -237,26 +230,27 @@ class LookbackBias:
     step right after a timed event, correcting the bias upstream measured.
     """
 
-    def __init__(self, tokenizer: Tokenizer, lookback_ms: float, types_first: bool):
+    def __init__(self, tokenizer: Tokenizer, lookback_ms: float, types_first: bool, device: Device = "cpu"):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start = r.start
         self.stop = tokenizer.start[EventType.TIME_SHIFT] + int(lookback_ms / MS_PER_STEP) - tokenizer.range[
             EventType.TIME_SHIFT].min_value
         self.types_first = types_first
-        self.eos_ids = _OnDevice([tokenizer.eos_id, *tokenizer.context_eos.values()])
-        self.timed = TokenSet([i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)], tokenizer.vocab_size_in)
+        self.eos_ids = torch.tensor([tokenizer.eos_id, *tokenizer.context_eos.values()], device=device)
+        self.timed = TokenSet([i for t in TIMED_EVENT_TYPES for i in tokenizer.id_range(t)], tokenizer.vocab_size_in,
+                              device)
         # the vocabulary's columns inside and outside the lookback's time shifts, as index lists: a boolean
         # mask as an index asks the device how many columns it picks (a host read each step)
         vocab = torch.arange(tokenizer.vocab_size_out)
         inside = (vocab >= self.start) & (vocab < self.stop)
-        self.inside, self.outside = _OnDevice(vocab[inside]), _OnDevice(vocab[~inside])
-        self.forbidden = _OnDevice(inside)  # time after type: the lookback's time shifts, as a mask of the vocabulary
+        self.inside, self.outside = vocab[inside].to(device), vocab[~inside].to(device)
+        self.forbidden = inside.to(device)  # time after type: the lookback's time shifts, as a mask of the vocabulary
         self.last_scores: torch.Tensor | None = None
         self._prompt = True  # the next call gets a window's prompt (no scores before it)
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if not self.types_first:
-            return scores.masked_fill(self.forbidden.on(scores.device), -torch.inf)
+            return scores.masked_fill(self.forbidden, -torch.inf)
         out = scores
         if ids.shape[1] and not self._prompt:
             # computed for every row and kept where the last id was a timed event; on a GPU without asking
@@ -265,10 +259,10 @@ class LookbackBias:
             if cheap_host_reads(ids) and not bool(after_timed.any()):
                 self._keep(scores)
                 return out
-            inside, outside = self.inside.on(scores.device), self.outside.on(scores.device)
+            inside, outside = self.inside, self.outside
             prev = F.softmax(self.last_scores, dim=-1)
             probs = F.softmax(scores, dim=-1)
-            p_end = prev.index_select(1, self.eos_ids.on(scores.device)).sum(dim=-1)
+            p_end = prev.index_select(1, self.eos_ids).sum(dim=-1)
             p_event = 1 - p_end
             kept = probs.index_select(1, outside)
             s = 1 / (kept.sum(dim=-1) * p_event + p_end)
@@ -319,14 +313,16 @@ class TopP:
         return scores.masked_fill(drop.scatter(1, order, drop), -torch.inf)
 
 
-def logit_rules(tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float = 0.0) -> list[Rule]:
-    """The rule chain for one generate call, in upstream's order (guidance is applied before these)."""
-    rules: list[Rule] = [MonotonicTime(tokenizer)]
+def logit_rules(tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float = 0.0,
+                device: Device = "cpu") -> list[Rule]:
+    """The rule chain for one generate call, in upstream's order (guidance is applied before these), its
+    constants on ``device``."""
+    rules: list[Rule] = [MonotonicTime(tokenizer, device)]
     if opts.timeshift_bias:
         rules.append(TimeShiftBias(tokenizer, opts.timeshift_bias))
-    rules.append(TypeTemperature(tokenizer, opts) if opts.types_first else Temperature(opts.temperature))
+    rules.append(TypeTemperature(tokenizer, opts, device) if opts.types_first else Temperature(opts.temperature))
     if lookback_ms > 0:
-        rules.append(LookbackBias(tokenizer, lookback_ms, opts.types_first))
+        rules.append(LookbackBias(tokenizer, lookback_ms, opts.types_first, device))
     if opts.do_sample:
         if opts.top_k > 0:
             rules.append(TopK(opts.top_k))
@@ -342,7 +338,7 @@ class TokenChoice:
 
     def __init__(self, tokenizer: Tokenizer, opts: DecodingOptions, lookback_ms: float, guided: bool,
                  device: torch.device):
-        self.rules = logit_rules(tokenizer, opts, lookback_ms)
+        self.rules = logit_rules(tokenizer, opts, lookback_ms, device)
         self.cfg_scale = opts.cfg_scale if guided else None
         self.invalid = torch.zeros((), dtype=torch.bool, device=device)  # a row's probabilities were not numbers
 
@@ -411,7 +407,7 @@ def _token_graph(graphed, tokenizer: Tokenizer, opts: DecodingOptions, lookback_
     key = (tokenizer, dataclasses.replace(opts, max_length=0), lookback_ms, guided, row_streams, stop)
     return token_graph(graphed, key, lambda: TokenGraph(
         graphed, TokenChoice(tokenizer, opts, lookback_ms, guided, graphed.ids.device), vocab, HISTORY_COLUMNS,
-        TokenSet(stop, tokenizer.vocab_size_in), guided=guided, sampling=opts.do_sample, row_streams=row_streams))
+        TokenSet(stop, tokenizer.vocab_size_in, graphed.ids.device), guided=guided, sampling=opts.do_sample, row_streams=row_streams))
 
 
 @torch.inference_mode()
@@ -491,7 +487,7 @@ def decode(
         out, done = loop.start(total)
     else:
         choice = TokenChoice(tokenizer, opts, lookback_ms, guided, device)
-        is_stop = TokenSet(stop, tokenizer.vocab_size_in)
+        is_stop = TokenSet(stop, tokenizer.vocab_size_in, device)
         out = torch.full((batch, total), PAD_ID, dtype=torch.long, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
 

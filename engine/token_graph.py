@@ -14,9 +14,15 @@ next windows decoded with the same options, in buffers of its own that each wind
 It is captured once a window has taken :data:`CAPTURE_AFTER` steps eagerly: passes of short windows never pay
 for it, and by then every rule has made its device constants. Where capture fails, or on a CPU, the step keeps
 running eagerly: the same tokens either way.
+
+Where the decoder step is compiled (``DecodingOptions.compiled_step``) the rest of the token step is compiled too,
+by one torch.compile of :meth:`TokenGraph._decide` for the process (token graphs with the same rules share its
+code): Inductor fuses the ~35 small kernels of guidance, the rules and the draw into a few. Where compiling it
+fails, it runs eagerly, with a warning.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -24,6 +30,7 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import cuda_graph
 from .cuda_graph import GraphedStep
 from .sampling import Streams, default_stream, draw_noise
 from .tokenizer import PAD_ID
@@ -81,6 +88,7 @@ class TokenGraph:
         self.noise = torch.ones(rows, vocab, device=device) if sampling else None
         self.lagged = None if row_streams else LaggedAllDone(device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.compiled = compiled_decide() if step.on_device is not None else None  # _decide, compiled
         self._capturable = step.graph is not None  # the decoder step alone captured: try the whole step
         self._recording = False
 
@@ -151,6 +159,12 @@ class TokenGraph:
         self.step.state.length += 1  # the host's copy of the position the graph advanced on the device
 
     def _step(self) -> None:
+        fed = self._decided()
+        self.logits.copy_(self.step.in_capture(fed) if self._recording else self.step(fed))
+
+    def _decide(self) -> torch.Tensor:
+        """This step's tokens, chosen from ``self.logits`` and written into the window's books; returns what the
+        decoder step is fed next (each token twice when guided)."""
         token = self.choice(self.logits, self.recent, self.done, self.noise)
         self.out.index_copy_(1, self.column, token[:, None])
         self.recent.copy_(torch.cat([self.recent[:, 1:], token[:, None]], dim=1))
@@ -159,8 +173,23 @@ class TokenGraph:
         if self.budget is not None:
             self.done.logical_or_(self.budget <= self.column)
         self.all_done.copy_(self.done.all())
-        fed = torch.cat([token, token]) if self.guided else token
-        self.logits.copy_(self.step.in_capture(fed) if self._recording else self.step(fed))
+        return torch.cat([token, token]) if self.guided else token
+
+    def _decided(self) -> torch.Tensor:
+        """:meth:`_decide`, through its compiled code where there is any (compiled at a window's first eager step,
+        never inside a capture)."""
+        global _decide_failure
+        if self.compiled is None or _decide_failure is not None:
+            return self._decide()
+        if self._recording:
+            return self.compiled(self)
+        try:
+            return self.compiled(self)
+        except Exception as e:  # noqa: BLE001 - no compiler, an op Inductor cannot take: eager, same tokens
+            _decide_failure = cuda_graph.first_cause(e)
+            log.warning("choosing tokens without torch.compile: compiling the token step failed (%s)", _decide_failure)
+            self.compiled = None
+            return self._decide()
 
     def _capture(self) -> torch.cuda.CUDAGraph | None:
         """The whole step captured (a capture runs no kernel: nothing on the device changes), or None where
@@ -172,9 +201,12 @@ class TokenGraph:
         graph = torch.cuda.CUDAGraph()
         side = _capture_stream(self.logits.device)
         side.wait_stream(torch.cuda.current_stream())
+        # compiled code is run as compiled: any reason to compile again fails the capture before its first kernel
+        compiled = torch.compiler.set_stance("fail_on_recompile") if self.compiled is not None \
+            else contextlib.nullcontext()
         try:
             self._recording = True
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), compiled:
                 graph.capture_begin()
                 try:
                     self._step()
@@ -188,6 +220,23 @@ class TokenGraph:
             self.step.state.length = length
         torch.cuda.current_stream().wait_stream(side)
         return graph
+
+
+_compiled_decide = None  # TokenGraph._decide compiled, one for the process
+_decide_failure: str | None = None  # why compiling it failed (the first line), after which it is not tried again
+
+
+def compiled_decide() -> Callable[[TokenGraph], torch.Tensor] | None:
+    """:meth:`TokenGraph._decide` compiled by torch.compile (whole: a graph break would leave kernels between
+    the pieces, and a host read among them), one compiled function for every token graph of the process (a
+    compiled function per graph would compile again for each), or None once compiling it has failed."""
+    global _compiled_decide
+    if _decide_failure is not None:
+        return None
+    if _compiled_decide is None:
+        _compiled_decide = torch.compile(TokenGraph._decide, dynamic=False, fullgraph=True,
+                                         mode=cuda_graph.COMPILE_MODE)
+    return _compiled_decide
 
 
 def token_graph(step: GraphedStep, key: Hashable, make: Callable[[], TokenGraph]) -> TokenGraph:

@@ -159,6 +159,140 @@ def test_the_captured_token_step_gives_the_ordinary_tokens(monkeypatch, case):
     assert token_graphs[0].replays > max(len(r) for r in ordinary[0][0]) - 2
 
 
+def _decide_compiled(monkeypatch, compile=None) -> None:
+    """Token graphs compile their choice and bookkeeping (TokenGraph._decide), as they do beside a compiled
+    decoder step, while the decoder step here stays plain (compiling it is test_static_decoding's); ``compile``
+    stands in for torch.compile."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    monkeypatch.setattr(engine.token_graph, "_compiled_decide", None)
+    monkeypatch.setattr(engine.token_graph, "_decide_failure", None)
+    if compile is not None:
+        monkeypatch.setattr(torch, "compile", compile)
+    real_init = engine.token_graph.TokenGraph.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.compiled = engine.token_graph.compiled_decide()
+        self._capturable = True  # the decoder step is not captured here (its graph stands in below)
+
+    monkeypatch.setattr(engine.token_graph.TokenGraph, "__init__", init)
+
+
+def _stand_in_token_graphs(monkeypatch) -> list:
+    """Captures of the token step stood in for: a capture runs the step but leaves the values it held (a real
+    one runs nothing; keys written past the position are masked until overwritten) and a replay runs the step
+    again as the capture ran it, under torch.compile's "fail_on_recompile" (compiled code, as a graph holds its
+    kernels, cannot compile again); for compiled steps, whose kernels the emulator cannot see. Returns the
+    graphs made."""
+    import contextlib
+
+    from .graph_emulator import stand_in_streams
+
+    made = []
+
+    class StandInGraph:
+        def capture_begin(self):
+            made.append(self)
+
+        def capture_end(self):
+            pass
+
+        def replay(self):
+            loop = self.loop
+            loop._recording = True
+            try:
+                with torch.compiler.set_stance("fail_on_recompile"):
+                    loop._step()
+            finally:
+                loop._recording = False
+            loop.step.state.length -= 1  # the host's copy of the position: the loop adds the replay's step
+
+    real_capture = engine.token_graph.TokenGraph._capture
+
+    def capture(self):
+        held = [self, self.choice, *self.choice.rules, self.step.state]
+        before = [(t, t.clone()) for o in held for t in vars(o).values() if isinstance(t, torch.Tensor)]
+        graph = real_capture(self)
+        for tensor, value in before:
+            tensor.copy_(value)
+        if graph is not None:
+            graph.loop = self
+        return graph
+
+    stand_in_streams(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+    monkeypatch.setattr(engine.token_graph.TokenGraph, "_capture", capture)
+    monkeypatch.setattr(engine.token_graph, "_CAPTURE_STREAMS", __import__("threading").local())
+    monkeypatch.setattr(engine.token_graph, "CAPTURE_AFTER", 2)
+    return made
+
+
+def _every_rule_windows(model, tokenizer) -> list[list[list[int]]]:
+    """Two sampled, guided windows (every logit rule, types first) of three rows, the second with other prompts
+    and audio, drawing where the first left off."""
+    gen = torch.Generator().manual_seed(21)
+    prompts = [torch.randint(3, 600, (n,), generator=gen).tolist() for n in (40, 33, 27)]
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.5,
+                           max_length=100, types_first=True, cfg_scale=2.0)
+    stream, windows = torch.Generator().manual_seed(4), []
+    for window in range(2):
+        shown = [p[window * 6:] for p in prompts]
+        windows.append(decode(model, tokenizer, frames_for(model, 3).roll(window * 5000, dims=1), shown, opts,
+                              stop=[tokenizer.eos_id], lookback_ms=2000.0, generator=stream,
+                              negative_prompts=[p[:-4] for p in shown]))
+    return windows
+
+
+@pytest.mark.slow
+def test_a_compiled_token_step_gives_the_ordinary_tokens_and_is_captured_as_compiled(monkeypatch):
+    """Beside a compiled decoder step the token step's choice and bookkeeping are compiled too (Inductor's CPU
+    code here, Triton's on a GPU): whole (no graph break: on a GPU each break leaves kernels outside the fused
+    ones, and a host read between them), once for the process (a later token graph with the same rules reuses
+    the code), before the capture, which then replays it without compiling again; the same tokens."""
+    import torch._dynamo
+
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    ordinary = _every_rule_windows(model, tokenizer)
+    assert sum(len(r) for w in ordinary for r in w) > 100
+    _static_everywhere(monkeypatch)
+    monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)  # as the rules run on a GPU
+    _decide_compiled(monkeypatch)
+    graphs = _stand_in_token_graphs(monkeypatch)
+    assert _every_rule_windows(model, tokenizer) == ordinary
+    assert len(graphs) == 1 and all(step.__dict__.pop("_token_graphs") for step in model._graphed_steps.values())
+    assert _every_rule_windows(model, tokenizer) == ordinary  # new token graphs: the compiled code reused
+    assert len(graphs) == 2
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert not torch._dynamo.utils.counters["graph_break"]
+
+
+def test_a_token_step_that_fails_to_compile_runs_eagerly(monkeypatch, caplog):
+    """No C compiler, no Triton, an operation Inductor cannot take: one warning, then the eager token step for
+    the process (compiling is not tried again), the same tokens."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    ordinary = _every_rule_windows(model, tokenizer)
+    tried = []
+
+    def failing_compile(fn, **kwargs):
+        def compiled(*args):
+            tried.append(kwargs)
+            raise RuntimeError("Compiler: cc is not found")
+        return compiled
+
+    _static_everywhere(monkeypatch)
+    _decide_compiled(monkeypatch, failing_compile)
+    _stand_in_token_graphs(monkeypatch)
+    with caplog.at_level("WARNING", logger="engine.token_graph"):
+        assert _every_rule_windows(model, tokenizer) == ordinary
+    assert len(tried) == 1 and engine.token_graph.compiled_decide() is None
+    assert caplog.text.count("compiling the token step failed (Compiler: cc is not found)") == 1
+
+
 def test_a_failed_capture_leaves_the_eager_token_step(monkeypatch):
     """A capture that fails (here: a host read inside the step, as the rules' CPU shortcuts would make) leaves
     the same step running eagerly, with the same tokens."""
