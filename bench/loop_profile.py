@@ -101,7 +101,8 @@ def main() -> None:
             real_compiled = engine.token_graph.compiled_decide
             engine.token_graph.compiled_decide = lambda: None
             try:
-                rules_eager = f", only the decoder step compiled {per_token_ms(model, name, device, args.precision):.3f}"
+                ms = per_token_ms(model, name, device, args.precision)
+                rules_eager = f", only the decoder step compiled {ms:.3f}"
             finally:
                 engine.token_graph.compiled_decide = real_compiled
         print(f"  {name}: ms per token: loop {full:.3f}, token step not captured {uncaptured:.3f}, greedy "

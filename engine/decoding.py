@@ -405,9 +405,11 @@ def _token_graph(graphed, tokenizer: Tokenizer, opts: DecodingOptions, lookback_
     from .token_graph import TokenGraph, token_graph
 
     key = (tokenizer, dataclasses.replace(opts, max_length=0), lookback_ms, guided, row_streams, stop)
+    device = graphed.ids.device
     return token_graph(graphed, key, lambda: TokenGraph(
-        graphed, TokenChoice(tokenizer, opts, lookback_ms, guided, graphed.ids.device), vocab, HISTORY_COLUMNS,
-        TokenSet(stop, tokenizer.vocab_size_in, graphed.ids.device), guided=guided, sampling=opts.do_sample, row_streams=row_streams))
+        graphed, TokenChoice(tokenizer, opts, lookback_ms, guided, device), vocab, HISTORY_COLUMNS,
+        TokenSet(stop, tokenizer.vocab_size_in, device), guided=guided, sampling=opts.do_sample,
+        row_streams=row_streams))
 
 
 @torch.inference_mode()

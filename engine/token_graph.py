@@ -11,9 +11,9 @@ row must not draw.
 
 The graph is kept with the decoder step's (:mod:`engine.cuda_graph` keeps that per thread and shape) for the
 next windows decoded with the same options, in buffers of its own that each window loads: one capture a pass.
-It is captured once a window has taken :data:`CAPTURE_AFTER` steps eagerly: passes of short windows never pay
-for it, and by then every rule has made its device constants. Where capture fails, or on a CPU, the step keeps
-running eagerly: the same tokens either way.
+It is captured once its windows have taken :data:`CAPTURE_AFTER` steps eagerly between them: a lone short
+window never pays for a capture, while a pass of short windows (a timing pass's are ~12 tokens) replays from its
+second or third window on. Where capture fails, or on a CPU, the step keeps running eagerly: the same tokens either way.
 
 Where the decoder step is compiled (``DecodingOptions.compiled_step``) the rest of the token step is compiled too,
 by one torch.compile of :meth:`TokenGraph._decide` for the process (token graphs with the same rules share its
@@ -37,7 +37,7 @@ from .tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
 
-CAPTURE_AFTER = 16  # eager steps a window takes before its loop is captured
+CAPTURE_AFTER = 16  # eager steps a token graph's windows take, all together, before its step is captured
 KEPT_PER_STEP = 4  # token graphs kept with one decoder step's graph (a pass's options each: timing, map, ...)
 
 # (logits [rows (x2 guided), vocab], the last tokens [rows, history], done [rows], noise [rows, vocab] or None)
@@ -90,6 +90,7 @@ class TokenGraph:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.compiled = compiled_decide() if step.on_device is not None else None  # _decide, compiled
         self._capturable = step.graph is not None  # the decoder step alone captured: try the whole step
+        self._eager_steps = 0  # taken by this graph's windows before the capture
         self._recording = False
 
     def start(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,10 +114,9 @@ class TokenGraph:
             self.budget.copy_(budget)
         stopped = self.done.tolist() if self.lagged is None else []  # a row may have stopped at its first token
         recorded = False  # whether self.lagged holds an answer not read yet
-        first = steps
         while steps < total:
             before_step()
-            if self._capturable and self.graph is None and steps - first >= CAPTURE_AFTER:
+            if self._capturable and self.graph is None and self._eager_steps >= CAPTURE_AFTER:
                 self.graph = self._capture()
             rewind = self._draw(streams, stopped)
             self._advance()
@@ -154,6 +154,7 @@ class TokenGraph:
     def _advance(self) -> None:
         if self.graph is None:
             self._step()
+            self._eager_steps += 1
             return
         self.graph.replay()
         self.step.state.length += 1  # the host's copy of the position the graph advanced on the device

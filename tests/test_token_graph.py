@@ -293,6 +293,30 @@ def test_a_token_step_that_fails_to_compile_runs_eagerly(monkeypatch, caplog):
     assert caplog.text.count("compiling the token step failed (Compiler: cc is not found)") == 1
 
 
+def test_a_pass_of_short_windows_is_captured_in_its_second_window(monkeypatch):
+    """A token graph counts the eager steps of all its windows: a timing pass's windows (~12 tokens each) would
+    never reach a capture one by one. Here windows of 6 tokens (5 steps after the first token) and a capture after
+    8: the second window captures after 3 eager steps and replays its last 2; the third and fourth replay all 5."""
+    ck = load("v32")
+    model, tokenizer = ck.model, ck.tokenizer
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(3, 600, (30,), generator=gen).tolist() for _ in range(4)]
+    opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, max_length=36)
+
+    def run() -> list[list[list[int]]]:
+        stream = torch.Generator().manual_seed(6)
+        return [decode(model, tokenizer, frames_for(model, 1).roll(i * 3000, dims=1), [p], opts, stop=(),
+                       lookback_ms=2000.0, generator=stream) for i, p in enumerate(prompts)]
+
+    ordinary = run()
+    assert [len(w[0]) for w in ordinary] == [6] * 4
+    graphs = _captured_everywhere(monkeypatch)
+    monkeypatch.setattr(engine.token_graph, "CAPTURE_AFTER", 8)
+    assert run() == ordinary
+    token_graphs = _token_graphs(graphs)
+    assert len(token_graphs) == 1 and token_graphs[0].replays == 2 + 5 + 5
+
+
 def test_a_failed_capture_leaves_the_eager_token_step(monkeypatch):
     """A capture that fails (here: a host read inside the step, as the rules' CPU shortcuts would make) leaves
     the same step running eagerly, with the same tokens."""
