@@ -458,7 +458,7 @@ def decode(
         negatives = list(negative_prompts) if guided else [()] * batch
         budgets = [opts.max_length - max(len(p), len(q)) for p, q in zip(prompts, negatives)]
     budget = torch.tensor(budgets, device=device).clamp(min=0)  # per row in the batch as it is (rows leave with theirs)
-    total = int(budget.max()) if batch else 0
+    total = max([0, *budgets])  # from the host's list: on a GPU, budget.max() would wait for the device
 
     if encoder_out is None:
         encoder_out = model.encode(frames.to(device), **cond)
