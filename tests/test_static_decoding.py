@@ -214,6 +214,18 @@ def test_a_compiled_step_is_captured_as_compiled_without_compiling_again(monkeyp
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
+def failing_compile(tried: list):
+    """A stand-in for torch.compile on a machine without a C compiler: what it compiles fails at its first call
+    (as torch.compile's do), each call's compile options noted in ``tried``."""
+    def compile(fn, **kwargs):
+        def compiled(*args):
+            tried.append(kwargs)
+            raise RuntimeError("Compiler: cc is not found")
+        return compiled
+
+    return compile
+
+
 def test_a_step_that_fails_to_compile_decodes_with_the_plain_step(monkeypatch, caplog):
     """No C compiler, no Triton (Windows), an op Inductor cannot take: one warning, then the plain step for
     this model (compiling is not tried again for the next batch shape), same tokens."""
@@ -228,14 +240,7 @@ def test_a_step_that_fails_to_compile_decodes_with_the_plain_step(monkeypatch, c
 
     plain = [run(1), run(2)]  # on a CPU without the graph path: compiled_step has nothing to compile
     tried = []
-
-    def failing_compile(fn, **kwargs):
-        def compiled(*args):
-            tried.append(kwargs)
-            raise RuntimeError("Compiler: cc is not found")
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", failing_compile)
+    monkeypatch.setattr(torch, "compile", failing_compile(tried))
     made = _static_everywhere(monkeypatch)
     with caplog.at_level("WARNING", logger="engine.cuda_graph"):
         assert [run(1), run(2)] == plain

@@ -14,7 +14,7 @@ from engine.decoding import DecodingOptions, decode
 from engine.sampling import choose, draw_noise
 
 from .graph_emulator import CaptureError, EmulatedGraph, emulate_cuda_graphs
-from .test_static_decoding import _static_everywhere, frames_for, load
+from .test_static_decoding import _static_everywhere, failing_compile, frames_for, load
 
 
 def test_the_emulator_loses_what_a_real_graph_loses():
@@ -277,15 +277,8 @@ def test_a_token_step_that_fails_to_compile_runs_eagerly(monkeypatch, caplog):
     model, tokenizer = ck.model, ck.tokenizer
     ordinary = _every_rule_windows(model, tokenizer)
     tried = []
-
-    def failing_compile(fn, **kwargs):
-        def compiled(*args):
-            tried.append(kwargs)
-            raise RuntimeError("Compiler: cc is not found")
-        return compiled
-
     _static_everywhere(monkeypatch)
-    _decide_compiled(monkeypatch, failing_compile)
+    _decide_compiled(monkeypatch, failing_compile(tried))
     _stand_in_token_graphs(monkeypatch)
     with caplog.at_level("WARNING", logger="engine.token_graph"):
         assert _every_rule_windows(model, tokenizer) == ordinary
