@@ -1,4 +1,4 @@
-"""The one-row matrix products of a decoder step: cuBLAS against a GEMV of our own (Triton).
+"""The one-row matrix products of a decoder step: cuBLAS against kernels of our own.
 
     python bench/gemv.py [--device cuda] [--models v32 v32-mini] [--rows 1 2] [--all]
 
@@ -10,12 +10,15 @@ microseconds per product for
 
 - ``F.linear`` as the engine runs it (cuBLAS, torch's choice of kernel),
 - ``F.linear`` with cuBLASLt preferred (``torch.backends.cuda.preferred_blas_library``),
+- the product written as a multiplication and a sum, compiled by torch.compile (Inductor's own reduction
+  kernel, the bias in it: what a compiled step would run if its linears were written so),
 - a GEMV in Triton: each program computes a block of outputs for every row, reading its block of weights once
-  (``--all`` prints every configuration tried, else the best),
+  (the best of ``CONFIGS``; ``--all`` prints each),
 
 each timed in a CUDA graph of 32 products in a row with weights of their own (as a step reads its 12 layers'
-weights from memory, not from cache; launch gaps included), the largest difference from ``F.linear`` in fp32;
-then the whole step's products in order, one graph, per variant: what the step would take in matrix products.
+weights from memory, not from cache; launch gaps included), with the largest difference from the fp32 product
+of the same bf16 numbers; then the whole step's products in order, one graph, per variant: what the step would
+take in matrix products.
 
 On a CPU it only checks the Triton kernel's numbers against ``F.linear`` (in Triton's interpreter:
 ``TRITON_INTERPRET=1``, with triton installed; slow, so on two small shapes).
@@ -39,7 +42,8 @@ from bench.forward import real_size  # noqa: E402
 
 REPEATS = 32  # products a timing graph holds in a row, each with weights of its own
 REPLAYS = 30
-CONFIGS = [(block_n, block_k, warps) for block_n in (8, 16, 32) for block_k in (256, 512) for warps in (2, 4)]
+# (block_n, block_k, warps) tried for each shape: each a compile per shape and row count (~0.5 s on a GPU's host)
+CONFIGS = [(block_n, block_k, 4) for block_n in (8, 16, 32) for block_k in (256, 512)]
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,16 @@ def check_numbers(gemv, device: torch.device, products: list[Product], rows: int
     return worst
 
 
+def inductor_gemv():
+    """``x @ w.T + b`` written as a product and a sum (fp32), compiled: Inductor makes it one reduction kernel of
+    its own, the casts and the bias in it, instead of calling cuBLAS."""
+    def product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        y = (x[:, None, :].float() * w[None].float()).sum(-1)
+        return (y if b is None else y + b.float()).to(x.dtype)
+
+    return torch.compile(product, dynamic=False)
+
+
 def measure(name: str, device: torch.device, rows: int, gemv, show_all: bool) -> None:
     dtype = torch.bfloat16
     products = step_products(name)
@@ -155,14 +169,20 @@ def measure(name: str, device: torch.device, rows: int, gemv, show_all: bool) ->
                     torch.randn(p.out, generator=gen).to(device, dtype) if p.bias else None)
                    for _ in range(REPEATS)] for p in products}
     x = {p: torch.randn(rows, p.into, generator=gen).to(device, dtype) for p in products}
-    print(f"{name}, {rows} row(s), bf16: us per product (graph of {REPEATS}, weights of their own)")
+    # label -> (product(x, w, b), the BLAS library it runs under)
+    fixed = {"cuBLAS": (F.linear, None), "cuBLASLt": (F.linear, "cublaslt"), "Inductor": (inductor_gemv(), None)}
+    print(f"{name}, {rows} row(s), bf16: us per product (graph of {REPEATS}, weights of their own); "
+          f"largest |difference| from the fp32 product of the same bf16 numbers")
     best: dict[Product, tuple] = {}
-    totals = {"cuBLAS": 0.0, "cuBLASLt": 0.0, "Triton": 0.0}
+    totals: dict[str, float] = {}
     for p in products:
-        line = {}
-        for label, library in (("cuBLAS", None), ("cuBLASLt", "cublaslt")):
+        w0, b0 = weights[p][0]
+        exact = F.linear(x[p].float(), w0.float(), None if b0 is None else b0.float())
+        line, error = {}, {}
+        for label, (product, library) in fixed.items():
             with blas(library):
-                line[label] = graphed_us(lambda: [F.linear(x[p], w, b) for w, b in weights[p]], device)
+                line[label] = graphed_us(lambda: [product(x[p], w, b) for w, b in weights[p]], device)
+                error[label] = float((product(x[p], w0, b0).float() - exact).abs().max())
         if gemv is not None:
             timed = {}
             for config in CONFIGS:
@@ -175,15 +195,16 @@ def measure(name: str, device: torch.device, rows: int, gemv, show_all: bool) ->
                 sys.exit(f"no Triton configuration built for {p}")
             config = min(timed, key=timed.get)
             best[p], line["Triton"] = config, timed[config]
+            error["Triton"] = float((gemv(x[p], w0, b0, *config).float() - exact).abs().max())
             if show_all:
                 print("    " + ", ".join(f"{c}: {t:.2f}" for c, t in sorted(timed.items(), key=lambda kv: kv[1])))
         for label, us in line.items():
-            totals[label] += us * p.per_step
-        shown = ", ".join(f"{label} {us:6.2f}" for label, us in line.items())
+            totals[label] = totals.get(label, 0.0) + us * p.per_step
+        shown = ", ".join(f"{label} {us:6.2f} ({error[label]:.1e})" for label, us in line.items())
         print(f"  {p.out:5d} x {p.into:5d}{' +bias' if p.bias else '      '} x{p.per_step:3d} a step: {shown}"
               + (f"  (Triton block_n, block_k, warps = {best[p]})" if p in best else ""), flush=True)
     print("  the step's products, summed from the above: "
-          + ", ".join(f"{label} {us:.0f} us" for label, us in totals.items() if us), flush=True)
+          + ", ".join(f"{label} {us:.0f} us" for label, us in totals.items()), flush=True)
     # the step's products in order, one graph (each product once per layer, the layers' own weights)
     cfg = real_size(name).backbone
     by_shape = {(p.out, p.into): p for p in products}
@@ -196,9 +217,9 @@ def measure(name: str, device: torch.device, rows: int, gemv, show_all: bool) ->
         order.append((p, weights[p][used[p] % REPEATS]))
         used[p] += 1
     step = {}
-    for label, library in (("cuBLAS", None), ("cuBLASLt", "cublaslt")):
+    for label, (product, library) in fixed.items():
         with blas(library):
-            step[label] = graphed_us(lambda: [F.linear(x[p], *wb) for p, wb in order], device, 1)
+            step[label] = graphed_us(lambda: [product(x[p], *wb) for p, wb in order], device, 1)
     if gemv is not None:
         step["Triton"] = graphed_us(lambda: [gemv(x[p], *wb, *best[p]) for p, wb in order], device, 1)
     print(f"  the step's {len(order)} products in order, one graph: "
@@ -225,10 +246,6 @@ def main() -> None:
             worst = check_numbers(gemv, device, small, rows)
             print(f"  {rows} row(s): largest |Triton - F.linear| in fp32: {worst:.2e}")
         return
-    if gemv is not None:
-        for rows in args.rows:
-            worst = check_numbers(gemv, device, step_products(args.models[0]), rows)
-            print(f"  {rows} row(s): largest |Triton - F.linear| in fp32 over {args.models[0]}'s shapes: {worst:.2e}")
     for name in args.models:
         for rows in args.rows:
             measure(name, device, rows, gemv, args.all)
