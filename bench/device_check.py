@@ -231,13 +231,39 @@ def encoder_batching(device: torch.device, precision: str, repeats: int = 5) -> 
 COMPILE_MODES = ["default", "max-autotune-no-cudagraphs"]  # --compile-modes
 
 
+def one_row_sums(step: Callable) -> Callable:
+    """``step`` with each one-token ``F.linear`` written as a multiplication and a sum in fp32 (mode flag
+    ``sums``): compiled, Inductor makes each product a reduction kernel of its own, the bias and what follows
+    (activation, residual) fused into it, instead of calling cuBLAS's one-row kernels."""
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    class Sums(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is F.linear and args[0].dim() == 3 and args[0].shape[1] == 1:
+                x, w = args[0], args[1]
+                b = args[2] if len(args) > 2 else kwargs.get("bias")
+                y = (x.float()[..., None, :] * w.float()).sum(-1)
+                return (y if b is None else y + b.float()).to(x.dtype)
+            return func(*args, **kwargs)
+
+    def summed(*args):
+        with Sums():
+            return step(*args)
+
+    return summed
+
+
 @torch.inference_mode()
 def compiled_step(device: torch.device, precision: str, steps: int = 200) -> None:
     """Experiment (part ``compile``): the graphed step as ``DecodingOptions.compiled_step`` makes it (the whole
     static step compiled by torch.compile, then captured), in each of COMPILE_MODES (Inductor fuses the small
     kernels a step is made of; max-autotune also tries its own matrix kernels, with their bias and activation
     fused in). Prints steps/s against the plain graph, the compile time, graph breaks, how far the logits are
-    from the plain step's, and the compiled step's kernels (count, GPU time, the costliest)."""
+    from the plain step's, and the compiled step's kernels (count, GPU time, the costliest). A mode's flags
+    (``MODE+FLAG+...``) set Inductor config flags, except ``sums``: the step's one-row products written as sums
+    (:func:`one_row_sums`)."""
     import torch._dynamo
     import torch._inductor.config as inductor_config
     from bench.forward import random_model
@@ -278,6 +304,10 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
                 model.__dict__.pop("_compiled_step_on_device", None)
                 base, *flags = mode.split("+")  # "default+coordinate_descent_tuning": Inductor flags set for it
                 cuda_graph.COMPILE_MODE = None if base == "default" else base
+                if "sums" in flags:  # compiled_step_on_device compiles the instance's step: this one
+                    flags.remove("sums")
+                    plain_step = type(model).static_step_on_device.__get__(model)
+                    model.__dict__["static_step_on_device"] = one_row_sums(plain_step)
                 try:
                     with inductor_config.patch({flag: True for flag in flags}):
                         t = time.perf_counter()
@@ -298,6 +328,8 @@ def compiled_step(device: torch.device, precision: str, steps: int = 200) -> Non
                             print_kernels(eager_step, device, calls=10)
                 except Exception:  # noqa: BLE001 - one mode failing must not cost the next
                     print(f"    {mode} FAILED:\n{traceback.format_exc()}", flush=True)
+                finally:
+                    model.__dict__.pop("static_step_on_device", None)
         cuda_graph.COMPILE_MODE = None
         del model
         if device.type == "cuda":
@@ -317,7 +349,8 @@ def main() -> None:
     ap.add_argument("--compile-modes", nargs="*", default=COMPILE_MODES,
                     help="torch.compile modes the compile part tries (default: the default mode, max-autotune "
                          "without its own CUDA graphs); MODE+FLAG sets an Inductor config flag for it, e.g. "
-                         "default+coordinate_descent_tuning")
+                         "default+coordinate_descent_tuning; the flag sums writes the step's one-row products "
+                         "as sums (default+sums)")
     ap.add_argument("--compiled-step", action="store_true",
                     help="the other parts decode with the graphed step compiled (DecodingOptions.compiled_step)")
     args = ap.parse_args()

@@ -10,10 +10,11 @@
 # default DEADLINE, so the last gets what is left.
 # STEPS="loop speed" runs only the steps named. COMPILED=1 adds the token loop with compiled_step (the decoder
 # step and the rest of the token step compiled; bench/loop_profile.py --compiled-step), the compiled step's
-# speed table, the goldens and the captured token step through it, and the torch.compile experiment (the whole static step compiled in
-# torch's default mode and in max-autotune, then graphed: steps/s, compile time, graph breaks, kernels; measured
-# on 2026-12-04). PROFILE=1 adds the plain step's kernel profile and attention variants (bench/step_profile.py)
-# and the CUDA graph and encoder-batch speeds, measured on 2026-12-04.
+# speed table, the goldens and the captured token step through it, and the torch.compile experiment (the whole
+# static step compiled, then graphed: steps/s, compile time, graph breaks, kernels; in the default mode (measured
+# on 2026-12-04, with max-autotune), with the step's one-row products written as sums for Inductor's own
+# kernels, and with coordinate-descent tuning). PROFILE=1 adds the plain step's kernel profile and attention
+# variants (bench/step_profile.py) and the CUDA graph and encoder-batch speeds, measured on 2026-12-04.
 # Each step gets at most its own share of the time left before DEADLINE seconds (default 540).
 # PYTHON, DEVICE (default python3, cuda) and WHEELS=0 (the packages are there) let it be tried elsewhere first.
 set -uo pipefail
@@ -45,7 +46,8 @@ if [ "${COMPILED:-0}" = 1 ]; then
     step loop-compiled 150 "$python" bench/loop_profile.py --device "$device" --compiled-step
     step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
     step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate token --precisions bf16
-    step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16
+    step compile 230 "$python" bench/device_check.py --device "$device" --parts compile --precisions bf16 \
+        --compile-modes default default+sums default+coordinate_descent_tuning
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
     step profile 200 "$python" bench/step_profile.py --device "$device" --precision bf16
