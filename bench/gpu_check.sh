@@ -2,13 +2,12 @@
 # The GPU session's checks, run on the device after `bash bench/gpu_prepare.sh` here (see that file). Prints
 # and saves under $OUT, most wanted first so that a run cut short keeps what matters: the greedy goldens in
 # bf16 (the default) and fp32 (bench/device_check.py), the draw against torch.multinomial and sampled windows
-# through the captured token step against the uncaptured one (device_check.py --parts token), where a
-# token's time goes around the graphed step
-# (bench/loop_profile.py), the speed table and quality gate as decoding runs by default (bench/speed.py), v32's
-# one-row matrix products through cuBLAS, cuBLASLt, Inductor and a Triton GEMV (bench/gemv.py), and the
-# quality gate with the compiled step (bench/speed.py --compiled-step --gate-only): together more than the
-# default DEADLINE, so the last gets what is left.
-# STEPS="loop speed" runs only the steps named. COMPILED=1 adds the token loop with compiled_step (the decoder
+# through the captured token step against the uncaptured one (device_check.py --parts token), the speed table
+# and quality gate as decoding runs by default (bench/speed.py), where a token's time goes around the graphed
+# step (bench/loop_profile.py), and v32's one-row matrix products through cuBLAS, cuBLASLt, Inductor and a
+# Triton GEMV (bench/gemv.py): together about the default DEADLINE.
+# STEPS="loop speed" runs only the steps named. COMPILED=1 adds the quality gate with the compiled step
+# (bench/speed.py --compiled-step --gate-only), the token loop with compiled_step (the decoder
 # step and the rest of the token step compiled; bench/loop_profile.py --compiled-step), the compiled step's
 # speed table, the goldens and the captured token step through it, and the torch.compile experiment (the whole
 # static step compiled, then graphed: steps/s, compile time, graph breaks, kernels; in the default mode (measured
@@ -38,11 +37,11 @@ step() {  # step NAME CAP COMMAND...: runs COMMAND for at most CAP seconds and w
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
 step goldens 100 "$python" bench/device_check.py --device "$device" --parts forward generate --precisions bf16 fp32
 step token 80 "$python" bench/device_check.py --device "$device" --parts token --precisions bf16
-step loop 90 "$python" bench/loop_profile.py --device "$device"
 step speed 150 "$python" bench/speed.py --device "$device" --json
+step loop 90 "$python" bench/loop_profile.py --device "$device"
 step gemv 90 "$python" bench/gemv.py --device "$device" --models v32 --rows 1
-step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only
 if [ "${COMPILED:-0}" = 1 ]; then
+    step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only
     step loop-compiled 150 "$python" bench/loop_profile.py --device "$device" --compiled-step
     step speed-compiled 170 "$python" bench/speed.py --device "$device" --compiled-step --no-gate --json
     step goldens-compiled 60 "$python" bench/device_check.py --device "$device" --compiled-step --parts generate token --precisions bf16
