@@ -75,6 +75,12 @@ QUICK_WINDOW = Budget(prompt=16, generate=4)
 DECODER_STEPS = 64
 ENCODER_REPEATS = 3
 
+# The issue's speed targets (issue 13) by device type: a 3-minute song's seconds (timing and map pass) at most,
+# decoder tokens/s at batch 1 at least; the tables say which hold.
+TARGETS = {"cuda": {"v32": {"song_s": 20.0, "decoder_tok_s_bs1": 1500.0}, "v32-mini": {"song_s": 10.0}},
+           "cpu": {"v32": {"song_s": 240.0}, "v32-mini": {"song_s": 75.0}}}
+SONG_MINUTES = 3.0
+
 # Thresholds a precision must meet on every trained fixture run (generated vs fp32 beatmap).
 GATE = {"active_rhythm_f1": 0.95, "passive_rhythm_f1": 0.95, "bpm_error": 1.0, "offset_error_ms": 5.0,
         "star_rating_diff": 0.2}
@@ -340,10 +346,13 @@ def _f(value, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def print_tables(results: dict, gate_rows: list[dict] | None, header: str) -> None:
+def print_tables(results: dict, gate_rows: list[dict] | None, header: str, device_type: str | None = None) -> None:
+    """The speed tables, each timed model against the targets for ``device_type`` (none: not compared), and the
+    quality gate."""
     print(header)
     if results:
         _print_speed_tables(results)
+        _print_targets(results, device_type)
     if gate_rows is not None:
         print()
         _print_gate_table(gate_rows)
@@ -372,6 +381,27 @@ def _print_speed_tables(results: dict) -> None:
             if "max_logit_diff" in r:
                 print(f"| {name} (random) | {r['max_logit_diff']:.4f} | {r['mean_logit_diff']:.4f} "
                       f"| {r['logit_std']:.3f} | {r['argmax_agreement']:.3f} |")
+
+
+def _print_targets(results: dict, device_type: str) -> None:
+    """Each timed model against :data:`TARGETS` for its device type."""
+    lines = []
+    for name, r in results.items():
+        target = TARGETS.get(device_type or "", {}).get(name, {})
+        if "s_per_min_audio" not in r or not target:
+            continue
+        song = r["s_per_min_audio"] * SONG_MINUTES
+        checks = [f"a {SONG_MINUTES:.0f}-minute song {song:.1f} s (target <= {target['song_s']:.0f} s: "
+                  f"{'met' if song <= target['song_s'] else 'NOT met'})"]
+        if "decoder_tok_s_bs1" in target:
+            rate = r["decoder_tok_s_bs1"]
+            checks.append(f"decoder {rate:.0f} tok/s at batch 1 (target >= {target['decoder_tok_s_bs1']:.0f}: "
+                          f"{'met' if rate >= target['decoder_tok_s_bs1'] else 'NOT met'})")
+        lines.append(f"- {name}: " + "; ".join(checks))
+    if lines:
+        print()
+        print("Targets (issue 13), from the figures above:")
+        print("\n".join(lines))
 
 
 def _print_gate_table(gate_rows: list[dict]) -> None:
@@ -444,7 +474,7 @@ def main() -> None:
     header = (f"{device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, precision "
               f"{precision}{encoder}{', compiled step' if COMPILED_STEP else ''}, {budgets}, "
               f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
-    print_tables(results, gate_rows, header)
+    print_tables(results, gate_rows, header, None if args.quick else device.type)  # quick figures mean nothing
     if args.json:
         if gate_rows is not None:
             for r in results.values():
