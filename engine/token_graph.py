@@ -5,9 +5,10 @@ With only the decoder step captured (:mod:`engine.cuda_graph`) the host still la
 ~70 kernels a token: on an H200 a v32 token took 1.90 ms through the loop against 0.96 ms for the graphed step
 alone, and v32-mini 1.21 against 0.45. Here the host keeps what only it can do: the random draw (a random
 stream lives on the host: one launch, :func:`engine.sampling.draw_noise`), the replay, and reading whether every
-row is done, a step late (:class:`LaggedAllDone`), so the GPU does not wait on the host between steps. Rows
-with their own random streams (a mapset's difficulties) read which rows stopped every step instead: a stopped
-row must not draw.
+row is done, a step late (:class:`LaggedRead`), so the GPU does not wait on the host between steps. Rows with
+their own random streams (a mapset's difficulties) read which rows are done, a step late too: a row that
+stopped must not draw from its stream again, so the draw it made for the step queued before that was known is
+taken back (its stream put back as it was; the row's token there is PAD anyway).
 
 The graph is kept with the decoder step's (:mod:`engine.cuda_graph` keeps that per thread and shape) for the
 next windows decoded with the same options, in buffers of its own that each window loads: one capture a pass.
@@ -45,25 +46,24 @@ KEPT_PER_STEP = 4  # token graphs kept with one decoder step's graph (a pass's o
 Choice = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-class LaggedAllDone:
-    """Whether every row of a step is done, read on the host without draining the GPU's queue: the answer is
-    copied out (to pinned memory, behind an event) before the next step is queued, and waiting for it waits
-    for that step only."""
+class LaggedRead:
+    """A step's value of a device tensor (whether rows are done), read on the host without draining the GPU's
+    queue: it is copied out (to pinned memory, behind an event) before the next step is queued, and reading it
+    waits for that step only."""
 
-    def __init__(self, device: torch.device):
-        cuda = device.type == "cuda"
-        self.host = torch.zeros((), dtype=torch.bool, pin_memory=cuda)
-        self.event = torch.cuda.Event() if cuda else None
+    def __init__(self, like: torch.Tensor):
+        self.host = torch.zeros(like.shape, dtype=like.dtype, pin_memory=like.is_cuda)
+        self.event = torch.cuda.Event() if like.is_cuda else None
 
-    def record(self, all_done: torch.Tensor) -> None:
-        self.host.copy_(all_done, non_blocking=True)
+    def record(self, value: torch.Tensor) -> None:
+        self.host.copy_(value, non_blocking=True)
         if self.event is not None:
             self.event.record()
 
-    def all_done(self) -> bool:
+    def read(self) -> torch.Tensor:
         if self.event is not None:
             self.event.synchronize()
-        return bool(self.host)
+        return self.host
 
 
 class TokenGraph:
@@ -86,7 +86,7 @@ class TokenGraph:
         self.column = torch.zeros(1, dtype=torch.long, device=device)
         self.all_done = torch.zeros((), dtype=torch.bool, device=device)
         self.noise = torch.ones(rows, vocab, device=device) if sampling else None
-        self.lagged = None if row_streams else LaggedAllDone(device)
+        self.lagged = LaggedRead(self.done if row_streams else self.all_done)  # what run() reads a step late
         self.graph: torch.cuda.CUDAGraph | None = None
         self.compiled = compiled_decide() if step.on_device is not None else None  # _decide, compiled
         self._capturable = step.graph is not None  # the decoder step alone captured: try the whole step
@@ -112,44 +112,52 @@ class TokenGraph:
         self.column.fill_(steps)
         if self.budget is not None:
             self.budget.copy_(budget)
-        stopped = self.done.tolist() if self.lagged is None else []  # a row may have stopped at its first token
-        recorded = False  # whether self.lagged holds an answer not read yet
+        rows = isinstance(streams, (list, tuple))
+        stopped = self.done.tolist() if rows else []  # rows known to be done (one may stop at its first token)
+        recorded = False  # whether self.lagged holds the step before's answer, not read yet
         while steps < total:
             before_step()
             if self._capturable and self.graph is None and self._eager_steps >= CAPTURE_AFTER:
                 self.graph = self._capture()
             rewind = self._draw(streams, stopped)
             self._advance()
-            if self.lagged is None:  # a stopped row must not draw again: read now which rows are done
-                steps += 1
-                if on_step is not None:
-                    on_step(steps)
-                stopped = self.done.tolist()
-                if all(stopped):
+            if recorded:  # the step before the one just queued: which rows it left done
+                if rows:
+                    now = self.lagged.read().tolist()
+                    rewind([r for r, (was, done) in enumerate(zip(stopped, now)) if done and not was])
+                    stopped, finished = now, all(now)
+                else:
+                    finished = bool(self.lagged.read())
+                    if finished:
+                        rewind([0])
+                if finished:  # the step just queued followed the last: it is dropped
                     break
-                continue
-            if recorded and self.lagged.all_done():  # the step just queued followed the last: drop it, and its draw
-                if rewind is not None:
-                    rewind()
-                break
             steps += 1
             if on_step is not None:
                 on_step(steps)
-            self.lagged.record(self.all_done)
+            self.lagged.record(self.done if rows else self.all_done)
             recorded = True
         return steps
 
-    def _draw(self, streams: Streams, stopped: Sequence[bool]) -> Callable[[], None] | None:
-        """This step's noise; for one stream, how to put the stream back as it was before it."""
+    def _draw(self, streams: Streams, stopped: Sequence[bool]) -> Callable[[Sequence[int]], None]:
+        """This step's noise, drawn from one stream or from each row's own (not for rows ``stopped``); returns
+        how to take back the draws of some rows (``[0]`` for one stream): their streams put back as they were."""
         if self.noise is None:
-            return None
+            return lambda rows: None
+        device = self.noise.device
         if isinstance(streams, (list, tuple)):
-            draw_noise(self.noise, streams, stopped)
-            return None
-        stream = streams if streams is not None else default_stream(self.noise.device)
-        before = stream.get_state()
+            own = [s if s is not None else default_stream(device) for s in streams]
+            before = {r: s.get_state() for r, s in enumerate(own) if not stopped[r]}
+            draw_noise(self.noise, own, stopped)
+
+            def rewind(rows: Sequence[int]) -> None:
+                for r in rows:
+                    own[r].set_state(before[r])
+            return rewind
+        stream = streams if streams is not None else default_stream(device)
+        state = stream.get_state()
         draw_noise(self.noise, stream)
-        return lambda: stream.set_state(before)
+        return lambda rows: stream.set_state(state)
 
     def _advance(self) -> None:
         if self.graph is None:

@@ -300,7 +300,9 @@ def test_a_batch_whose_rows_stop_at_different_steps_gives_the_ordinary_tokens(mo
 
 def test_sampled_rows_with_their_own_streams_draw_as_alone_through_a_graph(monkeypatch):
     """Rows of independent jobs (mapset difficulties, variants) each sample from their own stream; a row that
-    has stopped but stays in the graph's batch must not draw from it any more."""
+    has stopped but stays in the graph's batch must not draw from it any more. Which rows are done is read a
+    step late (after the next step is queued, so the GPU does not idle), and the draw a row made for the step
+    queued after it stopped is taken back."""
     ck = load("v32")
     model, tokenizer = ck.model, ck.tokenizer
     opts = DecodingOptions(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, timeshift_bias=0.5,
@@ -318,7 +320,15 @@ def test_sampled_rows_with_their_own_streams_draw_as_alone_through_a_graph(monke
     assert len({len(r) for r in ordinary[0]}) > 1
     _static_everywhere(monkeypatch)
     monkeypatch.setattr(engine.decoding, "cheap_host_reads", lambda t: False)  # as the rules run on a GPU
+    events = []
+    real_call, real_read = GraphedStep.__call__, engine.token_graph.LaggedRead.read
+    monkeypatch.setattr(GraphedStep, "__call__", lambda self, t: (events.append("step"), real_call(self, t))[1])
+    monkeypatch.setattr(engine.token_graph.LaggedRead, "read", lambda self: (events.append("read"), real_read(self))[1])
     assert run() == ordinary
+    # decode's first token and its step, the loop's first step, then each read after the next step is queued,
+    # to the longest row's budget (90 tokens)
+    assert [len(r) for r in ordinary[0]] == [60, 75, 90]
+    assert events == ["step", "step"] + ["step", "read"] * 88
 
 
 def _conditioning(model) -> dict[str, torch.Tensor]:
@@ -466,8 +476,8 @@ def test_the_gpu_token_loop_reads_the_host_once_a_step(monkeypatch, streams):
     per_window(10)  # the graph captured and kept: both windows measured below replay it
     short, long = per_window(10), per_window(40)
     per_step = {k: (long[k] - short[k]) / 30 for k in _HostReads.KINDS}
-    # with a stream per row the one read is done.tolist(), which a CPU tensor answers without an operation; with
-    # one stream, whether all rows are done, from a host copy (engine.token_graph.LaggedAllDone)
+    # the one read is of a host copy (engine.token_graph.LaggedRead): with a stream per row which rows are done
+    # (.tolist(), which a CPU tensor answers without an operation), with one stream whether all are
     assert per_step == {**dict.fromkeys(_HostReads.KINDS, 0), "is_nonzero": 0 if streams else 1}, (short, long)
 
 
@@ -493,10 +503,9 @@ def test_the_gpu_token_loop_queues_the_next_step_before_it_waits(monkeypatch):
     assert 0 < len(ordinary["stop ids"][1]) + 10 <= len(ordinary["stop ids"][0]) < 90
     _static_everywhere(monkeypatch)
     events = []
-    real_call, real_read = GraphedStep.__call__, engine.token_graph.LaggedAllDone.all_done
+    real_call, real_read = GraphedStep.__call__, engine.token_graph.LaggedRead.read
     monkeypatch.setattr(GraphedStep, "__call__", lambda self, t: (events.append("step"), real_call(self, t))[1])
-    monkeypatch.setattr(engine.token_graph.LaggedAllDone, "all_done",
-                        lambda self: (events.append("read"), real_read(self))[1])
+    monkeypatch.setattr(engine.token_graph.LaggedRead, "read", lambda self: (events.append("read"), real_read(self))[1])
     # decode's first token and its step (read at once), the loop's first step (nothing to read yet), then a
     # step queued before each read of the step before it
     assert run([tokenizer.eos_id]) == ordinary["budget"]

@@ -131,8 +131,10 @@ def test_the_captured_token_step_gives_the_ordinary_tokens(monkeypatch, case):
                                max_length=110, types_first=True, cfg_scale=2.0)
         guided, streams = True, "one"
 
-    def run(stop: list[int]) -> tuple[list[list[list[int]]], float]:
-        one = torch.Generator().manual_seed(4)
+    def run(stop: list[int]) -> tuple[list[list[list[int]]], list[float]]:
+        """The windows' tokens, and where each random stream stood after them (a row's own stream: after its
+        window; a stopped row must not have drawn again)."""
+        one, after = torch.Generator().manual_seed(4), []
         windows = []
         for window in range(2):  # two windows, other prompts and audio; the second draws where the first left off
             rows = [torch.Generator().manual_seed(window * 3 + r) for r in range(3)] if streams == "rows" else one
@@ -140,7 +142,8 @@ def test_the_captured_token_step_gives_the_ordinary_tokens(monkeypatch, case):
             frames = frames_for(model, 3).roll(window * 5000, dims=1)
             windows.append(decode(model, tokenizer, frames, shown, opts, stop=stop, lookback_ms=2000.0,
                                   generator=rows, negative_prompts=[p[:-4] for p in shown] if guided else None))
-        return windows, torch.rand(1, generator=one).item()
+            after += [torch.rand(1, generator=g).item() for g in rows] if streams == "rows" else []
+        return windows, after + [torch.rand(1, generator=one).item()]
 
     # a stop id row 1 meets at least 10 tokens before row 0 does, so rows stop at different steps
     first = run([tokenizer.eos_id])[0][0]
