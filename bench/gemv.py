@@ -154,10 +154,14 @@ def check_numbers(gemv, device: torch.device, products: list[Product], rows: int
 def inductor_gemv():
     """``x @ w.T + b`` written as a product and a sum (fp32), compiled: Inductor makes it one reduction kernel of
     its own, the casts and the bias in it, instead of calling cuBLAS."""
+    import torch._dynamo.config
+
     def product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         y = (x[:, None, :].float() * w[None].float()).sum(-1)
         return (y if b is None else y + b.float()).to(x.dtype)
 
+    # one compile per shape: past torch's default of 8 it would run uncompiled, timed as if compiled
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(product, dynamic=False)
 
 
