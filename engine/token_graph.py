@@ -77,7 +77,7 @@ class TokenGraph:
                  is_stop: Callable[[torch.Tensor], torch.Tensor], *, guided: bool, sampling: bool, row_streams: bool):
         rows = len(step.ids) // 2 if guided else len(step.ids)
         device = step.ids.device
-        self.step, self.choice, self.is_stop, self.guided = step, choice, is_stop, guided
+        self.step, self.choice, self.is_stop, self.guided, self.row_streams = step, choice, is_stop, guided, row_streams
         self.logits = torch.zeros(len(step.ids), vocab, device=device)
         self.recent = torch.full((rows, history), PAD_ID, dtype=torch.long, device=device)
         self.out = torch.full((rows, step.state.max_len), PAD_ID, dtype=torch.long, device=device)
@@ -112,7 +112,7 @@ class TokenGraph:
         self.column.fill_(steps)
         if self.budget is not None:
             self.budget.copy_(budget)
-        rows = isinstance(streams, (list, tuple))
+        rows = self.row_streams
         stopped = self.done.tolist() if rows else []  # rows known to be done (one may stop at its first token)
         recorded = False  # whether self.lagged holds the step before's answer, not read yet
         while steps < total:
