@@ -75,6 +75,12 @@ def compiled_step_on_device(model: Mapperatorinator) -> Callable | None:
     return compiled
 
 
+def run_as_compiled(compiled: bool) -> contextlib.AbstractContextManager:
+    """For a capture of compiled code: compiling inside a capture would break it (and leave torch's CUDA random
+    state unusable), so any reason to compile again there is an error before the capture's first kernel."""
+    return torch.compiler.set_stance("fail_on_recompile") if compiled else contextlib.nullcontext()
+
+
 def first_cause(error: BaseException) -> str:
     """The first line of the error torch.compile's own wrapping hides (its backend's failure)."""
     while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
@@ -113,18 +119,11 @@ class GraphedStep:
         """The step's kernels for a larger capture (the whole token step: engine.token_graph), run as this step's
         own capture runs them: the same autocast state, a compiled step not compiled again."""
         self.ids.copy_(tokens[:, None])
-        with self._casting(), self._as_compiled():
+        with self._casting(), run_as_compiled(self.on_device is not None):
             return self._step().float()
 
     def _step(self) -> torch.Tensor:
         return self.model.decode_step_static(self.ids, self.state, self.on_device)
-
-    def _as_compiled(self) -> contextlib.AbstractContextManager:
-        """Compiling inside a capture would break it (and leave torch's CUDA random state unusable): any reason to
-        compile again there is an error before the capture's first kernel instead."""
-        if self.on_device is None:
-            return contextlib.nullcontext()
-        return torch.compiler.set_stance("fail_on_recompile")
 
     def _casting(self) -> torch.autocast:
         """The autocast state every run of this step gets, the same from the first to the capture: under
@@ -162,7 +161,7 @@ class GraphedStep:
             state.position.copy_(start)
             state.length = length
             graph = torch.cuda.CUDAGraph()
-            with self._casting(), self._as_compiled(), torch.cuda.graph(graph):
+            with self._casting(), run_as_compiled(self.on_device is not None), torch.cuda.graph(graph):
                 self.logits = self._step().float()
         except Exception as e:  # noqa: BLE001 - any capture failure leaves the eager static step, same tokens
             log.warning("decoding without a CUDA graph: capture failed (%s)", e)

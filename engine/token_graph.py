@@ -23,7 +23,6 @@ fails, it runs eagerly, with a warning.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -210,12 +209,9 @@ class TokenGraph:
         graph = torch.cuda.CUDAGraph()
         side = _capture_stream(self.logits.device)
         side.wait_stream(torch.cuda.current_stream())
-        # compiled code is run as compiled: any reason to compile again fails the capture before its first kernel
-        compiled = torch.compiler.set_stance("fail_on_recompile") if self.compiled is not None \
-            else contextlib.nullcontext()
         try:
             self._recording = True
-            with torch.cuda.stream(side), compiled:
+            with torch.cuda.stream(side), cuda_graph.run_as_compiled(self.compiled is not None):
                 graph.capture_begin()
                 try:
                     self._step()
