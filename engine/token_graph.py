@@ -46,16 +46,17 @@ Choice = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None
 
 
 class LaggedRead:
-    """A step's value of a device tensor (whether rows are done), read on the host without draining the GPU's
-    queue: it is copied out (to pinned memory, behind an event) before the next step is queued, and reading it
-    waits for that step only."""
+    """A step's value of the device tensor ``source`` (whether rows are done), read on the host without draining
+    the GPU's queue: it is copied out (to pinned memory, behind an event) before the next step is queued, and
+    reading it waits for that step only."""
 
-    def __init__(self, like: torch.Tensor):
-        self.host = torch.zeros(like.shape, dtype=like.dtype, pin_memory=like.is_cuda)
-        self.event = torch.cuda.Event() if like.is_cuda else None
+    def __init__(self, source: torch.Tensor):
+        self.source = source
+        self.host = torch.zeros(source.shape, dtype=source.dtype, pin_memory=source.is_cuda)
+        self.event = torch.cuda.Event() if source.is_cuda else None
 
-    def record(self, value: torch.Tensor) -> None:
-        self.host.copy_(value, non_blocking=True)
+    def record(self) -> None:
+        self.host.copy_(self.source, non_blocking=True)
         if self.event is not None:
             self.event.record()
 
@@ -134,7 +135,7 @@ class TokenGraph:
             steps += 1
             if on_step is not None:
                 on_step(steps)
-            self.lagged.record(self.done if rows else self.all_done)
+            self.lagged.record()
             recorded = True
         return steps
 
