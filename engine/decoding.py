@@ -91,6 +91,14 @@ class TokenSet:
         return self.table[tokens]
 
 
+def _in_place(kept: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    """``value`` written into ``kept`` where it has the same shape (a captured graph replaying a rule reads and
+    updates ``kept``'s memory), else a copy of its own."""
+    if kept is not None and kept.shape == value.shape:
+        return kept.copy_(value)
+    return value.clone()
+
+
 def cheap_host_reads(t: torch.Tensor) -> bool:
     """Whether reading ``t``'s values on the host is free (CPU, run eagerly); on a GPU it waits for the device,
     and in a compiled token step (:mod:`engine.token_graph`) it would break the compiled graph, so rules skip
@@ -137,11 +145,7 @@ class MonotonicTime:
 
     def _fold(self, ids: torch.Tensor) -> torch.Tensor:
         if self._prompt:
-            floor = self._scan(ids)
-            if self.floor is not None and self.floor.shape == floor.shape:
-                self.floor.copy_(floor)
-            else:
-                self.floor = floor
+            self.floor = _in_place(self.floor, self._scan(ids))
             self._prompt = False
         else:  # each later call: one new token, last (a few operations on one column, each a launch on a GPU)
             effect = self.effect[ids[:, -1]]
@@ -274,10 +278,7 @@ class LookbackBias:
         return out
 
     def _keep(self, scores: torch.Tensor) -> None:
-        if self.last_scores is None or self.last_scores.shape != scores.shape:
-            self.last_scores = scores.clone()
-        else:
-            self.last_scores.copy_(scores)
+        self.last_scores = _in_place(self.last_scores, scores)
         self._prompt = False
 
     def restart(self) -> None:
