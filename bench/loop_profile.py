@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 
@@ -79,32 +80,20 @@ def main() -> None:
     print(f"device {device} ({label}), torch {torch.__version__}, precision {args.precision}")
     for name in args.models:
         model = random_model(name, device, args.precision)
-        real_rules = engine.decoding.logit_rules
         full = per_token_ms(model, name, device, args.precision)
-        capture_after = engine.token_graph.CAPTURE_AFTER
-        engine.token_graph.CAPTURE_AFTER = 10**9
-        try:
+        with patch.object(engine.token_graph, "CAPTURE_AFTER", 10**9):
             uncaptured = per_token_ms(model, name, device, args.precision)
-        finally:
-            engine.token_graph.CAPTURE_AFTER = capture_after
         greedy = per_token_ms(model, name, device, args.precision, do_sample=False)
-        engine.decoding.logit_rules = lambda *a, **k: []
-        try:
+        with patch.object(engine.decoding, "logit_rules", lambda *a, **k: []):
             bare = per_token_ms(model, name, device, args.precision)
-        finally:
-            engine.decoding.logit_rules = real_rules
         # the graphed step replayed alone after the same prompt (bench/speed.py's decoder tokens/s)
         step = (1000 / decoder_tokens_per_second(model, device, args.precision, 1, MAP_WINDOW.prompt, 200)
                 if device.type == "cuda" else float("nan"))
         rules_eager = ""
         if args.compiled_step:  # the token step's rules and bookkeeping left uncompiled
-            real_compiled = engine.token_graph.compiled_decide
-            engine.token_graph.compiled_decide = lambda: None
-            try:
+            with patch.object(engine.token_graph, "compiled_decide", lambda: None):
                 ms = per_token_ms(model, name, device, args.precision)
-                rules_eager = f", only the decoder step compiled {ms:.3f}"
-            finally:
-                engine.token_graph.compiled_decide = real_compiled
+            rules_eager = f", only the decoder step compiled {ms:.3f}"
         print(f"  {name}: ms per token: loop {full:.3f}, token step not captured {uncaptured:.3f}, greedy "
               f"{greedy:.3f}, no logit rules {bare:.3f}, graphed step alone {step:.3f}{rules_eager}", flush=True)
         host_profile(model, name, device, args.precision)
