@@ -5,12 +5,13 @@
 Prints, per precision, the largest logit difference against upstream's fp32 CPU goldens (forward goldens),
 whether greedy generation with the trained fixture checkpoints reproduces upstream's tokens (decoding as users
 get it: CUDA graphs on, eight windows an encoder call), whether the draw is torch.multinomial's and a sampled
-window through the captured token step gives the uncaptured step's tokens (and how much faster), and for real-size v32 and v32-mini (random weights) the
-decoder's steps/s with and without CUDA graphs (batch 1, a guided pair, four rows as a mapset) and whether both
-give the same tokens, and the encoder's windows/s one window a call against the engine's eight
-(runtime.encoder_batch). Needs the shared fixtures (../shared or MAPPERATOR_SHARED). ``precision=auto`` is bf16
-on such a GPU: its lines are the default's. ``--parts`` picks what runs (default: all but ``compile``, an
-experiment: the graph step compiled by torch.compile, against the plain graph: speed, compile time, logits).
+window through the captured token step gives the uncaptured step's tokens (and how much faster), and for
+real-size v32 and v32-mini (random weights) the decoder's steps/s with and without CUDA graphs (batch 1, a
+guided pair, four rows as a mapset) and whether both give the same tokens, and the encoder's windows/s one
+window a call against the engine's eight (runtime.encoder_batch). Needs the shared fixtures (../shared or
+MAPPERATOR_SHARED). ``precision=auto`` is bf16 on such a GPU: its lines are the default's. ``--parts`` picks
+what runs (default: all but ``compile``, an experiment: the graph step compiled by torch.compile, against the
+plain graph: speed, compile time, logits).
 The graphs part also times 32 rows (super timing's batches, above GRAPH_ROWS) as if they were graphed, to
 say whether GRAPH_ROWS should rise.
 """
@@ -25,6 +26,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from unittest.mock import patch
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +183,6 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
                                    max_length=608 + tokens, cfg_scale=cfg_scale)
             results = {}
             for captured in (False, True):
-                engine.token_graph.CAPTURE_AFTER = capture_after if captured else 10**9
                 model.__dict__.pop("_graphed_steps", None)  # no kept graph (nor token graph) from the run before
 
                 def run() -> list[list[int]]:
@@ -191,8 +192,8 @@ def token_step(device: torch.device, precision: str, tokens: int = 200) -> None:
                                   lookback_ms=2000.0, generator=streams,
                                   negative_prompts=[p[:-8] for p in prompts] if cfg_scale > 1 else None)
 
-                results[captured] = _best_rate(device, precision, run)
-            engine.token_graph.CAPTURE_AFTER = capture_after
+                with patch.object(engine.token_graph, "CAPTURE_AFTER", capture_after if captured else 10**9):
+                    results[captured] = _best_rate(device, precision, run)
             print(f"  {name:<9} {label:<13}: token step uncaptured {results[False][1]:6.0f} tok/s, captured "
                   f"{results[True][1]:6.0f} tok/s (window incl. encoder and prompt), same tokens: "
                   f"{results[False][0] == results[True][0]}")
