@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ from engine.audio import load_audio
 from engine.checkpoint import load_checkpoint
 from engine.errors import OptionError
 from engine.options import GenerateOptions
+from engine import quantize
 from engine.quantize import is_int8, quantize_int8
 
 from .conftest import UPSTREAM, need
@@ -150,16 +154,67 @@ def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits(bf16_encoder)
 
 
 def test_the_int8_linears_call_the_kernel_directly_with_torchs_own_numbers():
-    """The decoder's int8 linears skip torch's Python forward (~5 us a call, 73 calls a v32 step); they must
-    still compute what torch's dynamically quantized linear computes, bit for bit."""
-    model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
-    linears = [m for m in model.modules() if isinstance(m, DynamicLinear)]
-    assert linears and all(type(m).forward is not DynamicLinear.forward for m in linears)
+    """The decoder's int8 linears skip torch's Python forward (~5 us a call, 73 calls a v32 step); with 7-bit
+    activations (torch's reduce_range) they compute what torch's dynamically quantized linear computes, bit for
+    bit, and with 8-bit ones (where the kernel sums them exactly) they come closer to the fp32 layer."""
+    float_model = load_checkpoint(str(need(V32))).model
+    floats = [m for m in float_model.transformer.modules() if type(m) is torch.nn.Linear]
+    model = quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False)
+    linears = [m for m in model.transformer.modules() if isinstance(m, DynamicLinear)]
+    assert len(linears) == len(floats) > 0 and all(type(m).forward is not DynamicLinear.forward for m in linears)
     gen = torch.Generator().manual_seed(0)
+    errors = {True: 0.0, False: 0.0}
     with torch.inference_mode():
-        for layer in linears:
+        for layer, reference in zip(linears, floats):
             x = torch.randn(3, 5, layer.in_features, generator=gen)
+            for reduce_range in (False, True):
+                layer.reduce_range = reduce_range
+                errors[reduce_range] += (layer(x) - reference(x)).abs().mean().item()
             assert torch.equal(layer(x), DynamicLinear.forward(layer, x))
+    if quantize.full_range_exact(torch.backends.quantized.engine):
+        assert errors[False] < 0.75 * errors[True]  # measured: about half
+
+
+ACTIVATION_PROBE = """
+import json, torch
+from engine.quantize import quantize_int8
+
+class Tiny(torch.nn.Module):  # quantize_int8 takes a model's .transformer
+    def __init__(self):
+        super().__init__()
+        self.transformer = torch.nn.Sequential(torch.nn.Linear(64, 8, bias=False))
+
+model = Tiny()
+torch.nn.init.ones_(model.transformer[0].weight)
+layer = quantize_int8(model, bf16_encoder=False).transformer[0]
+x = torch.full((1, 64), 2.0)
+x[0, 0] = 0.0  # every other activation quantizes to the top of its range, every weight to 127
+errors = {}
+for reduce_range in (layer.reduce_range, False):
+    layer.reduce_range = reduce_range
+    errors[reduce_range] = ((layer(x) - x.sum()).abs().max() / x.sum()).item()
+print(json.dumps({"reduce_range": next(iter(errors)), "errors": list(errors.values())}))
+"""
+
+
+@pytest.mark.parametrize("isa", ["AVX2", None], ids=["fbgemm-avx2", "this-cpu"])
+def test_activations_use_8_bits_only_where_the_kernel_sums_them_exactly(isa):
+    """8-bit activations against 127-valued weights overflow kernels that add product pairs in 16 bits (fbgemm
+    without VNNI): there quantize_int8 keeps torch's 7-bit activations; where the sums are exact it uses 8."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("fbgemm (x86) only: FBGEMM_ENABLE_INSTRUCTIONS narrows its code to AVX2")
+    env = {k: v for k, v in os.environ.items() if k != "FBGEMM_ENABLE_INSTRUCTIONS"}
+    if isa:
+        env["FBGEMM_ENABLE_INSTRUCTIONS"] = isa
+    done = subprocess.run([sys.executable, "-c", ACTIVATION_PROBE], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["errors"][0] < 0.01  # the range quantize_int8 chose never overflows
+    if isa == "AVX2":
+        assert found["reduce_range"] is True and found["errors"][1] > 0.2  # 8 bits would: measured 0.50
+    elif torch.cpu._is_vnni_supported():
+        assert found["reduce_range"] is False
 
 
 def test_int8_refuses_a_model_on_a_gpu_device():
