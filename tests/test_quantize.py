@@ -177,7 +177,7 @@ def test_the_int8_linears_call_the_kernel_directly_with_torchs_own_numbers():
 
 ACTIVATION_PROBE = """
 import json, torch
-from engine.quantize import quantize_int8
+from engine.quantize import WIDE_ROWS, quantize_int8
 
 class Tiny(torch.nn.Module):  # quantize_int8 takes a model's .transformer
     def __init__(self):
@@ -187,13 +187,14 @@ class Tiny(torch.nn.Module):  # quantize_int8 takes a model's .transformer
 model = Tiny()
 torch.nn.init.ones_(model.transformer[0].weight)
 layer = quantize_int8(model, bf16_encoder=False).transformer[0]
-x = torch.full((1, 64), 2.0)
-x[0, 0] = 0.0  # every other activation quantizes to the top of its range, every weight to 127
+x = torch.full((WIDE_ROWS, 64), 2.0)
+x[:, 0] = 0.0  # every other activation quantizes to the top of its range, every weight to 127
 errors = {}
 for reduce_range in (layer.reduce_range, False):
     layer.reduce_range = reduce_range
-    errors[reduce_range] = ((layer(x) - x.sum()).abs().max() / x.sum()).item()
-print(json.dumps({"reduce_range": next(iter(errors)), "errors": list(errors.values())}))
+    # one row (fbgemm) and WIDE_ROWS rows (oneDNN's product where the CPU has AMX)
+    errors[reduce_range] = max(((layer(rows) - x[0].sum()).abs().max() / x[0].sum()).item() for rows in (x[:1], x))
+print(json.dumps({"reduce_range": next(iter(errors)), "errors": list(errors.values()), "amx": layer.wide is not None}))
 """
 
 
@@ -215,6 +216,44 @@ def test_activations_use_8_bits_only_where_the_kernel_sums_them_exactly(isa):
         assert found["reduce_range"] is True and found["errors"][1] > 0.2  # 8 bits would: measured 0.50
     elif torch.cpu._is_vnni_supported():
         assert found["reduce_range"] is False
+
+
+def onednn_int8():
+    if not hasattr(torch.ops.onednn, "qlinear_pointwise"):
+        pytest.skip("this torch build has no oneDNN int8 ops (onednn::qlinear_pointwise)")
+
+
+def test_wide_inputs_take_onednns_int8_product_with_fbgemms_integer_sums():
+    """With the AMX kernel each int8 linear computes inputs of WIDE_ROWS rows or more through oneDNN and fewer
+    through fbgemm. Both quantize the activations alike and sum the same integers: the numbers agree to an fp32
+    rounding."""
+    onednn_int8()
+    model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False, amx_kernel=True)
+    linears = [m for m in model.modules() if isinstance(m, DynamicLinear)]
+    assert linears and all(m.wide is not None for m in linears)
+    linear_dynamic = torch.ops.quantized.linear_dynamic
+    gen = torch.Generator().manual_seed(0)
+    differs = 0
+    with torch.inference_mode():
+        for layer in linears:
+            wide = torch.randn(1, quantize.WIDE_ROWS, layer.in_features, generator=gen)
+            narrow = wide[:, 1:]
+            fbgemm = linear_dynamic(wide, layer._packed_params._packed_params, layer.reduce_range)
+            got = layer(wide)
+            torch.testing.assert_close(got, fbgemm, rtol=1e-6, atol=2e-6)
+            differs += not torch.equal(got, fbgemm)  # it did take the other kernel
+            assert torch.equal(layer(narrow), linear_dynamic(narrow, layer._packed_params._packed_params,
+                                                             layer.reduce_range))
+    assert differs > len(linears) // 2
+
+
+def test_the_amx_kernel_is_kept_for_cpus_with_amx(monkeypatch):
+    onednn_int8()
+    for amx in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        assert quantize.amx_int8() is amx
+        model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
+        assert {m.wide is not None for m in model.modules() if isinstance(m, DynamicLinear)} == {amx}
 
 
 def test_int8_refuses_a_model_on_a_gpu_device():
