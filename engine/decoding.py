@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .errors import Cancelled, ModelError
 from .messages import Message
-from .model import Mapperatorinator
+from .model import Mapperatorinator, one_window
 from .presets import MS_PER_STEP
 from .prompt import left_pad
 from .sampling import choose, draw_noise
@@ -463,8 +463,8 @@ def decode(
 
     if encoder_out is None:
         encoder_out = model.encode(frames.to(device), **cond)
-    if guided:
-        encoder_out = encoder_out.repeat(2, 1, 1)
+    if guided:  # the negative rows see the same windows; one window's rows stay one tensor (model.one_window)
+        encoder_out = encoder_out.expand(2 * batch, -1, -1) if one_window(encoder_out) else encoder_out.repeat(2, 1, 1)
     max_len = max(width + total, width + 1)
     graph = uses_cuda_graph(device, batch, opts) and not model.static_step_reads_host(max_len)
     if graph:  # rounded up: a kept graph serves windows whose prompts differ a little (engine.cuda_graph)

@@ -584,7 +584,10 @@ class DecoderLayer(nn.Module):
         fixed = cache is not None and cache.fixed_length
         x = x + self.self_attn.output(attend(q, k, v, self_mask, causal=causal and q.shape[2] > 1, fixed_length=fixed))
         q = self.cross.project_q(self.cross_norm(x))
-        x = x + self.cross.output(attend(q, cross_kv[0], cross_kv[1], None, fixed_length=fixed))
+        k, v = cross_kv
+        if k.shape[0] != q.shape[0]:  # one window's keys for every row (Mapperatorinator._stored_cross_kv)
+            k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
+        x = x + self.cross.output(attend(q, k, v, None, fixed_length=fixed))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
 
 
@@ -645,7 +648,8 @@ class DecoderState:
         return self.caches[0].length if self.caches else 0
 
     def select(self, rows: torch.Tensor) -> None:
-        self.cross_kv = [(k[rows], v[rows]) for k, v in self.cross_kv]
+        if self.cross_kv and self.cross_kv[0][0].shape[0] > 1:  # one row's keys serve every row: kept
+            self.cross_kv = [(k[rows], v[rows]) for k, v in self.cross_kv]
         for c in self.caches:
             c.select(rows)
         self.key_padding = self.key_padding[rows]
@@ -1006,11 +1010,19 @@ class Mapperatorinator(nn.Module):
         """Cross-attention keys and values as decoding keeps them: in ``kv_dtype`` and contiguous, since every step
         reads all of them, and as head views of one projection each key row lies between the other heads' (on a
         CPU one-query attention over v32's 12 layers was ~13 % slower that way). Layer by layer, so that only one
-        layer's projection is held twice."""
+        layer's projection is held twice.
+
+        On a CPU, where every row is one window (:func:`one_window`: guidance's pair, a mapset's difficulties
+        at the same window), they are projected and kept once, for one row, and each layer's attention reads
+        them for every row: a CPU step is bound by reading memory, and per row they are a quarter of what a
+        v32 step reads. On a GPU they stay one copy a row: the captured step's fused attention kernels are
+        chosen for rows laid out apart, and a zero batch stride is untested there."""
         def stored(t: torch.Tensor) -> torch.Tensor:
             # .to returns a tensor of the same dtype as it is, whatever memory_format says: hence .contiguous()
             return t.to(self.kv_dtype or t.dtype, memory_format=torch.contiguous_format).contiguous()
 
+        if encoder_out.device.type == "cpu" and one_window(encoder_out):
+            encoder_out = encoder_out[:1]
         return [tuple(stored(t) for t in layer.cross.project_kv(encoder_out))
                 for layer in self.transformer.model.decoder.layers]
 
@@ -1055,6 +1067,12 @@ class Mapperatorinator(nn.Module):
         """Whether :meth:`decode_step_static` must read the position on the host for a state of ``max_len``
         positions (so cannot be captured in a CUDA graph): v30/v31's dynamic rotary past its trained length."""
         return any(r.reads_positions(max_len) for r in self.transformer.model.decoder.positions.rotary.values())
+
+
+def one_window(encoder_out: torch.Tensor) -> bool:
+    """Whether every row of ``encoder_out`` is the same window's output: one row, or one row expanded to the
+    batch (a zero batch stride, as engine.passes.EncoderCache hands out rows of one window)."""
+    return encoder_out.shape[0] == 1 or encoder_out.stride(0) == 0
 
 
 def _required(value, name: str):

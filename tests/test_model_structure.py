@@ -190,3 +190,42 @@ def test_the_cross_attention_keys_a_step_reads_are_contiguous():
     state = model.start_decoding(encoder_out, torch.ones(1, 3, dtype=torch.bool), 16)
     assert all(t.is_contiguous() for kv in state.cross_kv for t in kv)
     torch.testing.assert_close(state.cross_kv, model.cross_kv(encoder_out), rtol=0, atol=0)
+
+
+@torch.inference_mode()
+def test_rows_of_one_window_keep_one_copy_of_its_cross_attention_keys():
+    """Guidance's pair and a mapset's difficulties at one window share its encoder output: on a CPU the decoder
+    projects and keeps the cross-attention keys and values once instead of once a row, and every row's logits
+    are what a copy a row gives, bit for bit, also after rows leave the batch."""
+    model = new_model(varwhisper(every_n=1, window=128), seed=0).eval()
+    encoder_out = model.encode(torch.randn(1, 127 * 16))
+    ids = torch.randint(3, 50, (3, 5), generator=torch.Generator().manual_seed(0))
+    padding = torch.ones(3, 5, dtype=torch.bool)
+    shared = model.start_decoding(encoder_out.expand(3, -1, -1), padding, 16)
+    apart = model.start_decoding(encoder_out.repeat(3, 1, 1), padding, 16)
+    assert {k.shape[0] for kv in shared.cross_kv for k in kv} == {1}
+    assert {k.shape[0] for kv in apart.cross_kv for k in kv} == {3}
+    assert torch.equal(model.decode_step(ids, shared), model.decode_step(ids, apart))
+    for state in (shared, apart):
+        state.select(torch.tensor([0, 2]))
+    step = ids[[0, 2], -1:]
+    assert torch.equal(model.decode_step(step, shared), model.decode_step(step, apart))
+
+
+def test_guidance_decodes_its_pair_over_one_copy_of_the_windows_keys(trained_v32, monkeypatch):
+    """decode's negative rows see the positive rows' windows: for one window the pair stays one encoder row."""
+    ck = trained_v32
+    seen = []
+    start = ck.model.start_decoding
+
+    def recording(encoder_out, padding, max_len):
+        state = start(encoder_out, padding, max_len)
+        seen.append((encoder_out.shape[0], state.cross_kv[0][0].shape[0]))
+        return state
+
+    monkeypatch.setattr(ck.model, "start_decoding", recording)
+    tok = ck.tokenizer
+    opts = DecodingOptions(do_sample=False, cfg_scale=2.0, max_length=8)
+    decode(ck.model, tok, torch.zeros(1, 2047 * 128), [[tok.sos_id]], opts, [tok.eos_id],
+           negative_prompts=[[tok.pad_id]])
+    assert seen == [(2, 1)]

@@ -149,6 +149,19 @@ def test_a_reused_output_is_the_one_the_encoder_gave():
     assert torch.equal(again, first.flip(0)) and model.rows == [0.0, 4.0]
 
 
+def test_rows_of_one_window_come_back_as_one_tensor():
+    """Rows asking for the same window get its output as one tensor expanded to the batch (the decoder then
+    keeps one copy of its cross-attention keys: engine.model.one_window); other batches are laid out."""
+    from engine.model import one_window
+
+    model, cache = CountingEncoder(), EncoderCache()
+    frames = torch.arange(12.0).reshape(3, 4)
+    same = cache.encode(model, frames, {}, [("a", 0)] * 3)
+    assert same.shape[0] == 3 and one_window(same) and model.rows == [0.0]
+    mixed = cache.encode(model, frames, {}, [("a", 0), ("a", 1), ("a", 0)])
+    assert not one_window(mixed) and torch.equal(mixed[0], mixed[2]) and torch.equal(mixed[0], same[1])
+
+
 class LookingAhead(NamedChain):
     """A named chain that tells its next windows, as SequentialPass does."""
 
