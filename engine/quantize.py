@@ -25,7 +25,7 @@ oneDNN's int8 product (:class:`OneDnnInt8`), which takes inputs of :data:`WIDE_R
 prompt, the cross attention's keys and values over the 1,024 encoder frames. There it is 2-2.8x fbgemm's speed
 (608 rows), and slower below ~32 rows, where the decoder's steps stay with fbgemm. The two compute the same
 integer sums (results within an fp32 rounding). v32: a map window's prompt ~330 -> ~245 ms, a whole window ~5 %
-faster, for ~150 MB more peak memory (the weights once more, in oneDNN's layout) and ~0.5 s more loading.
+faster, for ~110 MB more peak memory (the weights once more, in oneDNN's layout) and ~0.5 s more loading.
 """
 from __future__ import annotations
 
