@@ -13,12 +13,11 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 import engine
 from bench.speed import GATE, GATE_RUNS, gate_run
-from engine import runtime
+from engine import quantize, runtime
 from engine.audio import load_audio
 from engine.checkpoint import load_checkpoint
 from engine.errors import OptionError
 from engine.options import GenerateOptions
-from engine import quantize
 from engine.quantize import is_int8, quantize_int8
 
 from .conftest import UPSTREAM, need
@@ -171,7 +170,7 @@ def test_the_int8_linears_call_the_kernel_directly_with_torchs_own_numbers():
                 layer.reduce_range = reduce_range
                 errors[reduce_range] += (layer(x) - reference(x)).abs().mean().item()
             assert torch.equal(layer(x), DynamicLinear.forward(layer, x))
-    if quantize.full_range_exact(torch.backends.quantized.engine):
+    if quantize.full_range_exact():
         assert errors[False] < 0.75 * errors[True]  # measured: about half
 
 
