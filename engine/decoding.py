@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import Cancelled, ModelError
+from .lean_step import lean_step
 from .messages import Message
 from .model import Mapperatorinator, one_window
 from .presets import MS_PER_STEP
@@ -478,6 +479,8 @@ def decode(
 
         graphed = graphed_step(model, state, max_len, len(rows_in), opts.compiled_step)
 
+    if graphed is None:  # on a CPU the steps call the decoder's kernels without its modules (same logits)
+        state.lean = lean_step(model, state)
     stop = frozenset(stop)
     # Through a CUDA graph every row stays (its stopped rows compute on, their tokens are dropped): after the
     # first token the window goes on in a token graph (engine.token_graph), kept for the next windows alike.

@@ -370,7 +370,7 @@ class Rotary(nn.Module):
         return self.dynamic and (below is None or below > self.max_positions)
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype, below: int | None = None) -> Angles:
-        """positions: [seq] int -> (cos, signed sin) of shape [seq, head_dim] (:func:`_rotate`); ``below``: see
+        """positions: [seq] int -> (cos, signed sin) of shape [seq, head_dim] (:func:`rotate`); ``below``: see
         :meth:`reads_positions`."""
         inv_freq = self.inv_freq
         if self.reads_positions(below):
@@ -390,7 +390,7 @@ def _signed_halves(sin: torch.Tensor) -> torch.Tensor:
     return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return x * cos + torch.cat((x[..., half:], x[..., :half]), dim=-1) * signed_sin
 
@@ -452,11 +452,11 @@ class Attention(nn.Module):
             qkv = self.Wqkv(x)
             qk = qkv[..., : 2 * d].view(b, t, 2, h, self.head_dim)
             if rope is not None:  # shaped [seq, 1, 1, head_dim] for this layout (LayerPositions.angles)
-                qk = _rotate(qk, *rope)
+                qk = rotate(qk, *rope)
             return qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), self._heads(qkv[..., 2 * d:])
         q, (k, v) = self.project_q(x), self.project_kv(x)
         if rope is not None:
-            q, k = _rotate(q, *rope), _rotate(k, *rope)
+            q, k = rotate(q, *rope), rotate(k, *rope)
         return q, k, v
 
     def output(self, attended: torch.Tensor) -> torch.Tensor:
@@ -515,7 +515,7 @@ def _norm(cfg: "BackboneConfig", d: int) -> nn.Module:
 # --- layers ------------------------------------------------------------------------------------------------
 
 
-def _activation(name: str):
+def activation(name: str):
     if name == "gelu":
         return F.gelu
     if name == "relu":
@@ -532,7 +532,7 @@ class EncoderLayer(nn.Module):
         self.fc1 = nn.Linear(d, cfg.encoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.encoder_ffn_dim, d)
         self.final_layer_norm = _norm(cfg, d)
-        self.act = _activation(cfg.activation)
+        self.act = activation(cfg.activation)
 
     def forward(self, x: torch.Tensor, rope: Angles | None,
                 mask: torch.Tensor | None) -> torch.Tensor:
@@ -557,7 +557,7 @@ class DecoderLayer(nn.Module):
         self.fc1 = nn.Linear(d, cfg.decoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.decoder_ffn_dim, d)
         self.final_layer_norm = _norm(cfg, d)
-        self.act = _activation(cfg.activation)
+        self.act = activation(cfg.activation)
         self.flavour = cfg.flavour
 
     @property
@@ -642,6 +642,8 @@ class DecoderState:
     cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
     caches: list[LayerCache]
     key_padding: torch.Tensor  # [batch, max_len] bool, True where a position holds a real token
+    # one token a row fed without the modules (engine.lean_step.LeanStep: the same logits), set by the token loop
+    lean: Callable[[torch.Tensor, "DecoderState"], torch.Tensor] | None = None
 
     @property
     def length(self) -> int:
@@ -1028,13 +1030,19 @@ class Mapperatorinator(nn.Module):
 
     def decode_step(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Feed ``ids`` (batch, n) after what ``state`` holds; returns the logits of the last position (batch, vocab)."""
-        start = state.length
-        n = ids.shape[1]
-        self._check_length(start + n)
-        positions = torch.arange(start, start + n, device=ids.device)
-        masks = self._self_masks(n, start + n, start, state.key_padding, causal=True)
+        if state.lean is not None and ids.shape[1] == 1:
+            return state.lean(ids, state)
+        positions, masks = self.step_inputs(ids.shape[1], state)
         logits = self._decode_layers(ids, positions, state.cross_kv, masks, state.caches, causal=True)
         return logits[:, -1]
+
+    def step_inputs(self, n: int, state: DecoderState) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The positions of ``n`` tokens fed after what ``state`` holds, and each decoder layer's self-attention
+        mask for them (None where SDPA needs none)."""
+        start = state.length
+        self._check_length(start + n)
+        positions = torch.arange(start, start + n, device=state.key_padding.device)
+        return positions, self._self_masks(n, start + n, start, state.key_padding, causal=True)
 
 
     # one token a step with shapes that never change (a CUDA graph replays it: engine.cuda_graph)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -171,6 +172,16 @@ def full_range_exact(amx: bool = False) -> bool:
     except RuntimeError:  # an engine that cannot run the probe keeps torch's own 7 bits
         return False
     return bool(torch.allclose(got[1:], x[1].sum().expand_as(got[1:]), rtol=1e-2))
+
+
+def int8_product(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``layer``'s int8 product as one call bound to its weights, for inputs under :data:`WIDE_ROWS` rows (what
+    its forward runs there, without the module call: engine.lean_step); None if ``layer`` is not one of
+    :func:`quantize_int8`'s linears."""
+    if not isinstance(layer, _int8_linear_class()):
+        return None
+    return functools.partial(_LINEAR_DYNAMIC, W_prepack=layer._packed_params._packed_params,
+                             reduce_range=layer.reduce_range)
 
 
 def is_int8(model: nn.Module) -> bool:

@@ -1,0 +1,131 @@
+"""The decoder's one-token step on a CPU as plain calls of its kernels.
+
+A CPU decoder step runs ~40 kernels a layer, each on a few kilobytes, between weight reads that stream tens of
+megabytes through the caches. The Python around each kernel in the module step (module calls, parameter lookups,
+the branches that serve three checkpoint layouts and the GPU) then runs with cold caches too. :class:`LeanStep`
+runs the same kernels, in the same order and with the same arguments, bound once a window, and computes the
+window's rotary angles once: on this project's 2-core CPU its int8 steps take 0.86x (v32-mini) and 0.90x (v32)
+the module step's time. Its logits are the module step's bit for bit (tests/test_lean_step.py), and in fp32 the
+golden runs check it against upstream's tokens.
+
+It takes what the token loop feeds on a CPU (one token a row, fewer rows than :data:`engine.quantize.WIDE_ROWS`,
+no autocast) for the v32 layout (varwhisper: fused ``Wqkv``) with the engine's own layers: ``nn.Linear`` or
+int8 linears, RMS norms. Everything else (prompts, GPUs, v29-v31, a LoRA layer left unmerged) keeps
+:meth:`Mapperatorinator.decode_step`.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import VARWHISPER, DecoderState, Mapperatorinator, RMSNorm, activation, rotate
+from .quantize import WIDE_ROWS, int8_product
+
+Kernel = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _product(layer: nn.Module) -> Kernel | None:
+    if type(layer) is nn.Linear:  # noqa: E721 (a subclass, e.g. a LoRA layer, may compute more)
+        return functools.partial(F.linear, weight=layer.weight, bias=layer.bias)
+    return int8_product(layer)
+
+
+def _norm(layer: nn.Module, dtype: torch.dtype) -> Kernel | None:
+    # RMSNorm.forward's usual case (input in the weights' dtype), as one call
+    if type(layer) is not RMSNorm or layer.weight.dtype != dtype:
+        return None
+    return functools.partial(torch.rms_norm, normalized_shape=layer.normalized_shape, weight=layer.weight,
+                             eps=layer.eps)
+
+
+class _Layer:
+    __slots__ = ("norm_self", "qkv", "out_self", "norm_cross", "q_cross", "out_cross", "norm_ffn", "fc1", "fc2")
+
+    def __init__(self, kernels: dict[str, Kernel]):
+        for name in self.__slots__:
+            setattr(self, name, kernels[name])
+
+
+class LeanStep:
+    """A window's decoder step for one token a row, the module step's kernels called directly. Build with
+    :func:`lean_step`."""
+
+    def __init__(self, model: Mapperatorinator, state: DecoderState, layers: list[_Layer], final_norm: Kernel,
+                 head: Kernel):
+        decoder = model.transformer.model.decoder
+        self.model, self.layers, self.final_norm, self.head = model, layers, final_norm, head
+        self.heads = decoder.cfg.decoder_heads
+        self.act = activation(decoder.cfg.activation)
+        self.embed = model.decoder_embedder
+        # The rotary angles of every position the window may reach, computed once (the same elementwise kernels
+        # as a step's own: the same numbers); a step takes its row of each table as views.
+        self.positions, self.first = decoder.positions, state.length
+        per_layer = self.positions.angles(torch.arange(self.first, state.key_padding.shape[1]), model.dtype)
+        self.tables = list({id(angles): angles for angles in per_layer}.values())
+        self.table_of_layer = [next(i for i, t in enumerate(self.tables) if t is angles) for angles in per_layer]
+
+    def __call__(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """:meth:`Mapperatorinator.decode_step` for ``ids`` [batch, 1]: the logits [batch, vocab]."""
+        positions, masks = self.model.step_inputs(1, state)
+        x = self.embed(ids)
+        b, t, d = x.shape
+        heads, head_dim = self.heads, d // self.heads
+        row = state.length - self.first
+        if row < len(self.tables[0][0]):
+            rows = [(cos[row: row + 1], sin[row: row + 1]) for cos, sin in self.tables]
+            angles = [rows[i] for i in self.table_of_layer]
+        else:  # past the window's length (the cache may grow on)
+            angles = self.positions.angles(positions, x.dtype)
+        for layer, rope, mask, (cross_k, cross_v), cache in zip(self.layers, angles, masks, state.cross_kv,
+                                                               state.caches):
+            qkv = layer.qkv(layer.norm_self(x))
+            qk = qkv[..., : 2 * d].view(b, t, 2, heads, head_dim)
+            qk = rotate(qk, *rope)  # varwhisper: every layer rotary
+            k, v = cache.append(qk[:, :, 1].transpose(1, 2),
+                                qkv[..., 2 * d:].view(b, t, heads, head_dim).transpose(1, 2))
+            attended = _attend(qk[:, :, 0].transpose(1, 2), k, v, mask)
+            x = x + layer.out_self(attended.transpose(1, 2).reshape(b, t, d))
+            q = layer.q_cross(layer.norm_cross(x)).view(b, t, heads, head_dim).transpose(1, 2)
+            if cross_k.shape[0] != b:  # one window's keys for every row (Mapperatorinator._stored_cross_kv)
+                cross_k, cross_v = cross_k.expand(b, -1, -1, -1), cross_v.expand(b, -1, -1, -1)
+            x = x + layer.out_cross(_attend(q, cross_k, cross_v, None).transpose(1, 2).reshape(b, t, d))
+            x = x + layer.fc2(self.act(layer.fc1(layer.norm_ffn(x))))
+        return self.head(self.final_norm(x))[:, -1]
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    # engine.model.attend on a CPU for one query a row: fp32 queries (and the mask) cast to bf16 keys and back
+    if q.dtype == torch.float32 and k.dtype == torch.bfloat16:
+        mask = None if mask is None else mask.to(k.dtype)
+        return F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def lean_step(model: Mapperatorinator, state: DecoderState) -> LeanStep | None:
+    """A :class:`LeanStep` for the window ``state`` holds (its prompt fed), or None where the module step must
+    run (see the module's text)."""
+    decoder = model.transformer.model.decoder
+    if (decoder.cfg.flavour != VARWHISPER or model.device.type != "cpu" or state.key_padding.shape[0] >= WIDE_ROWS
+            or torch.is_autocast_enabled("cpu")):
+        return None
+    dtype = model.dtype
+    layers = []
+    for layer in decoder.layers:
+        attn, cross = layer.self_attn, layer.cross
+        kernels = {
+            "norm_self": _norm(layer.self_attn_layer_norm, dtype), "qkv": _product(attn.Wqkv),
+            "out_self": _product(attn.Wo), "norm_cross": _norm(layer.cross_norm, dtype),
+            "q_cross": _product(cross.Wq), "out_cross": _product(cross.Wo),
+            "norm_ffn": _norm(layer.final_layer_norm, dtype), "fc1": _product(layer.fc1), "fc2": _product(layer.fc2),
+        }
+        if any(kernel is None for kernel in kernels.values()):
+            return None
+        layers.append(_Layer(kernels))
+    final_norm, head = _norm(decoder.layer_norm, dtype), _product(model.transformer.proj_out)
+    if final_norm is None or head is None:
+        return None
+    return LeanStep(model, state, layers, final_norm, head)
