@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.checkpoint import load_checkpoint, new_model  # noqa: E402
+from engine.lean_step import lean_step  # noqa: E402
 from engine.model import ROPEWHISPER, VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig  # noqa: E402
 from engine.runtime import PRECISIONS, prepare_model, weight_dtype  # noqa: E402
 
@@ -142,6 +143,8 @@ def measure(name: str, model, config: ModelConfig, device, tokens: int, prompt: 
     ids = torch.randint(3, config.vocab_size_out, (1, prompt), device=device)
     state = model.start_decoding(encoder_out, torch.ones(1, prompt, dtype=torch.bool, device=device), prompt + tokens + 4)
     model.decode_step(ids, state)
+    if not compiled:  # the steps as decode() runs them (engine.lean_step, where it applies)
+        state.lean = lean_step(model, state)
     step = ids[:, -1:]
     for _ in range(warmups):
         model.decode_step(step, state)

@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.forward import random_model  # noqa: E402
+from engine.lean_step import lean_step  # noqa: E402
 from engine.runtime import PRECISION_CHOICES, autocast, encoder_batch, resolve_precision  # noqa: E402
 
 SHARED = Path(os.environ.get("MAPPERATOR_SHARED", ROOT.parent / "shared")) / "fixtures" / "upstream"
@@ -182,7 +183,8 @@ def decoder_tokens_per_second(model, device: torch.device, precision: str, batch
 
             graphed = GraphedStep(model, model.static_decoding(state, prompt + steps + 4), batch, COMPILED_STEP)
             run = lambda: graphed(step[:, 0])  # noqa: E731
-        else:
+        else:  # as decode() runs them: through engine.lean_step where it applies
+            state.lean = lean_step(model, state)
             run = lambda: model.decode_step(step, state)  # noqa: E731
         run()  # warm-up
         t = _clock(device)
