@@ -67,10 +67,15 @@ class LeanStep:
         per_layer = self.positions.angles(torch.arange(self.first, state.key_padding.shape[1]), model.dtype)
         self.tables = list({id(angles): angles for angles in per_layer}.values())
         self.table_of_layer = [next(i for i, t in enumerate(self.tables) if t is angles) for angles in per_layer]
+        # Rows without padding stay so (steps add real tokens, rows only leave), and global layers then need no
+        # mask: step_inputs would find that every step, reading the padding on the host.
+        self.no_masks = None
+        if bool(state.key_padding.all()) and all(window is None for window in self.positions.windows):
+            self.no_masks = [None] * len(layers)
 
     def __call__(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """:meth:`Mapperatorinator.decode_step` for ``ids`` [batch, 1]: the logits [batch, vocab]."""
-        positions, masks = self.model.step_inputs(1, state)
+        masks = self.no_masks or self.model.step_inputs(1, state)[1]
         x = self.embed(ids)
         b, t, d = x.shape
         heads, head_dim = self.heads, d // self.heads
@@ -79,7 +84,7 @@ class LeanStep:
             rows = [(cos[row: row + 1], sin[row: row + 1]) for cos, sin in self.tables]
             angles = [rows[i] for i in self.table_of_layer]
         else:  # past the window's length (the cache may grow on)
-            angles = self.positions.angles(positions, x.dtype)
+            angles = self.positions.angles(torch.arange(state.length, state.length + 1), x.dtype)
         for layer, rope, mask, (cross_k, cross_v), cache in zip(self.layers, angles, masks, state.cross_kv,
                                                                state.caches):
             qkv = layer.qkv(layer.norm_self(x))

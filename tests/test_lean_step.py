@@ -47,6 +47,9 @@ def steps_agree(model, prompts, padding, one_window: bool, steps: int, drop_row_
     twin = copy.deepcopy(state)
     lean = lean_step(model, twin)
     assert lean is not None
+    # without padding or local layers the steps skip the masks (none are needed); else they compute them
+    unmasked = bool(padding.all()) and all(w is None for w in model.transformer.model.decoder.positions.windows)
+    assert (lean.no_masks is not None) == unmasked
     tokens = torch.Generator().manual_seed(2)
     for step in range(steps):
         if step == drop_row_at:  # a finished row leaves the batch, as in decode
@@ -59,12 +62,13 @@ def steps_agree(model, prompts, padding, one_window: bool, steps: int, drop_row_
     return steps
 
 
+@pytest.mark.parametrize("every_n", [1, 2], ids=["global", "local-and-global"])
 @pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 @torch.inference_mode()
-def test_lean_steps_give_the_module_steps_logits(precision):
-    """Local and global layers, left-padded rows (masks), rows of one window sharing their keys, a row
-    leaving the batch."""
-    model = model_in(precision)
+def test_lean_steps_give_the_module_steps_logits(precision, every_n):
+    """Global layers only, or local ones too; left-padded rows (masks), rows of one window sharing their keys,
+    a row leaving the batch."""
+    model = model_in(precision, every_n=every_n)
     prompts = torch.randint(3, 50, (3, 12), generator=torch.Generator().manual_seed(0))
     padding = torch.ones(3, 12, dtype=torch.bool)
     padding[1, :5] = False
