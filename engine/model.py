@@ -1029,7 +1029,8 @@ class Mapperatorinator(nn.Module):
                 for layer in self.transformer.model.decoder.layers]
 
     def decode_step(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
-        """Feed ``ids`` (batch, n) after what ``state`` holds; returns the logits of the last position (batch, vocab)."""
+        """Feed ``ids`` (batch, n) after what ``state`` holds; returns the logits of the last position (batch, vocab).
+        One token a row goes through ``state.lean`` where the token loop set one (engine.lean_step: same logits)."""
         if state.lean is not None and ids.shape[1] == 1:
             return state.lean(ids, state)
         positions, masks = self.step_inputs(ids.shape[1], state)
