@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.decoding import HISTORY_COLUMNS, MonotonicTime
+from engine.decoding import HISTORY_COLUMNS, MonotonicTime, TopP
 from engine.tokenizer import EventType
 
 from .test_static_decoding import load
@@ -99,3 +99,22 @@ def test_a_restarted_rule_chain_decides_as_a_new_one():
     assert window(kept, prompt, seed=2) == window(fresh, prompt, seed=2)
     # the same tensors as before the restart: a captured graph reads and writes those
     assert {name: id(t) for rule in kept.rules for name, t in vars(rule).items() if isinstance(t, torch.Tensor)} == state
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["distinct scores", "tied scores"])
+def test_top_p_filters_as_hugging_faces_warper_does(tied):
+    """Upstream samples through transformers' TopPLogitsWarper: the same scores out, ties at the threshold
+    included (which equal scores stay depends on the sort's order of them; bf16 logits tie often)."""
+    from transformers import TopPLogitsWarper
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        p = (0.5, 0.9, 0.95, 0.99)[trial % 4]
+        if tied:
+            scores = torch.randint(0, 6, (3, 4097), generator=g).float()
+        else:
+            scores = torch.randn(3, 4097, generator=g) * 3
+            scores[:, torch.randint(0, 4097, (1500,), generator=g)] = -torch.inf  # tokens a rule forbade
+        ours = TopP(p)(None, scores.clone())
+        assert torch.equal(ours, TopPLogitsWarper(p)(None, scores.clone())), (trial, p)
+        assert ours.isfinite().sum() < scores.isfinite().sum()  # it did filter
