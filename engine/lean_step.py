@@ -81,8 +81,8 @@ class LeanStep:
         heads, head_dim = self.heads, d // self.heads
         row = state.length - self.first
         if row < len(self.tables[0][0]):
-            rows = [(cos[row: row + 1], sin[row: row + 1]) for cos, sin in self.tables]
-            angles = [rows[i] for i in self.table_of_layer]
+            row_angles = [(cos[row: row + 1], sin[row: row + 1]) for cos, sin in self.tables]
+            angles = [row_angles[i] for i in self.table_of_layer]
         else:  # past the window's length (the cache may grow on)
             angles = self.positions.angles(torch.arange(state.length, state.length + 1), x.dtype)
         for layer, rope, mask, (cross_k, cross_v), cache in zip(self.layers, angles, masks, state.cross_kv,
