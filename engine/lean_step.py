@@ -4,14 +4,14 @@ A CPU decoder step runs ~40 kernels a layer, each on a few kilobytes, between we
 megabytes through the caches. The Python around each kernel in the module step (module calls, parameter lookups,
 the branches that serve three checkpoint layouts and the GPU) then runs with cold caches too. :class:`LeanStep`
 runs the same kernels, in the same order and with the same arguments, bound once a window, and computes the
-window's rotary angles once: on this project's 2-core CPU its int8 steps take 0.86x (v32-mini) and 0.90x (v32)
-the module step's time. Its logits are the module step's bit for bit (tests/test_lean_step.py), and in fp32 the
-golden runs check it against upstream's tokens.
+window's rotary angles once: on this project's 2-core CPU its int8 steps take 0.86x (v32-mini), 0.90x (v32)
+and 0.91x (v30) the module step's time. Its logits are the module step's bit for bit (tests/test_lean_step.py),
+and in fp32 the golden runs check it against upstream's tokens.
 
 It takes what the token loop feeds on a CPU (one token a row, fewer rows than :data:`engine.quantize.WIDE_ROWS`,
-no autocast) for the v32 layout (varwhisper: fused ``Wqkv``) with the engine's own layers: ``nn.Linear`` or
-int8 linears, RMS norms. Everything else (prompts, GPUs, v29-v31, a LoRA layer left unmerged) keeps
-:meth:`Mapperatorinator.decode_step`.
+no autocast) for the rotary layouts (v32's fused ``Wqkv``, v30/v31's separate projections) with the engine's
+own layers: ``nn.Linear`` or int8 linears, RMS norms. Everything else (prompts, GPUs, v29's learned positions
+and LayerNorms, a LoRA layer left unmerged) keeps :meth:`Mapperatorinator.decode_step`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import VARWHISPER, DecoderState, Mapperatorinator, RMSNorm, activation, rotate
+from .model import ROPEWHISPER, VARWHISPER, DecoderState, Mapperatorinator, RMSNorm, activation, rotate
 from .quantize import WIDE_ROWS, int8_product
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]
@@ -43,11 +43,15 @@ def _norm(layer: nn.Module, dtype: torch.dtype) -> Kernel | None:
 
 
 class _Layer:
-    __slots__ = ("norm_self", "qkv", "out_self", "norm_cross", "q_cross", "out_cross", "norm_ffn", "fc1", "fc2")
+    """One decoder layer's kernels; self-attention's projections either fused (``qkv``: v32) or apart (``q``,
+    ``k``, ``v``: v30/v31), the other None."""
 
-    def __init__(self, kernels: dict[str, Kernel]):
+    __slots__ = ("norm_self", "qkv", "q", "k", "v", "out_self", "norm_cross", "q_cross", "out_cross", "norm_ffn",
+                 "fc1", "fc2")
+
+    def __init__(self, kernels: dict[str, Kernel | None]):
         for name in self.__slots__:
-            setattr(self, name, kernels[name])
+            setattr(self, name, kernels.get(name))
 
 
 class LeanStep:
@@ -62,11 +66,15 @@ class LeanStep:
         self.act = activation(decoder.cfg.activation)
         self.embed = model.decoder_embedder
         # The rotary angles of every position the window may reach, computed once (the same elementwise kernels
-        # as a step's own: the same numbers); a step takes its row of each table as views.
+        # as a step's own: the same numbers); a step takes its row of each table as views. Not where a dynamic
+        # rotary (v30/v31) would scale them past its trained length: there each step's own length decides.
         self.positions, self.first = decoder.positions, state.length
-        per_layer = self.positions.angles(torch.arange(self.first, state.key_padding.shape[1]), model.dtype)
-        self.tables = list({id(angles): angles for angles in per_layer}.values())
-        self.table_of_layer = [next(i for i, t in enumerate(self.tables) if t is angles) for angles in per_layer]
+        max_len = state.key_padding.shape[1]
+        self.tables: list | None = None
+        if not any(rotary.reads_positions(max_len) for rotary in self.positions.rotary.values()):
+            per_layer = self.positions.angles(torch.arange(self.first, max_len), model.dtype)
+            self.tables = list({id(angles): angles for angles in per_layer}.values())
+            self.table_of_layer = [next(i for i, t in enumerate(self.tables) if t is a) for a in per_layer]
         # Rows without padding stay so (steps add real tokens, rows only leave), and global layers then need no
         # mask: step_inputs would find that every step, reading the padding on the host.
         self.no_masks = None
@@ -80,19 +88,25 @@ class LeanStep:
         b, t, d = x.shape
         heads, head_dim = self.heads, d // self.heads
         row = state.length - self.first
-        if row < len(self.tables[0][0]):
+        if self.tables is not None and row < len(self.tables[0][0]):
             row_angles = [(cos[row: row + 1], sin[row: row + 1]) for cos, sin in self.tables]
             angles = [row_angles[i] for i in self.table_of_layer]
-        else:  # past the window's length (the cache may grow on)
+        else:  # past the window's length (the cache may grow on), or a dynamic rotary
             angles = self.positions.angles(torch.arange(state.length, state.length + 1), x.dtype)
         for layer, rope, mask, (cross_k, cross_v), cache in zip(self.layers, angles, masks, state.cross_kv,
                                                                state.caches):
-            qkv = layer.qkv(layer.norm_self(x))
-            qk = qkv[..., : 2 * d].view(b, t, 2, heads, head_dim)
-            qk = rotate(qk, *rope)  # varwhisper: every layer rotary
-            k, v = cache.append(qk[:, :, 1].transpose(1, 2),
-                                qkv[..., 2 * d:].view(b, t, heads, head_dim).transpose(1, 2))
-            attended = _attend(qk[:, :, 0].transpose(1, 2), k, v, mask)
+            h = layer.norm_self(x)
+            if layer.qkv is not None:  # queries and keys rotated in one pass (Attention.project_qkv)
+                qkv = layer.qkv(h)
+                qk = rotate(qkv[..., : 2 * d].view(b, t, 2, heads, head_dim), *rope)
+                q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)
+                v = qkv[..., 2 * d:].view(b, t, heads, head_dim).transpose(1, 2)
+            else:
+                q, k, v = (project(h).view(b, t, heads, head_dim).transpose(1, 2)
+                           for project in (layer.q, layer.k, layer.v))
+                q, k = rotate(q, *rope), rotate(k, *rope)
+            k, v = cache.append(k, v)
+            attended = _attend(q, k, v, mask)
             x = x + layer.out_self(attended.transpose(1, 2).reshape(b, t, d))
             q = layer.q_cross(layer.norm_cross(x)).view(b, t, heads, head_dim).transpose(1, 2)
             if cross_k.shape[0] != b:  # one window's keys for every row (Mapperatorinator._stored_cross_kv)
@@ -114,18 +128,25 @@ def lean_step(model: Mapperatorinator, state: DecoderState) -> LeanStep | None:
     """A :class:`LeanStep` for the window ``state`` holds (its prompt fed), or None where the module step must
     run (see the module's text)."""
     decoder = model.transformer.model.decoder
-    if (decoder.cfg.flavour != VARWHISPER or model.device.type != "cpu" or state.key_padding.shape[0] >= WIDE_ROWS
-            or torch.is_autocast_enabled("cpu")):
+    flavour = decoder.cfg.flavour
+    if (flavour not in (VARWHISPER, ROPEWHISPER) or model.device.type != "cpu"
+            or state.key_padding.shape[0] >= WIDE_ROWS or torch.is_autocast_enabled("cpu")):
         return None
     dtype = model.dtype
     layers = []
     for layer in decoder.layers:
         attn, cross = layer.self_attn, layer.cross
+        if flavour == VARWHISPER:
+            projections = {"qkv": _product(attn.Wqkv), "out_self": _product(attn.Wo),
+                           "q_cross": _product(cross.Wq), "out_cross": _product(cross.Wo)}
+        else:
+            projections = {"q": _product(attn.q_proj), "k": _product(attn.k_proj), "v": _product(attn.v_proj),
+                           "out_self": _product(attn.out_proj), "q_cross": _product(cross.q_proj),
+                           "out_cross": _product(cross.out_proj)}
         kernels = {
-            "norm_self": _norm(layer.self_attn_layer_norm, dtype), "qkv": _product(attn.Wqkv),
-            "out_self": _product(attn.Wo), "norm_cross": _norm(layer.cross_norm, dtype),
-            "q_cross": _product(cross.Wq), "out_cross": _product(cross.Wo),
+            "norm_self": _norm(layer.self_attn_layer_norm, dtype), "norm_cross": _norm(layer.cross_norm, dtype),
             "norm_ffn": _norm(layer.final_layer_norm, dtype), "fc1": _product(layer.fc1), "fc2": _product(layer.fc2),
+            **projections,
         }
         if any(kernel is None for kernel in kernels.values()):
             return None

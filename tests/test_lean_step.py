@@ -12,15 +12,26 @@ import engine.decoding
 from engine.checkpoint import load_checkpoint, new_model
 from engine.decoding import DecodingOptions, decode
 from engine.lean_step import LeanStep, lean_step
-from engine.model import ROPEWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
+from engine.model import ROPEWHISPER, WHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
 from engine.quantize import WIDE_ROWS, quantize_int8
 
 from .conftest import UPSTREAM, need
 from .test_model_structure import varwhisper
 
 
-def model_in(precision: str, every_n: int = 2, window: int = 8):
-    model = new_model(varwhisper(every_n=every_n, window=window), seed=0).eval()
+def backbone_config(flavour: str, max_target_positions: int = 64) -> ModelConfig:
+    """A tiny v30/v31-like (ropewhisper: separate projections, dynamic rotary) or v29-like (whisper) model."""
+    backbone = BackboneConfig(flavour, 32, 2, 2, 4, 4, 64, 64, 16, 64, max_target_positions, 50)
+    return ModelConfig(f"test/{flavour}", backbone, SpectrogramConfig(n_mels=16, n_fft=64, hop_length=16),
+                       vocab_size_in=60, vocab_size_out=50)
+
+
+def model_in(precision: str, every_n: int = 2, window: int = 8, rope_positions: int | None = None):
+    """v32's layout (with local layers where ``every_n`` > 1), or with ``rope_positions`` v30/v31's, whose
+    dynamic rotary scales its angles past that many positions."""
+    config = (varwhisper(every_n=every_n, window=window) if rope_positions is None
+              else backbone_config(ROPEWHISPER, rope_positions))
+    model = new_model(config, seed=0).eval()
     if precision == "int8":
         quantize_int8(model, bf16_encoder=False, amx_kernel=False)
     elif precision == "bf16":  # as the engine loads it: all but the spectrogram
@@ -62,14 +73,21 @@ def steps_agree(model, prompts, padding, one_window: bool, steps: int, drop_row_
     return steps
 
 
-@pytest.mark.parametrize("every_n", [1, 2], ids=["global", "local-and-global"])
+LAYOUTS = {"v32-global": dict(every_n=1), "v32-local-and-global": dict(every_n=2),
+           "v30": dict(rope_positions=64), "v30-past-trained-length": dict(rope_positions=24)}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 @torch.inference_mode()
-def test_lean_steps_give_the_module_steps_logits(precision, every_n):
-    """Global layers only, or local ones too; left-padded rows (masks), rows of one window sharing their keys,
-    a row leaving the batch."""
-    model = model_in(precision, every_n=every_n)
+def test_lean_steps_give_the_module_steps_logits(precision, layout):
+    """v32's fused projections with global layers only or local ones too, v30/v31's separate ones (also where
+    the window passes the dynamic rotary's trained length, whose angles each step's length decides); left-padded
+    rows (masks), rows of one window sharing their keys, a row leaving the batch."""
+    model = model_in(precision, **LAYOUTS[layout])
     prompts = torch.randint(3, 50, (3, 12), generator=torch.Generator().manual_seed(0))
+    state = prompted(model, prompts, torch.ones(3, 12, dtype=torch.bool), one_window=True)
+    assert (lean_step(model, state).tables is None) == (layout == "v30-past-trained-length")  # angles per step
     padding = torch.ones(3, 12, dtype=torch.bool)
     padding[1, :5] = False
     assert steps_agree(model, prompts, padding, one_window=False, steps=30, drop_row_at=10) == 30
@@ -107,11 +125,9 @@ def test_lean_step_stands_aside(monkeypatch):
     fp32.transformer.model.decoder.layers[1].fc1 = Adapted(fc1.in_features, fc1.out_features)
     assert lean_step(fp32, state) is None
 
-    backbone = BackboneConfig(ROPEWHISPER, 32, 2, 2, 4, 4, 64, 64, 16, 64, 64, 50)
-    rope = new_model(ModelConfig("Tiger14n/ropewhisper-test", backbone, SpectrogramConfig(n_mels=16, n_fft=64,
-                                 hop_length=16), vocab_size_in=60, vocab_size_out=50), seed=0).eval()
-    state = prompted(rope, prompts, torch.ones(2, 6, dtype=torch.bool), one_window=True)
-    assert lean_step(rope, state) is None
+    whisper = new_model(backbone_config(WHISPER), seed=0).eval()  # v29: learned positions, LayerNorms
+    state = prompted(whisper, prompts, torch.ones(2, 6, dtype=torch.bool), one_window=True)
+    assert lean_step(whisper, state) is None
 
 
 @pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
