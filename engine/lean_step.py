@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import ROPEWHISPER, VARWHISPER, DecoderState, Mapperatorinator, RMSNorm, activation, rotate
+from .model import (ROPEWHISPER, VARWHISPER, DecoderState, Mapperatorinator, RMSNorm, activation, attend,
+                    cross_kv_rows, rotate)
 from .quantize import WIDE_ROWS, int8_product
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]
@@ -93,8 +94,7 @@ class LeanStep:
             angles = [row_angles[i] for i in self.table_of_layer]
         else:  # past the window's length (the cache may grow on), or a dynamic rotary
             angles = self.positions.angles(torch.arange(state.length, state.length + 1), x.dtype)
-        for layer, rope, mask, (cross_k, cross_v), cache in zip(self.layers, angles, masks, state.cross_kv,
-                                                               state.caches):
+        for layer, rope, mask, cross_kv, cache in zip(self.layers, angles, masks, state.cross_kv, state.caches):
             h = layer.norm_self(x)
             if layer.qkv is not None:  # queries and keys rotated in one pass (Attention.project_qkv)
                 qkv = layer.qkv(h)
@@ -106,22 +106,12 @@ class LeanStep:
                            for project in (layer.q, layer.k, layer.v))
                 q, k = rotate(q, *rope), rotate(k, *rope)
             k, v = cache.append(k, v)
-            attended = _attend(q, k, v, mask)
+            attended = attend(q, k, v, mask)
             x = x + layer.out_self(attended.transpose(1, 2).reshape(b, t, d))
             q = layer.q_cross(layer.norm_cross(x)).view(b, t, heads, head_dim).transpose(1, 2)
-            if cross_k.shape[0] != b:  # one window's keys for every row (Mapperatorinator._stored_cross_kv)
-                cross_k, cross_v = cross_k.expand(b, -1, -1, -1), cross_v.expand(b, -1, -1, -1)
-            x = x + layer.out_cross(_attend(q, cross_k, cross_v, None).transpose(1, 2).reshape(b, t, d))
+            x = x + layer.out_cross(attend(q, *cross_kv_rows(cross_kv, b), None).transpose(1, 2).reshape(b, t, d))
             x = x + layer.fc2(self.act(layer.fc1(layer.norm_ffn(x))))
         return self.head(self.final_norm(x))[:, -1]
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    # engine.model.attend on a CPU for one query a row: fp32 queries (and the mask) cast to bf16 keys and back
-    if q.dtype == torch.float32 and k.dtype == torch.bfloat16:
-        mask = None if mask is None else mask.to(k.dtype)
-        return F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask).to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 def lean_step(model: Mapperatorinator, state: DecoderState) -> LeanStep | None:

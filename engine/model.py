@@ -584,11 +584,17 @@ class DecoderLayer(nn.Module):
         fixed = cache is not None and cache.fixed_length
         x = x + self.self_attn.output(attend(q, k, v, self_mask, causal=causal and q.shape[2] > 1, fixed_length=fixed))
         q = self.cross.project_q(self.cross_norm(x))
-        k, v = cross_kv
-        if k.shape[0] != q.shape[0]:  # one window's keys for every row (Mapperatorinator._stored_cross_kv)
-            k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
-        x = x + self.cross.output(attend(q, k, v, None, fixed_length=fixed))
+        x = x + self.cross.output(attend(q, *cross_kv_rows(cross_kv, q.shape[0]), None, fixed_length=fixed))
         return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+
+
+def cross_kv_rows(cross_kv: tuple[torch.Tensor, torch.Tensor], rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's cross-attention keys and values for ``rows`` rows: as stored, or, where one window's are kept
+    for one row (Mapperatorinator._stored_cross_kv), that row expanded to every row."""
+    k, v = cross_kv
+    if k.shape[0] == rows:
+        return k, v
+    return k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)
 
 
 # --- key/value cache ------------------------------------------------------------------------------------------
