@@ -102,19 +102,30 @@ def test_a_restarted_rule_chain_decides_as_a_new_one():
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["distinct scores", "tied scores"])
-def test_top_p_filters_as_hugging_faces_warper_does(tied):
+def test_top_p_filters_as_hugging_faces_warper_does(tied, monkeypatch):
     """Upstream samples through transformers' TopPLogitsWarper: the same scores out, ties at the threshold
-    included (which equal scores stay depends on the sort's order of them; bf16 logits tie often)."""
+    included (which equal scores stay depends on the sort's order of them; bf16 logits tie often). On a CPU
+    TopP cuts below a threshold without torch's index sort unless a tie straddles the cut: both paths run."""
     from transformers import TopPLogitsWarper
 
+    answered = []
+    cut_below = TopP._cut_below
+    monkeypatch.setattr(TopP, "_cut_below", lambda self, s: answered.append(cut_below(self, s)) or answered[-1])
     g = torch.Generator().manual_seed(0)
     for trial in range(40):
         p = (0.5, 0.9, 0.95, 0.99)[trial % 4]
         if tied:
             scores = torch.randint(0, 6, (3, 4097), generator=g).float()
+            if trial % 2:
+                scores = (torch.randn(3, 4097, generator=g) * 4).bfloat16().float()
         else:
             scores = torch.randn(3, 4097, generator=g) * 3
             scores[:, torch.randint(0, 4097, (1500,), generator=g)] = -torch.inf  # tokens a rule forbade
-        ours = TopP(p)(None, scores.clone())
+        if trial % 5 == 0:
+            scores = torch.cat([scores, scores[:, :1]], dim=1)[:, 1:]  # a view that starts off alignment
+        ours = TopP(p)(None, scores)
         assert torch.equal(ours, TopPLogitsWarper(p)(None, scores.clone())), (trial, p)
         assert ours.isfinite().sum() < scores.isfinite().sum()  # it did filter
+    sorted_again = sum(a is None for a in answered)
+    assert len(answered) == 40
+    assert (0 < sorted_again < 40) if tied else sorted_again == 0
