@@ -12,7 +12,7 @@ it takes about half the int8 encoder's time (v32: ~0.3 s a window instead of ~0.
 
 Why this kernel and not a weight-only one: ``torch._weight_int8pack_mm`` (int8 weights, bf16 activations) is
 vectorised only on AVX512 builds without MSVC, is 2-3x slower than fp32 with fp32 activations, and was slower
-than the dynamic kernel on the v32 encoder and decoder here (see bench/speed.py and the README's Speed section).
+than the dynamic kernel on the v32 encoder and decoder here (bench/speed.py; the record: bench/README.md).
 ``torch.ao.quantization`` warns that it is deprecated; torch is pinned (pyproject), so the warning is silenced.
 
 Activations use all 8 bits where the kernels sum them exactly (:func:`full_range_exact`: AVX512-VNNI, AMX), not
