@@ -115,15 +115,17 @@ class MonotonicTime:
     prompt once, then updated from each new token: a step costs a few operations on one column instead of a
     scan of the whole history (on a GPU each operation is a launch the host pays for, every token)."""
 
-    SOS = -2  # in ``effect``: the token clears the floor
+    KEEP = -2  # in ``effect``: the token leaves the floor as it is
+    CLEAR = -1  # in ``effect``: the token (an SOS) sets the floor to -1, none
 
     def __init__(self, tokenizer: Tokenizer, device: Device = "cpu"):
         r = tokenizer.id_range(EventType.TIME_SHIFT)
         self.start, self.stop = r.start, r.stop
-        # what each token does to a floor: a time shift sets it to its value, SOS clears it, the rest (-1) keep it
-        effect = torch.full((tokenizer.vocab_size_in,), -1, dtype=torch.long)
+        # what each token does to a floor: a time shift sets it to its value, SOS clears it, the rest keep it;
+        # so a new floor is the token's effect unless that is KEEP
+        effect = torch.full((tokenizer.vocab_size_in,), self.KEEP, dtype=torch.long)
         effect[self.start: self.stop] = torch.arange(self.stop - self.start)
-        effect[[tokenizer.sos_id, *tokenizer.context_sos.values()]] = self.SOS
+        effect[[tokenizer.sos_id, *tokenizer.context_sos.values()]] = self.CLEAR
         self.effect = effect.to(device)
         # each output token's shift value, or one past every floor for the rest: what "too early" compares
         shift = torch.full((tokenizer.vocab_size_out,), self.stop - self.start, dtype=torch.long)
@@ -137,7 +139,7 @@ class MonotonicTime:
         positions = torch.arange(length, device=ids.device).expand(batch, -1)
         effect = self.effect[ids]
         last_time = torch.where(effect >= 0, positions, -1).max(dim=1).values
-        last_sos = torch.where(effect == self.SOS, positions, -1).max(dim=1).values
+        last_sos = torch.where(effect == self.CLEAR, positions, -1).max(dim=1).values
         active = (last_time >= 0) & (last_time > last_sos)
         value = effect.gather(1, last_time.clamp(min=0)[:, None])[:, 0]
         return torch.where(active, value, -1)
@@ -149,14 +151,15 @@ class MonotonicTime:
         if self._prompt:
             self.floor = _in_place(self.floor, self._scan(ids))
             self._prompt = False
-        else:  # each later call: one new token, last (a few operations on one column, each a launch on a GPU)
+        else:  # each later call: one new token, last (three operations on one column, each a launch on a GPU)
             effect = self.effect[ids[:, -1]]
-            self.floor.copy_(torch.where(effect == -1, self.floor, effect.clamp(min=-1)))
+            torch.where(effect == self.KEEP, self.floor, effect, out=self.floor)
         return self.floor
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         floor = self._fold(ids)
-        if cheap_host_reads(ids) and not bool((floor >= 0).any()):  # a shortcut where host reads cost nothing
+        # a shortcut where host reads cost nothing (a CPU tensor's tolist() runs no operation)
+        if cheap_host_reads(ids) and max(floor.tolist(), default=-1) < 0:
             return scores
         too_early = self.shift[None, :] < floor[:, None]  # none where floor is -1
         return scores.masked_fill(too_early, -torch.inf)
