@@ -102,10 +102,11 @@ def _in_place(kept: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
 
 
 def cheap_host_reads(t: torch.Tensor) -> bool:
-    """Whether reading ``t``'s values on the host is free (CPU, run eagerly); on a GPU it waits for the device,
+    """Whether reading ``t``'s values on the host is free (CPU, run eagerly); on a GPU (CUDA, Apple's MPS) it
+    waits for the device,
     and in a compiled token step (:mod:`engine.token_graph`) it would break the compiled graph, so rules skip
     their shortcuts there and compute for every row instead (same scores)."""
-    return not t.is_cuda and not torch.compiler.is_compiling()
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 class MonotonicTime:
@@ -312,8 +313,7 @@ class TopP:
         self.p = p
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        on_host = scores.device.type == "cpu" and cheap_host_reads(scores)
-        if on_host and scores.dtype in (torch.float32, torch.float64):  # the types numpy sorts as torch does
+        if cheap_host_reads(scores) and scores.dtype in (torch.float32, torch.float64):  # numpy sorts these as torch
             kept = self._cut_below(scores)
             if kept is not None:
                 return kept
@@ -378,7 +378,7 @@ class TokenChoice:
         scores = logits if self.cfg_scale is None else logits[n:] + self.cfg_scale * (logits[:n] - logits[n:])
         for rule in self.rules:
             scores = rule(ids, scores)
-        return choose(scores, noise, done, self.invalid)
+        return choose(scores, noise, done, self.invalid, host=cheap_host_reads(scores))
 
     def restart(self) -> None:
         """A new window."""

@@ -7,6 +7,7 @@ same tokens as ``torch.multinomial``, so seeded runs still draw upstream's token
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -30,20 +31,28 @@ def draw_noise(noise: torch.Tensor, streams: Streams, skip: Sequence[bool] = ())
     return noise
 
 
-def choose(scores: torch.Tensor, noise: torch.Tensor | None, done: torch.Tensor,
-           invalid: torch.Tensor) -> torch.Tensor:
+def choose(scores: torch.Tensor, noise: torch.Tensor | None, done: torch.Tensor, invalid: torch.Tensor,
+           host: bool = False) -> torch.Tensor:
     """The next token of each row: the argmax of ``scores`` (``noise`` None), or the draw from their softmax
     for ``noise`` from :func:`draw_noise`. Without ``torch.multinomial``'s own checks: they cost a dozen kernels a
     step, and on a GPU a failed one is a device-side assert that ends the process's whole CUDA context. A row
     whose scores hold a NaN, an infinity or nothing but -inf (no token to choose) sets ``invalid`` (a 0-dim bool
-    tensor, for the caller to read once) instead, greedy or sampled. Rows ``done`` get PAD."""
-    best = scores.amax(dim=-1).masked_fill(done, 0.0)  # NaN where any score is, +inf where one is, -inf where all are
-    invalid.logical_or_((best - best).isnan().any())  # x - x is NaN just where x is not finite: 2 kernels, not 4
+    tensor, for the caller to read once) instead, greedy or sampled. Rows ``done`` get PAD. ``host``: the
+    tensors are on the CPU, run eagerly, where reading a few numbers costs less than the operations that keep
+    the check and the stops on the device (six of them)."""
+    best = scores.amax(dim=-1)  # NaN where any score is, +inf where one is, -inf where all are
+    if host:
+        stopped = done.tolist()
+        if not all(math.isfinite(b) or s for b, s in zip(best.tolist(), stopped)):
+            invalid.fill_(True)
+    else:
+        best = best.masked_fill(done, 0.0)
+        invalid.logical_or_((best - best).isnan().any())  # x - x is NaN just where x is not finite: 2 kernels, not 4
     if noise is None:
         token = scores.argmax(dim=-1)
     else:
         token = F.softmax(scores, dim=-1).div_(noise).argmax(dim=-1)
-    return token.masked_fill(done, PAD_ID)
+    return token.masked_fill(done, PAD_ID) if not host or any(stopped) else token
 
 
 def default_stream(device: torch.device) -> torch.Generator:

@@ -35,9 +35,11 @@ def test_the_emulator_loses_what_a_real_graph_loses():
         bool(kept.sum() > 0)
 
 
-def test_the_draw_is_torch_multinomials_draw():
+@pytest.mark.parametrize("host", [False, True], ids=["device checks", "host checks"])
+def test_the_draw_is_torch_multinomials_draw(host):
     """choose() with draw_noise() picks what torch.multinomial picks from the same stream, one stream for a batch
-    or one per row; a row of NaN scores is flagged, not drawn from silently."""
+    or one per row; a row of NaN scores is flagged, not drawn from silently; stopped rows get PAD. Both ways of
+    checking: by operations (as on a GPU) and by reading the numbers (``host``, on a CPU)."""
     gen = torch.Generator().manual_seed(0)
     scores = torch.randn(3, 900, generator=gen) * 4
     scores[1, 100:] = -torch.inf
@@ -46,23 +48,24 @@ def test_the_draw_is_torch_multinomials_draw():
     for seed in range(20):
         one, ours = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
         expected = torch.multinomial(scores.softmax(-1), 1, generator=one).squeeze(1)
-        assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours), done, invalid), expected)
+        assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours), done, invalid, host), expected)
         rows = [torch.Generator().manual_seed(seed * 3 + r) for r in range(3)]
         ours_rows = [torch.Generator().manual_seed(seed * 3 + r) for r in range(3)]
         expected = torch.cat([torch.multinomial(scores[r: r + 1].softmax(-1), 1, generator=rows[r])[0]
                               for r in range(3)])
-        assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours_rows), done, invalid), expected)
+        assert torch.equal(choose(scores, draw_noise(torch.empty(3, 900), ours_rows), done, invalid, host),
+                           expected)
     assert not invalid
     for bad in (torch.nan, torch.inf, -torch.inf):  # a NaN or inf among the scores, or no token allowed at all
         broken = scores.clone()
         broken[2, 5 if bad != -torch.inf else slice(None)] = bad
         for noise in (None, draw_noise(torch.empty(3, 900), gen)):  # greedy and sampled
             invalid = torch.zeros((), dtype=torch.bool)
-            choose(broken, noise, done, invalid)
+            choose(broken, noise, done, invalid, host)
             assert invalid, (bad, noise is None)
             stopped = torch.tensor([False, False, True])  # a stopped row's scores do not count
             invalid = torch.zeros((), dtype=torch.bool)
-            assert choose(broken, noise, stopped, invalid)[2] == 0 and not invalid
+            assert choose(broken, noise, stopped, invalid, host)[2] == 0 and not invalid
 
 
 def _captured_everywhere(monkeypatch) -> list[EmulatedGraph]:
