@@ -103,9 +103,8 @@ def _in_place(kept: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
 
 def cheap_host_reads(t: torch.Tensor) -> bool:
     """Whether reading ``t``'s values on the host is free (CPU, run eagerly); on a GPU (CUDA, Apple's MPS) it
-    waits for the device,
-    and in a compiled token step (:mod:`engine.token_graph`) it would break the compiled graph, so rules skip
-    their shortcuts there and compute for every row instead (same scores)."""
+    waits for the device, and in a compiled token step (:mod:`engine.token_graph`) it would break the compiled
+    graph, so rules skip their shortcuts there and compute for every row instead (same scores)."""
     return t.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
