@@ -576,10 +576,16 @@ class DecoderLayer(nn.Module):
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         cache: "LayerCache | StaticLayerCache | None" = None,
         causal: bool = True,
+        last_only: bool = False,
     ) -> torch.Tensor:
+        """``last_only``: only the last position's output is wanted (the decoder's last layer under a prompt):
+        every position's keys and values still go to ``cache``, the rest of the layer runs for the last one."""
         q, k, v = self.self_attn.project_qkv(self.self_attn_layer_norm(x), rope)
         if cache is not None:
             k, v = cache.append(k, v)
+        if last_only and x.shape[1] > 1:  # the last query sees every key: no causal flag, the mask's last row
+            q, x = q[:, :, -1:], x[:, -1:]
+            self_mask = None if self_mask is None else self_mask[..., -1:, :]
         # Without a mask, a multi-token block starting at position 0 is causal through SDPA's flag.
         fixed = cache is not None and cache.fixed_length
         x = x + self.self_attn.output(attend(q, k, v, self_mask, causal=causal and q.shape[2] > 1, fixed_length=fixed))
@@ -939,14 +945,18 @@ class Mapperatorinator(nn.Module):
     # decoder side
 
     def _decode_layers(self, ids: torch.Tensor, positions: torch.Tensor, cross_kv, masks, caches, causal: bool,
-                       below: int | None = None):
+                       below: int | None = None, last_only: bool = False):
+        """The logits of every position fed, or with ``last_only`` of the last one only (the last layer's
+        attention, feed-forward and the output head then run for one position a row)."""
         decoder = self.transformer.model.decoder
         x = self.decoder_embedder(ids)
         if decoder.cfg.flavour == WHISPER:
             x = x + decoder.embed_positions(positions).to(x.dtype)
         angles = decoder.positions.angles(positions, x.dtype, below)
+        last = len(decoder.layers) - 1
         for i, layer in enumerate(decoder.layers):
-            x = layer(x, angles[i], masks[i], cross_kv[i], caches[i] if caches is not None else None, causal=causal)
+            x = layer(x, angles[i], masks[i], cross_kv[i], caches[i] if caches is not None else None, causal=causal,
+                      last_only=last_only and i == last)
         return self.transformer.proj_out(decoder.layer_norm(x))
 
     def cross_kv(self, encoder_out: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -1040,7 +1050,7 @@ class Mapperatorinator(nn.Module):
         if state.lean is not None and ids.shape[1] == 1:
             return state.lean(ids, state)
         positions, masks = self.step_inputs(ids.shape[1], state)
-        logits = self._decode_layers(ids, positions, state.cross_kv, masks, state.caches, causal=True)
+        logits = self._decode_layers(ids, positions, state.cross_kv, masks, state.caches, causal=True, last_only=True)
         return logits[:, -1]
 
     def step_inputs(self, n: int, state: DecoderState) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
