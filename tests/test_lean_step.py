@@ -12,18 +12,11 @@ import engine.decoding
 from engine.checkpoint import load_checkpoint, new_model
 from engine.decoding import DecodingOptions, decode
 from engine.lean_step import LeanStep, lean_step
-from engine.model import ROPEWHISPER, WHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
+from engine.model import ROPEWHISPER, WHISPER
 from engine.quantize import WIDE_ROWS, quantize_int8
 
 from .conftest import UPSTREAM, need
-from .test_model_structure import varwhisper
-
-
-def backbone_config(flavour: str, max_target_positions: int = 64) -> ModelConfig:
-    """A tiny v30/v31-like (ropewhisper: separate projections, dynamic rotary) or v29-like (whisper) model."""
-    backbone = BackboneConfig(flavour, 32, 2, 2, 4, 4, 64, 64, 16, 64, max_target_positions, 50)
-    return ModelConfig(f"test/{flavour}", backbone, SpectrogramConfig(n_mels=16, n_fft=64, hop_length=16),
-                       vocab_size_in=60, vocab_size_out=50)
+from .test_model_structure import backbone_config, varwhisper
 
 
 def model_in(precision: str, every_n: int = 2, window: int = 8, rope_positions: int | None = None):

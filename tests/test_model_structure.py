@@ -7,7 +7,7 @@ import torch
 
 from engine.checkpoint import load_checkpoint, new_model
 from engine.decoding import DecodingOptions, decode
-from engine.model import VARWHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
+from engine.model import ROPEWHISPER, VARWHISPER, WHISPER, BackboneConfig, ModelConfig, SpectrogramConfig
 
 from .conftest import UPSTREAM, need
 
@@ -19,6 +19,13 @@ def varwhisper(every_n: int, window: int, local_theta: float = 10000.0) -> Model
                               global_attn_every_n_layers=every_n, local_attention=window,
                               local_rope_theta=local_theta)
     return ModelConfig("OliBomby/varwhisper-test", backbone, SpectrogramConfig(n_mels=16, n_fft=64, hop_length=16),
+                       vocab_size_in=60, vocab_size_out=50)
+
+
+def backbone_config(flavour: str, max_target_positions: int = 64) -> ModelConfig:
+    """A tiny v30/v31-like (ropewhisper: separate projections, dynamic rotary) or v29-like (whisper) model."""
+    backbone = BackboneConfig(flavour, 32, 2, 2, 4, 4, 64, 64, 16, 64, max_target_positions, 50)
+    return ModelConfig(f"test/{flavour}", backbone, SpectrogramConfig(n_mels=16, n_fft=64, hop_length=16),
                        vocab_size_in=60, vocab_size_out=50)
 
 
@@ -78,6 +85,29 @@ def test_cached_decoding_with_local_layers_matches_the_full_pass():
     state = model.start_decoding(encoder_out, torch.ones(1, 10, dtype=torch.bool), 40)
     steps = [model.decode_step(ids[:, :10], state)] + [model.decode_step(ids[:, i:i + 1], state) for i in range(10, 29)]
     torch.testing.assert_close(torch.cat(steps), full[9:29], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["v32 global", "v32 local", "v30", "v29"])
+@torch.inference_mode()
+def test_a_prompt_gives_its_last_positions_logits_and_caches_every_position(layout):
+    """decode_step runs the decoder's last layer for a prompt's last position only: its logits are the full
+    pass's last row, and the cache holds every position's keys and values, left-padded rows included."""
+    config = {"v32 global": varwhisper(every_n=1, window=1000), "v32 local": varwhisper(every_n=2, window=6),
+              "v30": backbone_config(ROPEWHISPER), "v29": backbone_config(WHISPER)}[layout]
+    model = new_model(config, seed=4).eval()
+    encoder_out = model.encode(torch.randn(2, 127 * 16, generator=torch.Generator().manual_seed(5)))
+    ids = torch.randint(3, 50, (2, 24), generator=torch.Generator().manual_seed(6))
+    padding = torch.ones(2, 24, dtype=torch.bool)
+    padding[1, :7] = False
+    ids[1, :7] = 0
+    states = [model.start_decoding(encoder_out, padding, 40) for _ in range(2)]
+    positions, masks = model.step_inputs(24, states[1])
+    full = model._decode_layers(ids, positions, states[1].cross_kv, masks, states[1].caches, causal=True)
+    torch.testing.assert_close(model.decode_step(ids, states[0]), full[:, -1], atol=1e-5, rtol=0)
+    for last_only, every in zip(states[0].caches, states[1].caches):
+        assert last_only.length == every.length == 24
+        assert torch.equal(last_only.k[:, :, :24], every.k[:, :, :24])
+        assert torch.equal(last_only.v[:, :, :24], every.v[:, :, :24])
 
 
 @pytest.fixture(scope="module")
