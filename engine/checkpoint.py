@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .checked_json import DAMAGED, Fields, read_json, show
 from .checkpoint_files import CheckpointState, checkpoint_state
@@ -507,7 +508,7 @@ def load_checkpoint(
                                  "this checkpoint is; pass version=", folder=str(folder)))
     files = weight_files(folder)
     check_memory(config, device, files, folder / "config.json")
-    with torch.device("meta"):
+    with torch.device("meta"), _WithoutInitializers():
         model = Mapperatorinator(config)
     try:
         model = model.to_empty(device="cpu")
@@ -593,6 +594,19 @@ def cuda_memory_bytes(device: torch.device) -> int | None:
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     except Exception:  # no driver, or a device torch cannot query: do not guess
         return None
+
+
+class _WithoutInitializers(TorchFunctionMode):
+    """Skips torch.nn.init's weight initializers while a model's skeleton is built on the meta device, whose
+    values the checkpoint replaces. Drawing random numbers on meta tensors goes through torch's Python
+    references, whose first use imports torch._dynamo: ~1.3 s of every process's first model load. A mode
+    is active in its own thread only, so a model built meanwhile in another thread (training) keeps its init."""
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def _reinit_nonpersistent_buffers(model: Mapperatorinator) -> None:

@@ -19,6 +19,7 @@ so that published weights and LoRA adapters trained upstream load without renami
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,6 +162,18 @@ def parameter_count(config: ModelConfig) -> int:
 # --- spectrogram ----------------------------------------------------------------------------------
 
 
+def on_host(make: Callable[..., Any]) -> Callable[..., Any]:
+    """Computes a buffer from the config on the CPU, whatever device context is active. Checkpoints are built
+    under a meta-device context, where such values are replaced afterwards (by the stored ones, or recomputed),
+    and the first arithmetic on meta tensors imports torch._dynamo for torch's Python references: ~2 s of every
+    process's first model load, for nothing."""
+    @functools.wraps(make)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        with torch.device("cpu"):
+            return make(*args, **kwargs)
+    return build
+
+
 class _Buffers(nn.Module):
     """A module that only holds named buffers (keeps checkpoint key paths like ``mel_scale.fb``)."""
 
@@ -223,6 +236,7 @@ class NnAudioMelSpectrogram(nn.Module):
         return mel.permute(0, 2, 1)
 
 
+@on_host
 def spectrogram_module(config: SpectrogramConfig) -> nn.Module:
     return NnAudioMelSpectrogram(config) if config.implementation == NNAUDIO else MelSpectrogram(config)
 
@@ -259,7 +273,7 @@ def slaney_mel_basis(config: SpectrogramConfig, n_freqs: int) -> torch.Tensor:
 
 
 def mel_filterbank(config: SpectrogramConfig, n_freqs: int) -> torch.Tensor:
-    """HTK triangular mel filterbank [n_freqs, n_mels] (only used when a checkpoint lacks its own)."""
+    """HTK triangular mel filterbank [n_freqs, n_mels], for a new model (a checkpoint loads its own)."""
     def hz_to_mel(f):
         return 2595.0 * math.log10(1.0 + f / 700.0)
 
@@ -359,6 +373,7 @@ class Rotary(nn.Module):
         self.dynamic, self.factor = dynamic, factor
         self.register_buffer("inv_freq", self._inv_freq(base), persistent=False)
 
+    @on_host
     def _inv_freq(self, base: float) -> torch.Tensor:
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64).to(torch.float) / self.head_dim
         return 1.0 / (base ** exponents)

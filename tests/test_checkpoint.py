@@ -125,3 +125,39 @@ def test_missing_model_offline_says_how_to_download(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "mapperator download OliBomby/Mapperatorinator-v31" in out.stderr
+
+
+def test_loading_builds_the_skeleton_without_drawing_weights():
+    """A checkpoint's modules are built on the meta device with their initializers skipped: drawing random
+    numbers there imports torch._dynamo, ~1.3 s of every process's first load (a CLI run pays it each time)."""
+    script = ("import sys; from engine.checkpoint import load_checkpoint; "
+              f"c = load_checkpoint({str(need(V32))!r}); "
+              "print('torch._dynamo' in sys.modules, c.model.spectrogram.transform.mel_scale.fb.abs().sum().item())")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported, fb_sum = done.stdout.split()
+    assert imported == "False"
+    stored = load_checkpoint(str(V32)).model.spectrogram.transform.mel_scale.fb
+    assert float(fb_sum) == stored.abs().sum().item() > 0
+
+
+def test_a_model_built_in_another_thread_while_one_loads_keeps_its_initial_weights():
+    import threading
+
+    from engine.checkpoint import _WithoutInitializers
+
+    def linear() -> torch.nn.Linear:
+        torch.manual_seed(5)
+        return torch.nn.Linear(8, 8)
+
+    expected = linear().weight.detach().clone()
+    built: list[torch.nn.Linear] = []
+    untouched = torch.zeros(8, 8)
+    with _WithoutInitializers():
+        worker = threading.Thread(target=lambda: built.append(linear()))
+        worker.start()
+        worker.join()
+        torch.nn.init.normal_(untouched)
+        torch.nn.init.kaiming_uniform_(untouched)
+    assert torch.equal(built[0].weight, expected)
+    assert not untouched.any()
