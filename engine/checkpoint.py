@@ -511,7 +511,7 @@ def load_checkpoint(
     with torch.device("meta"), _WithoutInitializers():
         model = Mapperatorinator(config)
     try:
-        model = model.to_empty(device="cpu")
+        model = _materialized(model)
         _reinit_nonpersistent_buffers(model)
         load_weights(model, load_state_dict(files), folder)
         model = model.to(device=device)
@@ -599,7 +599,7 @@ def cuda_memory_bytes(device: torch.device) -> int | None:
 class _WithoutInitializers(TorchFunctionMode):
     """Skips torch.nn.init's weight initializers while a model's skeleton is built on the meta device, whose
     values the checkpoint replaces. Drawing random numbers on meta tensors goes through torch's Python
-    references, whose first use imports torch._dynamo: ~1.3 s of every process's first model load. A mode
+    references, whose first use imports torch._dynamo: ~1 s of every process's first model load. A mode
     is active in its own thread only, so a model built meanwhile in another thread (training) keeps its init."""
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -607,6 +607,12 @@ class _WithoutInitializers(TorchFunctionMode):
         if getattr(func, "__module__", None) == "torch.nn.init":
             return args[0] if args else kwargs["tensor"]
         return func(*args, **kwargs)
+
+
+def _materialized(model: Mapperatorinator) -> Mapperatorinator:
+    """``model.to_empty(device="cpu")`` without its ``torch.empty_like`` of meta tensors, which goes through
+    torch's Python references and imports sympy and torch.fx's symbolic shapes (~0.4-0.6 s) on first use."""
+    return model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
 
 
 def _reinit_nonpersistent_buffers(model: Mapperatorinator) -> None:

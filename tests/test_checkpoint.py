@@ -128,11 +128,13 @@ def test_missing_model_offline_says_how_to_download(tmp_path):
 
 
 def test_loading_builds_the_skeleton_without_drawing_weights():
-    """A checkpoint's modules are built on the meta device with their initializers skipped: drawing random
-    numbers there imports torch._dynamo, ~1.3 s of every process's first load (a CLI run pays it each time)."""
+    """A checkpoint's modules are built on the meta device with their initializers skipped and its tensors made
+    without torch's Python references: drawing random numbers on meta tensors imports torch._dynamo, and
+    empty_like of them sympy, ~1.4 s of every process's first load between them (a CLI run pays it each time)."""
     script = ("import sys; from engine.checkpoint import load_checkpoint; "
               f"c = load_checkpoint({str(need(V32))!r}); "
-              "print('torch._dynamo' in sys.modules, c.model.spectrogram.transform.mel_scale.fb.abs().sum().item())")
+              "print('torch._dynamo' in sys.modules or 'sympy' in sys.modules, "
+              "c.model.spectrogram.transform.mel_scale.fb.abs().sum().item())")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     imported, fb_sum = done.stdout.split()
