@@ -163,7 +163,7 @@ def parameter_count(config: ModelConfig) -> int:
 
 
 def on_host(make: Callable[..., Any]) -> Callable[..., Any]:
-    """Computes a buffer from the config on the CPU, whatever device context is active. Checkpoints are built
+    """Computes a buffer or initial value from the config on the CPU, whatever device context is active. Checkpoints are built
     under a meta-device context, where such values are replaced afterwards (by the stored ones, or recomputed),
     and the first arithmetic on meta tensors imports torch._dynamo for torch's Python references: ~2 s of every
     process's first model load, for nothing."""
@@ -295,7 +295,7 @@ class _RadialBasis(nn.Module):
 
     def __init__(self, num_basis: int):
         super().__init__()
-        self.basis_centers = nn.Parameter(torch.linspace(0, 1, num_basis))
+        self.basis_centers = nn.Parameter(on_host(torch.linspace)(0, 1, num_basis))  # on meta: imports sympy
         self.basis_widths = nn.Parameter(torch.full((num_basis,), 0.1))
 
     def rbf(self, x: torch.Tensor) -> torch.Tensor:

@@ -127,19 +127,20 @@ def test_missing_model_offline_says_how_to_download(tmp_path):
     assert "mapperator download OliBomby/Mapperatorinator-v31" in out.stderr
 
 
-def test_loading_builds_the_skeleton_without_drawing_weights():
+@pytest.mark.parametrize("version", ["v30", "v32"])  # v30: radial-basis conditioning embedders too
+def test_loading_builds_the_skeleton_without_drawing_weights(version):
     """A checkpoint's modules are built on the meta device with their initializers skipped and its tensors made
     without torch's Python references: drawing random numbers on meta tensors imports torch._dynamo, and
     empty_like of them sympy, ~1.4 s of every process's first load between them (a CLI run pays it each time)."""
     script = ("import sys; from engine.checkpoint import load_checkpoint; "
-              f"c = load_checkpoint({str(need(V32))!r}); "
+              f"c = load_checkpoint({str(need(UPSTREAM / version / 'checkpoint'))!r}); "
               "print('torch._dynamo' in sys.modules or 'sympy' in sys.modules, "
               "c.model.spectrogram.transform.mel_scale.fb.abs().sum().item())")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     imported, fb_sum = done.stdout.split()
     assert imported == "False"
-    stored = load_checkpoint(str(V32)).model.spectrogram.transform.mel_scale.fb
+    stored = load_checkpoint(str(UPSTREAM / version / "checkpoint")).model.spectrogram.transform.mel_scale.fb
     assert float(fb_sum) == stored.abs().sum().item() > 0
 
 
