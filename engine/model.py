@@ -159,19 +159,19 @@ def parameter_count(config: ModelConfig) -> int:
     return total
 
 
-# --- spectrogram ----------------------------------------------------------------------------------
-
-
 def on_host(make: Callable[..., Any]) -> Callable[..., Any]:
-    """Computes a buffer or initial value from the config on the CPU, whatever device context is active. Checkpoints are built
-    under a meta-device context, where such values are replaced afterwards (by the stored ones, or recomputed),
-    and the first arithmetic on meta tensors imports torch._dynamo for torch's Python references: ~2 s of every
-    process's first model load, for nothing."""
+    """Computes a buffer or initial value from the config on the CPU, whatever device context is active.
+    Checkpoints are built on the meta device, where such values are replaced afterwards (by the stored ones, or
+    recomputed), and arithmetic on meta tensors goes through torch's Python references, whose first use imports
+    torch._dynamo or sympy: ~0.5-1.3 s of a process's first model load, for nothing."""
     @functools.wraps(make)
     def build(*args: Any, **kwargs: Any) -> Any:
         with torch.device("cpu"):
             return make(*args, **kwargs)
     return build
+
+
+# --- spectrogram ----------------------------------------------------------------------------------
 
 
 class _Buffers(nn.Module):

@@ -6,13 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.checkpoint import load_checkpoint, parse_config
+from engine.checkpoint import _WithoutInitializers, load_checkpoint, parse_config
 from engine.errors import ModelError
 
 from .conftest import REPO, UPSTREAM, need
@@ -145,10 +146,6 @@ def test_loading_builds_the_skeleton_without_drawing_weights(version):
 
 
 def test_a_model_built_in_another_thread_while_one_loads_keeps_its_initial_weights():
-    import threading
-
-    from engine.checkpoint import _WithoutInitializers
-
     def linear() -> torch.nn.Linear:
         torch.manual_seed(5)
         return torch.nn.Linear(8, 8)
