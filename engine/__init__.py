@@ -68,6 +68,7 @@ _LAZY = {
     "check_generate_options": "engine.validation",
     "check_output_writable": "engine.beatmap.files",
     "generate": "engine.generation",
+    "auto_device_type": "engine.runtime",
     "GenerationResult": "engine.generation",
     "Progress": "engine.generation",
     "train": "engine.training",

@@ -17,16 +17,22 @@ from .messages import Message
 from .options import PRECISION_CHOICES, PRECISIONS  # noqa: F401  (bench/ imports them from here)
 
 
+def auto_device_type() -> str:
+    """What ``device=auto`` runs on here: "cuda", then Apple's "mps", then "cpu"."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` takes CUDA, then Apple's MPS, then the CPU; an unavailable explicit choice is an error."""
     name = (name or "auto").lower()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        use_cpu_threads()
-        return torch.device("cpu")
+        name = auto_device_type()
+        if name != "cpu":
+            return torch.device(name)
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -114,6 +114,24 @@ def test_model_picker_labels_a_folder_with_its_version_and_keeps_the_path_as_val
     assert forms.model_label("no/such-repo") == "no/such-repo"
 
 
+def test_full_size_models_point_cpu_users_to_v32_mini():
+    on_cpu = engine.auto_device_type() == "cpu"  # CI: no GPU
+    for version in forms.FULL_SIZE_VERSIONS:
+        hint = forms.cpu_speed_hint(version)
+        assert bool(hint) == on_cpu
+        if on_cpu:
+            assert "v32-mini" in hint and version in hint and "a third" in hint
+            assert "v32-mini" in forms.cpu_speed_hint(version, "ja") and "3分の1" in forms.cpu_speed_hint(version, "ja")
+    for other in ("v32-mini", "v29", "OliBomby/Some-Other-Model", None):
+        assert forms.cpu_speed_hint(other) == ""
+
+
+def test_auto_device_type_is_what_device_auto_picks():
+    from engine.runtime import pick_device
+
+    assert pick_device("auto").type == engine.auto_device_type()
+
+
 def test_every_precision_menu_offers_the_engines_choices_with_auto_selected(tmp_path):
     import gradio as gr
 

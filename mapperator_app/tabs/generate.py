@@ -253,7 +253,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return (gr.update(choices=vocab.descriptors, value=keep(descriptors)),
                 gr.update(choices=vocab.descriptors, value=keep(negative_descriptors)),
                 gr.update(choices=mapper_choices, value=mapper_id if mapper_id not in (None, "") else ""),
-                render(vocab.note, lang))
+                "\n\n".join(filter(None, [render(vocab.note, lang),
+                                           forms.cpu_speed_hint(vocab.version or model_path, lang)])))
 
     def checkpoint_lists(model_path: str, gamemode: Any, descriptors: list, negative_descriptors: list,
                          mapper_id: Any, request: gr.Request):

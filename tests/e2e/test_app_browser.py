@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import engine
 from tests.conftest import UPSTREAM, need
 
 TRAINED = UPSTREAM / "trained"
@@ -89,6 +90,9 @@ def test_generate_shows_progress_and_the_result(page, artifacts, tmp_path):
     choose_custom(page, "gen-model", str(checkpoint))
     page.wait_for_function("document.querySelector('#gen-model-note').innerText.includes('descriptors')",
                            timeout=UI_TIMEOUT_MS)
+    # the fixture is a v32 checkpoint: without a GPU its note points to the faster v32-mini
+    note = page.locator("#gen-model-note").inner_text()
+    assert ("v32-mini" in note) == (engine.auto_device_type() == "cpu"), note
     fill(page, "gen-diff", "3.2")
     fill(page, "gen-seed", "11")
     fill(page, "gen-output-folder", str(tmp_path))
