@@ -17,13 +17,15 @@ from .messages import Message
 from .options import PRECISION_CHOICES, PRECISIONS  # noqa: F401  (bench/ imports them from here)
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def auto_device_type() -> str:
     """What ``device=auto`` runs on here: "cuda", then Apple's "mps", then "cpu"."""
     if torch.cuda.is_available():
         return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return "mps" if _mps_available() else "cpu"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -41,7 +43,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(Message("error.runtime.no_cuda", "device=cuda was asked for, but this PyTorch has no CUDA "
                                   "(install a CUDA build of torch, or use device=cpu)"))
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if device.type == "mps" and not _mps_available():
         raise OptionError(Message("error.runtime.no_mps", "device=mps was asked for, but Apple's Metal backend is not "
                                   "available here"))
     if device.type == "cpu":
