@@ -100,10 +100,10 @@ def _int8_linear_op():
 
 def opaque_int8_linears(model):
     """Each int8 linear of ``model`` called through :func:`_int8_linear_op`, one node to torch.compile."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from engine.quantize import Int8Linear
 
     for module in model.modules():
-        if isinstance(module, DynamicLinear):
+        if isinstance(module, Int8Linear):
             _FORWARDS.append(module.forward)
             module.forward = functools.partial(_int8_linear_op(), index=len(_FORWARDS) - 1,
                                                out_features=module.out_features)

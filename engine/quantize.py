@@ -1,19 +1,22 @@
 """``precision=int8``: the backbone's linear layers with int8 weights, for decoding on a CPU.
 
 A CPU decoder step is bound by memory traffic: every token reads every decoder weight once (v32: 466 MB
-in fp32). Here each ``nn.Linear`` of the encoder, the decoder and the output head becomes torch's dynamically
-quantized linear: int8 weights with one scale per output channel, the activations quantized per call, int32
-sums (``quantized::linear_dynamic``: fbgemm on x86 from AVX2 up, Windows included; qnnpack on ARM). The
-decoder's cached keys and values (cross attention over the 1,024 encoder frames, and self attention) are
-kept in bf16, attention computed in bf16: at v32's size they are otherwise half of what a step reads. The
-embeddings, norms, the encoder's attention and the conditioning embedders stay fp32. On a CPU with bf16
-matrix units (:func:`native_bf16`) the encoder instead runs in bf16 (weights stored in bf16, autocast): there
-it takes about half the int8 encoder's time (v32: ~0.3 s a window instead of ~0.6 s on 2 cores).
+in fp32). Here each ``nn.Linear`` of the encoder, the decoder and the output head becomes an
+:class:`Int8Linear`, torch's dynamically quantized linear in its numbers: int8 weights with one scale per
+output channel, the activations quantized per call, int32 sums (``quantized::linear_dynamic``: fbgemm on x86
+from AVX2 up, Windows included; qnnpack on ARM). The decoder's cached keys and values (cross attention over
+the 1,024 encoder frames, and self attention) are kept in bf16, attention computed in bf16: at v32's size they
+are otherwise half of what a step reads. The embeddings, norms, the encoder's attention and the conditioning
+embedders stay fp32. On a CPU with bf16 matrix units (:func:`native_bf16`) the encoder instead runs in bf16
+(weights stored in bf16, autocast): there it takes about half the int8 encoder's time (v32: ~0.3 s a window
+instead of ~0.6 s on 2 cores).
 
 Why this kernel and not a weight-only one: ``torch._weight_int8pack_mm`` (int8 weights, bf16 activations) is
 vectorised only on AVX512 builds without MSVC, is 2-3x slower than fp32 with fp32 activations, and was slower
 than the dynamic kernel on the v32 encoder and decoder here (bench/speed.py; the record: bench/README.md).
-``torch.ao.quantization`` warns that it is deprecated; torch is pinned (pyproject), so the warning is silenced.
+torch warns that its quantized tensors (``torch.quantize_per_channel``, which the op's weights are made from) are
+deprecated; torch is pinned (pyproject), so the warning is silenced. torch.ao.quantization's Python modules are
+not used.
 
 Activations use all 8 bits where the kernels sum them exactly (:func:`full_range_exact`: AVX512-VNNI, AMX), not
 the 7 of torch's own module (``reduce_range``, which keeps kernels that add pairs of products in saturating 16
@@ -25,7 +28,7 @@ oneDNN's int8 product (:class:`OneDnnInt8`), which takes inputs of :data:`WIDE_R
 prompt, the cross attention's keys and values over the 1,024 encoder frames. There it is 2-2.8x fbgemm's speed
 (608 rows), and slower below ~32 rows, where the decoder's steps stay with fbgemm. The two compute the same
 integer sums (results within an fp32 rounding). v32: a map window's prompt ~330 -> ~245 ms, a whole window ~5 %
-faster, for ~110 MB more peak memory (the weights once more, in oneDNN's layout) and ~0.5 s more loading.
+faster, for ~110 MB more peak memory (the weights once more, in oneDNN's layout) and ~0.3 s more loading.
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def amx_int8() -> bool:
 
 def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel: bool | None = None) -> nn.Module:
     """Replace the linear layers of ``model.transformer`` (encoder, decoder, output head) in place with
-    dynamically quantized int8 ones; the model must be an fp32 model on the CPU.
+    :class:`Int8Linear` ones; the model must be an fp32 model on the CPU.
 
     ``bf16_encoder`` (default: :func:`native_bf16`): the encoder keeps bf16 weights and runs under bf16
     autocast instead. Its big matrices (1,024 frames a window) suit bf16 units, which halve its time; the
@@ -80,54 +83,67 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
                                   "precision=bf16 on a GPU"))
     if is_int8(model):
         return model
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        if bf16_encoder is None:
-            bf16_encoder = native_bf16()
-        if bf16_encoder:
-            for layer in model.transformer.model.encoder.modules():
-                if isinstance(layer, nn.Linear):
-                    layer.to(torch.bfloat16)
-            spec = {name: per_channel_dynamic_qconfig for name in ("model.decoder", "proj_out")}
-        else:
-            spec = {nn.Linear: per_channel_dynamic_qconfig}
-        quantize_dynamic(model.transformer, spec, dtype=torch.qint8, mapping={nn.Linear: _int8_linear_class()},
-                         inplace=True)
-        amx = amx_int8() if amx_kernel is None else amx_kernel
-        full_range = full_range_exact() and (not amx or full_range_exact(amx=True))
-        for layer in model.modules():
-            if isinstance(layer, _int8_linear_class()):
-                layer.reduce_range = not full_range
-                if amx:
-                    layer.wide = OneDnnInt8.from_packed(layer._packed_params._packed_params)
+    if bf16_encoder is None:
+        bf16_encoder = native_bf16()
+    transformer = model.transformer.eval()
+    if bf16_encoder:
+        for layer in transformer.model.encoder.modules():
+            if isinstance(layer, nn.Linear):
+                layer.to(torch.bfloat16)
+    amx = amx_int8() if amx_kernel is None else amx_kernel
+    reduce_range = not (full_range_exact() and (not amx or full_range_exact(amx=True)))
+    for name, layer in list(transformer.named_modules()):
+        # exactly nn.Linear: a subclass (a LoRA layer) computes more than its weight
+        if type(layer) is nn.Linear and not (bf16_encoder and name.startswith("model.encoder.")):  # noqa: E721
+            parent, _, attribute = name.rpartition(".")
+            setattr(transformer.get_submodule(parent), attribute, Int8Linear(layer, reduce_range, amx))
     model.kv_dtype = torch.bfloat16
     model.encoder_bf16 = bool(bf16_encoder)
     return model
 
 
-@functools.cache
-def _int8_linear_class() -> type:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+def int8_weights(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (fp32, one row per output channel) as a qint8 tensor with one scale per row: symmetric, the
+    row's largest magnitude over 127.5 (at least fp32's epsilon), zero points 0. These are the numbers of
+    torch's per-channel weight observer (``default_per_channel_weight_observer``) that torch's dynamic
+    quantization uses, so the int8 model is the one ``torch.ao.quantization.quantize_dynamic`` makes."""
+    low, high = torch.aminmax(weight, dim=1)
+    scales = (torch.maximum(-low.clamp(max=0), high.clamp(min=0)) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
+    # torch.quantize_per_channel's arithmetic (times the fp32 reciprocal, rounded half to even, clamped), in
+    # vectorised ops: the same integers (tests/test_quantize.py) in a third of its time (0.1 s for v32)
+    integers = torch.mul(weight, (1.0 / scales)[:, None]).round_().clamp_(-128, 127).to(torch.int8)
+    with warnings.catch_warnings():  # quantized tensors are deprecated too; torch is pinned (module docstring)
+        warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
+        return torch._make_per_channel_quantized_tensor(integers, scales.double(), torch.zeros_like(integers[:, 0],
+                                                        dtype=torch.long), 0)
 
-    class Int8Linear(DynamicLinear):
-        """torch's dynamically quantized linear with int8 weights, called straight through the op: its own
-        forward (dtype checks, the op's dispatch in Python) costs ~5 us a call, and a v32 decoder step makes 73
-        of them. ``reduce_range``: activations quantized to 7 bits, as torch's module does (see
-        :func:`full_range_exact`). ``wide``: the :class:`OneDnnInt8` for inputs of :data:`WIDE_ROWS` rows or more,
-        or None."""
 
-        reduce_range = True
-        wide = None
+class Int8Linear(nn.Module):
+    """An ``nn.Linear`` with int8 weights (:func:`int8_weights`) computed by torch's dynamic int8 op: the
+    activations quantized per call with one scale for the tensor, int32 sums, then each output channel's scale
+    (``quantized::linear_dynamic``; fbgemm on x86, qnnpack on ARM). The numbers of torch.ao's dynamically
+    quantized linear, without its module: its constructor packs a zero weight of full size before the real one
+    (~0.4 s of v32's load), and its forward's Python checks cost ~5 us a call (73 calls a v32 decoder step).
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.wide is not None and x.numel() >= WIDE_ROWS * x.shape[-1]:
-                return self.wide(x, self.reduce_range)
-            return _LINEAR_DYNAMIC(x, self._packed_params._packed_params, self.reduce_range)
+    ``reduce_range``: activations quantized to 7 bits, as torch's module does (see :func:`full_range_exact`).
+    ``wide``: the :class:`OneDnnInt8` for inputs of :data:`WIDE_ROWS` rows or more (``amx``), or None."""
 
-    return Int8Linear
+    def __init__(self, linear: nn.Linear, reduce_range: bool, amx: bool):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = int8_weights(linear.weight.detach().float())
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.packed = torch.ops.quantized.linear_prepack(weight, bias)
+        self.reduce_range = reduce_range
+        self.wide = OneDnnInt8(weight, bias) if amx else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.wide is not None and x.numel() >= WIDE_ROWS * x.shape[-1]:
+            return self.wide(x, self.reduce_range)
+        return _LINEAR_DYNAMIC(x, self.packed, self.reduce_range)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, reduce_range={self.reduce_range}"
 
 
 class OneDnnInt8:
@@ -135,16 +151,12 @@ class OneDnnInt8:
     torch.compile's x86 int8 path), computed as the dynamic linear is: the activations quantized per call,
     one scale for the tensor, int32 sums, one scale per output channel."""
 
-    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, zero_points: torch.Tensor,
-                 bias: torch.Tensor | None):
-        self.weight, self.scales, self.zero_points, self.bias = weight, scales, zero_points, bias
-
-    @classmethod
-    def from_packed(cls, packed) -> "OneDnnInt8":
-        """From a dynamic linear's fbgemm (or qnnpack) packed parameters: per-channel qint8 weights."""
-        weight, bias = packed.unpack()
-        return cls(torch.ops.onednn.qlinear_prepack(weight.int_repr(), None), weight.q_per_channel_scales().float(),
-                   weight.q_per_channel_zero_points(), bias)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        """``weight``: per-channel qint8 (:func:`int8_weights`)."""
+        self.weight = torch.ops.onednn.qlinear_prepack(weight.int_repr(), None)
+        self.scales = weight.q_per_channel_scales().float()
+        self.zero_points = weight.q_per_channel_zero_points()
+        self.bias = bias
 
     def __call__(self, x: torch.Tensor, reduce_range: bool) -> torch.Tensor:
         qx = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)
@@ -163,12 +175,9 @@ def full_range_exact(amx: bool = False) -> bool:
     x = torch.full((WIDE_ROWS, 64), 2.0)
     x[0, 0] = 0.0  # the activations' range [0, 2]: 2.0 quantizes to 255
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
-            scales, zeros = torch.full((8,), 1 / 127), torch.zeros(8, dtype=torch.long)
-            weight = torch.quantize_per_channel(torch.ones(8, 64), scales, zeros, 0, torch.qint8)
-        packed = torch.ops.quantized.linear_prepack(weight, None)
-        got = OneDnnInt8.from_packed(packed)(x, False) if amx else _LINEAR_DYNAMIC(x, packed, False)
+        weight = int8_weights(torch.ones(8, 64))  # every weight 127
+        got = OneDnnInt8(weight, None)(x, False) if amx else _LINEAR_DYNAMIC(
+            x, torch.ops.quantized.linear_prepack(weight, None), False)
     except RuntimeError:  # an engine that cannot run the probe keeps torch's own 7 bits
         return False
     return bool(torch.allclose(got[1:], x[1].sum().expand_as(got[1:]), rtol=1e-2))
@@ -178,14 +187,11 @@ def int8_product(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | N
     """``layer``'s int8 product as one call bound to its weights, for inputs under :data:`WIDE_ROWS` rows (what
     its forward runs there, without the module call: engine.lean_step); None if ``layer`` is not one of
     :func:`quantize_int8`'s linears."""
-    if not isinstance(layer, _int8_linear_class()):
+    if not isinstance(layer, Int8Linear):
         return None
-    return functools.partial(_LINEAR_DYNAMIC, W_prepack=layer._packed_params._packed_params,
-                             reduce_range=layer.reduce_range)
+    return functools.partial(_LINEAR_DYNAMIC, W_prepack=layer.packed, reduce_range=layer.reduce_range)
 
 
 def is_int8(model: nn.Module) -> bool:
     """Whether :func:`quantize_int8` has been applied to ``model``."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    return any(isinstance(m, DynamicLinear) for m in model.modules())
+    return any(isinstance(m, Int8Linear) for m in model.modules())

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 import engine
 from bench.speed import GATE, GATE_RUNS, gate_run
@@ -18,7 +17,7 @@ from engine.audio import load_audio
 from engine.checkpoint import load_checkpoint
 from engine.errors import OptionError
 from engine.options import GenerateOptions
-from engine.quantize import is_int8, quantize_int8
+from engine.quantize import Int8Linear, int8_weights, is_int8, quantize_int8
 
 from .conftest import UPSTREAM, need
 
@@ -120,11 +119,11 @@ def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits(bf16_encoder)
     assert is_int8(quantized.model) and not is_int8(reference.model)
     encoder = quantized.model.transformer.model.encoder
     if bf16_encoder:  # the decoder and the output head in int8, the encoder's weights in bf16
-        assert sum(isinstance(m, DynamicLinear) for m in quantized.model.modules()) == linears - encoder_linears > 0
+        assert sum(isinstance(m, Int8Linear) for m in quantized.model.modules()) == linears - encoder_linears > 0
         assert {m.weight.dtype for m in encoder.modules() if type(m) is torch.nn.Linear} == {torch.bfloat16}
         assert sum(type(m) is torch.nn.Linear for m in encoder.modules()) == encoder_linears
     else:
-        assert sum(isinstance(m, DynamicLinear) for m in quantized.model.modules()) == linears > 0
+        assert sum(isinstance(m, Int8Linear) for m in quantized.model.modules()) == linears > 0
         assert not any(type(m) is torch.nn.Linear for m in quantized.model.transformer.modules())
     assert quantized.model.encoder_bf16 is bf16_encoder
     assert quantized.model.decoder_embedder.weight.dtype == torch.float32
@@ -152,26 +151,65 @@ def test_int8_quantizes_every_backbone_linear_and_keeps_the_logits(bf16_encoder)
     assert (steps[0] - steps[1]).abs().max() < 3
 
 
-def test_the_int8_linears_call_the_kernel_directly_with_torchs_own_numbers():
-    """The decoder's int8 linears skip torch's Python forward (~5 us a call, 73 calls a v32 step); with 7-bit
-    activations (torch's reduce_range) they compute what torch's dynamically quantized linear computes, bit for
-    bit, and with 8-bit ones (where the kernel sums them exactly) they come closer to the fp32 layer."""
+def torch_ao_dynamic_linear():
+    """torch's own dynamically quantized linear, which quantize_int8 reproduces without its Python module."""
+    try:
+        from torch.ao.nn.quantized.dynamic import Linear
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError:
+        pytest.skip("this torch has no torch.ao.quantization to compare with")
+    return Linear, lambda module: quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                                   dtype=torch.qint8, inplace=True)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*quantiz.*deprecated:UserWarning")
+def test_the_int8_model_is_torchs_dynamically_quantized_model():
+    """Every int8 linear holds the integers and scales torch.ao.quantization.quantize_dynamic gives the trained
+    v32's weights, and with 7-bit activations (torch's reduce_range) computes what torch's module computes,
+    bit for bit; with 8-bit ones (where the kernel sums them exactly) it comes closer to the fp32 layer."""
+    dynamic_linear, quantize_dynamic = torch_ao_dynamic_linear()
     float_model = load_checkpoint(str(need(V32))).model
     floats = [m for m in float_model.transformer.modules() if type(m) is torch.nn.Linear]
+    theirs = [m for m in quantize_dynamic(load_checkpoint(str(V32)).model.transformer).modules()
+              if isinstance(m, dynamic_linear)]
     model = quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False)
-    linears = [m for m in model.transformer.modules() if isinstance(m, DynamicLinear)]
-    assert len(linears) == len(floats) > 0 and all(type(m).forward is not DynamicLinear.forward for m in linears)
+    linears = [m for m in model.transformer.modules() if isinstance(m, Int8Linear)]
+    assert len(linears) == len(floats) == len(theirs) > 0
     gen = torch.Generator().manual_seed(0)
     errors = {True: 0.0, False: 0.0}
     with torch.inference_mode():
-        for layer, reference in zip(linears, floats):
+        for layer, reference, torchs in zip(linears, floats, theirs):
+            (ours, bias), (expected, expected_bias) = (layer.packed.unpack(),
+                                                       torchs._packed_params._packed_params.unpack())
+            assert torch.equal(ours.int_repr(), expected.int_repr())
+            assert (bias is expected_bias is None) or torch.equal(bias, expected_bias)
+            assert torch.equal(ours.q_per_channel_scales(), expected.q_per_channel_scales())
             x = torch.randn(3, 5, layer.in_features, generator=gen)
             for reduce_range in (False, True):
                 layer.reduce_range = reduce_range
                 errors[reduce_range] += (layer(x) - reference(x)).abs().mean().item()
-            assert torch.equal(layer(x), DynamicLinear.forward(layer, x))
+            assert torch.equal(layer(x), torchs(x))
     if quantize.full_range_exact():
         assert errors[False] < 0.75 * errors[True]  # measured: about half
+
+
+@pytest.mark.filterwarnings("ignore:.*quantiz.*deprecated:UserWarning")
+def test_int8_weights_round_as_torchs_quantize_per_channel():
+    """int8_weights computes torch.quantize_per_channel's integers with vectorised ops: the same at the
+    edges (ties between two integers round to the even one, the row's extremes clamp to 127 / -128, a row of
+    zeros takes fp32's epsilon as its scale) and on random rows of many magnitudes."""
+    gen = torch.Generator().manual_seed(0)
+    ties = torch.arange(-127.5, 128.0, 0.5)  # scale exactly 1: every other value a tie
+    # rows: the ties, the same scaled (inexact products near ties), zeros, one value, a tiny one
+    rows = [ties, ties * 3e-4, torch.zeros(511), torch.full((511,), -2.5), torch.full((511,), 1e-30)]
+    weight = torch.cat([torch.stack(rows), torch.randn(59, 511, generator=gen) * torch.logspace(-6, 3, 59)[:, None]])
+    got = int8_weights(weight)
+    scales = got.q_per_channel_scales()
+    expected = torch.quantize_per_channel(weight, scales, torch.zeros(len(weight), dtype=torch.long), 0, torch.qint8)
+    assert torch.equal(got.int_repr(), expected.int_repr())
+    assert scales[0] == 1.0 and got.int_repr()[0].tolist()[:4] == [-128, -127, -126, -126]  # -126.5 → -126
+    assert scales[2] == torch.finfo(torch.float32).eps and not got.int_repr()[2].any()
+    assert got.int_repr()[0, -1] == 127  # 127.5 rounds to 128, clamped
 
 
 ACTIVATION_PROBE = """
@@ -228,7 +266,7 @@ def test_wide_inputs_take_onednns_int8_product_with_fbgemms_integer_sums():
     rounding."""
     onednn_int8()
     model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False, amx_kernel=True)
-    linears = [m for m in model.modules() if isinstance(m, DynamicLinear)]
+    linears = [m for m in model.modules() if isinstance(m, Int8Linear)]
     assert linears and all(m.wide is not None for m in linears)
     linear_dynamic = torch.ops.quantized.linear_dynamic
     gen = torch.Generator().manual_seed(0)
@@ -237,11 +275,11 @@ def test_wide_inputs_take_onednns_int8_product_with_fbgemms_integer_sums():
         for layer in linears:
             wide = torch.randn(1, quantize.WIDE_ROWS, layer.in_features, generator=gen)
             narrow = wide[:, 1:]
-            fbgemm = linear_dynamic(wide, layer._packed_params._packed_params, layer.reduce_range)
+            fbgemm = linear_dynamic(wide, layer.packed, layer.reduce_range)
             got = layer(wide)
             torch.testing.assert_close(got, fbgemm, rtol=1e-6, atol=2e-6)
             differs += not torch.equal(got, fbgemm)  # it did take the other kernel
-            assert torch.equal(layer(narrow), linear_dynamic(narrow, layer._packed_params._packed_params,
+            assert torch.equal(layer(narrow), linear_dynamic(narrow, layer.packed,
                                                              layer.reduce_range))
     assert differs > len(linears) // 2
 
@@ -252,7 +290,7 @@ def test_the_amx_kernel_is_kept_for_cpus_with_amx(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
         assert quantize.amx_int8() is amx
         model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
-        assert {m.wide is not None for m in model.modules() if isinstance(m, DynamicLinear)} == {amx}
+        assert {m.wide is not None for m in model.modules() if isinstance(m, Int8Linear)} == {amx}
 
 
 def test_int8_refuses_a_model_on_a_gpu_device():
