@@ -123,7 +123,7 @@ class Int8Linear(nn.Module):
     activations quantized per call with one scale for the tensor, int32 sums, then each output channel's scale
     (``quantized::linear_dynamic``; fbgemm on x86, qnnpack on ARM). The numbers of torch.ao's dynamically
     quantized linear, without its module: its constructor packs a zero weight of full size before the real one
-    (~0.4 s of v32's load), and its forward's Python checks cost ~5 us a call (73 calls a v32 decoder step).
+    (~0.3 s of v32's load), and its forward's Python checks cost ~5 us a call (73 calls a v32 decoder step).
 
     ``reduce_range``: activations quantized to 7 bits, as torch's module does (see :func:`full_range_exact`).
     ``wide``: the :class:`OneDnnInt8` for inputs of :data:`WIDE_ROWS` rows or more (``amx``), or None."""
