@@ -17,7 +17,9 @@ from .. import forms, i18n, osu, path_checks
 from ..i18n import render, t
 from ..ui import AppContext, L, on_page_load, path_field
 
-RELOAD_JS = "(language) => { setTimeout(() => window.location.reload(), 50); return language; }"
+# One reload a page: a second choice within the 50 ms would abort the first reload's navigation
+RELOAD_JS = ("(language) => { if (!window.mapperatorReloading) { window.mapperatorReloading = true; "
+             "setTimeout(() => window.location.reload(), 50); } return language; }")
 
 
 def language_choices() -> list[tuple[str, str]]:

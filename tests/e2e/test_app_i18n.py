@@ -53,10 +53,13 @@ def test_the_language_picker_switches_the_page_and_is_kept(page, app_server, cli
     try:
         page.get_by_role("tab", name=catalogue("en")["tab.settings"]).click()
         picker = page.locator("#set-language input").first
+        page.evaluate("window.mapperatorOldPage = true")
         picker.click()
-        with page.expect_navigation(timeout=UI_TIMEOUT_MS):  # the page reloads itself in the chosen language
-            page.get_by_role("option", name=i18n.LANGUAGE_NAMES[lang], exact=True).click()
+        page.get_by_role("option", name=i18n.LANGUAGE_NAMES[lang], exact=True).click()
+        # the page reloads itself in the chosen language: wait for its tabs (a locator waits across the reload)
+        page.get_by_role("tab", name=expected["tab.generate"]).wait_for(timeout=JOB_TIMEOUT_MS)
         ready(page)
+        assert page.evaluate("window.mapperatorOldPage") is None  # a new page, not the old one relabelled
         assert tab_names(page)[:2] == [expected["tab.generate"], expected["tab.maimod"]]
         page.screenshot(path=str(artifacts / f"language-{lang}.png"))
         assert json.loads(app_server.settings_file.read_text(encoding="utf-8"))["language"] == lang
