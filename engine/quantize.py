@@ -102,8 +102,8 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
     return model
 
 
-def int8_weights(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` (fp32, one row per output channel) as a qint8 tensor with one scale per row: symmetric, the
+def int8_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``weight`` (fp32, one row per output channel) as int8 integers and one fp32 scale per row: symmetric, the
     row's largest magnitude over 127.5 (at least fp32's epsilon), zero points 0. These are the numbers of
     torch's per-channel weight observer (``default_per_channel_weight_observer``) that torch's dynamic
     quantization uses, so the int8 model is the one ``torch.ao.quantization.quantize_dynamic`` makes."""
@@ -111,11 +111,15 @@ def int8_weights(weight: torch.Tensor) -> torch.Tensor:
     scales = (torch.maximum(-low.clamp(max=0), high.clamp(min=0)) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
     # torch.quantize_per_channel's arithmetic (times the fp32 reciprocal, rounded half to even, clamped), in
     # vectorised ops: the same integers (tests/test_quantize.py) in a third of its time (0.1 s for v32)
-    integers = torch.mul(weight, (1.0 / scales)[:, None]).round_().clamp_(-128, 127).to(torch.int8)
+    return torch.mul(weight, (1.0 / scales)[:, None]).round_().clamp_(-128, 127).to(torch.int8), scales
+
+
+def _qint8(integers: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """:func:`int8_weights`' numbers as the per-channel qint8 tensor fbgemm's (and qnnpack's) packing takes."""
     with warnings.catch_warnings():  # quantized tensors are deprecated too; torch is pinned (module docstring)
         warnings.filterwarnings("ignore", message=".*quantiz.*deprecated", category=UserWarning)
-        return torch._make_per_channel_quantized_tensor(integers, scales.double(), torch.zeros_like(integers[:, 0],
-                                                        dtype=torch.long), 0)
+        return torch._make_per_channel_quantized_tensor(integers, scales.double(),
+                                                        torch.zeros(len(scales), dtype=torch.long), 0)
 
 
 class Int8Linear(nn.Module):
@@ -131,11 +135,11 @@ class Int8Linear(nn.Module):
     def __init__(self, linear: nn.Linear, reduce_range: bool, amx: bool):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = int8_weights(linear.weight.detach().float())
+        integers, scales = int8_weights(linear.weight.detach().float())
         bias = None if linear.bias is None else linear.bias.detach().float()
-        self.packed = torch.ops.quantized.linear_prepack(weight, bias)
+        self.packed = torch.ops.quantized.linear_prepack(_qint8(integers, scales), bias)
         self.reduce_range = reduce_range
-        self.wide = OneDnnInt8(weight, bias) if amx else None
+        self.wide = OneDnnInt8(integers, scales, bias) if amx else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.wide is not None and x.numel() >= WIDE_ROWS * x.shape[-1]:
@@ -151,11 +155,10 @@ class OneDnnInt8:
     torch.compile's x86 int8 path), computed as the dynamic linear is: the activations quantized per call,
     one scale for the tensor, int32 sums, one scale per output channel."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        """``weight``: per-channel qint8 (:func:`int8_weights`)."""
-        self.weight = torch.ops.onednn.qlinear_prepack(weight.int_repr(), None)
-        self.scales = weight.q_per_channel_scales().float()
-        self.zero_points = weight.q_per_channel_zero_points()
+    def __init__(self, integers: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+        """``integers``, ``scales``: :func:`int8_weights`' (zero points 0)."""
+        self.weight = torch.ops.onednn.qlinear_prepack(integers, None)
+        self.scales, self.zero_points = scales, torch.zeros(len(scales), dtype=torch.long)
         self.bias = bias
 
     def __call__(self, x: torch.Tensor, reduce_range: bool) -> torch.Tensor:
@@ -175,9 +178,9 @@ def full_range_exact(amx: bool = False) -> bool:
     x = torch.full((WIDE_ROWS, 64), 2.0)
     x[0, 0] = 0.0  # the activations' range [0, 2]: 2.0 quantizes to 255
     try:
-        weight = int8_weights(torch.ones(8, 64))  # every weight 127
-        got = OneDnnInt8(weight, None)(x, False) if amx else _LINEAR_DYNAMIC(
-            x, torch.ops.quantized.linear_prepack(weight, None), False)
+        integers, scales = int8_weights(torch.ones(8, 64))  # every weight 127
+        got = OneDnnInt8(integers, scales, None)(x, False) if amx else _LINEAR_DYNAMIC(
+            x, torch.ops.quantized.linear_prepack(_qint8(integers, scales), None), False)
     except RuntimeError:  # an engine that cannot run the probe keeps torch's own 7 bits
         return False
     return bool(torch.allclose(got[1:], x[1].sum().expand_as(got[1:]), rtol=1e-2))

@@ -203,13 +203,13 @@ def test_int8_weights_round_as_torchs_quantize_per_channel():
     # rows: the ties, the same scaled (inexact products near ties), zeros, one value, a tiny one
     rows = [ties, ties * 3e-4, torch.zeros(511), torch.full((511,), -2.5), torch.full((511,), 1e-30)]
     weight = torch.cat([torch.stack(rows), torch.randn(59, 511, generator=gen) * torch.logspace(-6, 3, 59)[:, None]])
-    got = int8_weights(weight)
-    scales = got.q_per_channel_scales()
-    expected = torch.quantize_per_channel(weight, scales, torch.zeros(len(weight), dtype=torch.long), 0, torch.qint8)
-    assert torch.equal(got.int_repr(), expected.int_repr())
-    assert scales[0] == 1.0 and got.int_repr()[0].tolist()[:4] == [-128, -127, -126, -126]  # -126.5 → -126
-    assert scales[2] == torch.finfo(torch.float32).eps and not got.int_repr()[2].any()
-    assert got.int_repr()[0, -1] == 127  # 127.5 rounds to 128, clamped
+    got, scales = int8_weights(weight)
+    expected = torch.quantize_per_channel(weight, scales.double(), torch.zeros(len(weight), dtype=torch.long), 0,
+                                          torch.qint8)
+    assert got.dtype == torch.int8 and torch.equal(got, expected.int_repr())
+    assert scales[0] == 1.0 and got[0].tolist()[:4] == [-128, -127, -126, -126]  # -126.5 → -126
+    assert scales[2] == torch.finfo(torch.float32).eps and not got[2].any()
+    assert got[0, -1] == 127  # 127.5 rounds to 128, clamped
 
 
 ACTIVATION_PROBE = """
