@@ -1,7 +1,8 @@
 """Speed of the published model sizes, and the quality gate of the precision that bought it.
 
     python bench/speed.py --device cpu|cuda [--precision auto|fp32|bf16|amp|int8] [--models v32 v32-mini]
-                          [--json] [--quick] [--no-gate | --gate-only] [--int8-encoder] [--compiled-step]
+                          [--json] [--quick] [--no-gate | --gate-only] [--int8-encoder] [--isa avx2]
+                          [--compiled-step]
 
 ``--compiled-step`` (CUDA) decodes, and gates, with ``DecodingOptions.compiled_step``: the graphed step compiled
 by torch.compile (the tables then also say how long the first windows took more: the compiling).
@@ -31,6 +32,11 @@ reproduces exactly) by :func:`engine.evaluate`: rhythm precision/recall/F1 of ob
 BPM and offset error, star-rating difference; plus, on the real-size random models, the largest logit difference
 from fp32 as generation meets it (after a 192-token prompt and for 64 tokens fed one at a time). ``GATE`` holds
 the thresholds.
+
+``--isa avx2`` runs the kernels as on a CPU without AVX512 (most laptops'), through each library's own cap
+(``ATEN_CPU_CAPABILITY``, ``FBGEMM_ENABLE_INSTRUCTIONS``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``):
+the engine then chooses as it does there (no bf16 encoder, no AMX kernel, 7-bit activations, fp32 keys and
+values). The caches and memory stay this machine's, so it says which choices pay there, not a laptop's times.
 
 With ``--json`` the last line is one JSON object keyed by model name. ``--quick`` is a smoke test (tiny budgets,
 one gate run, well under a minute); its figures mean nothing.
@@ -278,6 +284,11 @@ def measure_model(name: str, device: torch.device, precision: str, quick: bool, 
     return result
 
 
+# The environment variables that cap each kernel library's instruction set, read when a process starts.
+ISA_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                     "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+
+
 def measure_in_child(name: str, args, precision: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--device", args.device,
                "--precision", precision] + (["--quick"] if args.quick else []) + ([] if args.gate else ["--no-gate"])
@@ -430,6 +441,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: the engine's choice)")
     ap.add_argument("--int8-encoder", action="store_true",
                     help="int8 encoder even on a CPU with bf16 units (what CPUs without them run)")
+    ap.add_argument("--isa", choices=sorted(ISA_CAPS),
+                    help="CPU: run torch's, fbgemm's, oneDNN's and MKL's kernels as on a CPU with only this "
+                         "instruction set (avx2: most laptops'), through their own environment variables")
     ap.add_argument("--compiled-step", action="store_true",
                     help="GPU: the graphed decoder step compiled by torch.compile (DecodingOptions.compiled_step); "
                          "adds compile_s, what each pass's first window took more than the others")
@@ -441,6 +455,9 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    if args.isa and any(os.environ.get(k) != v for k, v in ISA_CAPS[args.isa].items()):
+        # read once per process by each library: start again with them set (the measuring children inherit them)
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ISA_CAPS[args.isa]})
     from engine.runtime import pick_device
 
     device = pick_device(args.device)
@@ -470,9 +487,12 @@ def main() -> None:
         f"per window: timing {TIMING_WINDOW.prompt}+{TIMING_WINDOW.generate}, map {MAP_WINDOW.prompt}+"
         f"{MAP_WINDOW.generate} tokens (prompt+generated)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} logical CPUs"
-    from engine.quantize import native_bf16
+    from engine.quantize import bf16_attention, native_bf16
 
-    encoder = (", encoder bf16" if native_bf16() else ", encoder int8") if precision == "int8" else ""
+    encoder = (f", encoder {'bf16' if native_bf16() else 'int8'}, keys and values "
+               f"{'bf16' if bf16_attention() else 'fp32'}") if precision == "int8" else ""
+    if device.type == "cpu":
+        name += f", kernels {torch.backends.cpu.get_cpu_capability()}" + (" (--isa)" if args.isa else "")
     header = (f"{device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, precision "
               f"{precision}{encoder}{', compiled step' if COMPILED_STEP else ''}, {budgets}, "
               f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")

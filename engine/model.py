@@ -885,7 +885,8 @@ class Mapperatorinator(nn.Module):
     """Audio window + decoder tokens -> next-token logits, with a cached incremental decoder for generation."""
 
     # dtype of the cached decoder keys/values (cross and self attention) when it differs from the weights':
-    # int8 CPU inference keeps them in bf16, half the bytes each decoder step reads (engine.quantize)
+    # int8 CPU inference keeps them in bf16 where oneDNN multiplies bf16, half the bytes each decoder step reads
+    # (engine.quantize)
     kv_dtype: torch.dtype | None = None
     # run the encoder under bf16 autocast (its linear weights stored in bf16): int8 inference on a CPU with
     # bf16 matrix units, where that encoder is about twice as fast as the int8 one (engine.quantize)

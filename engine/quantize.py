@@ -5,11 +5,12 @@ in fp32). Here each ``nn.Linear`` of the encoder, the decoder and the output hea
 :class:`Int8Linear`, torch's dynamically quantized linear in its numbers: int8 weights with one scale per
 output channel, the activations quantized per call, int32 sums (``quantized::linear_dynamic``: fbgemm on x86
 from AVX2 up, Windows included; qnnpack on ARM). The decoder's cached keys and values (cross attention over
-the 1,024 encoder frames, and self attention) are kept in bf16, attention computed in bf16: at v32's size they
-are otherwise half of what a step reads. The embeddings, norms, the encoder's attention and the conditioning
-embedders stay fp32. On a CPU with bf16 matrix units (:func:`native_bf16`) the encoder instead runs in bf16
-(weights stored in bf16, autocast): there it takes about half the int8 encoder's time (v32: ~0.3 s a window
-instead of ~0.6 s on 2 cores).
+the 1,024 encoder frames, and self attention) are kept in bf16, attention computed in bf16, where oneDNN
+multiplies bf16 (:func:`bf16_attention`): at v32's size they are otherwise half of what a step reads. On
+AVX2-only CPUs they stay fp32, since there torch's bf16 attention takes twice fp32's time. The embeddings,
+norms, the encoder's attention and the conditioning embedders stay fp32. On a CPU with bf16 matrix units
+(:func:`native_bf16`) the encoder instead runs in bf16 (weights stored in bf16, autocast): there it takes about
+half the int8 encoder's time (v32: ~0.3 s a window instead of ~0.6 s on 2 cores).
 
 Why this kernel and not a weight-only one: ``torch._weight_int8pack_mm`` (int8 weights, bf16 activations) is
 vectorised only on AVX512 builds without MSVC, is 2-3x slower than fp32 with fp32 activations, and was slower
@@ -53,19 +54,40 @@ def int8_supported() -> bool:
     return any(e != "none" for e in torch.backends.quantized.supported_engines)
 
 
+def avx512_kernels() -> bool:
+    """Whether torch runs its CPU kernels with AVX512 (read from torch, so ``ATEN_CPU_CAPABILITY=avx2`` makes the
+    engine choose as on an AVX2-only CPU, most laptops': ``bench/speed.py --isa avx2``)."""
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
 def native_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX: Intel since Cooper Lake and
     Sapphire Rapids, AMD since Zen 4)."""
     cpu = torch.cpu
-    return any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return avx512_kernels() and bf16_attention() and any(
+        getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def bf16_attention() -> bool:
+    """Whether attention over bf16 keys and values keeps pace with fp32 here: where oneDNN multiplies bf16 (x86
+    CPUs with AVX512, natively or emulated; ARM with its bf16 extension). Elsewhere (AVX2-only CPUs, most
+    laptops') torch's attention falls back to its own bf16 products, and fp32 keys and values are faster
+    though they are twice the bytes: a v32 int8 step 26.5 -> 18.5 ms, v32-mini 6.6 -> 4.0 ms (AVX2 emulated on
+    this project's CPU: bench/README.md)."""
+    try:  # oneDNN's own check, which ONEDNN_MAX_CPU_ISA narrows
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
 
 
 def amx_int8() -> bool:
     """Whether this CPU has AMX tiles (int8 and bf16 matrix units) and this torch build oneDNN's int8 ops."""
-    return hasattr(torch.ops.onednn, "qlinear_pointwise") and torch.cpu._is_amx_tile_supported()
+    return (hasattr(torch.ops.onednn, "qlinear_pointwise") and avx512_kernels()
+            and torch.cpu._is_amx_tile_supported())
 
 
-def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel: bool | None = None) -> nn.Module:
+def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel: bool | None = None,
+                  bf16_cache: bool | None = None) -> nn.Module:
     """Replace the linear layers of ``model.transformer`` (encoder, decoder, output head) in place with
     :class:`Int8Linear` ones; the model must be an fp32 model on the CPU.
 
@@ -74,7 +96,10 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
     decoder's one-token steps are bound by memory, where int8 weights (half of bf16's bytes) stay ahead.
 
     ``amx_kernel`` (default: :func:`amx_int8`): inputs of :data:`WIDE_ROWS` rows or more go through oneDNN's
-    int8 product (:class:`OneDnnInt8`)."""
+    int8 product (:class:`OneDnnInt8`).
+
+    ``bf16_cache`` (default: :func:`bf16_attention`): the decoder keeps its keys and values in bf16 and attends
+    in bf16 (else in fp32)."""
     if not int8_supported():
         raise OptionError(Message("error.quantize.no_int8_kernels", "precision=int8: this PyTorch build has no int8 "
                                   "kernels; use precision=fp32"))
@@ -97,7 +122,7 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
         if type(layer) is nn.Linear and not (bf16_encoder and name.startswith("model.encoder.")):  # noqa: E721
             parent, _, attribute = name.rpartition(".")
             setattr(transformer.get_submodule(parent), attribute, Int8Linear(layer, reduce_range, amx))
-    model.kv_dtype = torch.bfloat16
+    model.kv_dtype = torch.bfloat16 if (bf16_attention() if bf16_cache is None else bf16_cache) else None
     model.encoder_bf16 = bool(bf16_encoder)
     return model
 

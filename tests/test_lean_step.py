@@ -25,8 +25,8 @@ def model_in(precision: str, every_n: int = 2, window: int = 8, rope_positions: 
     config = (varwhisper(every_n=every_n, window=window) if rope_positions is None
               else backbone_config(ROPEWHISPER, rope_positions))
     model = new_model(config, seed=0).eval()
-    if precision == "int8":
-        quantize_int8(model, bf16_encoder=False, amx_kernel=False)
+    if precision.startswith("int8"):  # keys and values in bf16, or in fp32 as on AVX2-only CPUs
+        quantize_int8(model, bf16_encoder=False, amx_kernel=False, bf16_cache=precision == "int8")
     elif precision == "bf16":  # as the engine loads it: all but the spectrogram
         model.to(torch.bfloat16)
         model.spectrogram.float()
@@ -71,7 +71,7 @@ LAYOUTS = {"v32-global": dict(every_n=1), "v32-local-and-global": dict(every_n=2
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int8-fp32-cache", "bf16"])
 @torch.inference_mode()
 def test_lean_steps_give_the_module_steps_logits(precision, layout):
     """v32's fused projections with global layers only or local ones too, v30/v31's separate ones (also where

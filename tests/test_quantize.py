@@ -255,6 +255,49 @@ def test_activations_use_8_bits_only_where_the_kernel_sums_them_exactly(isa):
         assert found["reduce_range"] is False
 
 
+AVX2_PROBE = """
+import json, sys, tempfile
+from pathlib import Path
+import torch
+from bench.speed import GATE_RUNS, gate_run
+from engine import quantize
+from engine.checkpoint import load_checkpoint
+model = quantize.quantize_int8(load_checkpoint(sys.argv[1]).model)
+linears = [m for m in model.modules() if isinstance(m, quantize.Int8Linear)]
+with tempfile.TemporaryDirectory() as out:
+    row = gate_run(*GATE_RUNS[0], "cpu", "int8", Path(out))
+print(json.dumps({"kernels": torch.backends.cpu.get_cpu_capability(), "kv": str(model.kv_dtype),
+                  "encoder_bf16": model.encoder_bf16, "amx": any(m.wide is not None for m in linears),
+                  "reduce_range": all(m.reduce_range for m in linears), "gate": row}))
+"""
+
+
+def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
+    """What most laptops run, through the kernel libraries' own caps (bench/speed.py --isa avx2): no bf16 encoder,
+    no AMX kernel, 7-bit activations, and keys and values in fp32, since torch's bf16 attention there falls
+    back to slow products; the int8 map of the gate's first run is still the fp32 map."""
+    from bench.speed import ISA_CAPS
+
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("x86 only: the caps narrow x86 kernels")
+    done = subprocess.run([sys.executable, "-c", AVX2_PROBE, str(need(V32))], env={**os.environ, **ISA_CAPS["avx2"]},
+                          capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["kernels"] == "AVX2"
+    assert (found["kv"], found["encoder_bf16"], found["amx"], found["reduce_range"]) == ("None", False, False, True)
+    assert found["gate"]["passed"] and found["gate"]["same_map"], found["gate"]
+
+
+def test_int8_keeps_bf16_keys_and_values_where_onednn_multiplies_bf16(monkeypatch):
+    model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
+    assert model.kv_dtype == (torch.bfloat16 if quantize.bf16_attention() else None)
+    monkeypatch.setattr(quantize, "bf16_attention", lambda: False)
+    assert quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False).kv_dtype is None
+    assert quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False, bf16_cache=True).kv_dtype \
+        == torch.bfloat16
+
+
 def onednn_int8():
     if not hasattr(torch.ops.onednn, "qlinear_pointwise"):
         pytest.skip("this torch build has no oneDNN int8 ops (onednn::qlinear_pointwise)")
