@@ -289,6 +289,22 @@ def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
     assert found["gate"]["passed"] and found["gate"]["same_map"], found["gate"]
 
 
+def test_the_speed_benchmark_runs_with_avx2_kernels():
+    """``bench/speed.py --isa avx2`` starts again with the caps set, its measuring process inherits them, and
+    the table says which kernels and which choices ran; --json ends with the issue's keys."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("x86 only: the caps narrow x86 kernels")
+    need(TRAINED)
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    done = subprocess.run([sys.executable, "bench/speed.py", "--device", "cpu", "--quick", "--isa", "avx2", "--json"],
+                          env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "kernels AVX2 (--isa)" in done.stdout and "encoder int8, keys and values fp32" in done.stdout
+    figures = json.loads(done.stdout.splitlines()[-1])["v32-mini"]
+    assert {"s_per_min_audio", "decoder_tok_s_bs1", "decoder_tok_s_bs2", "encoder_windows_s", "peak_mem_mb",
+            "precision"} <= figures.keys() and figures["precision"] == "int8" and figures["gate_passed"]
+
+
 def test_int8_keeps_bf16_keys_and_values_where_onednn_multiplies_bf16(monkeypatch):
     model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
     assert model.kv_dtype == (torch.bfloat16 if quantize.bf16_attention() else None)
