@@ -292,10 +292,12 @@ def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
 def test_the_speed_benchmark_runs_with_avx2_kernels():
     """``bench/speed.py --isa avx2`` starts again with the caps set, its measuring process inherits them, and
     the table says which kernels and which choices ran; --json ends with the issue's keys."""
+    from bench.speed import ISA_CAPS
+
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         pytest.skip("x86 only: the caps narrow x86 kernels")
     need(TRAINED)
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS["avx2"]}  # set by the restart alone
     done = subprocess.run([sys.executable, "bench/speed.py", "--device", "cpu", "--quick", "--isa", "avx2", "--json"],
                           env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
