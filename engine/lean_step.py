@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import (ROPEWHISPER, VARWHISPER, DecoderState, Mapperatorinator, RMSNorm, activation, attend,
+from .model import (ROPEWHISPER, VARWHISPER, DecoderState, EuclideanRMSNorm, Mapperatorinator, RMSNorm, attend,
                     cross_kv_rows, rotate)
 from .quantize import WIDE_ROWS, int8_product
 
@@ -36,6 +36,8 @@ def _product(layer: nn.Module) -> Kernel | None:
 
 
 def _norm(layer: nn.Module, dtype: torch.dtype) -> Kernel | None:
+    if type(layer) is EuclideanRMSNorm and layer.weight.dtype == dtype:  # int8's norms: its forward is lean
+        return layer.forward
     # RMSNorm.forward's usual case (input in the weights' dtype), as one call
     if type(layer) is not RMSNorm or layer.weight.dtype != dtype:
         return None
@@ -64,7 +66,7 @@ class LeanStep:
         decoder = model.transformer.model.decoder
         self.model, self.layers, self.final_norm, self.head = model, layers, final_norm, head
         self.heads = decoder.cfg.decoder_heads
-        self.act = activation(decoder.cfg.activation)
+        self.act = decoder.layers[0].act  # the layers' own (int8 swaps in erf_gelu)
         self.embed = model.decoder_embedder
         # The rotary angles of every position the window may reach, computed once (the same elementwise kernels
         # as a step's own: the same numbers); a step takes its row of each table as views. Not where a dynamic

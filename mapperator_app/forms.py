@@ -71,7 +71,7 @@ def model_choices(versions: Iterable[str], current: str | None) -> list[tuple[st
     return choices
 
 
-# Versions whose decoding takes about three times v32-mini's on a CPU (README, Speed: v32 76.5 s against 23.3 s
+# Versions whose decoding takes about three times v32-mini's on a CPU (README, Speed: v32 75.8 s against 22.2 s
 # a minute of audio; v30 and v31 are of v32's size).
 FULL_SIZE_VERSIONS = ("v30", "v31", "v32")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import engine
 from bench.speed import GATE, GATE_RUNS, gate_run
@@ -17,6 +18,7 @@ from engine.audio import load_audio
 from engine.checkpoint import load_checkpoint
 from engine.errors import OptionError
 from engine.options import GenerateOptions
+from engine.model import FEW_ROWS, EuclideanRMSNorm, RMSNorm, erf_gelu
 from engine.quantize import Int8Linear, int8_weights, is_int8, quantize_int8
 
 from .conftest import UPSTREAM, need
@@ -314,6 +316,39 @@ def test_int8_keeps_bf16_keys_and_values_where_onednn_multiplies_bf16(monkeypatc
     assert quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False).kv_dtype is None
     assert quantize_int8(load_checkpoint(str(V32)).model, bf16_encoder=False, bf16_cache=True).kv_dtype \
         == torch.bfloat16
+
+
+def test_int8_decoders_norms_and_gelus_are_the_usual_ones_but_for_roundings():
+    """quantize_int8 gives the decoder (not the encoder) EuclideanRMSNorm and erf_gelu: for a step's few rows
+    they compute RMSNorm's and F.gelu's values within roundings (zero rows and tiny ones included), for wider
+    inputs (a prompt) and other dtypes exactly theirs."""
+    model = quantize_int8(load_checkpoint(str(need(V32))).model, bf16_encoder=False)
+    decoder, encoder = model.transformer.model.decoder, model.transformer.model.encoder
+    norms = [m for m in decoder.modules() if isinstance(m, RMSNorm)]
+    assert norms and all(type(m) is EuclideanRMSNorm for m in norms)
+    assert all(layer.act is erf_gelu for layer in decoder.layers)
+    assert not any(type(m) is EuclideanRMSNorm for m in encoder.modules())
+
+    torch.manual_seed(0)
+    norm = norms[0]
+    plain = RMSNorm(norm.normalized_shape, norm.eps)
+    with torch.no_grad():
+        plain.weight.copy_(torch.randn_like(plain.weight))
+    norm = EuclideanRMSNorm(plain)
+    width = plain.normalized_shape[0]
+    few = torch.randn(3, 1, width) * torch.tensor([1.0, 1e-3, 30.0])[:, None, None]
+    few[1, 0, :] = 0.0
+    few[2, 0, 1:] = 0.0  # one non-zero value
+    with torch.inference_mode():
+        torch.testing.assert_close(norm(few), plain(few), rtol=2e-6, atol=1e-6)
+        assert torch.equal(norm(few[1]), torch.zeros_like(few[1]))
+        wide = torch.randn(1, FEW_ROWS, width)
+        assert torch.equal(norm(wide), plain(wide))
+        assert torch.equal(norm(few.bfloat16()), plain(few.bfloat16()))
+        x = torch.randn(2, 1, 4 * width) * 4
+        torch.testing.assert_close(erf_gelu(x), F.gelu(x), rtol=1e-6, atol=1e-6)
+        wide = torch.randn(1, FEW_ROWS, 64)
+        assert torch.equal(erf_gelu(wide), F.gelu(wide))
 
 
 def onednn_int8():
