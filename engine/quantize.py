@@ -125,8 +125,7 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
     for name, layer in list(transformer.named_modules()):
         # exactly nn.Linear: a subclass (a LoRA layer) computes more than its weight
         if type(layer) is nn.Linear and not (bf16_encoder and name.startswith("model.encoder.")):  # noqa: E721
-            parent, _, attribute = name.rpartition(".")
-            setattr(transformer.get_submodule(parent), attribute, Int8Linear(layer, reduce_range, amx))
+            transformer.set_submodule(name, Int8Linear(layer, reduce_range, amx))
     _lean_elementwise(transformer)
     model.kv_dtype = torch.bfloat16 if (bf16_attention() if bf16_cache is None else bf16_cache) else None
     model.encoder_bf16 = bool(bf16_encoder)
@@ -142,8 +141,7 @@ def _lean_elementwise(transformer: nn.Module) -> None:
         if not name.startswith("model.decoder."):
             continue
         if type(module) is RMSNorm:  # noqa: E721 (exactly: a subclass may compute otherwise)
-            parent, _, attribute = name.rpartition(".")
-            setattr(transformer.get_submodule(parent), attribute, EuclideanRMSNorm(module))
+            transformer.set_submodule(name, EuclideanRMSNorm(module))
         if getattr(module, "act", None) is F.gelu:
             module.act = erf_gelu
 
