@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.forward import random_model  # noqa: E402
+from bench.isa import ISA_CAPS, ISA_HELP, restart_capped  # noqa: E402
 from engine.lean_step import lean_step  # noqa: E402
 from engine.runtime import PRECISION_CHOICES, autocast, encoder_batch, resolve_precision  # noqa: E402
 
@@ -284,11 +285,6 @@ def measure_model(name: str, device: torch.device, precision: str, quick: bool, 
     return result
 
 
-# The environment variables that cap each kernel library's instruction set, read when a process starts.
-ISA_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                     "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
-
-
 def measure_in_child(name: str, args, precision: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--device", args.device,
                "--precision", precision] + (["--quick"] if args.quick else []) + ([] if args.gate else ["--no-gate"])
@@ -441,9 +437,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: the engine's choice)")
     ap.add_argument("--int8-encoder", action="store_true",
                     help="int8 encoder even on a CPU with bf16 units (what CPUs without them run)")
-    ap.add_argument("--isa", choices=sorted(ISA_CAPS),
-                    help="CPU: run torch's, fbgemm's, oneDNN's and MKL's kernels as on a CPU with only this "
-                         "instruction set (avx2: most laptops'), through their own environment variables")
+    ap.add_argument("--isa", choices=sorted(ISA_CAPS), help=ISA_HELP)
     ap.add_argument("--compiled-step", action="store_true",
                     help="GPU: the graphed decoder step compiled by torch.compile (DecodingOptions.compiled_step); "
                          "adds compile_s, what each pass's first window took more than the others")
@@ -455,9 +449,7 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    if args.isa and any(os.environ.get(k) != v for k, v in ISA_CAPS[args.isa].items()):
-        # read once per process by each library: start again with them set (the measuring children inherit them)
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ISA_CAPS[args.isa]})
+    restart_capped(args.isa)  # the measuring children inherit the caps
     from engine.runtime import pick_device
 
     device = pick_device(args.device)

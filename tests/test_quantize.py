@@ -278,7 +278,7 @@ def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
     """What most laptops run, through the kernel libraries' own caps (bench/speed.py --isa avx2): no bf16 encoder,
     no AMX kernel, 7-bit activations, and keys and values in fp32, since torch's bf16 attention there falls
     back to slow products; the int8 map of the gate's first run is still the fp32 map."""
-    from bench.speed import ISA_CAPS
+    from bench.isa import ISA_CAPS
 
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         pytest.skip("x86 only: the caps narrow x86 kernels")
@@ -294,7 +294,7 @@ def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
 def test_the_speed_benchmark_runs_with_avx2_kernels():
     """``bench/speed.py --isa avx2`` starts again with the caps set, its measuring process inherits them, and
     the table says which kernels and which choices ran; --json ends with the issue's keys."""
-    from bench.speed import ISA_CAPS
+    from bench.isa import ISA_CAPS
 
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         pytest.skip("x86 only: the caps narrow x86 kernels")
