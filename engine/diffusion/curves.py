@@ -62,13 +62,15 @@ class SamplerCurve(SliderCurve):
 
     def __init__(self, kind: str, points: np.ndarray):
         super().__init__(kind, points, dtype=np.float32)
+
+    def _measure(self, vertices: list[np.ndarray]) -> np.ndarray:
+        """Lengths accumulated in the vertices' own precisions, as the sampler adds them."""
         length = 0
         cumulative = [length]
-        for a, b in zip(self.vertices, self.vertices[1:]):
+        for a, b in zip(vertices, vertices[1:]):
             length = length + np.linalg.norm(b - a)
             cumulative.append(length)
-        dtype = np.result_type(*self.vertices) if self.vertices else np.float32
-        self.cumulative = np.array(cumulative, dtype=dtype)
+        return np.array(cumulative, dtype=np.result_type(*vertices) if vertices else np.float32)
 
     def _approximate(self, segment: np.ndarray) -> list[np.ndarray]:
         if self.kind == PERFECT and len(self.points) == 3 and len(segment) == 3:

@@ -137,10 +137,14 @@ class SliderCurve:
                 if not vertices or (vertices[-1] != v).any():
                     vertices.append(v)
         self.vertices = vertices
+        self.cumulative = self._measure(vertices)
+
+    def _measure(self, vertices: list[np.ndarray]) -> np.ndarray:
+        """The path's length up to each vertex."""
         cumulative = [0.0]
         for a, b in zip(vertices, vertices[1:]):
             cumulative.append(cumulative[-1] + np.linalg.norm(b - a))
-        self.cumulative = np.array(cumulative)
+        return np.array(cumulative)
 
     def _segments(self) -> list[np.ndarray]:
         """Split at every repeated point: ``a b b c`` is ``a b`` then ``b c``."""
