@@ -106,6 +106,105 @@ def test_mapper_id_selects_its_class(model):
     assert model.classes.vector(mapper_id=12345)[base + model.classes.num_mapper_classes - 1] == 1
 
 
+# ----------------------------------------------------------------------------------- precisions
+def written_positions(events) -> np.ndarray:
+    """(2, N) the POS_X / POS_Y values of (type, value) pairs, in order."""
+    pairs = list(events)
+    return np.array([[v for t, v in pairs if t == T.POS_X.value], [v for t, v in pairs if t == T.POS_Y.value]], float)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("name", CASES)
+def test_faster_precisions_write_upstreams_positions_within_a_pixel(converted, name, precision):
+    """bf16 and int8 move the DiT's numbers by their roundings (and at guidance 1 skip the unconditional row):
+    every written position stays within one pixel of upstream's fp32 run, most exactly on it."""
+    from engine.quantize import int8_supported
+
+    if precision == "int8" and not int8_supported():
+        pytest.skip("this PyTorch build has no int8 kernels")
+    fast = load_diffusion_model(FIXTURES / "checkpoint", precision=precision, cache_dir=converted, heads=2)
+    assert fast.precision == precision and not any(isinstance(m, torch.nn.MultiheadAttention) for m in fast.dit.modules())
+    case, events, conditioning = load_case(name)
+    out = refine_positions(events, conditioning, case_options(case, fast, keep_in_playfield=False))
+    ours = written_positions((e.type.value, e.value) for e in out)
+    upstream = written_positions(case["output_events"])
+    assert ours.shape == upstream.shape
+    moved = np.hypot(*(ours - upstream))
+    assert moved.max() <= 1.0 and (moved == 0).mean() > 0.9, (moved.max(), (moved == 0).mean())
+
+
+def test_fp32_keeps_the_published_attention(model):
+    assert model.precision == "fp32"
+    assert all(isinstance(block.attn, torch.nn.MultiheadAttention) for block in model.dit.blocks)
+
+
+@pytest.mark.parametrize("n", [5, 128, 300])
+def test_fused_attention_is_multihead_attentions_within_roundings(n):
+    """The chunked fused attention over a banded mask (and none) against the module it replaces, in fp32."""
+    from engine.diffusion.precision import FusedAttention
+
+    torch.manual_seed(n)
+    mha = torch.nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    x = torch.randn(2, n, 64)
+    i = torch.arange(n)
+    band = ((i[:, None] - i[None] >= -32) & (i[:, None] - i[None] < 32))
+    fused = FusedAttention(mha)
+    with torch.no_grad():
+        for allowed in (band, None):
+            expected = mha(x, x, x, need_weights=False, attn_mask=None if allowed is None else ~allowed)[0]
+            assert (fused(x, allowed) - expected).abs().max().item() < 1e-5
+        assert len(fused.spans(band)) == -(-n // 128) and fused.spans(band) is fused.spans(band)  # once a mask
+
+
+def test_skipping_the_unconditional_row_follows_the_precision(model, converted):
+    """At guidance 1, bf16 runs one row a step (the unconditional row cancels out); fp32 runs both, as upstream
+    does, unless asked; with guidance both always run."""
+    fast = load_diffusion_model(FIXTURES / "checkpoint", precision="bf16", cache_dir=converted, heads=2)
+    case, events, conditioning = load_case("one_window")
+    assert case["diff_cfg_scale"] == 1.0
+    rows = []
+    for m, extra in ((model, {}), (fast, {}), (model, dict(skip_unconditional=True)), (fast, dict(cfg_scale=2.0))):
+        hook = m.dit.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape[0]))
+        try:
+            refine_positions(events, conditioning, case_options(case, m, **extra))
+        finally:
+            hook.remove()
+        rows.append("|")
+    runs = "".join(str(r) for r in rows).split("|")[:-1]
+    assert [set(r) for r in runs] == [{"2"}, {"1"}, {"1"}, {"2"}] and all(len(r) == 100 for r in runs)
+
+
+def test_a_job_runs_the_dit_in_its_precision(monkeypatch):
+    from engine.diffusion import precision as P
+    from engine.quantize import int8_supported
+
+    cpu = torch.device("cpu")
+    assert [P.diffusion_precision(cpu, p) for p in ("fp32", "bf16", "amp")] == ["fp32", "bf16", "bf16"]
+    assert P.diffusion_precision(torch.device("cuda"), "bf16") == "bf16"
+    assert P.diffusion_precision(torch.device("cuda"), "fp32") == "fp32"
+    monkeypatch.setattr("engine.quantize.native_bf16", lambda: True)
+    assert P.diffusion_precision(cpu, "int8") == "bf16"
+    monkeypatch.setattr("engine.quantize.native_bf16", lambda: False)
+    assert P.diffusion_precision(cpu, "int8") == ("int8" if int8_supported() else "fp32")
+
+
+def test_unknown_precision_and_int8_off_the_cpu_are_refused(model):
+    from engine.diffusion.dit import DiT
+    from engine.diffusion.precision import prepare_dit
+    from engine.errors import OptionError
+
+    with pytest.raises(OptionError, match="is not one of fp32, bf16, int8"):
+        prepare_dit(DiT(model.dit.shape), "fp16")
+    if torch.backends.mps.is_available() or torch.cuda.is_available():
+        with pytest.raises(OptionError, match="CPU only"):
+            prepare_dit(DiT(model.dit.shape).to("cuda" if torch.cuda.is_available() else "mps"), "int8")
+
+
 # ----------------------------------------------------------------------------------- the seam's behaviour
 def test_positions_stay_in_playfield_and_structure_is_kept(model):
     case, events, conditioning = load_case("windows_cfg")

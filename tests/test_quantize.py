@@ -264,20 +264,23 @@ import torch
 from bench.speed import GATE_RUNS, gate_run
 from engine import quantize
 from engine.checkpoint import load_checkpoint
+from engine.diffusion import diffusion_precision
 model = quantize.quantize_int8(load_checkpoint(sys.argv[1]).model)
 linears = [m for m in model.modules() if isinstance(m, quantize.Int8Linear)]
 with tempfile.TemporaryDirectory() as out:
     row = gate_run(*GATE_RUNS[0], "cpu", "int8", Path(out))
 print(json.dumps({"kernels": torch.backends.cpu.get_cpu_capability(), "kv": str(model.kv_dtype),
                   "encoder_bf16": model.encoder_bf16, "amx": any(m.wide is not None for m in linears),
-                  "reduce_range": all(m.reduce_range for m in linears), "gate": row}))
+                  "reduce_range": all(m.reduce_range for m in linears), "gate": row,
+                  "diffusion": diffusion_precision(torch.device("cpu"), "int8")}))
 """
 
 
 def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
     """What most laptops run, through the kernel libraries' own caps (bench/speed.py --isa avx2): no bf16 encoder,
     no AMX kernel, 7-bit activations, and keys and values in fp32, since torch's bf16 attention there falls
-    back to slow products; the int8 map of the gate's first run is still the fp32 map."""
+    back to slow products; the int8 map of the gate's first run is still the fp32 map. V29's diffusion model
+    runs in int8 there too (bf16 would be emulated: 5x slower than fp32)."""
     from bench.isa import ISA_CAPS
 
     if "fbgemm" not in torch.backends.quantized.supported_engines:
@@ -289,6 +292,7 @@ def test_an_avx2_cpu_decodes_with_fp32_keys_and_passes_the_quality_gate():
     assert found["kernels"] == "AVX2"
     assert (found["kv"], found["encoder_bf16"], found["amx"], found["reduce_range"]) == ("None", False, False, True)
     assert found["gate"]["passed"] and found["gate"]["same_map"], found["gate"]
+    assert found["diffusion"] == "int8"
 
 
 def test_the_speed_benchmark_runs_with_avx2_kernels():

@@ -23,6 +23,7 @@ from ..errors import ModelError
 from ..messages import Message
 from .classes import ClassVocabulary
 from .dit import DiT, DiTShape, shape_from_state_dict
+from .precision import prepare_dit
 from .safe_pickle import load_plain_pickle
 
 DEFAULT_REPO = "OliBomby/osu-diffusion-v2"
@@ -35,6 +36,7 @@ class DiffusionModel:
     dit: DiT
     classes: ClassVocabulary
     folder: Path  # the converted files
+    precision: str = "fp32"  # what the DiT was prepared for (engine.diffusion.precision)
 
     @property
     def device(self) -> torch.device:
@@ -164,7 +166,7 @@ def _build(shape: DiTShape, state: dict[str, torch.Tensor], source: Path) -> DiT
     return dit.eval()
 
 
-def load_converted(folder: Path, device: str | torch.device = "cpu") -> DiffusionModel:
+def load_converted(folder: Path, device: str | torch.device = "cpu", precision: str = "fp32") -> DiffusionModel:
     from safetensors.torch import load_file
 
     try:
@@ -180,21 +182,23 @@ def load_converted(folder: Path, device: str | torch.device = "cpu") -> Diffusio
         raise ModelError(Message("error.diffusion.damaged_conversion", "{folder}: damaged converted diffusion "
                                  "checkpoint ({reason}); delete the folder to convert again", folder=str(folder),
                                  reason=str(e))) from e
-    dit = _build(shape, state, folder / "model.safetensors").to(device)
-    return DiffusionModel(dit=dit, classes=classes, folder=folder)
+    dit = prepare_dit(_build(shape, state, folder / "model.safetensors").to(device), precision)
+    return DiffusionModel(dit=dit, classes=classes, folder=folder, precision=precision)
 
 
 def load_diffusion_model(checkpoint: str | Path = DEFAULT_REPO, device: str | torch.device = "cpu", *,
-                         cache_dir: str | Path | None = None, heads: int | None = None) -> DiffusionModel:
+                         precision: str = "fp32", cache_dir: str | Path | None = None,
+                         heads: int | None = None) -> DiffusionModel:
     """The diffusion model of ``checkpoint`` (a folder with the two pickles, or a Hugging Face repo id),
-    converted on first use. ``heads`` is needed only for DiT widths that are not a published size. A folder
-    holding converted files (``config.json``, ``model.safetensors``, ``tokenizer.json``) is loaded as it is."""
+    converted on first use, prepared for ``precision`` (:func:`engine.diffusion.precision.prepare_dit`).
+    ``heads`` is needed only for DiT widths that are not a published size. A folder holding converted files
+    (``config.json``, ``model.safetensors``, ``tokenizer.json``) is loaded as it is."""
     folder = Path(checkpoint).expanduser()
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        return load_converted(folder, device)
+        return load_converted(folder, device, precision)
     files = find_pickles(checkpoint)
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = target / _cache_key(files, heads)
     if not (target / "config.json").is_file():
         convert(files, target, heads)
-    return load_converted(target, device)
+    return load_converted(target, device, precision)

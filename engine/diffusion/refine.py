@@ -58,6 +58,7 @@ class DiffusionOptions:
     checkpoint: str | Path = DEFAULT_REPO
     model: DiffusionModel | None = None  # an already loaded model (then ``checkpoint`` is not read)
     device: str | torch.device = "cpu"
+    precision: str = "fp32"  # what a model loaded from ``checkpoint`` runs in (DIFFUSION_PRECISIONS; not a given model)
     cfg_scale: float = 1.0  # upstream's diff_cfg_scale
     seed: int | None = None
     generator: torch.Generator | None = None  # wins over ``seed``
@@ -71,7 +72,10 @@ class DiffusionOptions:
     start_time: float | None = None  # only objects in [start_time, end_time] move
     end_time: float | None = None
     keep_in_playfield: bool = True
-    skip_unconditional: bool = False  # at cfg_scale 1: about 2x faster, equal up to float rounding
+    # At cfg_scale 1 (no guidance) the unconditional row cancels out: skipping it is about 2x faster, equal up to
+    # float rounding. None: skipped where the DiT runs in bf16 or int8, whose own roundings are coarser; fp32
+    # keeps it (upstream's numbers).
+    skip_unconditional: bool | None = None
     step_hook: StepHook | None = field(default=None, compare=False)  # tests and tools: every step's positions
 
 
@@ -171,7 +175,8 @@ class _Sampler:
                                 circle_size=conditioning.circle_size)
         # At guidance scale 1 the unconditional pass cancels out; skipping it halves the work but changes
         # float rounding (a batch of one), which near-colinear arcs can amplify for a few steps.
-        self.guided = not (options.skip_unconditional and options.cfg_scale == 1.0)
+        skip = model.precision != "fp32" if options.skip_unconditional is None else options.skip_unconditional
+        self.guided = not (skip and options.cfg_scale == 1.0)
         self.classes = (torch.stack([y, y_null]) if self.guided else y.unsqueeze(0)).to(self.device)
         if options.generator is not None:
             self.generator = options.generator
@@ -214,8 +219,8 @@ class _Sampler:
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_model(checkpoint: str, device: str) -> DiffusionModel:
-    return load_diffusion_model(checkpoint, device)
+def _cached_model(checkpoint: str, device: str, precision: str) -> DiffusionModel:
+    return load_diffusion_model(checkpoint, device, precision=precision)
 
 
 def refine_positions(
@@ -247,7 +252,7 @@ def refine_positions(
                          slider_multiplier=conditioning.slider_multiplier)
     if len(seq) == 0:
         return EventStream(events, times) if times is not None else events
-    model = options.model or _cached_model(str(options.checkpoint), str(options.device))
+    model = options.model or _cached_model(str(options.checkpoint), str(options.device), options.precision)
     pixels = _Sampler(model, seq, conditioning, options, progress, cancel).run().numpy()
     out, out_times = events_with_positions(events, times, pixels, seq.entry_of_event, options.keep_in_playfield)
     return EventStream(out, out_times) if out_times is not None else out
