@@ -5,7 +5,8 @@
 # through the captured token step against the uncaptured one (device_check.py --parts token), the speed table
 # and quality gate as decoding runs by default (bench/speed.py), where a token's time goes around the graphed
 # step (bench/loop_profile.py), and v32's one-row matrix products through cuBLAS, cuBLASLt, Inductor and a
-# Triton GEMV (bench/gemv.py): together about the default DEADLINE.
+# Triton GEMV (bench/gemv.py), and V29's position refinement in bf16 against fp32 (bench/diffusion.py --gate):
+# together about the default DEADLINE.
 # STEPS="loop speed" runs only the steps named. COMPILED=1 adds the quality gate with the compiled step
 # (bench/speed.py --compiled-step --gate-only), the token loop with compiled_step (the decoder
 # step and the rest of the token step compiled; bench/loop_profile.py --compiled-step), the compiled step's
@@ -40,6 +41,7 @@ step token 80 "$python" bench/device_check.py --device "$device" --parts token -
 step speed 150 "$python" bench/speed.py --device "$device" --json
 step loop 90 "$python" bench/loop_profile.py --device "$device"
 step gemv 90 "$python" bench/gemv.py --device "$device" --models v32 --rows 1
+step diffusion 40 "$python" bench/diffusion.py --device "$device" --gate
 if [ "${COMPILED:-0}" = 1 ]; then
     step gate-compiled 120 "$python" bench/speed.py --device "$device" --compiled-step --gate-only
     step loop-compiled 150 "$python" bench/loop_profile.py --device "$device" --compiled-step

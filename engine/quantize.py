@@ -121,7 +121,7 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
             if isinstance(layer, nn.Linear):
                 layer.to(torch.bfloat16)
     amx = amx_int8() if amx_kernel is None else amx_kernel
-    reduce_range = not (full_range_exact() and (not amx or full_range_exact(amx=True)))
+    reduce_range = seven_bit_activations(amx)
     for name, layer in list(transformer.named_modules()):
         # exactly nn.Linear: a subclass (a LoRA layer) computes more than its weight
         if type(layer) is nn.Linear and not (bf16_encoder and name.startswith("model.encoder.")):  # noqa: E721
@@ -213,6 +213,12 @@ class OneDnnInt8:
 
 
 @functools.cache
+def seven_bit_activations(amx: bool) -> bool:
+    """The ``reduce_range`` an :class:`Int8Linear` takes here: 7-bit activations unless every kernel it may
+    call (fbgemm's, and oneDNN's with ``amx``) sums 8-bit ones exactly."""
+    return not (full_range_exact() and (not amx or full_range_exact(amx=True)))
+
+
 def full_range_exact(amx: bool = False) -> bool:
     """Whether the int8 kernel (fbgemm's, or with ``amx`` :class:`OneDnnInt8`'s) sums activations quantized
     to all 8 bits exactly. Kernels without VNNI add pairs of uint8 x int8 products in saturating 16-bit lanes,
