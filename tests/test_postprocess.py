@@ -445,3 +445,24 @@ def test_junk_streams_still_give_a_beatmap(groups, start, mode, preset, overlaps
     assert again.hit_objects == beatmap.hit_objects and again.timing_points == beatmap.timing_points
     assert all(float(o.time).is_integer() for o in beatmap.hit_objects)
     assert all(p.uninherited for p in beatmap.timing_points[:1])  # nothing before the first red line
+
+
+_near_values = st.one_of(st.floats(width=32), st.floats(), st.just(0),
+                         st.floats(-1e-7, 1e-7), st.sampled_from([1e-8, -1e-8, 9.999999e-9, 1.0000001e-8]))
+
+
+@given(_near_values, _near_values, st.sampled_from(["f32", "f64", "python"]), st.booleans())
+@hyp_settings(max_examples=3000, deadline=None)
+def test_curve_closeness_is_numpys_isclose(a, b, kind, near_pair):
+    """The curves' scalar closeness test gives numpy.isclose's answer in its own arithmetic (float32 inputs compare
+    in float32; infinities and NaN as numpy treats them), including at the tolerance's edge."""
+    import numpy as np
+
+    from engine.postprocess.upstream_curves import _near
+
+    if near_pair and isinstance(b, float) and np.isfinite(b):
+        a = b + (1e-8 + 1e-5 * abs(b)) * (1 if a != a or a >= 0 else -1)  # on the edge, either side after rounding
+    cast = {"f32": np.float32, "f64": np.float64, "python": lambda v: v}[kind]
+    with np.errstate(all="ignore"):  # float64 values past float32's range become infinities
+        x, y = cast(a), (b if b == 0 and isinstance(b, int) else cast(b))
+        assert _near(x, y) == bool(np.isclose(x, y)), (x, y)
