@@ -138,6 +138,23 @@ def test_faster_precisions_write_upstreams_positions_within_a_pixel(converted, n
     assert moved.max() <= 1.0 and (moved == 0).mean() > 0.9, (moved.max(), (moved == 0).mean())
 
 
+def test_options_load_their_checkpoint_in_their_precision(model):
+    """Without a loaded model, refine_positions loads ``checkpoint`` (here the converted folder) in ``precision``."""
+    from engine.diffusion import refine as refine_module
+
+    case, events, conditioning = load_case("one_window")
+    refine_module._cached_model.cache_clear()
+    try:
+        out = refine_positions(events, conditioning, case_options(case, None, checkpoint=model.folder, precision="bf16",
+                                                                  keep_in_playfield=False))
+        loaded = refine_module._cached_model(str(model.folder), "cpu", "bf16")
+        assert refine_module._cached_model.cache_info().hits == 1 and loaded.precision == "bf16"
+    finally:
+        refine_module._cached_model.cache_clear()
+    moved = np.hypot(*(written_positions((e.type.value, e.value) for e in out) - written_positions(case["output_events"])))
+    assert moved.max() <= 1.0
+
+
 def test_fp32_keeps_the_published_attention(model):
     assert model.precision == "fp32"
     assert all(isinstance(block.attn, torch.nn.MultiheadAttention) for block in model.dit.blocks)
