@@ -88,6 +88,17 @@ def amx_int8() -> bool:
             and torch.cpu._is_amx_tile_supported())
 
 
+def check_int8_runs(model: nn.Module) -> None:
+    """Refuse, with the way out, to quantize ``model`` where int8 cannot run: a build without int8 kernels, or
+    weights off the CPU."""
+    if not int8_supported():
+        raise OptionError(Message("error.quantize.no_int8_kernels", "precision=int8: this PyTorch build has no int8 "
+                                  "kernels; use precision=fp32"))
+    if next(model.parameters()).device.type != "cpu":
+        raise OptionError(Message("error.quantize.cpu_only", "precision=int8 runs on the CPU only; use device=cpu, or "
+                                  "precision=bf16 on a GPU"))
+
+
 def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel: bool | None = None,
                   bf16_cache: bool | None = None) -> nn.Module:
     """Replace the linear layers of ``model.transformer`` (encoder, decoder, output head) in place with
@@ -105,12 +116,7 @@ def quantize_int8(model: nn.Module, bf16_encoder: bool | None = None, amx_kernel
 
     The decoder's RMS norms and GELUs also take their cheaper forms for a step's few rows
     (:func:`_lean_elementwise`)."""
-    if not int8_supported():
-        raise OptionError(Message("error.quantize.no_int8_kernels", "precision=int8: this PyTorch build has no int8 "
-                                  "kernels; use precision=fp32"))
-    if next(model.parameters()).device.type != "cpu":
-        raise OptionError(Message("error.quantize.cpu_only", "precision=int8 runs on the CPU only; use device=cpu, or "
-                                  "precision=bf16 on a GPU"))
+    check_int8_runs(model)
     if is_int8(model):
         return model
     if bf16_encoder is None:

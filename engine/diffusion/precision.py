@@ -122,14 +122,9 @@ def prepare_dit(dit: DiT, precision: str) -> DiT:
     if precision == "fp32":
         return dit
     if precision == "int8":
-        from ..quantize import Int8Linear, amx_int8, int8_supported, seven_bit_activations
+        from ..quantize import Int8Linear, amx_int8, check_int8_runs, seven_bit_activations
 
-        if not int8_supported():
-            raise OptionError(Message("error.quantize.no_int8_kernels", "precision=int8: this PyTorch build has no "
-                                      "int8 kernels; use precision=fp32"))
-        if next(dit.parameters()).device.type != "cpu":
-            raise OptionError(Message("error.quantize.cpu_only", "precision=int8 runs on the CPU only; use "
-                                      "device=cpu, or precision=bf16 on a GPU"))
+        check_int8_runs(dit)
         amx = amx_int8()
         reduce_range = seven_bit_activations(amx)
         convert = lambda layer: Int8Linear(layer, reduce_range, amx)  # noqa: E731
