@@ -9,9 +9,10 @@ and 0.91x (v30) the module step's time. Its logits are the module step's bit for
 and in fp32 the golden runs check it against upstream's tokens.
 
 It takes what the token loop feeds on a CPU (one token a row, fewer rows than :data:`engine.quantize.WIDE_ROWS`,
-no autocast) for the rotary layouts (v32's fused ``Wqkv``, v30/v31's separate projections) with the engine's
-own layers: ``nn.Linear`` or int8 linears, RMS norms. Everything else (prompts, GPUs, v29's learned positions
-and LayerNorms, a LoRA layer left unmerged) keeps :meth:`Mapperatorinator.decode_step`.
+no autocast) for every layout (v32's fused ``Wqkv``, v30/v31's separate projections with rotary positions, v29's
+with learned positions and LayerNorms) with the engine's own layers: ``nn.Linear`` or int8 linears, RMS norms or
+LayerNorms. Everything else (prompts, GPUs, a LoRA layer left unmerged) keeps
+:meth:`Mapperatorinator.decode_step`.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import (ROPEWHISPER, VARWHISPER, DecoderState, EuclideanRMSNorm, Mapperatorinator, RMSNorm, attend,
-                    cross_kv_rows, rotate)
+from .model import (ROPEWHISPER, VARWHISPER, WHISPER, DecoderState, EuclideanRMSNorm, LayerNorm, Mapperatorinator,
+                    RMSNorm, attend, cross_kv_rows, rotate)
 from .quantize import WIDE_ROWS, int8_product
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]
@@ -38,6 +39,9 @@ def _product(layer: nn.Module) -> Kernel | None:
 def _norm(layer: nn.Module, dtype: torch.dtype) -> Kernel | None:
     if type(layer) is EuclideanRMSNorm and layer.weight.dtype == dtype:  # int8's norms: its forward is lean
         return layer.forward
+    if type(layer) is LayerNorm and layer.weight.dtype == dtype:  # v29's; LayerNorm.forward's casts are no-ops then
+        return functools.partial(F.layer_norm, normalized_shape=layer.normalized_shape, weight=layer.weight,
+                                 bias=layer.bias, eps=layer.eps)
     # RMSNorm.forward's usual case (input in the weights' dtype), as one call
     if type(layer) is not RMSNorm or layer.weight.dtype != dtype:
         return None
@@ -72,9 +76,13 @@ class LeanStep:
         # as a step's own: the same numbers); a step takes its row of each table as views. Not where a dynamic
         # rotary (v30/v31) would scale them past its trained length: there each step's own length decides.
         self.positions, self.first = decoder.positions, state.length
+        # v29's learned positions: a step adds its row of the table (what the module step's lookup gives)
+        self.learned = decoder.embed_positions.weight if decoder.cfg.flavour == WHISPER else None
         max_len = state.key_padding.shape[1]
+        self.no_angles = None if self.positions.rotary else [None] * len(layers)  # v29: no rotary positions
         self.tables: list | None = None
-        if not any(rotary.reads_positions(max_len) for rotary in self.positions.rotary.values()):
+        rotaries = self.positions.rotary.values()
+        if rotaries and not any(rotary.reads_positions(max_len) for rotary in rotaries):
             per_layer = self.positions.angles(torch.arange(self.first, max_len), model.dtype)
             self.tables = list({id(angles): angles for angles in per_layer}.values())
             self.table_of_layer = [next(i for i, t in enumerate(self.tables) if t is a) for a in per_layer]
@@ -88,10 +96,15 @@ class LeanStep:
         """:meth:`Mapperatorinator.decode_step` for ``ids`` [batch, 1]: the logits [batch, vocab]."""
         masks = self.no_masks or self.model.step_inputs(1, state)[1]
         x = self.embed(ids)
+        if self.learned is not None:
+            self.model.check_length(state.length + 1)  # the table's end (step_inputs checks it where it runs)
+            x = x + self.learned[state.length: state.length + 1].to(x.dtype)
         b, t, d = x.shape
         heads, head_dim = self.heads, d // self.heads
         row = state.length - self.first
-        if self.tables is not None and row < len(self.tables[0][0]):
+        if self.no_angles is not None:
+            angles = self.no_angles
+        elif self.tables is not None and row < len(self.tables[0][0]):
             row_angles = [(cos[row: row + 1], sin[row: row + 1]) for cos, sin in self.tables]
             angles = [row_angles[i] for i in self.table_of_layer]
         else:  # past the window's length (the cache may grow on), or a dynamic rotary
@@ -106,7 +119,8 @@ class LeanStep:
             else:
                 q, k, v = (project(h).view(b, t, heads, head_dim).transpose(1, 2)
                            for project in (layer.q, layer.k, layer.v))
-                q, k = rotate(q, *rope), rotate(k, *rope)
+                if rope is not None:
+                    q, k = rotate(q, *rope), rotate(k, *rope)
             k, v = cache.append(k, v)
             attended = attend(q, k, v, mask)
             x = x + layer.out_self(attended.transpose(1, 2).reshape(b, t, d))
@@ -121,7 +135,7 @@ def lean_step(model: Mapperatorinator, state: DecoderState) -> LeanStep | None:
     run (see the module's text)."""
     decoder = model.transformer.model.decoder
     flavour = decoder.cfg.flavour
-    if (flavour not in (VARWHISPER, ROPEWHISPER) or model.device.type != "cpu"
+    if (flavour not in (VARWHISPER, ROPEWHISPER, WHISPER) or model.device.type != "cpu"
             or state.key_padding.shape[0] >= WIDE_ROWS or torch.is_autocast_enabled("cpu")):
         return None
     dtype = model.dtype

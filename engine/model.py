@@ -1033,12 +1033,12 @@ class Mapperatorinator(nn.Module):
             encoder_out = self.encode(frames, **cond)
         ids = decoder_input_ids
         length = ids.shape[1]
-        self._check_length(length)
+        self.check_length(length)
         masks = self._self_masks(length, length, 0, decoder_attention_mask, causal)
         positions = torch.arange(length, device=ids.device)
         return self._decode_layers(ids, positions, self.cross_kv(encoder_out), masks, None, causal)
 
-    def _check_length(self, length: int) -> None:
+    def check_length(self, length: int) -> None:
         decoder = self.transformer.model.decoder
         if decoder.cfg.flavour == WHISPER and length > decoder.cfg.max_target_positions:
             raise ValueError(f"the decoder holds {decoder.cfg.max_target_positions} positions")
@@ -1114,7 +1114,7 @@ class Mapperatorinator(nn.Module):
         """The positions of ``n`` tokens fed after what ``state`` holds, and each decoder layer's self-attention
         mask for them (None where SDPA needs none)."""
         start = state.length
-        self._check_length(start + n)
+        self.check_length(start + n)
         positions = torch.arange(start, start + n, device=state.key_padding.device)
         return positions, self._self_masks(n, start + n, start, state.key_padding, causal=True)
 
@@ -1132,7 +1132,7 @@ class Mapperatorinator(nn.Module):
         """:meth:`decode_step` for one token per row (``ids`` [batch, 1]) without reading anything on the host:
         the position lives on the device and keys are attended over all ``max_len`` cached positions, masked.
         ``on_device``: :meth:`static_step_on_device` or a compiled copy of it (engine.cuda_graph)."""
-        self._check_length(state.length + 1)
+        self.check_length(state.length + 1)
         logits = (on_device or self.static_step_on_device)(ids, state)
         state.length += 1
         return logits

@@ -19,11 +19,15 @@ from .conftest import UPSTREAM, need
 from .test_model_structure import backbone_config, varwhisper
 
 
-def model_in(precision: str, every_n: int = 2, window: int = 8, rope_positions: int | None = None):
+def model_in(precision: str, every_n: int = 2, window: int = 8, rope_positions: int | None = None,
+             learned_positions: bool = False):
     """v32's layout (with local layers where ``every_n`` > 1), or with ``rope_positions`` v30/v31's, whose
-    dynamic rotary scales its angles past that many positions."""
-    config = (varwhisper(every_n=every_n, window=window) if rope_positions is None
-              else backbone_config(ROPEWHISPER, rope_positions))
+    dynamic rotary scales its angles past that many positions, or v29's (learned positions, LayerNorms)."""
+    if learned_positions:
+        config = backbone_config(WHISPER)
+    else:
+        config = (varwhisper(every_n=every_n, window=window) if rope_positions is None
+                  else backbone_config(ROPEWHISPER, rope_positions))
     model = new_model(config, seed=0).eval()
     if precision.startswith("int8"):  # keys and values in bf16, or in fp32 as on AVX2-only CPUs
         quantize_int8(model, bf16_encoder=False, amx_kernel=False, bf16_cache=precision == "int8")
@@ -67,7 +71,8 @@ def steps_agree(model, prompts, padding, one_window: bool, steps: int, drop_row_
 
 
 LAYOUTS = {"v32-global": dict(every_n=1), "v32-local-and-global": dict(every_n=2),
-           "v30": dict(rope_positions=64), "v30-past-trained-length": dict(rope_positions=24)}
+           "v30": dict(rope_positions=64), "v30-past-trained-length": dict(rope_positions=24),
+           "v29": dict(learned_positions=True)}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -75,12 +80,15 @@ LAYOUTS = {"v32-global": dict(every_n=1), "v32-local-and-global": dict(every_n=2
 @torch.inference_mode()
 def test_lean_steps_give_the_module_steps_logits(precision, layout):
     """v32's fused projections with global layers only or local ones too, v30/v31's separate ones (also where
-    the window passes the dynamic rotary's trained length, whose angles each step's length decides); left-padded
-    rows (masks), rows of one window sharing their keys, a row leaving the batch."""
+    the window passes the dynamic rotary's trained length, whose angles each step's length decides), v29's
+    learned positions and LayerNorms; left-padded rows (masks), rows of one window sharing their keys, a row
+    leaving the batch."""
     model = model_in(precision, **LAYOUTS[layout])
     prompts = torch.randint(3, 50, (3, 12), generator=torch.Generator().manual_seed(0))
     state = prompted(model, prompts, torch.ones(3, 12, dtype=torch.bool), one_window=True)
-    assert (lean_step(model, state).tables is None) == (layout == "v30-past-trained-length")  # angles per step
+    lean = lean_step(model, state)
+    assert (lean.tables is None) == (layout in ("v30-past-trained-length", "v29"))  # angles per step, or none
+    assert (lean.no_angles is not None) == (lean.learned is not None) == (layout == "v29")
     padding = torch.ones(3, 12, dtype=torch.bool)
     padding[1, :5] = False
     assert steps_agree(model, prompts, padding, one_window=False, steps=30, drop_row_at=10) == 30
@@ -118,9 +126,6 @@ def test_lean_step_stands_aside(monkeypatch):
     fp32.transformer.model.decoder.layers[1].fc1 = Adapted(fc1.in_features, fc1.out_features)
     assert lean_step(fp32, state) is None
 
-    whisper = new_model(backbone_config(WHISPER), seed=0).eval()  # v29: learned positions, LayerNorms
-    state = prompted(whisper, prompts, torch.ones(2, 6, dtype=torch.bool), one_window=True)
-    assert lean_step(whisper, state) is None
 
 
 @pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
@@ -149,3 +154,20 @@ def test_decoding_takes_the_lean_step_and_draws_the_same_tokens(monkeypatch, cfg
     assert len(lean_calls) == max(len(row) for row in lean) - 1 and set(lean_calls) == {4 if cfg_scale > 1 else 2}
     monkeypatch.setattr(engine.decoding, "lean_step", lambda *args: None)
     assert run() == lean and len(lean_calls) == max(len(row) for row in lean) - 1
+
+
+@torch.inference_mode()
+def test_a_v29_lean_step_stops_where_its_position_table_ends():
+    """v29's learned positions end (2,048 in the published model, 64 here): the lean step refuses the step past
+    them as the module step does, rather than adding an empty row."""
+    model = model_in("fp32", learned_positions=True)
+    prompts = torch.randint(3, 50, (1, 60), generator=torch.Generator().manual_seed(0))
+    state = prompted(model, prompts, torch.ones(1, 60, dtype=torch.bool), one_window=True, max_len=70)
+    twin = copy.deepcopy(state)
+    lean = lean_step(model, twin)
+    ids = torch.tensor([[7]])
+    for _ in range(4):  # positions 60-63
+        assert torch.equal(lean(ids, twin), model.decode_step(ids, state))
+    for step in (lambda: lean(ids, twin), lambda: model.decode_step(ids, state)):
+        with pytest.raises(ValueError, match="holds 64 positions"):
+            step()
