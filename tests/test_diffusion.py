@@ -398,3 +398,26 @@ def test_protocol_4_archives_are_refused_before_unpickling(tmp_path):
     with pytest.raises(ModelError, match=r"tokenizer.pkl: refused to load: its pickle names a global through STACK_GLOBAL"):
         load_diffusion_model(folder, cache_dir=tmp_path / "cache", heads=2)
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_the_refinement_benchmark_compares_its_precision_with_fp32():
+    """``bench/diffusion.py --gate`` on a few seconds of the real map: the precision a job here would choose,
+    its time, and how far its written positions are from fp32's."""
+    import subprocess
+    import sys
+
+    from engine.diffusion import diffusion_precision
+    from engine.runtime import resolve_precision
+    from tests.conftest import BEATMAPS, need
+
+    need(BEATMAPS)
+    cpu = torch.device("cpu")
+    expected = diffusion_precision(cpu, resolve_precision(cpu, "auto"))
+    done = subprocess.run([sys.executable, "bench/diffusion.py", "--minutes", "0.05", "--gate"], capture_output=True,
+                          text=True, cwd=Path(__file__).parents[1], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"precision {expected}" in done.stdout and "refinement:" in done.stdout
+    if expected != "fp32":
+        moved = next(line for line in done.stdout.splitlines() if line.startswith("positions against fp32's"))
+        assert float(moved.split("largest difference ")[1].split(" px")[0]) <= 1.0, moved
