@@ -170,7 +170,9 @@ def test_fused_attention_is_multihead_attentions_within_roundings(n):
     x = torch.randn(2, n, 64)
     i = torch.arange(n)
     band = ((i[:, None] - i[None] >= -32) & (i[:, None] - i[None] < 32))
+    before = torch.get_rng_state()
     fused = FusedAttention(mha)
+    assert torch.equal(torch.get_rng_state(), before)  # preparing a model draws nothing from the global stream
     with torch.no_grad():
         for allowed in (band, None):
             expected = mha(x, x, x, need_weights=False, attn_mask=None if allowed is None else ~allowed)[0]

@@ -61,7 +61,7 @@ class FusedAttention(nn.Module):
         super().__init__()
         width = attention.embed_dim
         self.heads = attention.num_heads
-        self.in_proj = nn.Linear(width, 3 * width)
+        self.in_proj = nn.Linear(width, 3 * width, device="meta")  # no initialisation (nor draws from torch's RNG)
         self.in_proj.weight, self.in_proj.bias = attention.in_proj_weight, attention.in_proj_bias
         self.out_proj = attention.out_proj
         self._spans: tuple[torch.Tensor, list[tuple[int, int, int, int]]] | None = None  # (mask, its spans)
