@@ -218,13 +218,13 @@ class OneDnnInt8:
                                                   "none", [], "")
 
 
-@functools.cache
 def seven_bit_activations(amx: bool) -> bool:
     """The ``reduce_range`` an :class:`Int8Linear` takes here: 7-bit activations unless every kernel it may
     call (fbgemm's, and oneDNN's with ``amx``) sums 8-bit ones exactly."""
     return not (full_range_exact() and (not amx or full_range_exact(amx=True)))
 
 
+@functools.cache
 def full_range_exact(amx: bool = False) -> bool:
     """Whether the int8 kernel (fbgemm's, or with ``amx`` :class:`OneDnnInt8`'s) sums activations quantized
     to all 8 bits exactly. Kernels without VNNI add pairs of uint8 x int8 products in saturating 16-bit lanes,
