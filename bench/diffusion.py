@@ -97,7 +97,7 @@ def refine(model: DiffusionModel, events, red, multiplier, skip_unconditional: b
 
 
 def position_differences(a, b) -> list[float]:
-    """Per object, how far apart (px) two refinements of the same events wrote it."""
+    """Per written position (each POS_X/POS_Y pair), how far apart (px) two refinements of the same events put it."""
     def positions(events):
         xs = [e.value for e in events if e.type == EventType.POS_X]
         ys = [e.value for e in events if e.type == EventType.POS_Y]
