@@ -186,16 +186,16 @@ def test_skipping_the_unconditional_row_follows_the_precision(model, converted):
     fast = load_diffusion_model(FIXTURES / "checkpoint", precision="bf16", cache_dir=converted, heads=2)
     case, events, conditioning = load_case("one_window")
     assert case["diff_cfg_scale"] == 1.0
-    rows = []
+    runs = []
     for m, extra in ((model, {}), (fast, {}), (model, dict(skip_unconditional=True)), (fast, dict(cfg_scale=2.0))):
+        rows: list[int] = []  # the batch of every forward pass
         hook = m.dit.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape[0]))
         try:
             refine_positions(events, conditioning, case_options(case, m, **extra))
         finally:
             hook.remove()
-        rows.append("|")
-    runs = "".join(str(r) for r in rows).split("|")[:-1]
-    assert [set(r) for r in runs] == [{"2"}, {"1"}, {"1"}, {"2"}] and all(len(r) == 100 for r in runs)
+        runs.append(rows)
+    assert [set(r) for r in runs] == [{2}, {1}, {1}, {2}] and all(len(r) == 100 for r in runs)
 
 
 def test_a_job_runs_the_dit_in_its_precision(monkeypatch):
