@@ -294,11 +294,6 @@ def run_job(options: GenerateOptions, progress: ProgressCallback | None = None,
     return plan, job, beatmap
 
 
-@functools.lru_cache(maxsize=1)
-def _diffusion_model(checkpoint: str, device: str, precision: str, load):
-    return load(checkpoint, device, precision=precision)
-
-
 def _raise_if_cancelled(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled(Message("error.generation.cancelled", "generation cancelled; nothing was written"))
@@ -576,10 +571,10 @@ class _Job:
         return bool(self.opts.generate_positions) and self.plan.gamemode in (0, 2) and C.MAP in self.plan.output_type
 
     def diffusion_model(self):
-        from .diffusion import diffusion_precision, load_diffusion_model
+        from .diffusion import cached_diffusion_model, diffusion_precision
 
         precision = diffusion_precision(self.device, self.opts.precision)
-        return _diffusion_model(self.opts.diff_ckpt, str(self.device), precision, load_diffusion_model)
+        return cached_diffusion_model(str(self.opts.diff_ckpt), str(self.device), precision)
 
     def refine_positions(self, events: list, timing) -> list:
         """The map events (pixels, resnapped) with osu-diffusion's positions; what the post-processor gets next."""

@@ -128,7 +128,8 @@ def test_faster_precisions_write_upstreams_positions_within_a_pixel(converted, n
     if precision == "int8" and not int8_supported():
         pytest.skip("this PyTorch build has no int8 kernels")
     fast = load_diffusion_model(FIXTURES / "checkpoint", precision=precision, cache_dir=converted, heads=2)
-    assert fast.precision == precision and not any(isinstance(m, torch.nn.MultiheadAttention) for m in fast.dit.modules())
+    assert fast.precision == precision
+    assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in fast.dit.modules())
     case, events, conditioning = load_case(name)
     out = refine_positions(events, conditioning, case_options(case, fast, keep_in_playfield=False))
     ours = written_positions((e.type.value, e.value) for e in out)
@@ -143,15 +144,16 @@ def test_options_load_their_checkpoint_in_their_precision(model):
     from engine.diffusion import refine as refine_module
 
     case, events, conditioning = load_case("one_window")
-    refine_module._cached_model.cache_clear()
+    refine_module.cached_diffusion_model.cache_clear()
     try:
         out = refine_positions(events, conditioning, case_options(case, None, checkpoint=model.folder, precision="bf16",
                                                                   keep_in_playfield=False))
-        loaded = refine_module._cached_model(str(model.folder), "cpu", "bf16")
-        assert refine_module._cached_model.cache_info().hits == 1 and loaded.precision == "bf16"
+        loaded = refine_module.cached_diffusion_model(str(model.folder), "cpu", "bf16")
+        assert refine_module.cached_diffusion_model.cache_info().hits == 1 and loaded.precision == "bf16"
     finally:
-        refine_module._cached_model.cache_clear()
-    moved = np.hypot(*(written_positions((e.type.value, e.value) for e in out) - written_positions(case["output_events"])))
+        refine_module.cached_diffusion_model.cache_clear()
+    ours = written_positions((e.type.value, e.value) for e in out)
+    moved = np.hypot(*(ours - written_positions(case["output_events"])))
     assert moved.max() <= 1.0
 
 

@@ -187,23 +187,22 @@ def test_a_v29_job_runs_the_dit_in_its_precision(tmp_path, diff_ckpt, map_pass, 
     the published numbers. The loaded DiT is what the refinement then used."""
     import torch
 
-    import engine.diffusion
-    from engine import generation
-    from engine.diffusion import diffusion_precision
+    from engine.diffusion import diffusion_precision, refine
     from engine.options import GenerateOptions
 
     loaded = []
-    real = engine.diffusion.load_diffusion_model
-    monkeypatch.setattr(engine.diffusion, "load_diffusion_model",
-                        lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1])
-    generation._diffusion_model.cache_clear()
+    real = refine.load_diffusion_model
+    monkeypatch.setattr(refine, "load_diffusion_model", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1])
+    refine.cached_diffusion_model.cache_clear()
     opts = GenerateOptions(audio_path=str(song_cut(tmp_path)), output_path=str(tmp_path), model_path=str(CHECKPOINT),
                            beatmap_path=str(need(UPSTREAM / "audio" / "click150_timing.osu")), in_context=("TIMING",),
                            gamemode=0, seed=7, device="cpu", precision=precision, diff_ckpt=str(diff_ckpt))
+    from engine.generation import generate
+
     try:
-        generation.generate(opts)
+        generate(opts)
     finally:
-        generation._diffusion_model.cache_clear()
+        refine.cached_diffusion_model.cache_clear()
     expected = "fp32" if precision == "fp32" else diffusion_precision(torch.device("cpu"), "int8")
     assert [m.precision for m in loaded] == [expected]
     refined = _positions(next(tmp_path.glob("*.osu")))

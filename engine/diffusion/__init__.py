@@ -10,8 +10,9 @@ sampling loop).
 from .checkpoint import DEFAULT_REPO, DiffusionModel, load_diffusion_model
 from .classes import ClassVocabulary
 from .precision import DIFFUSION_PRECISIONS, diffusion_precision
-from .refine import DiffusionConditioning, DiffusionOptions, refine_positions
+from .refine import DiffusionConditioning, DiffusionOptions, cached_diffusion_model, refine_positions
 from .sequence import build_sequence
 
 __all__ = ["DEFAULT_REPO", "DIFFUSION_PRECISIONS", "ClassVocabulary", "DiffusionConditioning", "DiffusionModel",
-           "DiffusionOptions", "build_sequence", "diffusion_precision", "load_diffusion_model", "refine_positions"]
+           "DiffusionOptions", "build_sequence", "cached_diffusion_model", "diffusion_precision",
+           "load_diffusion_model", "refine_positions"]

@@ -219,7 +219,9 @@ class _Sampler:
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_model(checkpoint: str, device: str, precision: str) -> DiffusionModel:
+def cached_diffusion_model(checkpoint: str, device: str, precision: str) -> DiffusionModel:
+    """:func:`load_diffusion_model`, kept for the next call (one model at a time): a generation job loads it
+    before its passes (a bad ``diff_ckpt`` fails first) and refines with it, and later jobs reuse it."""
     return load_diffusion_model(checkpoint, device, precision=precision)
 
 
@@ -252,7 +254,8 @@ def refine_positions(
                          slider_multiplier=conditioning.slider_multiplier)
     if len(seq) == 0:
         return EventStream(events, times) if times is not None else events
-    model = options.model or _cached_model(str(options.checkpoint), str(options.device), options.precision)
+    model = options.model or cached_diffusion_model(str(options.checkpoint), str(options.device),
+                                                    options.precision)
     pixels = _Sampler(model, seq, conditioning, options, progress, cancel).run().numpy()
     out, out_times = events_with_positions(events, times, pixels, seq.entry_of_event, options.keep_in_playfield)
     return EventStream(out, out_times) if out_times is not None else out
