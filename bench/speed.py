@@ -30,8 +30,9 @@ Quality gate (precisions other than fp32): on the trained fixture checkpoints (.
 trained), greedy generation in the precision compared with the fp32 beatmaps (upstream's goldens, which fp32
 reproduces exactly) by :func:`engine.evaluate`: rhythm precision/recall/F1 of object times within 10 ms, red-line
 BPM and offset error, star-rating difference; plus, on the real-size random models, the largest logit difference
-from fp32 as generation meets it (after a 192-token prompt and for 64 tokens fed one at a time). ``GATE`` holds
-the thresholds.
+from fp32 as generation meets it (after a 192-token prompt and for 64 tokens fed one at a time), at most
+``LOGIT_GATE`` of the fp32 logits' spread. ``GATE`` and ``LOGIT_GATE`` hold the thresholds: the trained fixtures
+alone pass even 4-bit weights, whose logits move 6-7x as far as int8's (bench/README.md).
 
 ``--isa avx2`` runs the kernels as on a CPU without AVX512 (most laptops'), through each library's own cap
 (``ATEN_CPU_CAPABILITY``, ``FBGEMM_ENABLE_INSTRUCTIONS``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``):
@@ -92,6 +93,10 @@ SONG_MINUTES = 3.0
 # Thresholds a precision must meet on every trained fixture run (generated vs fp32 beatmap).
 GATE = {"active_rhythm_f1": 0.95, "passive_rhythm_f1": 0.95, "bpm_error": 1.0, "offset_error_ms": 5.0,
         "star_rating_diff": 0.2}
+# The largest logit difference from fp32 a precision may have on the real-size random models, as a fraction of the
+# fp32 logits' spread (their std): int8 is at 0.11 of it (0.16 with AVX2's 7-bit activations), bf16 on an H200 at
+# 0.05; 4-bit weights in groups of 32, whose trained-fixture maps were all the fp32 maps, at 0.65-0.67.
+LOGIT_GATE = 0.25
 # (checkpoint version, golden run, GenerateOptions overrides) as upstream ran them (fixtures README 9.3, 9.6)
 GATE_RUNS = [
     ("v32", "pipeline_greedy_std", dict(gamemode=0, difficulty=3.2, mapper_id=2, year=2023)),
@@ -339,6 +344,11 @@ def gate_passed(row: dict) -> bool:
             and abs(value("star_rating_diff")) <= GATE["star_rating_diff"])
 
 
+def logits_passed(figures: dict) -> bool:
+    """Whether one model's logit difference (:func:`logit_difference`'s figures) is within :data:`LOGIT_GATE`."""
+    return figures["max_logit_diff"] <= LOGIT_GATE * figures["logit_std"]
+
+
 def quality_gate(device: str, precision: str, quick: bool) -> list[dict]:
     runs = [r for r in GATE_RUNS if (TRAINED / r[0] / r[1] / "generated.osu").is_file()]
     if quick:
@@ -384,12 +394,13 @@ def _print_speed_tables(results: dict) -> None:
             f"{r['compile_s']:.1f} s ({name})" for name, r in results.items()) + " more than the others (compiling)")
     if any("max_logit_diff" in r for r in results.values()):
         print()
-        print("| model | max abs logit diff from fp32 | mean | logit std | argmax agreement |")
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print(f"| model | max abs logit diff from fp32 | mean | logit std | argmax agreement "
+              f"| max <= {LOGIT_GATE} std |")
+        print("| --- | ---: | ---: | ---: | ---: | --- |")
         for name, r in results.items():
             if "max_logit_diff" in r:
                 print(f"| {name} (random) | {r['max_logit_diff']:.4f} | {r['mean_logit_diff']:.4f} "
-                      f"| {r['logit_std']:.3f} | {r['argmax_agreement']:.3f} |")
+                      f"| {r['logit_std']:.3f} | {r['argmax_agreement']:.3f} | {'yes' if logits_passed(r) else 'NO'} |")
 
 
 def _print_targets(results: dict, device_type: str) -> None:
@@ -491,8 +502,9 @@ def main() -> None:
     print_tables(results, gate_rows, header, None if args.quick else device.type)  # quick figures mean nothing
     if args.json:
         if gate_rows is not None:
+            maps_passed = all(row["passed"] for row in gate_rows) and bool(gate_rows)
             for r in results.values():
-                r["gate_passed"] = all(row["passed"] for row in gate_rows) and bool(gate_rows)
+                r["gate_passed"] = maps_passed and logits_passed(r)
         print(json.dumps(results))
 
 

@@ -437,6 +437,34 @@ def test_int8_generation_passes_the_quality_gate(version, run, overrides, tmp_pa
     assert row["passed"]
 
 
+def test_the_logit_gate_holds_int8_and_refuses_4_bit_weights(monkeypatch):
+    """The trained fixtures' maps do not tell int8 from 4-bit weights (both gave the fp32 maps); the logit part
+    of the gate does, on the real-size v32-mini: int8 within LOGIT_GATE of the logits' spread, weights rounded to
+    16 levels per group of 32 (what 4-bit weights keep of them) outside it."""
+    import torch.nn as nn
+
+    import bench.speed as speed
+
+    cpu = torch.device("cpu")
+    assert speed.logits_passed(speed.logit_difference("v32-mini", cpu, "int8", 16, 4))
+    random_model = speed.random_model
+
+    def four_bit_weights(name, device, precision):
+        model = random_model(name, device, "fp32")
+        if precision != "fp32":
+            with torch.no_grad():
+                for layer in model.transformer.model.decoder.modules():
+                    if type(layer) is nn.Linear:  # noqa: E721
+                        groups = layer.weight.view(layer.out_features, -1, 32)
+                        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+                        step = (high - low) / 15
+                        groups.copy_(((groups - low) / step).round() * step + low)
+        return model
+
+    monkeypatch.setattr(speed, "random_model", four_bit_weights)
+    assert not speed.logits_passed(speed.logit_difference("v32-mini", cpu, "int8", 16, 4))
+
+
 @pytest.mark.slow
 def test_int8_maimod_finds_the_same_spots():
     found = engine.mod(engine.ModOptions(beatmap_path=str(need(DAMAGED)), audio_path=str(need(SONG)),
